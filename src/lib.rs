@@ -1,0 +1,16 @@
+//! drillbook: disaster-recovery playbooks as code.
+//!
+//! The pipeline is visible in the modules: [`loader`] reads YAML into a positioned tree,
+//! [`validate`] turns it into a [`model::Playbook`] (or every error at once), [`plan`] makes
+//! it a DAG. Each step kind lives in its own file under [`steps`].
+
+pub mod cli;
+pub mod diagnostic;
+pub mod duration;
+pub mod loader;
+pub mod model;
+pub mod plan;
+pub mod schema;
+pub mod steps;
+pub mod template;
+pub mod validate;

@@ -1,0 +1,101 @@
+//! The validated playbook: every name resolved, every duration typed, each step its kind's
+//! struct. Only a `Playbook` can become a plan, and only validation makes one.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::duration::Duration;
+use crate::steps::{Kind, StepConfig};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Playbook {
+    pub version: u32,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub objectives: Objectives,
+    pub vars: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    /// Main steps first, in file order, then cleanup steps.
+    pub steps: Vec<Step>,
+}
+
+impl Playbook {
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|step| step.id == id)
+    }
+
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.steps.iter().position(|step| step.id == id)
+    }
+
+    /// The step whose success stops the RTO clock, if one is marked.
+    pub fn clock_stop(&self) -> Option<&Step> {
+        self.steps.iter().find(|step| step.clock_stop)
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Objectives {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rto: Option<Duration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub id: String,
+    pub kind: Kind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Ids of the steps this one waits for.
+    pub needs: Vec<String>,
+    /// A condition (a template expression); the step is skipped when it is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    pub retry: Retry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Gate>,
+    pub live_only: bool,
+    pub clock_stop: bool,
+    pub continue_on_failure: bool,
+    /// Declared under `cleanup:`: runs at the end whatever happened before.
+    pub cleanup: bool,
+    pub params: StepConfig,
+    /// Line in the playbook, for messages at run time.
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Retry {
+    /// Total attempts, the first included (1 = no retry).
+    pub attempts: u32,
+    /// Delay before the second attempt; doubled each time, with jitter.
+    pub backoff: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<Duration>,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            attempts: 1,
+            backoff: Duration(std::time::Duration::from_secs(1)),
+            max_backoff: None,
+        }
+    }
+}
+
+/// A human gate before a step runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct Gate {
+    pub prompt: String,
+    pub approvers: u32,
+    /// When it expires the gate rejects; it never approves by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+}

@@ -1,0 +1,301 @@
+//! A validated playbook as a DAG: execution order, parallel stages, critical path, and the
+//! pictures (`dot`, `mermaid`) and JSON tools want.
+
+use std::fmt::Write as _;
+
+use petgraph::algo::toposort;
+use petgraph::graph::{DiGraph, NodeIndex};
+use serde::Serialize;
+
+use crate::model::Playbook;
+
+#[derive(Debug)]
+pub struct Plan {
+    pub playbook: Playbook,
+    /// Edges run from a step to the steps that need it. Node weights are step indices.
+    pub graph: DiGraph<usize, ()>,
+    /// Main steps in an order that respects `needs` (file order among equals).
+    pub order: Vec<usize>,
+    /// Main steps grouped by depth: every step of a stage can run in parallel.
+    pub stages: Vec<Vec<usize>>,
+    /// Cleanup steps, in order, grouped the same way.
+    pub cleanup_stages: Vec<Vec<usize>>,
+    /// The longest chain of dependent main steps.
+    pub critical_path: Vec<usize>,
+}
+
+impl Plan {
+    /// Builds the DAG. Validation has already refused cycles and unknown names.
+    pub fn new(playbook: Playbook) -> Plan {
+        let mut graph = DiGraph::with_capacity(playbook.steps.len(), playbook.steps.len());
+        let nodes: Vec<NodeIndex> = (0..playbook.steps.len())
+            .map(|i| graph.add_node(i))
+            .collect();
+        for (i, step) in playbook.steps.iter().enumerate() {
+            for need in &step.needs {
+                if let Some(dependency) = playbook.index_of(need) {
+                    graph.add_edge(nodes[dependency], nodes[i], ());
+                }
+            }
+        }
+        let sorted: Vec<usize> = toposort(&graph, None)
+            .map(|order| order.into_iter().map(|n| graph[n]).collect())
+            .unwrap_or_else(|_| (0..playbook.steps.len()).collect());
+        let mut depth = vec![0usize; playbook.steps.len()];
+        for &i in &sorted {
+            for need in &playbook.steps[i].needs {
+                if let Some(dependency) = playbook.index_of(need) {
+                    depth[i] = depth[i].max(depth[dependency] + 1);
+                }
+            }
+        }
+        let group = |cleanup: bool| {
+            let mut stages: Vec<Vec<usize>> = Vec::new();
+            for (i, _) in playbook
+                .steps
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.cleanup == cleanup)
+            {
+                if stages.len() <= depth[i] {
+                    stages.resize(depth[i] + 1, Vec::new());
+                }
+                stages[depth[i]].push(i);
+            }
+            stages
+        };
+        let stages = group(false);
+        let cleanup_stages = group(true);
+        let order = stages.iter().flatten().copied().collect();
+        let critical_path = longest_chain(&playbook, &sorted, |_| 1.0);
+        Plan {
+            playbook,
+            graph,
+            order,
+            stages,
+            cleanup_stages,
+            critical_path,
+        }
+    }
+
+    pub fn render_text(&self) -> String {
+        let playbook = &self.playbook;
+        let mut out = String::new();
+        let main = playbook.steps.iter().filter(|s| !s.cleanup).count();
+        let cleanup = playbook.steps.len() - main;
+        let _ = write!(out, "plan: {} — {main} step{}", playbook.name, plural(main));
+        if cleanup > 0 {
+            let _ = write!(out, " + {cleanup} cleanup");
+        }
+        let objectives: Vec<String> = [
+            ("RTO", playbook.objectives.rto),
+            ("RPO", playbook.objectives.rpo),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some(format!("{name} {}", value?)))
+        .collect();
+        if !objectives.is_empty() {
+            let _ = write!(out, "; objectives {}", objectives.join(", "));
+        }
+        out.push('\n');
+        let width = playbook.steps.iter().map(|s| s.id.len()).max().unwrap_or(0);
+        let kind_width = playbook
+            .steps
+            .iter()
+            .map(|s| s.kind.name().len())
+            .max()
+            .unwrap_or(0);
+        let section = |title: String, stages: &[Vec<usize>], out: &mut String| {
+            let _ = writeln!(out, "\n{title}");
+            for (n, stage) in stages.iter().enumerate() {
+                let parallel = if stage.len() > 1 {
+                    format!("  ({} in parallel)", stage.len())
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "  stage {}{parallel}", n + 1);
+                for &i in stage {
+                    let step = &playbook.steps[i];
+                    let mut flags = Vec::new();
+                    if !step.needs.is_empty() {
+                        flags.push(format!("needs {}", step.needs.join(", ")));
+                    }
+                    if step.approval.is_some() {
+                        flags.push("approval".into());
+                    }
+                    if step.live_only {
+                        flags.push("live only".into());
+                    }
+                    if step.clock_stop {
+                        flags.push("stops the clock".into());
+                    }
+                    if step.when.is_some() {
+                        flags.push("conditional".into());
+                    }
+                    let flags = if flags.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  [{}]", flags.join("; "))
+                    };
+                    let _ = writeln!(
+                        out,
+                        "    {:width$}  {:kind_width$}  {}{flags}",
+                        step.id,
+                        step.kind.name(),
+                        step.params.summary()
+                    );
+                }
+            }
+        };
+        section("steps".into(), &self.stages, &mut out);
+        if !self.cleanup_stages.is_empty() {
+            section(
+                "cleanup (always runs at the end)".into(),
+                &self.cleanup_stages,
+                &mut out,
+            );
+        }
+        let path: Vec<&str> = self
+            .critical_path
+            .iter()
+            .map(|&i| playbook.steps[i].id.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "\ncritical path: {} ({} step{})",
+            path.join(" -> "),
+            path.len(),
+            plural(path.len())
+        );
+        out
+    }
+
+    pub fn render_dot(&self) -> String {
+        let mut out = format!(
+            "digraph {:?} {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+            self.playbook.name
+        );
+        for step in &self.playbook.steps {
+            let style = if step.cleanup {
+                ", style=dashed"
+            } else if step.live_only {
+                ", style=bold"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                out,
+                "  {:?} [label={:?}{style}];",
+                step.id,
+                format!("{}\n{}", step.id, step.kind)
+            );
+        }
+        for edge in self.graph.raw_edges() {
+            let from = &self.playbook.steps[self.graph[edge.source()]].id;
+            let to = &self.playbook.steps[self.graph[edge.target()]].id;
+            let _ = writeln!(out, "  {from:?} -> {to:?};");
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    pub fn render_mermaid(&self) -> String {
+        let mut out = String::from("flowchart LR\n");
+        for step in &self.playbook.steps {
+            let (open, close) = if step.cleanup {
+                ("([", "])")
+            } else {
+                ("[", "]")
+            };
+            let _ = writeln!(
+                out,
+                "  {}{open}\"{}<br/>{}\"{close}",
+                step.id, step.id, step.kind
+            );
+        }
+        for edge in self.graph.raw_edges() {
+            let from = &self.playbook.steps[self.graph[edge.source()]].id;
+            let to = &self.playbook.steps[self.graph[edge.target()]].id;
+            let _ = writeln!(out, "  {from} --> {to}");
+        }
+        out
+    }
+
+    pub fn render_json(&self) -> String {
+        #[derive(Serialize)]
+        struct JsonPlan<'a> {
+            name: &'a str,
+            objectives: &'a crate::model::Objectives,
+            stages: Vec<Vec<&'a str>>,
+            cleanup_stages: Vec<Vec<&'a str>>,
+            critical_path: Vec<&'a str>,
+            steps: &'a [crate::model::Step],
+        }
+        let ids = |stages: &'_ [Vec<usize>]| -> Vec<Vec<&str>> {
+            stages
+                .iter()
+                .map(|s| {
+                    s.iter()
+                        .map(|&i| self.playbook.steps[i].id.as_str())
+                        .collect()
+                })
+                .collect()
+        };
+        let plan = JsonPlan {
+            name: &self.playbook.name,
+            objectives: &self.playbook.objectives,
+            stages: ids(&self.stages),
+            cleanup_stages: ids(&self.cleanup_stages),
+            critical_path: self
+                .critical_path
+                .iter()
+                .map(|&i| self.playbook.steps[i].id.as_str())
+                .collect(),
+            steps: &self.playbook.steps,
+        };
+        let mut text = serde_json::to_string_pretty(&plan).unwrap_or_default();
+        text.push('\n');
+        text
+    }
+}
+
+/// The heaviest chain of dependent main steps, weights given per step.
+pub fn longest_chain(
+    playbook: &Playbook,
+    sorted: &[usize],
+    weight: impl Fn(usize) -> f64,
+) -> Vec<usize> {
+    let count = playbook.steps.len();
+    let mut best = vec![0.0f64; count];
+    let mut via: Vec<Option<usize>> = vec![None; count];
+    for &i in sorted {
+        if playbook.steps[i].cleanup {
+            continue;
+        }
+        let mut start = 0.0;
+        for need in &playbook.steps[i].needs {
+            if let Some(dependency) = playbook.index_of(need)
+                && best[dependency] > start
+            {
+                start = best[dependency];
+                via[i] = Some(dependency);
+            }
+        }
+        best[i] = start + weight(i);
+    }
+    let end = (0..count)
+        .filter(|&i| !playbook.steps[i].cleanup)
+        .max_by(|&a, &b| best[a].total_cmp(&best[b]).then(b.cmp(&a)));
+    let mut path = Vec::new();
+    let mut at = end;
+    while let Some(i) = at {
+        path.push(i);
+        at = via[i];
+    }
+    path.reverse();
+    path
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}

@@ -1,0 +1,41 @@
+//! `approval`: a gate on its own.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Waits for a human yes or no. With no terminal the run stops (exit 4) until
+/// `drillbook approve` records a decision. A timeout rejects, never approves.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// The question (a template).
+    pub prompt: String,
+    /// Distinct people who must approve (2 for four-eyes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<u32>,
+}
+
+pub const OUTPUTS: &[&str] = &["approved_by", "decided_at"];
+pub const IDEMPOTENT: bool = true;
+
+impl Approval {
+    pub fn summary(&self) -> String {
+        format!("ask: {}", self.prompt)
+    }
+}
+
+impl Approval {
+    pub(crate) fn check(
+        &self,
+        node: &crate::loader::node::Node,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
+        if self.approvers == Some(0) {
+            out.push(super::at_key(
+                node,
+                "approvers",
+                "`approvers` must be at least 1",
+            ));
+        }
+    }
+}

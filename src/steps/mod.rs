@@ -1,0 +1,267 @@
+//! The step kinds: one file each, one closed enum to dispatch on.
+//!
+//! Adding a kind means one file, one variant in [`Kind`] and [`StepConfig`], the match arms
+//! the compiler asks for, a test, and the regenerated schema.
+
+pub mod approval;
+pub mod assess;
+pub mod backup;
+pub mod command;
+pub mod flush;
+pub mod manual;
+pub mod notify;
+pub mod promote;
+pub mod restore;
+pub mod smoke_test;
+pub mod sync;
+pub mod verify;
+
+use serde::Serialize;
+
+use crate::diagnostic::Diagnostic;
+use crate::loader::de::{self, Collector, DeError};
+use crate::loader::node::Node;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Assess,
+    Backup,
+    Restore,
+    SmokeTest,
+    Promote,
+    Flush,
+    Sync,
+    Verify,
+    Notify,
+    Approval,
+    Manual,
+    Command,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 12] = [
+        Kind::Assess,
+        Kind::Backup,
+        Kind::Restore,
+        Kind::SmokeTest,
+        Kind::Promote,
+        Kind::Flush,
+        Kind::Sync,
+        Kind::Verify,
+        Kind::Notify,
+        Kind::Approval,
+        Kind::Manual,
+        Kind::Command,
+    ];
+
+    /// The name written in playbooks (`kind: smoke-test`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Assess => "assess",
+            Kind::Backup => "backup",
+            Kind::Restore => "restore",
+            Kind::SmokeTest => "smoke-test",
+            Kind::Promote => "promote",
+            Kind::Flush => "flush",
+            Kind::Sync => "sync",
+            Kind::Verify => "verify",
+            Kind::Notify => "notify",
+            Kind::Approval => "approval",
+            Kind::Manual => "manual",
+            Kind::Command => "command",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// The outputs a step of this kind produces, for `{{ steps.ID.outputs.X }}`.
+    pub fn outputs(self) -> &'static [&'static str] {
+        match self {
+            Kind::Assess => assess::OUTPUTS,
+            Kind::Backup => backup::OUTPUTS,
+            Kind::Restore => restore::OUTPUTS,
+            Kind::SmokeTest => smoke_test::OUTPUTS,
+            Kind::Promote => promote::OUTPUTS,
+            Kind::Flush => flush::OUTPUTS,
+            Kind::Sync => sync::OUTPUTS,
+            Kind::Verify => verify::OUTPUTS,
+            Kind::Notify => notify::OUTPUTS,
+            Kind::Approval => approval::OUTPUTS,
+            Kind::Manual => manual::OUTPUTS,
+            Kind::Command => command::OUTPUTS,
+        }
+    }
+
+    /// Whether a step left `running` by a crash may simply be run again on resume.
+    pub fn idempotent(self) -> bool {
+        match self {
+            Kind::Assess => assess::IDEMPOTENT,
+            Kind::Backup => backup::IDEMPOTENT,
+            Kind::Restore => restore::IDEMPOTENT,
+            Kind::SmokeTest => smoke_test::IDEMPOTENT,
+            Kind::Promote => promote::IDEMPOTENT,
+            Kind::Flush => flush::IDEMPOTENT,
+            Kind::Sync => sync::IDEMPOTENT,
+            Kind::Verify => verify::IDEMPOTENT,
+            Kind::Notify => notify::IDEMPOTENT,
+            Kind::Approval => approval::IDEMPOTENT,
+            Kind::Manual => manual::IDEMPOTENT,
+            Kind::Command => command::IDEMPOTENT,
+        }
+    }
+
+    /// The parameter keys of this kind, as its struct declares them.
+    pub fn parameters(self) -> &'static [&'static str] {
+        match self {
+            Kind::Assess => de::fields_of::<assess::Assess>(),
+            Kind::Backup => de::fields_of::<backup::Backup>(),
+            Kind::Restore => de::fields_of::<restore::Restore>(),
+            Kind::SmokeTest => de::fields_of::<smoke_test::SmokeTest>(),
+            Kind::Promote => de::fields_of::<promote::Promote>(),
+            Kind::Flush => de::fields_of::<flush::Flush>(),
+            Kind::Sync => de::fields_of::<sync::Sync>(),
+            Kind::Verify => de::fields_of::<verify::Verify>(),
+            Kind::Notify => de::fields_of::<notify::Notify>(),
+            Kind::Approval => de::fields_of::<approval::Approval>(),
+            Kind::Manual => de::fields_of::<manual::Manual>(),
+            Kind::Command => de::fields_of::<command::Command>(),
+        }
+    }
+
+    /// The JSON Schema of this kind's parameters.
+    pub(crate) fn parameter_schema(
+        self,
+        generator: &mut schemars::SchemaGenerator,
+    ) -> schemars::Schema {
+        match self {
+            Kind::Assess => generator.root_schema_for::<assess::Assess>(),
+            Kind::Backup => generator.root_schema_for::<backup::Backup>(),
+            Kind::Restore => generator.root_schema_for::<restore::Restore>(),
+            Kind::SmokeTest => generator.root_schema_for::<smoke_test::SmokeTest>(),
+            Kind::Promote => generator.root_schema_for::<promote::Promote>(),
+            Kind::Flush => generator.root_schema_for::<flush::Flush>(),
+            Kind::Sync => generator.root_schema_for::<sync::Sync>(),
+            Kind::Verify => generator.root_schema_for::<verify::Verify>(),
+            Kind::Notify => generator.root_schema_for::<notify::Notify>(),
+            Kind::Approval => generator.root_schema_for::<approval::Approval>(),
+            Kind::Manual => generator.root_schema_for::<manual::Manual>(),
+            Kind::Command => generator.root_schema_for::<command::Command>(),
+        }
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A step's kind with its typed parameters.
+#[derive(Clone, Debug, Serialize)]
+#[serde(untagged)]
+pub enum StepConfig {
+    Assess(assess::Assess),
+    Backup(backup::Backup),
+    Restore(restore::Restore),
+    SmokeTest(smoke_test::SmokeTest),
+    Promote(promote::Promote),
+    Flush(flush::Flush),
+    Sync(sync::Sync),
+    Verify(verify::Verify),
+    Notify(notify::Notify),
+    Approval(approval::Approval),
+    Manual(manual::Manual),
+    Command(command::Command),
+}
+
+impl StepConfig {
+    /// Reads a step's parameters from its mapping; `common` are the keys every step has.
+    pub(crate) fn read(
+        kind: Kind,
+        node: &Node,
+        collector: &Collector,
+        common: &'static [&'static str],
+    ) -> Result<StepConfig, DeError> {
+        Ok(match kind {
+            Kind::Assess => StepConfig::Assess(de::from_node(node, collector, common)?),
+            Kind::Backup => StepConfig::Backup(de::from_node(node, collector, common)?),
+            Kind::Restore => StepConfig::Restore(de::from_node(node, collector, common)?),
+            Kind::SmokeTest => StepConfig::SmokeTest(de::from_node(node, collector, common)?),
+            Kind::Promote => StepConfig::Promote(de::from_node(node, collector, common)?),
+            Kind::Flush => StepConfig::Flush(de::from_node(node, collector, common)?),
+            Kind::Sync => StepConfig::Sync(de::from_node(node, collector, common)?),
+            Kind::Verify => StepConfig::Verify(de::from_node(node, collector, common)?),
+            Kind::Notify => StepConfig::Notify(de::from_node(node, collector, common)?),
+            Kind::Approval => StepConfig::Approval(de::from_node(node, collector, common)?),
+            Kind::Manual => StepConfig::Manual(de::from_node(node, collector, common)?),
+            Kind::Command => StepConfig::Command(de::from_node(node, collector, common)?),
+        })
+    }
+
+    pub fn kind(&self) -> Kind {
+        match self {
+            StepConfig::Assess(_) => Kind::Assess,
+            StepConfig::Backup(_) => Kind::Backup,
+            StepConfig::Restore(_) => Kind::Restore,
+            StepConfig::SmokeTest(_) => Kind::SmokeTest,
+            StepConfig::Promote(_) => Kind::Promote,
+            StepConfig::Flush(_) => Kind::Flush,
+            StepConfig::Sync(_) => Kind::Sync,
+            StepConfig::Verify(_) => Kind::Verify,
+            StepConfig::Notify(_) => Kind::Notify,
+            StepConfig::Approval(_) => Kind::Approval,
+            StepConfig::Manual(_) => Kind::Manual,
+            StepConfig::Command(_) => Kind::Command,
+        }
+    }
+
+    /// One line saying what the step will do, for plans and prompts.
+    pub fn summary(&self) -> String {
+        match self {
+            StepConfig::Assess(step) => step.summary(),
+            StepConfig::Backup(step) => step.summary(),
+            StepConfig::Restore(step) => step.summary(),
+            StepConfig::SmokeTest(step) => step.summary(),
+            StepConfig::Promote(step) => step.summary(),
+            StepConfig::Flush(step) => step.summary(),
+            StepConfig::Sync(step) => step.summary(),
+            StepConfig::Verify(step) => step.summary(),
+            StepConfig::Notify(step) => step.summary(),
+            StepConfig::Approval(step) => step.summary(),
+            StepConfig::Manual(step) => step.summary(),
+            StepConfig::Command(step) => step.summary(),
+        }
+    }
+
+    /// Rules a kind's parameters must follow beyond their types.
+    pub(crate) fn check(&self, node: &Node, out: &mut Vec<Diagnostic>) {
+        match self {
+            StepConfig::SmokeTest(step) => step.check(out),
+            StepConfig::Promote(step) => step.check(node, out),
+            StepConfig::Notify(step) => step.check(node, out),
+            StepConfig::Approval(step) => step.check(node, out),
+            StepConfig::Command(step) => step.check(out),
+            StepConfig::Backup(step) => step.check(node, out),
+            StepConfig::Assess(_)
+            | StepConfig::Restore(_)
+            | StepConfig::Flush(_)
+            | StepConfig::Sync(_)
+            | StepConfig::Verify(_)
+            | StepConfig::Manual(_) => {}
+        }
+    }
+
+    /// Promote touches what the application uses: live-only unless said otherwise.
+    pub fn live_only_by_default(&self) -> bool {
+        matches!(self, StepConfig::Promote(_))
+    }
+}
+
+/// A diagnostic pointing at `key` of a step's mapping (or the step itself when absent).
+pub(crate) fn at_key(node: &Node, key: &str, message: impl Into<String>) -> Diagnostic {
+    let place = node.key(key).unwrap_or(node);
+    Diagnostic::new(place.pos, place.len, message)
+}

@@ -1,0 +1,105 @@
+//! Templates in playbook strings (minijinja): `{{ vars.X }}`, `{{ secrets.X }}`,
+//! `{{ steps.ID.outputs.X }}`, `{{ run.id }}`, `{{ now() }}`, `{{ now() | date("%Y-%m-%d") }}`.
+
+use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior};
+
+/// What `run.X` offers to templates.
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "mode",
+    "playbook",
+    "started_at",
+    "declared_at",
+    "elapsed",
+    "rto",
+    "rpo",
+    "current_step",
+    "eta",
+    "status",
+    "dry_run",
+];
+
+/// The roots a template may start from.
+pub const ROOTS: &[&str] = &["vars", "secrets", "steps", "run", "now"];
+
+/// The environment every playbook template is compiled and rendered in. Undefined values are
+/// errors: a recovery step must never run with an empty string where a URL was meant.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_recursion_limit(64);
+    env.add_function("now", now);
+    env.add_filter("date", date);
+    env
+}
+
+pub fn is_template(text: &str) -> bool {
+    text.contains("{{") || text.contains("{%") || text.contains("{#")
+}
+
+fn now() -> String {
+    jiff::Timestamp::now().to_string()
+}
+
+/// Formats an RFC 3339 timestamp with strftime directives (default `%Y-%m-%d %H:%M:%S UTC`).
+fn date(value: String, format: Option<String>) -> Result<String, Error> {
+    let timestamp: jiff::Timestamp = value.parse().map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidOperation,
+            format!("`{value}` is not an RFC 3339 timestamp: {e}"),
+        )
+    })?;
+    let format = format.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S UTC".into());
+    Ok(timestamp.strftime(&format).to_string())
+}
+
+/// The dotted variable paths a template reads (`steps.assess.outputs.backup`), or the
+/// template's syntax error.
+pub(crate) fn references(env: &Environment, source: &str) -> Result<Vec<String>, Error> {
+    let template = env.template_from_str(source)?;
+    let mut paths: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+    paths.sort();
+    Ok(paths)
+}
+
+/// The same for a `when:` expression.
+pub(crate) fn expression_references(env: &Environment, source: &str) -> Result<Vec<String>, Error> {
+    let expression = env.compile_expression(source)?;
+    let mut paths: Vec<String> = expression.undeclared_variables(true).into_iter().collect();
+    paths.sort();
+    Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_references() {
+        let env = environment();
+        let refs = references(
+            &env,
+            "{{ steps.assess.outputs.backup }} in {{ vars.store }}",
+        )
+        .unwrap();
+        assert_eq!(refs, ["steps.assess.outputs.backup", "vars.store"]);
+        let refs = expression_references(&env, "run.mode == 'incident'").unwrap();
+        assert_eq!(refs, ["run.mode"]);
+    }
+
+    #[test]
+    fn dates_format() {
+        let env = environment();
+        let text = env
+            .render_str("{{ '2026-11-24T10:00:00Z' | date('%Y-%m-%d') }}", ())
+            .unwrap();
+        assert_eq!(text, "2026-11-24");
+        assert!(env.render_str("{{ now() }}", ()).unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn undefined_is_an_error() {
+        let env = environment();
+        assert!(env.render_str("{{ vars.missing }}", ()).is_err());
+    }
+}
