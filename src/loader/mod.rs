@@ -82,6 +82,7 @@ pub(crate) fn parse(text: &str) -> Result<Node, Diagnostic> {
     budget.max_aliases = 1_000;
     budget.max_events = 2_000_000;
     budget.max_nodes = 1_000_000;
+    budget.max_recorded_anchor_events = 100_000;
     let options = serde_saphyr::options! {
         budget: Some(budget),
         with_snippet: false,
@@ -100,7 +101,19 @@ fn yaml_error(text: &str, error: &serde_saphyr::Error) -> Diagnostic {
         .unwrap_or(&message)
         .trim_end_matches('.')
         .to_string();
-    let message = format!("invalid YAML: {message}");
+    let message = match message.split_once("budget breached: ") {
+        Some((_, breach)) if breach.starts_with("Depth") => {
+            format!("invalid YAML: nested deeper than {MAX_DEPTH} levels; no playbook needs that")
+        }
+        Some((_, breach)) if breach.contains("Alias") || breach.contains("Anchor") || breach.contains("Replay") => {
+            "invalid YAML: aliases expand to too much data (an alias bomb?)".to_string()
+        }
+        Some(_) => "invalid YAML: the document is too large (too many nodes)".to_string(),
+        None if message.contains("recursion limit exceeded") => {
+            format!("invalid YAML: nested deeper than {MAX_DEPTH} levels; no playbook needs that")
+        }
+        None => format!("invalid YAML: {message}"),
+    };
     match error.location() {
         Some(location) if location.line() > 0 => {
             let line = location.line() as usize;

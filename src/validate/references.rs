@@ -152,7 +152,11 @@ fn check_path(
         name => Some((
             0,
             format!("unknown variable `{name}`"),
-            suggest(name, template::ROOTS.iter().copied()),
+            if RUN_FIELDS.contains(&name) {
+                Some(format!("did you mean `run.{name}`?"))
+            } else {
+                suggest(name, template::ROOTS.iter().copied())
+            },
             Some("templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()".into()),
         )),
     }

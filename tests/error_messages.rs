@@ -1,0 +1,658 @@
+//! The exact text of validation errors, the way casey/just tests its messages: each case
+//! writes a playbook, runs the real binary on it, and compares all of stderr.
+
+mod common;
+
+use common::Drillbook;
+
+#[test]
+fn bad_duration() {
+    Drillbook::new()
+        .playbook("bad_duration.yaml", r#"version: 1
+name: t
+steps:
+  - id: wait
+    kind: manual
+    instructions: x
+    timeout: 10min
+"#)
+        .args(&["validate", "bad_duration.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown unit `min` in duration `10min`; expected ms, s, m, h or d
+ --> bad_duration.yaml:7:14
+  |
+7 |     timeout: 10min
+  |              ^^^^^
+
+error: 1 error in bad_duration.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn bad_enum() {
+    Drillbook::new()
+        .playbook("bad_enum.yaml", r#"version: 1
+name: t
+steps:
+  - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
+"#)
+        .args(&["validate", "bad_enum.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown value `directry`, expected one of: custom, directory
+ --> bad_enum.yaml:4:74
+  |
+4 |   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
+  |                                                                          ^^^^^^^^
+  = help: did you mean `directory`?
+
+error: 1 error in bad_enum.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn bad_id() {
+    Drillbook::new()
+        .playbook("bad_id.yaml", r#"version: 1
+name: t
+steps:
+  - { id: smoke-test, kind: manual, instructions: x }
+"#)
+        .args(&["validate", "bad_id.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: step id `smoke-test` is not an identifier
+ --> bad_id.yaml:4:11
+  |
+4 |   - { id: smoke-test, kind: manual, instructions: x }
+  |           ^^^^^^^^^^
+  = help: use letters, digits and underscores, e.g. `smoke_test` (templates read it as steps.smoke_test)
+
+error: 1 error in bad_id.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn bad_version() {
+    Drillbook::new()
+        .playbook("bad_version.yaml", r#"version: 2
+name: t
+steps:
+  - { id: a, kind: manual, instructions: x }
+"#)
+        .args(&["validate", "bad_version.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unsupported playbook version `2`
+ --> bad_version.yaml:1:10
+  |
+1 | version: 2
+  |          ^
+  = help: this drillbook reads `version: 1`
+
+error: 1 error in bad_version.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn cleanup_needs_main() {
+    Drillbook::new()
+        .playbook("cleanup_needs_main.yaml", r#"version: 1
+name: t
+steps:
+  - { id: restore, kind: manual, instructions: x }
+cleanup:
+  - { id: drop, kind: manual, instructions: y, needs: [restore] }
+"#)
+        .args(&["validate", "cleanup_needs_main.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: cleanup step `drop` cannot need main step `restore`
+ --> cleanup_needs_main.yaml:6:56
+  |
+6 |   - { id: drop, kind: manual, instructions: y, needs: [restore] }
+  |                                                        ^^^^^^^
+  = help: cleanup steps run after every main step, whatever happened; they may only need other cleanup steps
+
+error: 1 error in cleanup_needs_main.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn cycle() {
+    Drillbook::new()
+        .playbook("cycle.yaml", r#"version: 1
+name: t
+steps:
+  - { id: restore, kind: manual, instructions: x, needs: [smoke] }
+  - { id: smoke, kind: manual, instructions: y, needs: [restore] }
+"#)
+        .args(&["validate", "cycle.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: dependency cycle: restore -> smoke -> restore
+ --> cycle.yaml:4:59
+  |
+4 |   - { id: restore, kind: manual, instructions: x, needs: [smoke] }
+  |                                                           ^^^^^
+  = help: remove one of these `needs` (a step without `needs` depends on the step listed before it)
+
+error: 1 error in cycle.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn duplicate_id() {
+    Drillbook::new()
+        .playbook("duplicate_id.yaml", r#"version: 1
+name: t
+steps:
+  - { id: check, kind: manual, instructions: x }
+  - { id: check, kind: manual, instructions: y }
+"#)
+        .args(&["validate", "duplicate_id.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: duplicate step id `check`
+ --> duplicate_id.yaml:5:11
+  |
+5 |   - { id: check, kind: manual, instructions: y }
+  |           ^^^^^ first defined on line 4
+
+error: 1 error in duplicate_id.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn empty() {
+    Drillbook::new()
+        .playbook("empty.yaml", r#""#)
+        .args(&["validate", "empty.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: the playbook is empty
+ --> empty.yaml
+  = help: a playbook is a mapping with `version: 1`, `name` and `steps`
+
+error: 1 error in empty.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn empty_steps() {
+    Drillbook::new()
+        .playbook("empty_steps.yaml", r#"version: 1
+name: t
+steps: []
+"#)
+        .args(&["validate", "empty_steps.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: `steps` is empty; a playbook needs at least one step
+ --> empty_steps.yaml:3:1
+  |
+3 | steps: []
+  | ^^^^^
+  = help: add a step, e.g. `- { id: assess, kind: assess, store: "{{ vars.store }}" }`
+
+error: 1 error in empty_steps.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn many() {
+    Drillbook::new()
+        .playbook("many.yaml", r#"version: 1
+name: t
+objectives: { rto: 1x }
+steps:
+  - { id: a, kind: asess }
+  - { id: b, kind: manual, instructions: x, needs: [c] }
+"#)
+        .args(&["validate", "many.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown unit `x` in duration `1x`; expected ms, s, m, h or d
+ --> many.yaml:3:20
+  |
+3 | objectives: { rto: 1x }
+  |                    ^^
+
+error: unknown step kind `asess`
+ --> many.yaml:5:20
+  |
+5 |   - { id: a, kind: asess }
+  |                    ^^^^^ did you mean `assess`?
+  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, notify, approval, manual, command
+
+error: unknown step `c` in `needs`
+ --> many.yaml:6:53
+  |
+6 |   - { id: b, kind: manual, instructions: x, needs: [c] }
+  |                                                     ^
+
+error: 3 errors in many.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn missing_param() {
+    Drillbook::new()
+        .playbook("missing_param.yaml", r#"version: 1
+name: t
+steps:
+  - id: restore
+    kind: restore
+    store: /s
+    backup: latest.dump
+"#)
+        .args(&["validate", "missing_param.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: step `restore` is missing `target`
+ --> missing_param.yaml:4:5
+  |
+4 |   - id: restore
+  |     ^
+  = help: a `restore` step needs: backup, store, target
+
+error: 1 error in missing_param.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn not_upstream() {
+    Drillbook::new()
+        .playbook("not_upstream.yaml", r#"version: 1
+name: t
+steps:
+  - { id: assess, kind: assess, store: /s }
+  - id: say
+    kind: manual
+    needs: []
+    instructions: "Restore {{ steps.assess.outputs.backup }}"
+"#)
+        .args(&["validate", "not_upstream.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: step `assess` is not upstream of `say`
+ --> not_upstream.yaml:8:37
+  |
+8 |     instructions: "Restore {{ steps.assess.outputs.backup }}"
+  |                                     ^^^^^^
+  = help: add `assess` to the `needs` of `say` so its outputs exist when `say` runs
+
+error: 1 error in not_upstream.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn notyaml() {
+    Drillbook::new()
+        .playbook("notyaml.yaml", r#"steps: [unclosed
+  - x: {
+"#)
+        .args(&["validate", "notyaml.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: invalid YAML: illegal placement of ':' indicator
+ --> notyaml.yaml:2:6
+  |
+2 |   - x: {
+  |      ^
+
+error: 1 error in notyaml.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn objective_no_unit() {
+    Drillbook::new()
+        .playbook("objective_no_unit.yaml", r#"version: 1
+name: t
+objectives: { rto: 30, rpo: 1h }
+steps:
+  - { id: a, kind: manual, instructions: x }
+"#)
+        .args(&["validate", "objective_no_unit.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: duration `30` has no unit; write e.g. 30s, 30m or 30h
+ --> objective_no_unit.yaml:3:20
+  |
+3 | objectives: { rto: 30, rpo: 1h }
+  |                    ^^
+
+error: 1 error in objective_no_unit.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn shell_string() {
+    Drillbook::new()
+        .playbook("shell_string.yaml", r#"version: 1
+name: t
+steps:
+  - id: dump
+    kind: command
+    run: pg_dump -Fc app
+"#)
+        .args(&["validate", "shell_string.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: `run` takes an argument list, not a shell string
+ --> shell_string.yaml:6:10
+  |
+6 |     run: pg_dump -Fc app
+  |          ^^^^^^^^^^^^^^^
+  = help: write `run: ["pg_dump", "-Fc", "app"]` (no shell: a template value cannot inject a command)
+
+error: 1 error in shell_string.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn template_syntax() {
+    Drillbook::new()
+        .playbook("template_syntax.yaml", r#"version: 1
+name: t
+steps:
+  - id: say
+    kind: manual
+    instructions: "Restore {{ run.id }"
+"#)
+        .args(&["validate", "template_syntax.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: invalid template: unexpected `}`, expected end of variable block
+ --> template_syntax.yaml:6:19
+  |
+6 |     instructions: "Restore {{ run.id }"
+  |                   ^^^^^^^^^^^^^^^^^^^^^
+
+error: 1 error in template_syntax.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn two_clocks() {
+    Drillbook::new()
+        .playbook("two_clocks.yaml", r#"version: 1
+name: t
+steps:
+  - { id: promote, kind: manual, instructions: x, clock: stop }
+  - { id: smoke, kind: manual, instructions: y, clock: stop }
+"#)
+        .args(&["validate", "two_clocks.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: only one step can stop the RTO clock; `promote` (line 4) already does
+ --> two_clocks.yaml:5:49
+  |
+5 |   - { id: smoke, kind: manual, instructions: y, clock: stop }
+  |                                                 ^^^^^
+  = help: mark the step after which service is restored, e.g. the smoke test after promote
+
+error: 1 error in two_clocks.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn undeclared_secret() {
+    Drillbook::new()
+        .playbook("undeclared_secret.yaml", r#"version: 1
+name: t
+secrets: [DATABASE_URL]
+steps:
+  - id: backup
+    kind: backup
+    store: /s
+    database: "{{ secrets.DATABASE_UR }}"
+"#)
+        .args(&["validate", "undeclared_secret.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: undeclared secret `secrets.DATABASE_UR`
+ --> undeclared_secret.yaml:8:27
+  |
+8 |     database: "{{ secrets.DATABASE_UR }}"
+  |                           ^^^^^^^^^^^ did you mean `DATABASE_URL`?
+  = help: add it to `secrets:`
+
+error: 1 error in undeclared_secret.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn undeclared_var() {
+    Drillbook::new()
+        .playbook("undeclared_var.yaml", r#"version: 1
+name: t
+vars: { store: /s }
+steps:
+  - id: assess
+    kind: assess
+    store: "{{ vars.stor }}"
+"#)
+        .args(&["validate", "undeclared_var.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: undeclared variable `vars.stor`
+ --> undeclared_var.yaml:7:21
+  |
+7 |     store: "{{ vars.stor }}"
+  |                     ^^^^ did you mean `store`?
+  = help: declare it under `vars:`
+
+error: 1 error in undeclared_var.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_kind() {
+    Drillbook::new()
+        .playbook("unknown_kind.yaml", r#"version: 1
+name: t
+steps:
+  - id: restore
+    kind: restor
+"#)
+        .args(&["validate", "unknown_kind.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown step kind `restor`
+ --> unknown_kind.yaml:5:11
+  |
+5 |     kind: restor
+  |           ^^^^^^ did you mean `restore`?
+  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, notify, approval, manual, command
+
+error: 1 error in unknown_kind.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_need() {
+    Drillbook::new()
+        .playbook("unknown_need.yaml", r#"version: 1
+name: t
+steps:
+  - { id: assess, kind: assess, store: /s }
+  - { id: restore, kind: manual, instructions: x, needs: [asess] }
+"#)
+        .args(&["validate", "unknown_need.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown step `asess` in `needs`
+ --> unknown_need.yaml:5:59
+  |
+5 |   - { id: restore, kind: manual, instructions: x, needs: [asess] }
+  |                                                           ^^^^^ did you mean `assess`?
+
+error: 1 error in unknown_need.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_output() {
+    Drillbook::new()
+        .playbook("unknown_output.yaml", r#"version: 1
+name: t
+steps:
+  - { id: assess, kind: assess, store: /s }
+  - id: say
+    kind: manual
+    instructions: "Restore {{ steps.assess.outputs.bakup }}"
+"#)
+        .args(&["validate", "unknown_output.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: step `assess` (assess) has no output `bakup`
+ --> unknown_output.yaml:7:52
+  |
+7 |     instructions: "Restore {{ steps.assess.outputs.bakup }}"
+  |                                                    ^^^^^ did you mean `backup`?
+  = help: a `assess` step outputs: backup, taken_at, age, size, sha256, replication_lag
+
+error: 1 error in unknown_output.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_run_field() {
+    Drillbook::new()
+        .playbook("unknown_run_field.yaml", r#"version: 1
+name: t
+steps:
+  - { id: say, kind: manual, instructions: "{{ run.mod }}" }
+"#)
+        .args(&["validate", "unknown_run_field.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: `run.mod` does not exist
+ --> unknown_run_field.yaml:4:52
+  |
+4 |   - { id: say, kind: manual, instructions: "{{ run.mod }}" }
+  |                                                    ^^^ did you mean `mode`?
+  = help: run has: id, mode, playbook, started_at, declared_at, elapsed, rto, rpo, current_step, eta, status, dry_run
+
+error: 1 error in unknown_run_field.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_step_key() {
+    Drillbook::new()
+        .playbook("unknown_step_key.yaml", r#"version: 1
+name: t
+steps:
+  - id: assess
+    kind: assess
+    store: /tmp/s
+    timout: 5m
+"#)
+        .args(&["validate", "unknown_step_key.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown key `timout`
+ --> unknown_step_key.yaml:7:5
+  |
+7 |     timout: 5m
+  |     ^^^^^^
+  = help: did you mean `timeout`?
+
+error: 1 error in unknown_step_key.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_template_step() {
+    Drillbook::new()
+        .playbook("unknown_template_step.yaml", r#"version: 1
+name: t
+steps:
+  - { id: assess, kind: assess, store: /s }
+  - id: say
+    kind: manual
+    instructions: "Restore {{ steps.asess.outputs.backup }}"
+"#)
+        .args(&["validate", "unknown_template_step.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown step `asess` in template
+ --> unknown_template_step.yaml:7:37
+  |
+7 |     instructions: "Restore {{ steps.asess.outputs.backup }}"
+  |                                     ^^^^^ did you mean `assess`?
+
+error: 1 error in unknown_template_step.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn unknown_top_key() {
+    Drillbook::new()
+        .playbook("unknown_top_key.yaml", r#"version: 1
+name: t
+objective: { rto: 30m }
+steps:
+  - { id: a, kind: manual, instructions: x }
+"#)
+        .args(&["validate", "unknown_top_key.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown key `objective`
+ --> unknown_top_key.yaml:3:1
+  |
+3 | objective: { rto: 30m }
+  | ^^^^^^^^^
+  = help: did you mean `objectives`?
+
+error: 1 error in unknown_top_key.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn when_unknown() {
+    Drillbook::new()
+        .playbook("when_unknown.yaml", r#"version: 1
+name: t
+steps:
+  - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
+"#)
+        .args(&["validate", "when_unknown.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: unknown variable `mode`
+ --> when_unknown.yaml:4:54
+  |
+4 |   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
+  |                                                      ^^^^ did you mean `run.mode`?
+  = help: templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()
+
+error: 1 error in when_unknown.yaml
+"#)
+        .run();
+}
+
+#[test]
+fn wrong_type() {
+    Drillbook::new()
+        .playbook("wrong_type.yaml", r#"version: 1
+name: t
+steps:
+  - { id: a, kind: manual, instructions: x }
+  - { id: b, kind: manual, instructions: y, needs: a }
+"#)
+        .args(&["validate", "wrong_type.yaml"])
+        .expect_status(2)
+        .expect_stderr(r#"error: expected a list, found `a`
+ --> wrong_type.yaml:5:52
+  |
+5 |   - { id: b, kind: manual, instructions: y, needs: a }
+  |                                                    ^
+
+error: 1 error in wrong_type.yaml
+"#)
+        .run();
+}

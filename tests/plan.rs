@@ -1,0 +1,96 @@
+//! Plans: execution order, parallel stages and the critical path of a known graph.
+
+mod common;
+
+use common::Drillbook;
+
+const DIAMOND: &str = r#"version: 1
+name: diamond
+objectives: { rto: 30m }
+steps:
+  - { id: assess, kind: manual, instructions: a }
+  - { id: restore_db, kind: manual, instructions: b, needs: [assess] }
+  - { id: restore_files, kind: manual, instructions: c, needs: [assess] }
+  - { id: check_db, kind: manual, instructions: d, needs: [restore_db] }
+  - { id: smoke, kind: manual, instructions: e, needs: [check_db, restore_files], clock: stop }
+cleanup:
+  - { id: tidy, kind: command, run: [rm, -rf, /tmp/x] }
+"#;
+
+#[test]
+fn stages_and_critical_path() {
+    let output = Drillbook::new()
+        .playbook("p.yaml", DIAMOND)
+        .args(&["plan", "p.yaml"])
+        .expect_status(0)
+        .run();
+    assert_eq!(
+        output.stdout,
+        "plan: diamond — 5 steps + 1 cleanup; objectives RTO 30m
+
+steps
+  stage 1
+    assess         manual   manual: a
+  stage 2  (2 in parallel)
+    restore_db     manual   manual: b  [needs assess]
+    restore_files  manual   manual: c  [needs assess]
+  stage 3
+    check_db       manual   manual: d  [needs restore_db]
+  stage 4
+    smoke          manual   manual: e  [needs check_db, restore_files; stops the clock]
+
+cleanup (always runs at the end)
+  stage 1
+    tidy           command  rm -rf /tmp/x
+
+critical path: assess -> restore_db -> check_db -> smoke (4 steps)
+"
+    );
+}
+
+#[test]
+fn json_plan_lists_stages() {
+    let output = Drillbook::new()
+        .playbook("p.yaml", DIAMOND)
+        .args(&["plan", "p.yaml", "--format", "json"])
+        .expect_status(0)
+        .run();
+    let plan: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
+    assert_eq!(
+        plan["stages"],
+        serde_json::json!([["assess"], ["restore_db", "restore_files"], ["check_db"], ["smoke"]])
+    );
+    assert_eq!(plan["cleanup_stages"], serde_json::json!([["tidy"]]));
+    assert_eq!(plan["critical_path"], serde_json::json!(["assess", "restore_db", "check_db", "smoke"]));
+    assert_eq!(plan["steps"][1]["needs"], serde_json::json!(["assess"]));
+}
+
+#[test]
+fn dot_has_every_edge() {
+    let output = Drillbook::new()
+        .playbook("p.yaml", DIAMOND)
+        .args(&["plan", "p.yaml", "--format", "dot"])
+        .expect_status(0)
+        .run();
+    for edge in [
+        "\"assess\" -> \"restore_db\";",
+        "\"assess\" -> \"restore_files\";",
+        "\"restore_db\" -> \"check_db\";",
+        "\"check_db\" -> \"smoke\";",
+        "\"restore_files\" -> \"smoke\";",
+    ] {
+        assert!(output.stdout.contains(edge), "missing {edge} in\n{}", output.stdout);
+    }
+}
+
+#[test]
+fn validate_several_files_fails_if_one_is_invalid() {
+    let output = Drillbook::new()
+        .playbook("good.yaml", DIAMOND)
+        .playbook("bad.yaml", "version: 1\nname: b\nsteps: []\n")
+        .args(&["validate", "good.yaml", "bad.yaml"])
+        .expect_status(2)
+        .run();
+    assert_eq!(output.stdout, "good.yaml: valid (6 steps)\n");
+    assert!(output.stderr.contains("bad.yaml:3:1"));
+}

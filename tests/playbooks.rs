@@ -1,0 +1,85 @@
+//! The shipped playbooks validate, plan, and carry the schema comment editors need.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::Drillbook;
+
+fn playbooks() -> Vec<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("playbooks");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("playbooks/")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn the_procedure_is_shipped() {
+    let names: Vec<String> = playbooks()
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_owned()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "database-restore.yaml",
+            "monthly-restore-smoke.yaml",
+            "nightly-backup.yaml",
+            "quarterly-failover.yaml",
+            "quickstart.yaml",
+            "storage-mirror.yaml",
+            "storage-restore.yaml",
+            "weekly-verify.yaml",
+        ]
+    );
+}
+
+#[test]
+fn every_playbook_validates() {
+    let files = playbooks();
+    let mut args = vec!["validate".to_owned()];
+    args.extend(files.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = Drillbook::new().args(&args).expect_status(0).run();
+    assert_eq!(output.stdout.lines().count(), files.len(), "{}", output.stdout);
+    assert!(output.stderr.is_empty(), "{}", output.stderr);
+}
+
+#[test]
+fn every_playbook_names_the_schema_and_explains_itself() {
+    for path in playbooks() {
+        let text = std::fs::read_to_string(&path).expect("read");
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("# yaml-language-server: $schema=../schemas/playbook.schema.json"),
+            "{}",
+            path.display()
+        );
+        let header = lines.take_while(|l| l.starts_with('#')).count();
+        assert!(header >= 3, "{}: a comment header says what it does, when and what it needs", path.display());
+    }
+}
+
+#[test]
+fn plans_render_in_every_format() {
+    for path in playbooks() {
+        let file = path.display().to_string();
+        let text = Drillbook::new().args(&["plan", &file]).expect_status(0).run().stdout;
+        assert!(text.contains("critical path: "), "{text}");
+        let dot = Drillbook::new().args(&["plan", &file, "--format", "dot"]).expect_status(0).run().stdout;
+        assert!(dot.starts_with("digraph ") && dot.trim_end().ends_with('}'), "{dot}");
+        let mermaid = Drillbook::new().args(&["plan", &file, "--format", "mermaid"]).expect_status(0).run().stdout;
+        assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
+        let json = Drillbook::new().args(&["plan", &file, "--format", "json"]).expect_status(0).run().stdout;
+        let value: serde_json::Value = serde_json::from_str(&json).expect("plan JSON parses");
+        let steps = value["steps"].as_array().expect("steps");
+        let staged: usize = value["stages"].as_array().expect("stages").iter().map(|s| s.as_array().map_or(0, Vec::len)).sum::<usize>()
+            + value["cleanup_stages"].as_array().expect("cleanup").iter().map(|s| s.as_array().map_or(0, Vec::len)).sum::<usize>();
+        assert_eq!(staged, steps.len(), "every step is in exactly one stage");
+    }
+}
