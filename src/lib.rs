@@ -7,10 +7,13 @@
 pub mod cli;
 pub mod diagnostic;
 pub mod duration;
+pub mod event;
+pub mod journal;
 pub mod loader;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod state;
 pub mod steps;
 pub mod template;
 pub mod validate;

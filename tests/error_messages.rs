@@ -8,38 +8,47 @@ use common::Drillbook;
 #[test]
 fn bad_duration() {
     Drillbook::new()
-        .playbook("bad_duration.yaml", r#"version: 1
+        .playbook(
+            "bad_duration.yaml",
+            r#"version: 1
 name: t
 steps:
   - id: wait
     kind: manual
     instructions: x
     timeout: 10min
-"#)
+"#,
+        )
         .args(&["validate", "bad_duration.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown unit `min` in duration `10min`; expected ms, s, m, h or d
+        .expect_stderr(
+            r#"error: unknown unit `min` in duration `10min`; expected ms, s, m, h or d
  --> bad_duration.yaml:7:14
   |
 7 |     timeout: 10min
   |              ^^^^^
 
 error: 1 error in bad_duration.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn bad_enum() {
     Drillbook::new()
-        .playbook("bad_enum.yaml", r#"version: 1
+        .playbook(
+            "bad_enum.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
-"#)
+"#,
+        )
         .args(&["validate", "bad_enum.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown value `directry`, expected one of: custom, directory
+        .expect_stderr(
+            r#"error: unknown value `directry`, expected one of: custom, directory
  --> bad_enum.yaml:4:74
   |
 4 |   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
@@ -47,7 +56,8 @@ steps:
   = help: did you mean `directory`?
 
 error: 1 error in bad_enum.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -76,14 +86,18 @@ error: 1 error in bad_id.yaml
 #[test]
 fn bad_version() {
     Drillbook::new()
-        .playbook("bad_version.yaml", r#"version: 2
+        .playbook(
+            "bad_version.yaml",
+            r#"version: 2
 name: t
 steps:
   - { id: a, kind: manual, instructions: x }
-"#)
+"#,
+        )
         .args(&["validate", "bad_version.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unsupported playbook version `2`
+        .expect_stderr(
+            r#"error: unsupported playbook version `2`
  --> bad_version.yaml:1:10
   |
 1 | version: 2
@@ -91,7 +105,8 @@ steps:
   = help: this drillbook reads `version: 1`
 
 error: 1 error in bad_version.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -122,15 +137,19 @@ error: 1 error in cleanup_needs_main.yaml
 #[test]
 fn cycle() {
     Drillbook::new()
-        .playbook("cycle.yaml", r#"version: 1
+        .playbook(
+            "cycle.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: restore, kind: manual, instructions: x, needs: [smoke] }
   - { id: smoke, kind: manual, instructions: y, needs: [restore] }
-"#)
+"#,
+        )
         .args(&["validate", "cycle.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: dependency cycle: restore -> smoke -> restore
+        .expect_stderr(
+            r#"error: dependency cycle: restore -> smoke -> restore
  --> cycle.yaml:4:59
   |
 4 |   - { id: restore, kind: manual, instructions: x, needs: [smoke] }
@@ -138,29 +157,35 @@ steps:
   = help: remove one of these `needs` (a step without `needs` depends on the step listed before it)
 
 error: 1 error in cycle.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn duplicate_id() {
     Drillbook::new()
-        .playbook("duplicate_id.yaml", r#"version: 1
+        .playbook(
+            "duplicate_id.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: check, kind: manual, instructions: x }
   - { id: check, kind: manual, instructions: y }
-"#)
+"#,
+        )
         .args(&["validate", "duplicate_id.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: duplicate step id `check`
+        .expect_stderr(
+            r#"error: duplicate step id `check`
  --> duplicate_id.yaml:5:11
   |
 5 |   - { id: check, kind: manual, instructions: y }
   |           ^^^^^ first defined on line 4
 
 error: 1 error in duplicate_id.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -170,25 +195,31 @@ fn empty() {
         .playbook("empty.yaml", r#""#)
         .args(&["validate", "empty.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: the playbook is empty
+        .expect_stderr(
+            r#"error: the playbook is empty
  --> empty.yaml
   = help: a playbook is a mapping with `version: 1`, `name` and `steps`
 
 error: 1 error in empty.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn empty_steps() {
     Drillbook::new()
-        .playbook("empty_steps.yaml", r#"version: 1
+        .playbook(
+            "empty_steps.yaml",
+            r#"version: 1
 name: t
 steps: []
-"#)
+"#,
+        )
         .args(&["validate", "empty_steps.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: `steps` is empty; a playbook needs at least one step
+        .expect_stderr(
+            r#"error: `steps` is empty; a playbook needs at least one step
  --> empty_steps.yaml:3:1
   |
 3 | steps: []
@@ -196,7 +227,8 @@ steps: []
   = help: add a step, e.g. `- { id: assess, kind: assess, store: "{{ vars.store }}" }`
 
 error: 1 error in empty_steps.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -239,17 +271,21 @@ error: 3 errors in many.yaml
 #[test]
 fn missing_param() {
     Drillbook::new()
-        .playbook("missing_param.yaml", r#"version: 1
+        .playbook(
+            "missing_param.yaml",
+            r#"version: 1
 name: t
 steps:
   - id: restore
     kind: restore
     store: /s
     backup: latest.dump
-"#)
+"#,
+        )
         .args(&["validate", "missing_param.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: step `restore` is missing `target`
+        .expect_stderr(
+            r#"error: step `restore` is missing `target`
  --> missing_param.yaml:4:5
   |
 4 |   - id: restore
@@ -257,14 +293,17 @@ steps:
   = help: a `restore` step needs: backup, store, target
 
 error: 1 error in missing_param.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn not_upstream() {
     Drillbook::new()
-        .playbook("not_upstream.yaml", r#"version: 1
+        .playbook(
+            "not_upstream.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
@@ -272,10 +311,12 @@ steps:
     kind: manual
     needs: []
     instructions: "Restore {{ steps.assess.outputs.backup }}"
-"#)
+"#,
+        )
         .args(&["validate", "not_upstream.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: step `assess` is not upstream of `say`
+        .expect_stderr(
+            r#"error: step `assess` is not upstream of `say`
  --> not_upstream.yaml:8:37
   |
 8 |     instructions: "Restore {{ steps.assess.outputs.backup }}"
@@ -283,48 +324,59 @@ steps:
   = help: add `assess` to the `needs` of `say` so its outputs exist when `say` runs
 
 error: 1 error in not_upstream.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn notyaml() {
     Drillbook::new()
-        .playbook("notyaml.yaml", r#"steps: [unclosed
+        .playbook(
+            "notyaml.yaml",
+            r#"steps: [unclosed
   - x: {
-"#)
+"#,
+        )
         .args(&["validate", "notyaml.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: invalid YAML: illegal placement of ':' indicator
+        .expect_stderr(
+            r#"error: invalid YAML: illegal placement of ':' indicator
  --> notyaml.yaml:2:6
   |
 2 |   - x: {
   |      ^
 
 error: 1 error in notyaml.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn objective_no_unit() {
     Drillbook::new()
-        .playbook("objective_no_unit.yaml", r#"version: 1
+        .playbook(
+            "objective_no_unit.yaml",
+            r#"version: 1
 name: t
 objectives: { rto: 30, rpo: 1h }
 steps:
   - { id: a, kind: manual, instructions: x }
-"#)
+"#,
+        )
         .args(&["validate", "objective_no_unit.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: duration `30` has no unit; write e.g. 30s, 30m or 30h
+        .expect_stderr(
+            r#"error: duration `30` has no unit; write e.g. 30s, 30m or 30h
  --> objective_no_unit.yaml:3:20
   |
 3 | objectives: { rto: 30, rpo: 1h }
   |                    ^^
 
 error: 1 error in objective_no_unit.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -355,38 +407,47 @@ error: 1 error in shell_string.yaml
 #[test]
 fn template_syntax() {
     Drillbook::new()
-        .playbook("template_syntax.yaml", r#"version: 1
+        .playbook(
+            "template_syntax.yaml",
+            r#"version: 1
 name: t
 steps:
   - id: say
     kind: manual
     instructions: "Restore {{ run.id }"
-"#)
+"#,
+        )
         .args(&["validate", "template_syntax.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: invalid template: unexpected `}`, expected end of variable block
+        .expect_stderr(
+            r#"error: invalid template: unexpected `}`, expected end of variable block
  --> template_syntax.yaml:6:19
   |
 6 |     instructions: "Restore {{ run.id }"
   |                   ^^^^^^^^^^^^^^^^^^^^^
 
 error: 1 error in template_syntax.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn two_clocks() {
     Drillbook::new()
-        .playbook("two_clocks.yaml", r#"version: 1
+        .playbook(
+            "two_clocks.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: promote, kind: manual, instructions: x, clock: stop }
   - { id: smoke, kind: manual, instructions: y, clock: stop }
-"#)
+"#,
+        )
         .args(&["validate", "two_clocks.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: only one step can stop the RTO clock; `promote` (line 4) already does
+        .expect_stderr(
+            r#"error: only one step can stop the RTO clock; `promote` (line 4) already does
  --> two_clocks.yaml:5:49
   |
 5 |   - { id: smoke, kind: manual, instructions: y, clock: stop }
@@ -394,14 +455,17 @@ steps:
   = help: mark the step after which service is restored, e.g. the smoke test after promote
 
 error: 1 error in two_clocks.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn undeclared_secret() {
     Drillbook::new()
-        .playbook("undeclared_secret.yaml", r#"version: 1
+        .playbook(
+            "undeclared_secret.yaml",
+            r#"version: 1
 name: t
 secrets: [DATABASE_URL]
 steps:
@@ -409,10 +473,12 @@ steps:
     kind: backup
     store: /s
     database: "{{ secrets.DATABASE_UR }}"
-"#)
+"#,
+        )
         .args(&["validate", "undeclared_secret.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: undeclared secret `secrets.DATABASE_UR`
+        .expect_stderr(
+            r#"error: undeclared secret `secrets.DATABASE_UR`
  --> undeclared_secret.yaml:8:27
   |
 8 |     database: "{{ secrets.DATABASE_UR }}"
@@ -420,24 +486,29 @@ steps:
   = help: add it to `secrets:`
 
 error: 1 error in undeclared_secret.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn undeclared_var() {
     Drillbook::new()
-        .playbook("undeclared_var.yaml", r#"version: 1
+        .playbook(
+            "undeclared_var.yaml",
+            r#"version: 1
 name: t
 vars: { store: /s }
 steps:
   - id: assess
     kind: assess
     store: "{{ vars.stor }}"
-"#)
+"#,
+        )
         .args(&["validate", "undeclared_var.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: undeclared variable `vars.stor`
+        .expect_stderr(
+            r#"error: undeclared variable `vars.stor`
  --> undeclared_var.yaml:7:21
   |
 7 |     store: "{{ vars.stor }}"
@@ -445,7 +516,8 @@ steps:
   = help: declare it under `vars:`
 
 error: 1 error in undeclared_var.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -475,39 +547,48 @@ error: 1 error in unknown_kind.yaml
 #[test]
 fn unknown_need() {
     Drillbook::new()
-        .playbook("unknown_need.yaml", r#"version: 1
+        .playbook(
+            "unknown_need.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
   - { id: restore, kind: manual, instructions: x, needs: [asess] }
-"#)
+"#,
+        )
         .args(&["validate", "unknown_need.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown step `asess` in `needs`
+        .expect_stderr(
+            r#"error: unknown step `asess` in `needs`
  --> unknown_need.yaml:5:59
   |
 5 |   - { id: restore, kind: manual, instructions: x, needs: [asess] }
   |                                                           ^^^^^ did you mean `assess`?
 
 error: 1 error in unknown_need.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn unknown_output() {
     Drillbook::new()
-        .playbook("unknown_output.yaml", r#"version: 1
+        .playbook(
+            "unknown_output.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
   - id: say
     kind: manual
     instructions: "Restore {{ steps.assess.outputs.bakup }}"
-"#)
+"#,
+        )
         .args(&["validate", "unknown_output.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: step `assess` (assess) has no output `bakup`
+        .expect_stderr(
+            r#"error: step `assess` (assess) has no output `bakup`
  --> unknown_output.yaml:7:52
   |
 7 |     instructions: "Restore {{ steps.assess.outputs.bakup }}"
@@ -515,7 +596,8 @@ steps:
   = help: a `assess` step outputs: backup, taken_at, age, size, sha256, replication_lag
 
 error: 1 error in unknown_output.yaml
-"#)
+"#,
+        )
         .run();
 }
 
@@ -544,17 +626,21 @@ error: 1 error in unknown_run_field.yaml
 #[test]
 fn unknown_step_key() {
     Drillbook::new()
-        .playbook("unknown_step_key.yaml", r#"version: 1
+        .playbook(
+            "unknown_step_key.yaml",
+            r#"version: 1
 name: t
 steps:
   - id: assess
     kind: assess
     store: /tmp/s
     timout: 5m
-"#)
+"#,
+        )
         .args(&["validate", "unknown_step_key.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown key `timout`
+        .expect_stderr(
+            r#"error: unknown key `timout`
  --> unknown_step_key.yaml:7:5
   |
 7 |     timout: 5m
@@ -562,46 +648,56 @@ steps:
   = help: did you mean `timeout`?
 
 error: 1 error in unknown_step_key.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn unknown_template_step() {
     Drillbook::new()
-        .playbook("unknown_template_step.yaml", r#"version: 1
+        .playbook(
+            "unknown_template_step.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
   - id: say
     kind: manual
     instructions: "Restore {{ steps.asess.outputs.backup }}"
-"#)
+"#,
+        )
         .args(&["validate", "unknown_template_step.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown step `asess` in template
+        .expect_stderr(
+            r#"error: unknown step `asess` in template
  --> unknown_template_step.yaml:7:37
   |
 7 |     instructions: "Restore {{ steps.asess.outputs.backup }}"
   |                                     ^^^^^ did you mean `assess`?
 
 error: 1 error in unknown_template_step.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn unknown_top_key() {
     Drillbook::new()
-        .playbook("unknown_top_key.yaml", r#"version: 1
+        .playbook(
+            "unknown_top_key.yaml",
+            r#"version: 1
 name: t
 objective: { rto: 30m }
 steps:
   - { id: a, kind: manual, instructions: x }
-"#)
+"#,
+        )
         .args(&["validate", "unknown_top_key.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown key `objective`
+        .expect_stderr(
+            r#"error: unknown key `objective`
  --> unknown_top_key.yaml:3:1
   |
 3 | objective: { rto: 30m }
@@ -609,21 +705,26 @@ steps:
   = help: did you mean `objectives`?
 
 error: 1 error in unknown_top_key.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn when_unknown() {
     Drillbook::new()
-        .playbook("when_unknown.yaml", r#"version: 1
+        .playbook(
+            "when_unknown.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
-"#)
+"#,
+        )
         .args(&["validate", "when_unknown.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: unknown variable `mode`
+        .expect_stderr(
+            r#"error: unknown variable `mode`
  --> when_unknown.yaml:4:54
   |
 4 |   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
@@ -631,28 +732,34 @@ steps:
   = help: templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()
 
 error: 1 error in when_unknown.yaml
-"#)
+"#,
+        )
         .run();
 }
 
 #[test]
 fn wrong_type() {
     Drillbook::new()
-        .playbook("wrong_type.yaml", r#"version: 1
+        .playbook(
+            "wrong_type.yaml",
+            r#"version: 1
 name: t
 steps:
   - { id: a, kind: manual, instructions: x }
   - { id: b, kind: manual, instructions: y, needs: a }
-"#)
+"#,
+        )
         .args(&["validate", "wrong_type.yaml"])
         .expect_status(2)
-        .expect_stderr(r#"error: expected a list, found `a`
+        .expect_stderr(
+            r#"error: expected a list, found `a`
  --> wrong_type.yaml:5:52
   |
 5 |   - { id: b, kind: manual, instructions: y, needs: a }
   |                                                    ^
 
 error: 1 error in wrong_type.yaml
-"#)
+"#,
+        )
         .run();
 }

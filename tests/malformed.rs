@@ -38,7 +38,11 @@ fn empty_file() {
 
 #[test]
 fn only_comments() {
-    refuse("comments.yaml", b"# nothing here\n", "the playbook is empty");
+    refuse(
+        "comments.yaml",
+        b"# nothing here\n",
+        "the playbook is empty",
+    );
 }
 
 #[test]
@@ -48,7 +52,11 @@ fn not_yaml() {
 
 #[test]
 fn a_scalar_is_not_a_playbook() {
-    refuse("x.yaml", b"just some words\n", "expected a mapping at the top of the playbook, found a string");
+    refuse(
+        "x.yaml",
+        b"just some words\n",
+        "expected a mapping at the top of the playbook, found a string",
+    );
 }
 
 #[test]
@@ -74,7 +82,9 @@ fn binary_garbage() {
 
 #[test]
 fn control_characters_in_utf8() {
-    let text: String = (0..4096u32).map(|i| char::from_u32(1 + i % 31).unwrap_or('x')).collect();
+    let text: String = (0..4096u32)
+        .map(|i| char::from_u32(1 + i % 31).unwrap_or('x'))
+        .collect();
     refuse("control.yaml", text.as_bytes(), "error");
 }
 
@@ -89,7 +99,9 @@ fn non_utf8_names_the_place() {
 
 #[test]
 fn billion_laughs() {
-    let mut text = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut text = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let mut previous = 'a';
     for name in 'b'..='j' {
         let refs = vec![format!("*{previous}"); 9].join(",");
@@ -97,14 +109,22 @@ fn billion_laughs() {
         previous = name;
     }
     text.push_str("version: 1\nname: bomb\nsteps: *j\n");
-    refuse("bomb.yaml", text.as_bytes(), "aliases expand to too much data");
+    refuse(
+        "bomb.yaml",
+        text.as_bytes(),
+        "aliases expand to too much data",
+    );
 }
 
 #[test]
 fn ten_megabytes() {
     let line = "# padding padding padding padding padding padding padding padding\n";
     let text = line.repeat(10 * 1024 * 1024 / line.len() + 1);
-    refuse("big.yaml", text.as_bytes(), "a playbook may be at most 4 MiB");
+    refuse(
+        "big.yaml",
+        text.as_bytes(),
+        "a playbook may be at most 4 MiB",
+    );
 }
 
 #[test]
@@ -139,5 +159,9 @@ fn a_missing_file() {
         .args(&["validate", "nope.yaml"])
         .expect_status(2)
         .run();
-    assert!(output.stderr.starts_with("error: cannot read `nope.yaml`: no such file"));
+    assert!(
+        output
+            .stderr
+            .starts_with("error: cannot read `nope.yaml`: no such file")
+    );
 }

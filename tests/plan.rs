@@ -58,10 +58,18 @@ fn json_plan_lists_stages() {
     let plan: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
     assert_eq!(
         plan["stages"],
-        serde_json::json!([["assess"], ["restore_db", "restore_files"], ["check_db"], ["smoke"]])
+        serde_json::json!([
+            ["assess"],
+            ["restore_db", "restore_files"],
+            ["check_db"],
+            ["smoke"]
+        ])
     );
     assert_eq!(plan["cleanup_stages"], serde_json::json!([["tidy"]]));
-    assert_eq!(plan["critical_path"], serde_json::json!(["assess", "restore_db", "check_db", "smoke"]));
+    assert_eq!(
+        plan["critical_path"],
+        serde_json::json!(["assess", "restore_db", "check_db", "smoke"])
+    );
     assert_eq!(plan["steps"][1]["needs"], serde_json::json!(["assess"]));
 }
 
@@ -79,7 +87,11 @@ fn dot_has_every_edge() {
         "\"check_db\" -> \"smoke\";",
         "\"restore_files\" -> \"smoke\";",
     ] {
-        assert!(output.stdout.contains(edge), "missing {edge} in\n{}", output.stdout);
+        assert!(
+            output.stdout.contains(edge),
+            "missing {edge} in\n{}",
+            output.stdout
+        );
     }
 }
 

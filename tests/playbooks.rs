@@ -45,7 +45,12 @@ fn every_playbook_validates() {
     args.extend(files.iter().map(|p| p.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let output = Drillbook::new().args(&args).expect_status(0).run();
-    assert_eq!(output.stdout.lines().count(), files.len(), "{}", output.stdout);
+    assert_eq!(
+        output.stdout.lines().count(),
+        files.len(),
+        "{}",
+        output.stdout
+    );
     assert!(output.stderr.is_empty(), "{}", output.stderr);
 }
 
@@ -61,7 +66,11 @@ fn every_playbook_names_the_schema_and_explains_itself() {
             path.display()
         );
         let header = lines.take_while(|l| l.starts_with('#')).count();
-        assert!(header >= 3, "{}: a comment header says what it does, when and what it needs", path.display());
+        assert!(
+            header >= 3,
+            "{}: a comment header says what it does, when and what it needs",
+            path.display()
+        );
     }
 }
 
@@ -69,17 +78,46 @@ fn every_playbook_names_the_schema_and_explains_itself() {
 fn plans_render_in_every_format() {
     for path in playbooks() {
         let file = path.display().to_string();
-        let text = Drillbook::new().args(&["plan", &file]).expect_status(0).run().stdout;
+        let text = Drillbook::new()
+            .args(&["plan", &file])
+            .expect_status(0)
+            .run()
+            .stdout;
         assert!(text.contains("critical path: "), "{text}");
-        let dot = Drillbook::new().args(&["plan", &file, "--format", "dot"]).expect_status(0).run().stdout;
-        assert!(dot.starts_with("digraph ") && dot.trim_end().ends_with('}'), "{dot}");
-        let mermaid = Drillbook::new().args(&["plan", &file, "--format", "mermaid"]).expect_status(0).run().stdout;
+        let dot = Drillbook::new()
+            .args(&["plan", &file, "--format", "dot"])
+            .expect_status(0)
+            .run()
+            .stdout;
+        assert!(
+            dot.starts_with("digraph ") && dot.trim_end().ends_with('}'),
+            "{dot}"
+        );
+        let mermaid = Drillbook::new()
+            .args(&["plan", &file, "--format", "mermaid"])
+            .expect_status(0)
+            .run()
+            .stdout;
         assert!(mermaid.starts_with("flowchart LR\n"), "{mermaid}");
-        let json = Drillbook::new().args(&["plan", &file, "--format", "json"]).expect_status(0).run().stdout;
+        let json = Drillbook::new()
+            .args(&["plan", &file, "--format", "json"])
+            .expect_status(0)
+            .run()
+            .stdout;
         let value: serde_json::Value = serde_json::from_str(&json).expect("plan JSON parses");
         let steps = value["steps"].as_array().expect("steps");
-        let staged: usize = value["stages"].as_array().expect("stages").iter().map(|s| s.as_array().map_or(0, Vec::len)).sum::<usize>()
-            + value["cleanup_stages"].as_array().expect("cleanup").iter().map(|s| s.as_array().map_or(0, Vec::len)).sum::<usize>();
+        let staged: usize = value["stages"]
+            .as_array()
+            .expect("stages")
+            .iter()
+            .map(|s| s.as_array().map_or(0, Vec::len))
+            .sum::<usize>()
+            + value["cleanup_stages"]
+                .as_array()
+                .expect("cleanup")
+                .iter()
+                .map(|s| s.as_array().map_or(0, Vec::len))
+                .sum::<usize>();
         assert_eq!(staged, steps.len(), "every step is in exactly one stage");
     }
 }

@@ -8,7 +8,8 @@ fn root() -> PathBuf {
 }
 
 fn schema() -> serde_json::Value {
-    let text = std::fs::read_to_string(root().join("schemas/playbook.schema.json")).expect("schema file");
+    let text =
+        std::fs::read_to_string(root().join("schemas/playbook.schema.json")).expect("schema file");
     serde_json::from_str(&text).expect("schema is JSON")
 }
 
@@ -19,7 +20,8 @@ fn yaml_as_json(path: &Path) -> serde_json::Value {
 
 #[test]
 fn committed_schema_matches_the_types() {
-    let committed = std::fs::read_to_string(root().join("schemas/playbook.schema.json")).expect("schema file");
+    let committed =
+        std::fs::read_to_string(root().join("schemas/playbook.schema.json")).expect("schema file");
     let generated = drillbook::schema::playbook_schema_json();
     assert!(
         committed == generated,
@@ -37,7 +39,10 @@ fn shipped_playbooks_satisfy_the_schema() {
             continue;
         }
         let instance = yaml_as_json(&path);
-        let errors: Vec<String> = validator.iter_errors(&instance).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&instance)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
         checked += 1;
     }

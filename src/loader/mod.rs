@@ -105,7 +105,11 @@ fn yaml_error(text: &str, error: &serde_saphyr::Error) -> Diagnostic {
         Some((_, breach)) if breach.starts_with("Depth") => {
             format!("invalid YAML: nested deeper than {MAX_DEPTH} levels; no playbook needs that")
         }
-        Some((_, breach)) if breach.contains("Alias") || breach.contains("Anchor") || breach.contains("Replay") => {
+        Some((_, breach))
+            if breach.contains("Alias")
+                || breach.contains("Anchor")
+                || breach.contains("Replay") =>
+        {
             "invalid YAML: aliases expand to too much data (an alias bomb?)".to_string()
         }
         Some(_) => "invalid YAML: the document is too large (too many nodes)".to_string(),
@@ -150,4 +154,15 @@ fn offset_of(text: &str, line: usize, column: usize) -> usize {
         .map(char::len_utf8)
         .sum();
     (line_start + within).min(text.len())
+}
+
+impl Source {
+    /// SHA-256 of the playbook text, hex: a run records it, `resume` compares it.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        Sha256::digest(self.text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }

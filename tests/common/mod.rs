@@ -76,15 +76,27 @@ impl Drillbook {
     pub fn run(self) -> Output {
         let output = run_binary(self.dir.path(), &self.args, self.deadline);
         if let Some(expected) = &self.stderr {
-            assert_eq!(&output.stderr, expected, "stderr differs\n--- got:\n{}", output.stderr);
+            assert_eq!(
+                &output.stderr, expected,
+                "stderr differs\n--- got:\n{}",
+                output.stderr
+            );
         }
         if let Some(expected) = &self.stdout {
             assert_eq!(&output.stdout, expected, "stdout differs");
         }
         if let Some(status) = self.status {
-            assert_eq!(output.status, status, "exit status; stderr:\n{}", output.stderr);
+            assert_eq!(
+                output.status, status,
+                "exit status; stderr:\n{}",
+                output.stderr
+            );
         }
-        assert!(!output.stderr.contains("panicked"), "panic:\n{}", output.stderr);
+        assert!(
+            !output.stderr.contains("panicked"),
+            "panic:\n{}",
+            output.stderr
+        );
         output
     }
 }

@@ -1,0 +1,229 @@
+//! The run journal: `<state-dir>/runs/<run-id>/journal.jsonl`, one [`Record`] per line,
+//! appended and flushed to disk (fsync) before the runner moves on. A crash can tear only the
+//! last line; reading ignores a torn last line, and reopening for append cuts it off so the
+//! next record starts on a clean line. A bad line anywhere else is real corruption and an
+//! error.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+
+use crate::event::{Event, Record};
+
+pub const FILE_NAME: &str = "journal.jsonl";
+
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+    next_seq: u64,
+}
+
+/// What reading a journal found.
+#[derive(Debug)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    /// Bytes of a torn last line that were ignored.
+    pub torn_bytes: usize,
+    /// Length of the intact prefix of the file.
+    good_len: u64,
+}
+
+impl Journal {
+    /// Starts the journal of a new run; refuses to overwrite an existing one.
+    pub fn create(run_dir: &Path) -> io::Result<Journal> {
+        std::fs::create_dir_all(run_dir)?;
+        let path = run_dir.join(FILE_NAME);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        // The directory entry must survive a crash too.
+        File::open(run_dir)?.sync_all()?;
+        Ok(Journal {
+            file,
+            path,
+            next_seq: 0,
+        })
+    }
+
+    /// Reopens a run's journal to continue it, returning what it already holds.
+    pub fn reopen(run_dir: &Path) -> io::Result<(Journal, Replay)> {
+        let path = run_dir.join(FILE_NAME);
+        let replay = read(&path)?;
+        let file = OpenOptions::new().write(true).open(&path)?;
+        if replay.torn_bytes > 0 {
+            file.set_len(replay.good_len)?;
+            file.sync_all()?;
+        }
+        let file = OpenOptions::new().append(true).open(&path)?;
+        let next_seq = replay.records.last().map_or(0, |r| r.seq + 1);
+        Ok((
+            Journal {
+                file,
+                path,
+                next_seq,
+            },
+            replay,
+        ))
+    }
+
+    /// Appends an event and waits until it is on disk.
+    pub fn append(&mut self, event: Event) -> io::Result<Record> {
+        let record = Record {
+            seq: self.next_seq,
+            at: Timestamp::now(),
+            event,
+        };
+        let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()?;
+        self.next_seq += 1;
+        Ok(record)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Reads a journal, tolerating a torn last line.
+pub fn read(path: &Path) -> io::Result<Replay> {
+    let bytes = std::fs::read(path)?;
+    let mut records = Vec::new();
+    let mut offset = 0usize;
+    let mut good_len = 0u64;
+    let mut line_number = 0usize;
+    while offset < bytes.len() {
+        line_number += 1;
+        let end = bytes[offset..].iter().position(|b| *b == b'\n');
+        let (line, next, complete) = match end {
+            Some(end) => (&bytes[offset..offset + end], offset + end + 1, true),
+            None => (&bytes[offset..], bytes.len(), false),
+        };
+        let is_last = next == bytes.len();
+        match (serde_json::from_slice::<Record>(line), complete) {
+            (Ok(record), true) => {
+                records.push(record);
+                good_len = next as u64;
+            }
+            (Err(error), true) if !is_last => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: line {line_number} is corrupt ({error}); only the last line of a journal can be torn by a crash",
+                        path.display()
+                    ),
+                ));
+            }
+            // The last line, cut short or garbled: a write the crash interrupted.
+            _ => {
+                return Ok(Replay {
+                    records,
+                    torn_bytes: bytes.len() - offset,
+                    good_len,
+                });
+            }
+        }
+        offset = next;
+    }
+    Ok(Replay {
+        records,
+        torn_bytes: 0,
+        good_len,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn skipped(step: &str) -> Event {
+        Event::StepSkipped {
+            step: step.into(),
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn appends_and_reads_back_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::create(dir.path()).expect("create");
+        journal.append(skipped("a")).expect("append");
+        journal.append(skipped("b")).expect("append");
+        let replay = read(journal.path()).expect("read");
+        let steps: Vec<_> = replay
+            .records
+            .iter()
+            .map(|r| (r.seq, r.event.step().map(str::to_owned)))
+            .collect();
+        assert_eq!(steps, [(0, Some("a".into())), (1, Some("b".into()))]);
+        assert_eq!(replay.torn_bytes, 0);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_journal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Journal::create(dir.path()).expect("create");
+        assert!(Journal::create(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_and_cut_on_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = {
+            let mut journal = Journal::create(dir.path()).expect("create");
+            journal.append(skipped("a")).expect("append");
+            journal.path().to_owned()
+        };
+        let intact = std::fs::metadata(&path).expect("meta").len();
+        let mut file = OpenOptions::new().append(true).open(&path).expect("open");
+        file.write_all(br#"{"seq":1,"at":"2026-11-24T10:00:00Z","event":"step_sk"#)
+            .expect("tear");
+        drop(file);
+
+        let replay = read(&path).expect("a torn last line is not fatal");
+        assert_eq!(replay.records.len(), 1);
+        assert!(replay.torn_bytes > 0);
+
+        let (mut journal, replay) = Journal::reopen(dir.path()).expect("reopen");
+        assert_eq!(replay.records.len(), 1);
+        assert_eq!(std::fs::metadata(&path).expect("meta").len(), intact);
+        let record = journal.append(skipped("b")).expect("append");
+        assert_eq!(record.seq, 1);
+        assert_eq!(read(&path).expect("read").records.len(), 2);
+    }
+
+    #[test]
+    fn a_complete_but_garbled_last_line_counts_as_torn() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::create(dir.path()).expect("create");
+        journal.append(skipped("a")).expect("append");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(journal.path())
+            .expect("open");
+        file.write_all(b"\0\0\0\n").expect("write");
+        let replay = read(journal.path()).expect("read");
+        assert_eq!(replay.records.len(), 1);
+        assert_eq!(replay.torn_bytes, 4);
+    }
+
+    #[test]
+    fn corruption_before_the_end_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut journal = Journal::create(dir.path()).expect("create");
+        journal.append(skipped("a")).expect("append");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(journal.path())
+            .expect("open");
+        file.write_all(b"garbage\n").expect("write");
+        drop(file);
+        journal.append(skipped("b")).expect("append");
+        let error = read(journal.path()).expect_err("corrupt");
+        assert!(error.to_string().contains("line 2 is corrupt"), "{error}");
+    }
+}
