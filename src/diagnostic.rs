@@ -59,6 +59,8 @@ impl Diagnostic {
         };
         let mut out = String::new();
         let _ = writeln!(out, "{red}error{reset}{bold}: {}{reset}", self.message);
+        // The help line's `=` sits under the snippet's `|`.
+        let mut help_indent = String::from(" ");
         if self.pos.line == 0 {
             let _ = writeln!(out, " {blue}-->{reset} {file}");
         } else {
@@ -69,6 +71,7 @@ impl Diagnostic {
             );
             let number = self.pos.line.to_string();
             let gutter = " ".repeat(number.len());
+            help_indent = format!("{gutter} ");
             let line_start = source
                 .get(..self.pos.offset.min(source.len()))
                 .and_then(|before| before.rfind('\n'))
@@ -100,7 +103,7 @@ impl Diagnostic {
             out.push('\n');
         }
         if let Some(help) = &self.help {
-            let _ = writeln!(out, "  {blue}={reset} {bold}help{reset}: {help}");
+            let _ = writeln!(out, "{help_indent}{blue}={reset} {bold}help{reset}: {help}");
         }
         out
     }
@@ -124,8 +127,14 @@ pub fn nearest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) ->
             (distance, candidate)
         })
         .filter(|(distance, candidate)| {
+            // Short names are close to everything: one edit for them, more for long ones.
             let longest = lowered.chars().count().max(candidate.chars().count());
-            *distance <= 2.max(longest / 3) && *distance < longest
+            let limit = match longest {
+                0..=4 => 1,
+                5..=9 => 2,
+                _ => longest / 3,
+            };
+            *distance <= limit && *distance < longest
         })
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, candidate)| candidate)
@@ -142,6 +151,8 @@ mod tests {
         assert_eq!(nearest("restroe", names), Some("restore"));
         assert_eq!(nearest("promote", names), None);
         assert_eq!(nearest("x", names), None);
+        assert_eq!(nearest("foo", ["now", "run"]), None);
+        assert_eq!(nearest("rn", ["run"]), Some("run"));
     }
 
     #[test]

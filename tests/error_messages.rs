@@ -198,7 +198,7 @@ fn empty() {
         .expect_stderr(
             r#"error: the playbook is empty
  --> empty.yaml
-  = help: a playbook is a mapping with `version: 1`, `name` and `steps`
+ = help: a playbook is a mapping with `version: 1`, `name` and `steps`
 
 error: 1 error in empty.yaml
 "#,
@@ -290,7 +290,7 @@ steps:
   |
 4 |   - id: restore
   |     ^
-  = help: a `restore` step needs: backup, store, target
+  = help: `restore` steps need: backup, store, target
 
 error: 1 error in missing_param.yaml
 "#,
@@ -381,6 +381,37 @@ error: 1 error in objective_no_unit.yaml
 }
 
 #[test]
+fn promote_foreign_key() {
+    Drillbook::new()
+        .playbook(
+            "promote_foreign_key.yaml",
+            r#"version: 1
+name: t
+secrets: [STANDBY_URL]
+steps:
+  - id: promote
+    kind: promote
+    method: standby
+    standby: "{{ secrets.STANDBY_URL }}"
+    env_file: /etc/app.env
+"#,
+        )
+        .args(&["validate", "promote_foreign_key.yaml"])
+        .expect_status(2)
+        .expect_stderr(
+            r#"error: `env_file` does nothing with `method: standby`
+ --> promote_foreign_key.yaml:9:5
+  |
+9 |     env_file: /etc/app.env
+  |     ^^^^^^^^
+
+error: 1 error in promote_foreign_key.yaml
+"#,
+        )
+        .run();
+}
+
+#[test]
 fn shell_string() {
     Drillbook::new()
         .playbook("shell_string.yaml", r#"version: 1
@@ -401,6 +432,37 @@ steps:
 
 error: 1 error in shell_string.yaml
 "#)
+        .run();
+}
+
+#[test]
+fn smoke_needs_database() {
+    Drillbook::new()
+        .playbook(
+            "smoke_needs_database.yaml",
+            r#"version: 1
+name: t
+steps:
+  - id: smoke
+    kind: smoke-test
+    checks:
+      - sql: SELECT 1
+        expect: "1"
+"#,
+        )
+        .args(&["validate", "smoke_needs_database.yaml"])
+        .expect_status(2)
+        .expect_stderr(
+            r#"error: a `sql` check needs the step's `database:`
+ --> smoke_needs_database.yaml:7:9
+  |
+7 |       - sql: SELECT 1
+  |         ^
+  = help: give the smoke-test a `database:` URL, e.g. `{{ steps.restore.outputs.target }}`
+
+error: 1 error in smoke_needs_database.yaml
+"#,
+        )
         .run();
 }
 
@@ -593,7 +655,7 @@ steps:
   |
 7 |     instructions: "Restore {{ steps.assess.outputs.bakup }}"
   |                                                    ^^^^^ did you mean `backup`?
-  = help: a `assess` step outputs: backup, taken_at, age, size, sha256, replication_lag
+  = help: `assess` steps output: backup, taken_at, age, size, sha256, replication_lag
 
 error: 1 error in unknown_output.yaml
 "#,

@@ -32,6 +32,22 @@ pub enum OnRpoMiss {
     Fail,
 }
 
+impl Assess {
+    pub(crate) fn check(
+        &self,
+        node: &crate::loader::node::Node,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
+        if self.key.is_some() && self.before.is_some() {
+            out.push(super::at_key(
+                node,
+                "before",
+                "give `key` or `before`, not both: `key` names one backup",
+            ));
+        }
+    }
+}
+
 pub const OUTPUTS: &[&str] = &[
     "backup",
     "taken_at",

@@ -245,8 +245,8 @@ impl StepConfig {
             StepConfig::Approval(step) => step.check(node, out),
             StepConfig::Command(step) => step.check(out),
             StepConfig::Backup(step) => step.check(node, out),
-            StepConfig::Assess(_)
-            | StepConfig::Restore(_)
+            StepConfig::Assess(step) => step.check(node, out),
+            StepConfig::Restore(_)
             | StepConfig::Flush(_)
             | StepConfig::Sync(_)
             | StepConfig::Verify(_)

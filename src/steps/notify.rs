@@ -78,5 +78,22 @@ impl Notify {
             )),
             _ => {}
         }
+        if self.webhook.is_some() {
+            for (key, given) in [
+                ("method", self.method.is_some()),
+                ("headers", !self.headers.is_empty()),
+                ("body", self.body.is_some()),
+            ] {
+                if given {
+                    out.push(at_key(
+                        node,
+                        key,
+                        format!(
+                            "`{key}` belongs to an API call (`url:`); a webhook gets `message:`"
+                        ),
+                    ));
+                }
+            }
+        }
     }
 }

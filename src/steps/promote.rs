@@ -85,5 +85,30 @@ impl Promote {
             }
             PromoteMethod::Standby => {}
         }
+        let foreign: &[(&str, bool)] = match self.method {
+            PromoteMethod::Standby => &[
+                ("url", self.url.is_some()),
+                ("env_file", self.env_file.is_some()),
+                ("endpoint", self.endpoint.is_some()),
+                ("variable", self.variable.is_some()),
+            ],
+            PromoteMethod::Repoint => &[
+                ("standby", self.standby.is_some()),
+                ("wait", self.wait.is_some()),
+            ],
+        };
+        for (key, given) in foreign {
+            if *given {
+                let method = match self.method {
+                    PromoteMethod::Standby => "standby",
+                    PromoteMethod::Repoint => "repoint",
+                };
+                out.push(at_key(
+                    node,
+                    key,
+                    format!("`{key}` does nothing with `method: {method}`"),
+                ));
+            }
+        }
     }
 }

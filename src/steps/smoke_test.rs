@@ -71,13 +71,13 @@ impl Check {
         if self.sql.is_some() {
             kinds.push("sql");
         }
-        if self.row_counts.is_some() {
+        if self.row_counts == Some(true) {
             kinds.push("row_counts");
         }
-        if self.large_objects.is_some() {
+        if self.large_objects == Some(true) {
             kinds.push("large_objects");
         }
-        if self.sequences.is_some() {
+        if self.sequences == Some(true) {
             kinds.push("sequences");
         }
         if self.http.is_some() {
@@ -132,6 +132,36 @@ impl SmokeTest {
                     )
                     .help("split it into one check per kind"),
                 ),
+            }
+            for (flag, value) in [
+                ("row_counts", check.value.row_counts),
+                ("large_objects", check.value.large_objects),
+                ("sequences", check.value.sequences),
+            ] {
+                if value == Some(false) {
+                    out.push(
+                        Diagnostic::new(check.pos, 1, format!("`{flag}: false` checks nothing"))
+                            .help(format!("write `{flag}: true`, or leave the check out")),
+                    );
+                }
+            }
+            let needs_database = check.value.sql.is_some()
+                || kinds
+                    .iter()
+                    .any(|k| ["row_counts", "large_objects", "sequences"].contains(k));
+            if needs_database && self.database.is_none() {
+                out.push(
+                    Diagnostic::new(check.pos, 1, format!("a `{}` check needs the step's `database:`", kinds.first().copied().unwrap_or("sql")))
+                        .help("give the smoke-test a `database:` URL, e.g. `{{ steps.restore.outputs.target }}`"),
+                );
+            }
+            let needs_manifest = kinds
+                .iter()
+                .any(|k| ["row_counts", "large_objects"].contains(k));
+            if needs_manifest && (self.store.is_none() || self.backup.is_none()) {
+                out.push(
+                    Diagnostic::new(check.pos, 1, format!("a `{}` check compares with the backup's manifest: the step needs `store:` and `backup:`", kinds.first().copied().unwrap_or("row_counts"))),
+                );
             }
             if check.value.expect.is_some() && check.value.sql.is_none() {
                 out.push(Diagnostic::new(

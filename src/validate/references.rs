@@ -222,7 +222,7 @@ fn check_step_path(
                     format!("step `{id}` ({kind}) has no output `{output}`"),
                     suggest(output, kind.outputs().iter().copied()),
                     Some(format!(
-                        "a `{kind}` step outputs: {}",
+                        "`{kind}` steps output: {}",
                         kind.outputs().join(", ")
                     )),
                 )

@@ -140,7 +140,7 @@ fn read_step<'a>(
                         .map_or("this step".to_owned(), |id| format!("step `{}`", id.value));
                     diagnostic.message = format!("{name} is missing {field}");
                     diagnostic.help = Some(format!(
-                        "a `{kind}` step needs: {}",
+                        "`{kind}` steps need: {}",
                         required_keys(kind).join(", ")
                     ));
                 }
