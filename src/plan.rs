@@ -1,6 +1,7 @@
 //! A validated playbook as a DAG: execution order, parallel stages, critical path, and the
 //! pictures (`dot`, `mermaid`) and JSON tools want.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use petgraph::algo::toposort;
@@ -27,15 +28,30 @@ pub struct Plan {
 impl Plan {
     /// Builds the DAG. Validation has already refused cycles and unknown names.
     pub fn new(playbook: Playbook) -> Plan {
+        // Each step's dependencies as indices, resolved once.
+        let index: HashMap<&str, usize> = playbook
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
+        let needs: Vec<Vec<usize>> = playbook
+            .steps
+            .iter()
+            .map(|step| {
+                step.needs
+                    .iter()
+                    .filter_map(|need| index.get(need.as_str()).copied())
+                    .collect()
+            })
+            .collect();
         let mut graph = DiGraph::with_capacity(playbook.steps.len(), playbook.steps.len());
         let nodes: Vec<NodeIndex> = (0..playbook.steps.len())
             .map(|i| graph.add_node(i))
             .collect();
-        for (i, step) in playbook.steps.iter().enumerate() {
-            for need in &step.needs {
-                if let Some(dependency) = playbook.index_of(need) {
-                    graph.add_edge(nodes[dependency], nodes[i], ());
-                }
+        for (i, dependencies) in needs.iter().enumerate() {
+            for &dependency in dependencies {
+                graph.add_edge(nodes[dependency], nodes[i], ());
             }
         }
         let sorted: Vec<usize> = toposort(&graph, None)
@@ -43,10 +59,8 @@ impl Plan {
             .unwrap_or_else(|_| (0..playbook.steps.len()).collect());
         let mut depth = vec![0usize; playbook.steps.len()];
         for &i in &sorted {
-            for need in &playbook.steps[i].needs {
-                if let Some(dependency) = playbook.index_of(need) {
-                    depth[i] = depth[i].max(depth[dependency] + 1);
-                }
+            for &dependency in &needs[i] {
+                depth[i] = depth[i].max(depth[dependency] + 1);
             }
         }
         let group = |cleanup: bool| {
@@ -67,7 +81,7 @@ impl Plan {
         let stages = group(false);
         let cleanup_stages = group(true);
         let order = stages.iter().flatten().copied().collect();
-        let critical_path = longest_chain(&playbook, &sorted, |_| 1.0);
+        let critical_path = longest_chain(&playbook, &needs, &sorted, |_| 1.0);
         Plan {
             playbook,
             graph,
@@ -262,6 +276,7 @@ impl Plan {
 /// The heaviest chain of dependent main steps, weights given per step.
 pub fn longest_chain(
     playbook: &Playbook,
+    needs: &[Vec<usize>],
     sorted: &[usize],
     weight: impl Fn(usize) -> f64,
 ) -> Vec<usize> {
@@ -273,10 +288,8 @@ pub fn longest_chain(
             continue;
         }
         let mut start = 0.0;
-        for need in &playbook.steps[i].needs {
-            if let Some(dependency) = playbook.index_of(need)
-                && best[dependency] > start
-            {
+        for &dependency in &needs[i] {
+            if best[dependency] > start {
                 start = best[dependency];
                 via[i] = Some(dependency);
             }

@@ -5,12 +5,22 @@ mod common;
 
 use common::Drillbook;
 
+/// Validates `playbook` written as `NAME.yaml` and compares all of stderr; exit must be 2.
+fn case(name: &str, playbook: &str, stderr: &str) {
+    let file = format!("{name}.yaml");
+    Drillbook::new()
+        .playbook(&file, playbook)
+        .args(&["validate", &file])
+        .expect_status(2)
+        .expect_stderr(stderr)
+        .run();
+}
+
 #[test]
 fn bad_duration() {
-    Drillbook::new()
-        .playbook(
-            "bad_duration.yaml",
-            r#"version: 1
+    case(
+        "bad_duration",
+        r#"version: 1
 name: t
 steps:
   - id: wait
@@ -18,11 +28,7 @@ steps:
     instructions: x
     timeout: 10min
 "#,
-        )
-        .args(&["validate", "bad_duration.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown unit `min` in duration `10min`; expected ms, s, m, h or d
+        r#"error: unknown unit `min` in duration `10min`; expected ms, s, m, h or d
  --> bad_duration.yaml:7:14
   |
 7 |     timeout: 10min
@@ -30,25 +36,19 @@ steps:
 
 error: 1 error in bad_duration.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn bad_enum() {
-    Drillbook::new()
-        .playbook(
-            "bad_enum.yaml",
-            r#"version: 1
+    case(
+        "bad_enum",
+        r#"version: 1
 name: t
 steps:
   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
 "#,
-        )
-        .args(&["validate", "bad_enum.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown value `directry`, expected one of: custom, directory
+        r#"error: unknown value `directry`, expected one of: custom, directory
  --> bad_enum.yaml:4:74
   |
 4 |   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
@@ -57,21 +57,19 @@ steps:
 
 error: 1 error in bad_enum.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn bad_id() {
-    Drillbook::new()
-        .playbook("bad_id.yaml", r#"version: 1
+    case(
+        "bad_id",
+        r#"version: 1
 name: t
 steps:
   - { id: smoke-test, kind: manual, instructions: x }
-"#)
-        .args(&["validate", "bad_id.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: step id `smoke-test` is not an identifier
+"#,
+        r#"error: step id `smoke-test` is not an identifier
  --> bad_id.yaml:4:11
   |
 4 |   - { id: smoke-test, kind: manual, instructions: x }
@@ -79,25 +77,20 @@ steps:
   = help: use letters, digits and underscores, e.g. `smoke_test` (templates read it as steps.smoke_test)
 
 error: 1 error in bad_id.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn bad_version() {
-    Drillbook::new()
-        .playbook(
-            "bad_version.yaml",
-            r#"version: 2
+    case(
+        "bad_version",
+        r#"version: 2
 name: t
 steps:
   - { id: a, kind: manual, instructions: x }
 "#,
-        )
-        .args(&["validate", "bad_version.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unsupported playbook version `2`
+        r#"error: unsupported playbook version `2`
  --> bad_version.yaml:1:10
   |
 1 | version: 2
@@ -106,23 +99,21 @@ steps:
 
 error: 1 error in bad_version.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn cleanup_needs_main() {
-    Drillbook::new()
-        .playbook("cleanup_needs_main.yaml", r#"version: 1
+    case(
+        "cleanup_needs_main",
+        r#"version: 1
 name: t
 steps:
   - { id: restore, kind: manual, instructions: x }
 cleanup:
   - { id: drop, kind: manual, instructions: y, needs: [restore] }
-"#)
-        .args(&["validate", "cleanup_needs_main.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: cleanup step `drop` cannot need main step `restore`
+"#,
+        r#"error: cleanup step `drop` cannot need main step `restore`
  --> cleanup_needs_main.yaml:6:56
   |
 6 |   - { id: drop, kind: manual, instructions: y, needs: [restore] }
@@ -130,26 +121,21 @@ cleanup:
   = help: cleanup steps run after every main step, whatever happened; they may only need other cleanup steps
 
 error: 1 error in cleanup_needs_main.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn cycle() {
-    Drillbook::new()
-        .playbook(
-            "cycle.yaml",
-            r#"version: 1
+    case(
+        "cycle",
+        r#"version: 1
 name: t
 steps:
   - { id: restore, kind: manual, instructions: x, needs: [smoke] }
   - { id: smoke, kind: manual, instructions: y, needs: [restore] }
 "#,
-        )
-        .args(&["validate", "cycle.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: dependency cycle: restore -> smoke -> restore
+        r#"error: dependency cycle: restore -> smoke -> restore
  --> cycle.yaml:4:59
   |
 4 |   - { id: restore, kind: manual, instructions: x, needs: [smoke] }
@@ -158,26 +144,20 @@ steps:
 
 error: 1 error in cycle.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn duplicate_id() {
-    Drillbook::new()
-        .playbook(
-            "duplicate_id.yaml",
-            r#"version: 1
+    case(
+        "duplicate_id",
+        r#"version: 1
 name: t
 steps:
   - { id: check, kind: manual, instructions: x }
   - { id: check, kind: manual, instructions: y }
 "#,
-        )
-        .args(&["validate", "duplicate_id.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: duplicate step id `check`
+        r#"error: duplicate step id `check`
  --> duplicate_id.yaml:5:11
   |
 5 |   - { id: check, kind: manual, instructions: y }
@@ -185,41 +165,32 @@ steps:
 
 error: 1 error in duplicate_id.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn empty() {
-    Drillbook::new()
-        .playbook("empty.yaml", r#""#)
-        .args(&["validate", "empty.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: the playbook is empty
+    case(
+        "empty",
+        r#""#,
+        r#"error: the playbook is empty
  --> empty.yaml
  = help: a playbook is a mapping with `version: 1`, `name` and `steps`
 
 error: 1 error in empty.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn empty_steps() {
-    Drillbook::new()
-        .playbook(
-            "empty_steps.yaml",
-            r#"version: 1
+    case(
+        "empty_steps",
+        r#"version: 1
 name: t
 steps: []
 "#,
-        )
-        .args(&["validate", "empty_steps.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: `steps` is empty; a playbook needs at least one step
+        r#"error: `steps` is empty; a playbook needs at least one step
  --> empty_steps.yaml:3:1
   |
 3 | steps: []
@@ -228,23 +199,21 @@ steps: []
 
 error: 1 error in empty_steps.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn many() {
-    Drillbook::new()
-        .playbook("many.yaml", r#"version: 1
+    case(
+        "many",
+        r#"version: 1
 name: t
 objectives: { rto: 1x }
 steps:
   - { id: a, kind: asess }
   - { id: b, kind: manual, instructions: x, needs: [c] }
-"#)
-        .args(&["validate", "many.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: unknown unit `x` in duration `1x`; expected ms, s, m, h or d
+"#,
+        r#"error: unknown unit `x` in duration `1x`; expected ms, s, m, h or d
  --> many.yaml:3:20
   |
 3 | objectives: { rto: 1x }
@@ -264,16 +233,15 @@ error: unknown step `c` in `needs`
   |                                                     ^
 
 error: 3 errors in many.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn missing_param() {
-    Drillbook::new()
-        .playbook(
-            "missing_param.yaml",
-            r#"version: 1
+    case(
+        "missing_param",
+        r#"version: 1
 name: t
 steps:
   - id: restore
@@ -281,11 +249,7 @@ steps:
     store: /s
     backup: latest.dump
 "#,
-        )
-        .args(&["validate", "missing_param.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: step `restore` is missing `target`
+        r#"error: step `restore` is missing `target`
  --> missing_param.yaml:4:5
   |
 4 |   - id: restore
@@ -294,16 +258,14 @@ steps:
 
 error: 1 error in missing_param.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn not_upstream() {
-    Drillbook::new()
-        .playbook(
-            "not_upstream.yaml",
-            r#"version: 1
+    case(
+        "not_upstream",
+        r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
@@ -312,11 +274,7 @@ steps:
     needs: []
     instructions: "Restore {{ steps.assess.outputs.backup }}"
 "#,
-        )
-        .args(&["validate", "not_upstream.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: step `assess` is not upstream of `say`
+        r#"error: step `assess` is not upstream of `say`
  --> not_upstream.yaml:8:37
   |
 8 |     instructions: "Restore {{ steps.assess.outputs.backup }}"
@@ -325,23 +283,17 @@ steps:
 
 error: 1 error in not_upstream.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn notyaml() {
-    Drillbook::new()
-        .playbook(
-            "notyaml.yaml",
-            r#"steps: [unclosed
+    case(
+        "notyaml",
+        r#"steps: [unclosed
   - x: {
 "#,
-        )
-        .args(&["validate", "notyaml.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: invalid YAML: illegal placement of ':' indicator
+        r#"error: invalid YAML: illegal placement of ':' indicator
  --> notyaml.yaml:2:6
   |
 2 |   - x: {
@@ -349,26 +301,20 @@ fn notyaml() {
 
 error: 1 error in notyaml.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn objective_no_unit() {
-    Drillbook::new()
-        .playbook(
-            "objective_no_unit.yaml",
-            r#"version: 1
+    case(
+        "objective_no_unit",
+        r#"version: 1
 name: t
 objectives: { rto: 30, rpo: 1h }
 steps:
   - { id: a, kind: manual, instructions: x }
 "#,
-        )
-        .args(&["validate", "objective_no_unit.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: duration `30` has no unit; write e.g. 30s, 30m or 30h
+        r#"error: duration `30` has no unit; write e.g. 30s, 30m or 30h
  --> objective_no_unit.yaml:3:20
   |
 3 | objectives: { rto: 30, rpo: 1h }
@@ -376,16 +322,14 @@ steps:
 
 error: 1 error in objective_no_unit.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn promote_foreign_key() {
-    Drillbook::new()
-        .playbook(
-            "promote_foreign_key.yaml",
-            r#"version: 1
+    case(
+        "promote_foreign_key",
+        r#"version: 1
 name: t
 secrets: [STANDBY_URL]
 steps:
@@ -395,11 +339,7 @@ steps:
     standby: "{{ secrets.STANDBY_URL }}"
     env_file: /etc/app.env
 "#,
-        )
-        .args(&["validate", "promote_foreign_key.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: `env_file` does nothing with `method: standby`
+        r#"error: `env_file` does nothing with `method: standby`
  --> promote_foreign_key.yaml:9:5
   |
 9 |     env_file: /etc/app.env
@@ -407,23 +347,21 @@ steps:
 
 error: 1 error in promote_foreign_key.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn shell_string() {
-    Drillbook::new()
-        .playbook("shell_string.yaml", r#"version: 1
+    case(
+        "shell_string",
+        r#"version: 1
 name: t
 steps:
   - id: dump
     kind: command
     run: pg_dump -Fc app
-"#)
-        .args(&["validate", "shell_string.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: `run` takes an argument list, not a shell string
+"#,
+        r#"error: `run` takes an argument list, not a shell string
  --> shell_string.yaml:6:10
   |
 6 |     run: pg_dump -Fc app
@@ -431,16 +369,15 @@ steps:
   = help: write `run: ["pg_dump", "-Fc", "app"]` (no shell: a template value cannot inject a command)
 
 error: 1 error in shell_string.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn smoke_needs_database() {
-    Drillbook::new()
-        .playbook(
-            "smoke_needs_database.yaml",
-            r#"version: 1
+    case(
+        "smoke_needs_database",
+        r#"version: 1
 name: t
 steps:
   - id: smoke
@@ -449,11 +386,7 @@ steps:
       - sql: SELECT 1
         expect: "1"
 "#,
-        )
-        .args(&["validate", "smoke_needs_database.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: a `sql` check needs the step's `database:`
+        r#"error: a `sql` check needs the step's `database:`
  --> smoke_needs_database.yaml:7:9
   |
 7 |       - sql: SELECT 1
@@ -462,27 +395,21 @@ steps:
 
 error: 1 error in smoke_needs_database.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn template_syntax() {
-    Drillbook::new()
-        .playbook(
-            "template_syntax.yaml",
-            r#"version: 1
+    case(
+        "template_syntax",
+        r#"version: 1
 name: t
 steps:
   - id: say
     kind: manual
     instructions: "Restore {{ run.id }"
 "#,
-        )
-        .args(&["validate", "template_syntax.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: invalid template: unexpected `}`, expected end of variable block
+        r#"error: invalid template: unexpected `}`, expected end of variable block
  --> template_syntax.yaml:6:19
   |
 6 |     instructions: "Restore {{ run.id }"
@@ -490,26 +417,20 @@ steps:
 
 error: 1 error in template_syntax.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn two_clocks() {
-    Drillbook::new()
-        .playbook(
-            "two_clocks.yaml",
-            r#"version: 1
+    case(
+        "two_clocks",
+        r#"version: 1
 name: t
 steps:
   - { id: promote, kind: manual, instructions: x, clock: stop }
   - { id: smoke, kind: manual, instructions: y, clock: stop }
 "#,
-        )
-        .args(&["validate", "two_clocks.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: only one step can stop the RTO clock; `promote` (line 4) already does
+        r#"error: only one step can stop the RTO clock; `promote` (line 4) already does
  --> two_clocks.yaml:5:49
   |
 5 |   - { id: smoke, kind: manual, instructions: y, clock: stop }
@@ -518,16 +439,14 @@ steps:
 
 error: 1 error in two_clocks.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn undeclared_secret() {
-    Drillbook::new()
-        .playbook(
-            "undeclared_secret.yaml",
-            r#"version: 1
+    case(
+        "undeclared_secret",
+        r#"version: 1
 name: t
 secrets: [DATABASE_URL]
 steps:
@@ -536,11 +455,7 @@ steps:
     store: /s
     database: "{{ secrets.DATABASE_UR }}"
 "#,
-        )
-        .args(&["validate", "undeclared_secret.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: undeclared secret `secrets.DATABASE_UR`
+        r#"error: undeclared secret `secrets.DATABASE_UR`
  --> undeclared_secret.yaml:8:27
   |
 8 |     database: "{{ secrets.DATABASE_UR }}"
@@ -549,16 +464,14 @@ steps:
 
 error: 1 error in undeclared_secret.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn undeclared_var() {
-    Drillbook::new()
-        .playbook(
-            "undeclared_var.yaml",
-            r#"version: 1
+    case(
+        "undeclared_var",
+        r#"version: 1
 name: t
 vars: { store: /s }
 steps:
@@ -566,11 +479,7 @@ steps:
     kind: assess
     store: "{{ vars.stor }}"
 "#,
-        )
-        .args(&["validate", "undeclared_var.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: undeclared variable `vars.stor`
+        r#"error: undeclared variable `vars.stor`
  --> undeclared_var.yaml:7:21
   |
 7 |     store: "{{ vars.stor }}"
@@ -579,22 +488,20 @@ steps:
 
 error: 1 error in undeclared_var.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn unknown_kind() {
-    Drillbook::new()
-        .playbook("unknown_kind.yaml", r#"version: 1
+    case(
+        "unknown_kind",
+        r#"version: 1
 name: t
 steps:
   - id: restore
     kind: restor
-"#)
-        .args(&["validate", "unknown_kind.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: unknown step kind `restor`
+"#,
+        r#"error: unknown step kind `restor`
  --> unknown_kind.yaml:5:11
   |
 5 |     kind: restor
@@ -602,26 +509,21 @@ steps:
   = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, notify, approval, manual, command
 
 error: 1 error in unknown_kind.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn unknown_need() {
-    Drillbook::new()
-        .playbook(
-            "unknown_need.yaml",
-            r#"version: 1
+    case(
+        "unknown_need",
+        r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
   - { id: restore, kind: manual, instructions: x, needs: [asess] }
 "#,
-        )
-        .args(&["validate", "unknown_need.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown step `asess` in `needs`
+        r#"error: unknown step `asess` in `needs`
  --> unknown_need.yaml:5:59
   |
 5 |   - { id: restore, kind: manual, instructions: x, needs: [asess] }
@@ -629,16 +531,14 @@ steps:
 
 error: 1 error in unknown_need.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn unknown_output() {
-    Drillbook::new()
-        .playbook(
-            "unknown_output.yaml",
-            r#"version: 1
+    case(
+        "unknown_output",
+        r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
@@ -646,11 +546,7 @@ steps:
     kind: manual
     instructions: "Restore {{ steps.assess.outputs.bakup }}"
 "#,
-        )
-        .args(&["validate", "unknown_output.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: step `assess` (assess) has no output `bakup`
+        r#"error: step `assess` (assess) has no output `bakup`
  --> unknown_output.yaml:7:52
   |
 7 |     instructions: "Restore {{ steps.assess.outputs.bakup }}"
@@ -659,21 +555,19 @@ steps:
 
 error: 1 error in unknown_output.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn unknown_run_field() {
-    Drillbook::new()
-        .playbook("unknown_run_field.yaml", r#"version: 1
+    case(
+        "unknown_run_field",
+        r#"version: 1
 name: t
 steps:
   - { id: say, kind: manual, instructions: "{{ run.mod }}" }
-"#)
-        .args(&["validate", "unknown_run_field.yaml"])
-        .expect_status(2)
-        .expect_stderr(r#"error: `run.mod` does not exist
+"#,
+        r#"error: `run.mod` does not exist
  --> unknown_run_field.yaml:4:52
   |
 4 |   - { id: say, kind: manual, instructions: "{{ run.mod }}" }
@@ -681,16 +575,15 @@ steps:
   = help: run has: id, mode, playbook, started_at, declared_at, elapsed, rto, rpo, current_step, eta, status, dry_run
 
 error: 1 error in unknown_run_field.yaml
-"#)
-        .run();
+"#,
+    );
 }
 
 #[test]
 fn unknown_step_key() {
-    Drillbook::new()
-        .playbook(
-            "unknown_step_key.yaml",
-            r#"version: 1
+    case(
+        "unknown_step_key",
+        r#"version: 1
 name: t
 steps:
   - id: assess
@@ -698,11 +591,7 @@ steps:
     store: /tmp/s
     timout: 5m
 "#,
-        )
-        .args(&["validate", "unknown_step_key.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown key `timout`
+        r#"error: unknown key `timout`
  --> unknown_step_key.yaml:7:5
   |
 7 |     timout: 5m
@@ -711,16 +600,14 @@ steps:
 
 error: 1 error in unknown_step_key.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn unknown_template_step() {
-    Drillbook::new()
-        .playbook(
-            "unknown_template_step.yaml",
-            r#"version: 1
+    case(
+        "unknown_template_step",
+        r#"version: 1
 name: t
 steps:
   - { id: assess, kind: assess, store: /s }
@@ -728,11 +615,7 @@ steps:
     kind: manual
     instructions: "Restore {{ steps.asess.outputs.backup }}"
 "#,
-        )
-        .args(&["validate", "unknown_template_step.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown step `asess` in template
+        r#"error: unknown step `asess` in template
  --> unknown_template_step.yaml:7:37
   |
 7 |     instructions: "Restore {{ steps.asess.outputs.backup }}"
@@ -740,26 +623,20 @@ steps:
 
 error: 1 error in unknown_template_step.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn unknown_top_key() {
-    Drillbook::new()
-        .playbook(
-            "unknown_top_key.yaml",
-            r#"version: 1
+    case(
+        "unknown_top_key",
+        r#"version: 1
 name: t
 objective: { rto: 30m }
 steps:
   - { id: a, kind: manual, instructions: x }
 "#,
-        )
-        .args(&["validate", "unknown_top_key.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown key `objective`
+        r#"error: unknown key `objective`
  --> unknown_top_key.yaml:3:1
   |
 3 | objective: { rto: 30m }
@@ -768,25 +645,19 @@ steps:
 
 error: 1 error in unknown_top_key.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn when_unknown() {
-    Drillbook::new()
-        .playbook(
-            "when_unknown.yaml",
-            r#"version: 1
+    case(
+        "when_unknown",
+        r#"version: 1
 name: t
 steps:
   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
 "#,
-        )
-        .args(&["validate", "when_unknown.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: unknown variable `mode`
+        r#"error: unknown variable `mode`
  --> when_unknown.yaml:4:54
   |
 4 |   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
@@ -795,26 +666,20 @@ steps:
 
 error: 1 error in when_unknown.yaml
 "#,
-        )
-        .run();
+    );
 }
 
 #[test]
 fn wrong_type() {
-    Drillbook::new()
-        .playbook(
-            "wrong_type.yaml",
-            r#"version: 1
+    case(
+        "wrong_type",
+        r#"version: 1
 name: t
 steps:
   - { id: a, kind: manual, instructions: x }
   - { id: b, kind: manual, instructions: y, needs: a }
 "#,
-        )
-        .args(&["validate", "wrong_type.yaml"])
-        .expect_status(2)
-        .expect_stderr(
-            r#"error: expected a list, found `a`
+        r#"error: expected a list, found `a`
  --> wrong_type.yaml:5:52
   |
 5 |   - { id: b, kind: manual, instructions: y, needs: a }
@@ -822,6 +687,5 @@ steps:
 
 error: 1 error in wrong_type.yaml
 "#,
-        )
-        .run();
+    );
 }

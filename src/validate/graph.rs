@@ -6,8 +6,8 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 
 use super::steps::StepInfo;
-use super::suggest;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::did_you_mean;
 
 /// Checks every `needs` entry and looks for cycles. Returns the upstream sets when the graph
 /// is a DAG (template checks need them), `None` when it is not.
@@ -36,7 +36,7 @@ pub(crate) fn check(steps: &[StepInfo], out: &mut Vec<Diagnostic>) -> Option<Ups
                         need.len,
                         format!("unknown step `{name}` in `needs`"),
                     )
-                    .label(suggest(name, names)),
+                    .label(did_you_mean(name, names)),
                 );
                 continue;
             };

@@ -337,8 +337,3 @@ fn step_nodes<'a>(
         }
     }
 }
-
-/// "did you mean" over a set of names, as a help line.
-pub(crate) fn suggest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    did_you_mean(name, names)
-}

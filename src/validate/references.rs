@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 
 use super::graph::Upstream;
 use super::steps::StepInfo;
-use super::suggest;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::did_you_mean;
 use crate::loader::Pos;
 use crate::loader::node::Node;
 use crate::template::{self, RUN_FIELDS};
@@ -131,19 +131,19 @@ fn check_path(
         "vars" => {
             let name = second?;
             (!context.vars.contains(name)).then(|| {
-                (1, format!("undeclared variable `vars.{name}`"), suggest(name, context.vars.iter().copied()), Some("declare it under `vars:`".into()))
+                (1, format!("undeclared variable `vars.{name}`"), did_you_mean(name, context.vars.iter().copied()), Some("declare it under `vars:`".into()))
             })
         }
         "secrets" => {
             let name = second?;
             (!context.secrets.contains(name)).then(|| {
-                (1, format!("undeclared secret `secrets.{name}`"), suggest(name, context.secrets.iter().copied()), Some("add it to `secrets:`".into()))
+                (1, format!("undeclared secret `secrets.{name}`"), did_you_mean(name, context.secrets.iter().copied()), Some("add it to `secrets:`".into()))
             })
         }
         "run" => {
             let name = second?;
             (!RUN_FIELDS.contains(&name)).then(|| {
-                (1, format!("`run.{name}` does not exist"), suggest(name, RUN_FIELDS.iter().copied()), Some(format!("run has: {}", RUN_FIELDS.join(", "))))
+                (1, format!("`run.{name}` does not exist"), did_you_mean(name, RUN_FIELDS.iter().copied()), Some(format!("run has: {}", RUN_FIELDS.join(", "))))
             })
         }
         "steps" => check_step_path(context, reader, &segments),
@@ -155,7 +155,7 @@ fn check_path(
             if RUN_FIELDS.contains(&name) {
                 Some(format!("did you mean `run.{name}`?"))
             } else {
-                suggest(name, template::ROOTS.iter().copied())
+                did_you_mean(name, template::ROOTS.iter().copied())
             },
             Some("templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()".into()),
         )),
@@ -183,7 +183,7 @@ fn check_step_path(
         return Some((
             1,
             format!("unknown step `{id}` in template"),
-            suggest(id, ids),
+            did_you_mean(id, ids),
             None,
         ));
     };
@@ -220,7 +220,7 @@ fn check_step_path(
                 (
                     3,
                     format!("step `{id}` ({kind}) has no output `{output}`"),
-                    suggest(output, kind.outputs().iter().copied()),
+                    did_you_mean(output, kind.outputs().iter().copied()),
                     Some(format!(
                         "`{kind}` steps output: {}",
                         kind.outputs().join(", ")
@@ -231,7 +231,7 @@ fn check_step_path(
         Some(other) => Some((
             2,
             format!("unknown field `steps.{id}.{other}`"),
-            suggest(other, ["outputs"]),
+            did_you_mean(other, ["outputs"]),
             Some(format!("write steps.{id}.outputs.NAME")),
         )),
     }

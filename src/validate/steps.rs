@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use super::raw::{Clock, CommonRaw};
-use super::suggest;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::did_you_mean;
 use crate::loader::Spanned;
 use crate::loader::de::{Collector, fields_of, from_node};
 use crate::loader::node::{Node, Value};
@@ -185,7 +185,7 @@ fn read_kind(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Kind> {
                 kind_node.len,
                 format!("unknown step kind `{name}`"),
             )
-            .label(suggest(name, names))
+            .label(did_you_mean(name, names))
             .help(format!("kinds: {}", names.join(", "))),
         );
     }
