@@ -4,9 +4,13 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::engine::{self, Prepared, Refusal, ResumeOptions, RunOptions};
+use crate::event::Mode;
 use crate::plan::Plan;
+use crate::report;
+use crate::runs::StateDir;
 use crate::validate;
 
 /// Exit codes, as DESIGN.md defines them.
@@ -28,6 +32,16 @@ pub mod exit {
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// More detail in the run's log (`-v` debug, `-vv` trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(Args, Clone)]
+struct StateArgs {
+    /// Where runs are kept.
+    #[arg(long, env = "DRILLBOOK_STATE_DIR", default_value = crate::runs::DEFAULT_DIR)]
+    state_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -45,6 +59,123 @@ enum Command {
     },
     /// Print the JSON Schema of the playbook language.
     Schema,
+    /// Run a playbook: a drill (default) or a live incident.
+    Run(RunArgs),
+    /// Continue a run that stopped: crashed, interrupted, failed or waiting for approval.
+    Resume {
+        run_id: String,
+        /// Continue even though the playbook file changed since the run started.
+        #[arg(long)]
+        accept_changed_playbook: bool,
+        /// Read secrets from this file (KEY=value lines) as well as the environment.
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
+        /// Who is resuming (default: the OS user).
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Record a decision for a step waiting for a human (approval, manual step, re-run).
+    Approve {
+        run_id: String,
+        step: String,
+        /// Say no instead of yes.
+        #[arg(long)]
+        reject: bool,
+        /// Who decides (default: the OS user).
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show where a run stands.
+    Status {
+        run_id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Write a run's report.
+    Report {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Args)]
+struct RunArgs {
+    file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ModeArg::Drill)]
+    mode: ModeArg,
+    /// Show the resolved plan and check that secrets and templates resolve; touch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Set a playbook variable (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    vars: Vec<(String, String)>,
+    /// Read secrets from this file (KEY=value lines) as well as the environment.
+    #[arg(long)]
+    secrets_file: Option<PathBuf>,
+    /// Use this run id (letters, digits, `.`, `-`, `_`); a finished run is not run twice.
+    #[arg(long)]
+    run_id: Option<String>,
+    /// Pre-approve this step's gate (repeatable); recorded as pre-approved.
+    #[arg(long = "approve", value_name = "STEP")]
+    approve: Vec<String>,
+    /// Pre-approve every approval gate (not manual steps): for unattended drills.
+    #[arg(long)]
+    approve_all: bool,
+    /// Who is running it (default: the OS user).
+    #[arg(long = "as", value_name = "NAME")]
+    operator: Option<String>,
+    #[command(flatten)]
+    state: StateArgs,
+    /// When the incident began (RFC 3339), if before this run: the RTO clock starts there.
+    #[arg(long, value_parser = parse_timestamp)]
+    declared_at: Option<jiff::Timestamp>,
+    /// Steps running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    max_parallel: u16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Drill,
+    Incident,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReportFormat {
+    Text,
+    Md,
+    Json,
+    Junit,
+    Html,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    }
+}
+
+fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-11-24T14:05:00Z: {e}"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -57,7 +188,51 @@ enum PlanFormat {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose;
     let code = match cli.command {
+        Command::Run(args) => run(args, verbose),
+        Command::Resume {
+            run_id,
+            accept_changed_playbook,
+            secrets_file,
+            operator,
+            state,
+        } => {
+            let options = ResumeOptions {
+                run_id,
+                accept_changed_playbook,
+                secrets_file,
+                operator: crate::ui::operator_name(operator),
+                state_dir: StateDir::new(state.state_dir),
+            };
+            execute(engine::prepare_resume(options), verbose)
+        }
+        Command::Approve {
+            run_id,
+            step,
+            reject,
+            operator,
+            reason,
+            state,
+        } => {
+            let by = crate::ui::operator_name(operator);
+            let dir = StateDir::new(state.state_dir);
+            match engine::approve(&dir, &run_id, &step, !reject, &by, reason) {
+                Ok(message) => {
+                    eprintln!("{message}");
+                    exit::OK
+                }
+                Err(refusal) => refuse(refusal),
+            }
+        }
+        Command::Runs { state } => list_runs(&StateDir::new(state.state_dir)),
+        Command::Status { run_id, state } => status(&StateDir::new(state.state_dir), &run_id),
+        Command::Report {
+            run_id,
+            format,
+            output,
+            state,
+        } => write_report(&StateDir::new(state.state_dir), &run_id, format, output),
         Command::Validate { files } => validate_files(&files),
         Command::Plan { file, format } => plan(&file, format),
         Command::Schema => {
@@ -115,4 +290,251 @@ fn plan(file: &std::path::Path, format: PlanFormat) -> u8 {
         PlanFormat::Json => plan.render_json(),
     });
     exit::OK
+}
+
+fn refuse(refusal: Refusal) -> u8 {
+    let message = refusal.message.trim_end();
+    if message.starts_with("error") || message.contains("\n") && message.contains("-->") {
+        eprintln!("{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+    refusal.code
+}
+
+fn run(args: RunArgs, verbose: u8) -> u8 {
+    let options = RunOptions {
+        file: args.file,
+        mode: match args.mode {
+            ModeArg::Drill => Mode::Drill,
+            ModeArg::Incident => Mode::Incident,
+        },
+        vars: args.vars,
+        secrets_file: args.secrets_file,
+        run_id: args.run_id,
+        approve: args.approve,
+        approve_all: args.approve_all,
+        operator: crate::ui::operator_name(args.operator),
+        state_dir: StateDir::new(args.state.state_dir),
+        declared_at: args.declared_at,
+        max_parallel: usize::from(args.max_parallel),
+        color: color(),
+    };
+    if args.dry_run {
+        return match engine::dry_run(options) {
+            Ok(text) => {
+                print(&text);
+                exit::OK
+            }
+            Err(refusal) => refuse(refusal),
+        };
+    }
+    execute(engine::prepare(options), verbose)
+}
+
+/// Sets up the log and the display for a prepared run, runs it, prints the summary.
+fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
+    let prepared = match prepared {
+        Ok(prepared) => prepared,
+        Err(refusal) => return refuse(refusal),
+    };
+    init_log(&prepared.run_dir, verbose);
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let (operator, observers): (
+        std::sync::Arc<dyn engine::human::Operator>,
+        Vec<std::sync::Arc<dyn engine::human::Observer>>,
+    ) = if interactive {
+        let elapsed = jiff::Timestamp::now()
+            .duration_since(prepared.clock_start)
+            .unsigned_abs();
+        let started = std::time::Instant::now()
+            .checked_sub(elapsed)
+            .unwrap_or_else(std::time::Instant::now);
+        let terminal = std::sync::Arc::new(crate::ui::Terminal::new(crate::ui::Header {
+            playbook: prepared.playbook.name.clone(),
+            run_id: prepared.run_id.clone(),
+            mode: prepared.mode,
+            dry_run: false,
+            rto: prepared.playbook.objectives.rto.map(|d| d.0),
+            operator: prepared.operator.clone(),
+            color: color(),
+            started,
+        }));
+        (terminal.clone(), vec![terminal])
+    } else {
+        (
+            std::sync::Arc::new(engine::human::Nobody),
+            vec![std::sync::Arc::new(crate::ui::Plain::new(&prepared.run_id))],
+        )
+    };
+    let run_id = prepared.run_id.clone();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return exit::STEP_FAILED;
+        }
+    };
+    let result = runtime.block_on(engine::execute(prepared, operator, observers));
+    // Blocking prompt threads may still wait on the terminal: do not wait for them.
+    runtime.shutdown_background();
+    match result {
+        Ok((code, state)) => {
+            print(&report::render(&state, report::Format::Text));
+            if code == exit::WAITING_FOR_APPROVAL {
+                for step in state.steps.iter().filter(|s| s.question.is_some()) {
+                    eprintln!(
+                        "waiting for a decision on `{}`: drillbook approve {run_id} {} [--reject], then drillbook resume {run_id}",
+                        step.id, step.id
+                    );
+                }
+            }
+            code
+        }
+        Err(error) => {
+            eprintln!("error: run {run_id} stopped: {error}");
+            exit::STEP_FAILED
+        }
+    }
+}
+
+/// The run's log file: `<run-dir>/drillbook.log`. Info by default (every journal record),
+/// more with `-v`; RUST_LOG wins.
+fn init_log(run_dir: &std::path::Path, verbose: u8) {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run_dir.join("drillbook.log"))
+    else {
+        return;
+    };
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("drillbook={level}")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
+}
+
+fn list_runs(dir: &StateDir) -> u8 {
+    let (runs, broken) = dir.list();
+    if runs.is_empty() && broken.is_empty() {
+        eprintln!("no runs in {}", dir.root().display());
+        return exit::OK;
+    }
+    let mut rows = vec![[
+        "RUN".to_string(),
+        "PLAYBOOK".into(),
+        "MODE".into(),
+        "STATUS".into(),
+        "STARTED".into(),
+        "DURATION".into(),
+    ]];
+    for state in &runs {
+        let end = state.finished.map_or(state.last_at, |(at, _)| at);
+        rows.push([
+            state.run_id.clone(),
+            state.playbook.clone(),
+            match state.mode {
+                Mode::Drill => "drill".into(),
+                Mode::Incident => "incident".into(),
+            },
+            run_status(state).into(),
+            state.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            report::format_duration(end.duration_since(state.started_at)),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    print(&out);
+    for (id, error) in broken {
+        eprintln!("warning: run {id}: {error}");
+    }
+    exit::OK
+}
+
+/// A run's outcome, or for an unfinished one whether its process is still alive.
+fn run_status(state: &crate::state::RunState) -> &'static str {
+    match report::outcome(state) {
+        "unfinished" if std::path::Path::new(&format!("/proc/{}", state.pid)).exists() => "running",
+        "unfinished" => "stopped",
+        outcome => outcome,
+    }
+}
+
+fn status(dir: &StateDir, run_id: &str) -> u8 {
+    match dir.load(run_id) {
+        Ok(state) => {
+            print(&report::render(&state, report::Format::Text));
+            for step in state.steps.iter().filter(|s| s.question.is_some()) {
+                print(&format!(
+                    "\nwaiting for a decision on `{}`: drillbook approve {run_id} {}\n",
+                    step.id, step.id
+                ));
+            }
+            if report::outcome(&state) == "unfinished" {
+                print(&format!("\nstatus: {}\n", run_status(&state)));
+            }
+            exit::OK
+        }
+        Err(error) => refuse(Refusal {
+            message: error,
+            code: exit::INVALID,
+        }),
+    }
+}
+
+fn write_report(dir: &StateDir, run_id: &str, format: ReportFormat, output: Option<PathBuf>) -> u8 {
+    let state = match dir.load(run_id) {
+        Ok(state) => state,
+        Err(error) => {
+            return refuse(Refusal {
+                message: error,
+                code: exit::INVALID,
+            });
+        }
+    };
+    let text = report::render(
+        &state,
+        match format {
+            ReportFormat::Text => report::Format::Text,
+            ReportFormat::Md => report::Format::Markdown,
+            ReportFormat::Json => report::Format::Json,
+            ReportFormat::Junit => report::Format::Junit,
+            ReportFormat::Html => report::Format::Html,
+        },
+    );
+    match output {
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => exit::OK,
+            Err(error) => refuse(Refusal {
+                message: format!("cannot write {}: {error}", path.display()),
+                code: exit::STEP_FAILED,
+            }),
+        },
+        None => {
+            print(&text);
+            exit::OK
+        }
+    }
 }

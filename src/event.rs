@@ -61,6 +61,46 @@ pub enum Mode {
     Incident,
 }
 
+/// What a human is asked about a step.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ask {
+    /// May the step run? (`approval:` or `kind: approval`)
+    #[default]
+    Gate,
+    /// Was the manual step done? ("yes" attests it)
+    Attest,
+    /// The step was running when the run stopped and is not safe to repeat blindly: run it again?
+    Rerun,
+}
+
+/// A step as planned, recorded at the start of the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub id: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs: Vec<String>,
+    /// What the step will do, in one line.
+    pub summary: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cleanup: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub clock_stop: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub live_only: bool,
+}
+
+fn default_parallel() -> usize {
+    4
+}
+
+fn one() -> u32 {
+    1
+}
+
 /// One line of a journal: a sequence number, when, and what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
@@ -91,11 +131,22 @@ pub enum Event {
         rpo: Option<Duration>,
         /// Resolved variables (never secrets).
         vars: BTreeMap<String, String>,
+        /// Where secrets were read from besides the environment (a path, never a value).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secrets_file: Option<String>,
+        #[serde(default = "default_parallel")]
+        max_parallel: usize,
+        /// The plan as it was at the start, so reports never need the playbook file.
+        #[serde(default)]
+        steps: Vec<PlannedStep>,
     },
     RunResumed {
         operator: String,
         pid: u32,
         playbook_hash: String,
+        /// The plan again when the playbook changed (`--accept-changed-playbook`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        steps: Option<Vec<PlannedStep>>,
     },
     StepStarted {
         step: String,
@@ -119,6 +170,10 @@ pub enum Event {
     StepSkipped {
         step: String,
         reason: String,
+        /// Skipped because of something upstream (a failure, an interruption), not because
+        /// of the step itself: `resume` considers it again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        blocked: bool,
     },
     RetryScheduled {
         step: String,
@@ -127,10 +182,20 @@ pub enum Event {
     },
     ApprovalRequested {
         step: String,
+        #[serde(default)]
+        ask: Ask,
         prompt: String,
+        /// Distinct people whose "yes" is needed.
+        #[serde(default = "one")]
+        approvers: u32,
+        /// When the gate rejects by itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<Timestamp>,
     },
     ApprovalDecided {
         step: String,
+        #[serde(default)]
+        ask: Ask,
         approved: bool,
         by: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +281,7 @@ mod tests {
             event: Event::StepSkipped {
                 step: "promote".into(),
                 reason: "live only".into(),
+                blocked: false,
             },
         };
         let line = serde_json::to_string(&record).expect("json");

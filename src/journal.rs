@@ -144,6 +144,7 @@ mod tests {
         Event::StepSkipped {
             step: step.into(),
             reason: "test".into(),
+            blocked: false,
         }
     }
 

@@ -241,6 +241,11 @@ impl Masker {
         })
     }
 
+    /// Whether there is nothing to mask.
+    pub fn is_empty(&self) -> bool {
+        self.automaton.is_none()
+    }
+
     pub fn mask(&self, text: &str) -> String {
         if self.automaton.is_none() {
             return text.to_string();

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
-use crate::event::{Event, Mode, Record, Status};
+use crate::event::{Ask, Event, Mode, PlannedStep, Record, Status};
 
 #[derive(Clone, Debug)]
 pub struct RunState {
@@ -17,12 +17,19 @@ pub struct RunState {
     pub mode: Mode,
     pub dry_run: bool,
     pub operator: String,
+    /// The process that started or last resumed the run.
+    pub pid: u32,
     pub started_at: Timestamp,
     pub declared_at: Option<Timestamp>,
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
     pub vars: BTreeMap<String, String>,
-    /// Steps in the order they first appeared in the journal.
+    pub secrets_file: Option<String>,
+    pub max_parallel: usize,
+    /// The plan recorded at the start (or at a resume that accepted a changed playbook).
+    pub plan: Vec<PlannedStep>,
+    /// Every planned step, in plan order, then any step the journal names that the plan
+    /// does not (a plan changed on resume).
     pub steps: Vec<StepState>,
     /// Each time the run was picked up again: when, and by whom.
     pub resumes: Vec<(Timestamp, String)>,
@@ -41,6 +48,10 @@ pub struct StepState {
     pub error: Option<String>,
     pub evidence: Vec<String>,
     pub skipped_reason: Option<String>,
+    /// Skipped because of something upstream: `resume` considers it again.
+    pub blocked: bool,
+    /// The question open for a human, if any.
+    pub question: Option<Question>,
     pub approvals: Vec<Decision>,
     pub waiting_since: Option<Timestamp>,
     /// Time this step spent waiting for a human decision.
@@ -57,7 +68,17 @@ pub struct Attempt {
 }
 
 #[derive(Clone, Debug)]
+pub struct Question {
+    pub ask: Ask,
+    pub prompt: String,
+    pub approvers: u32,
+    pub asked_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Debug)]
 pub struct Decision {
+    pub ask: Ask,
     pub approved: bool,
     pub by: String,
     pub at: Timestamp,
@@ -75,10 +96,25 @@ impl StepState {
             error: None,
             evidence: Vec::new(),
             skipped_reason: None,
+            blocked: false,
+            question: None,
             approvals: Vec::new(),
             waiting_since: None,
             human_wait: SignedDuration::ZERO,
         }
+    }
+
+    /// Distinct people who said yes to `ask` since `since`.
+    pub fn approvals_for(&self, ask: Ask, since: Timestamp) -> usize {
+        let mut people: Vec<&str> = self
+            .approvals
+            .iter()
+            .filter(|d| d.ask == ask && d.approved && d.at >= since)
+            .map(|d| d.by.as_str())
+            .collect();
+        people.sort_unstable();
+        people.dedup();
+        people.len()
     }
 
     /// When the step's first attempt started and its last one ended.
@@ -137,6 +173,10 @@ impl RunState {
             rto,
             rpo,
             vars,
+            pid,
+            secrets_file,
+            max_parallel,
+            steps,
             ..
         } = &first.event
         else {
@@ -150,12 +190,16 @@ impl RunState {
             mode: *mode,
             dry_run: *dry_run,
             operator: operator.clone(),
+            pid: *pid,
             started_at: first.at,
             declared_at: *declared_at,
             rto: *rto,
             rpo: *rpo,
             vars: vars.clone(),
-            steps: Vec::new(),
+            secrets_file: secrets_file.clone(),
+            max_parallel: *max_parallel,
+            plan: steps.clone(),
+            steps: steps.iter().map(|s| StepState::new(&s.id)).collect(),
             resumes: Vec::new(),
             interruptions: Vec::new(),
             finished: None,
@@ -175,15 +219,25 @@ impl RunState {
             Event::RunResumed {
                 operator,
                 playbook_hash,
-                ..
+                steps,
+                pid,
             } => {
+                self.pid = *pid;
                 self.resumes.push((at, operator.clone()));
                 self.playbook_hash = playbook_hash.clone();
                 self.finished = None;
+                if let Some(plan) = steps {
+                    self.plan = plan.clone();
+                    for planned in plan {
+                        self.step_mut(&planned.id);
+                    }
+                }
             }
             Event::StepStarted { step, attempt, .. } => {
                 let step = self.step_mut(step);
                 step.status = Status::Running;
+                step.blocked = false;
+                step.skipped_reason = None;
                 step.attempts.push(Attempt {
                     number: *attempt,
                     started_at: at,
@@ -216,38 +270,69 @@ impl RunState {
                     current.error = error.clone();
                 }
             }
-            Event::StepSkipped { step, reason } => {
+            Event::StepSkipped {
+                step,
+                reason,
+                blocked,
+            } => {
                 let step = self.step_mut(step);
                 step.status = Status::Skipped;
                 step.skipped_reason = Some(reason.clone());
+                step.blocked = *blocked;
+                step.question = None;
             }
             Event::RetryScheduled { .. } => {}
-            Event::ApprovalRequested { step, .. } => {
+            Event::ApprovalRequested {
+                step,
+                ask,
+                prompt,
+                approvers,
+                expires_at,
+            } => {
                 let step = self.step_mut(step);
                 step.status = Status::WaitingApproval;
                 step.waiting_since.get_or_insert(at);
+                step.question = Some(Question {
+                    ask: *ask,
+                    prompt: prompt.clone(),
+                    approvers: *approvers,
+                    asked_at: at,
+                    expires_at: *expires_at,
+                });
             }
             Event::ApprovalDecided {
                 step,
+                ask,
                 approved,
                 by,
                 reason,
                 pre_approved,
             } => {
                 let step = self.step_mut(step);
-                if let Some(since) = step.waiting_since.take() {
-                    step.human_wait += at.duration_since(since);
-                }
-                if !approved {
-                    step.status = Status::Rejected;
-                }
                 step.approvals.push(Decision {
+                    ask: *ask,
                     approved: *approved,
                     by: by.clone(),
                     at,
                     reason: reason.clone(),
                     pre_approved: *pre_approved,
                 });
+                // The question stays open until enough distinct people said yes.
+                let settled = !approved
+                    || step.question.as_ref().is_none_or(|q| {
+                        step.approvals_for(q.ask, q.asked_at) >= q.approvers as usize
+                    });
+                if settled {
+                    if let Some(since) = step.waiting_since.take() {
+                        step.human_wait += at.duration_since(since);
+                    }
+                    step.question = None;
+                    step.status = if *approved {
+                        Status::Pending
+                    } else {
+                        Status::Rejected
+                    };
+                }
             }
             Event::Interrupted { reason } => self.interruptions.push((at, reason.clone())),
             Event::RunFinished { exit_code } => self.finished = Some((at, *exit_code)),
@@ -281,6 +366,9 @@ mod tests {
             rto: None,
             rpo: None,
             vars: BTreeMap::new(),
+            secrets_file: None,
+            max_parallel: 4,
+            steps: Vec::new(),
         }
     }
 
@@ -335,7 +423,10 @@ mod tests {
                 10,
                 Event::ApprovalRequested {
                     step: "b".into(),
+                    ask: Ask::Gate,
                     prompt: "ok?".into(),
+                    approvers: 1,
+                    expires_at: None,
                 },
             ),
             record(
@@ -343,6 +434,7 @@ mod tests {
                 70,
                 Event::ApprovalDecided {
                     step: "b".into(),
+                    ask: Ask::Gate,
                     approved: false,
                     by: "alice".into(),
                     reason: Some("no".into()),

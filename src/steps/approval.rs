@@ -39,3 +39,19 @@ impl Approval {
         }
     }
 }
+
+impl Approval {
+    /// The gate has been passed by the time this runs: report who let it through.
+    pub(crate) fn run(
+        &self,
+        ctx: &super::StepContext<'_>,
+    ) -> Result<super::Done, super::StepFailure> {
+        let mut done = super::Done::default();
+        if let Some((by, at)) = ctx.decided {
+            done.outputs.insert("approved_by".into(), by.into());
+            done.outputs
+                .insert("decided_at".into(), at.to_string().into());
+        }
+        Ok(done)
+    }
+}

@@ -5,7 +5,11 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use super::{Done, StepContext, StepFailure};
 use crate::loader::Spanned;
+use crate::secrets::Masker;
 
 /// Runs `run` (program and arguments, each a template) with `env` and `workdir`; stdout and
 /// stderr are captured to the run directory and tailed in the report.
@@ -51,4 +55,200 @@ impl Command {
             ));
         }
     }
+}
+
+/// Captured output kept in memory for outputs and the report; the files keep everything.
+const STDOUT_KEPT: usize = 64 * 1024;
+const STDERR_KEPT: usize = 8 * 1024;
+/// Lines of output shown as evidence in the report.
+const EVIDENCE_LINES: usize = 10;
+/// How long a cancelled program gets between SIGTERM and SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Command {
+    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let argv = self
+            .run
+            .value
+            .iter()
+            .map(|arg| render(arg))
+            .collect::<Result<Vec<_>, _>>()?;
+        let Some((program, args)) = argv.split_first() else {
+            return Err(StepFailure::new("`run` is empty"));
+        };
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // Its own process group, so that everything it starts can be stopped together.
+            .process_group(0)
+            .kill_on_drop(true);
+        for (name, value) in &self.env {
+            command.env(name, render(value)?);
+        }
+        if let Some(dir) = &self.workdir {
+            command.current_dir(render(dir)?);
+        }
+        let shown = ctx.masker.mask(program);
+        let mut child = command.spawn().map_err(|e| {
+            StepFailure::new(format!(
+                "cannot start `{shown}`: {}",
+                ctx.masker.mask(&e.to_string())
+            ))
+        })?;
+        let group = ProcessGroup(child.id());
+
+        let output_dir = ctx.run_dir.join("output");
+        tokio::fs::create_dir_all(&output_dir).await.map_err(|e| {
+            StepFailure::new(format!("cannot create {}: {e}", output_dir.display()))
+        })?;
+        let stdout = capture(
+            child.stdout.take(),
+            output_dir.join(format!("{}.{}.stdout", ctx.id, ctx.attempt)),
+            ctx.masker,
+            STDOUT_KEPT,
+        );
+        let stderr = capture(
+            child.stderr.take(),
+            output_dir.join(format!("{}.{}.stderr", ctx.id, ctx.attempt)),
+            ctx.masker,
+            STDERR_KEPT,
+        );
+        let waited = async {
+            let status = tokio::select! {
+                status = child.wait() => Some(status),
+                _ = ctx.cancel.cancelled() => None,
+            };
+            let status = match status {
+                Some(status) => status,
+                None => {
+                    group.signal(libc::SIGTERM);
+                    match tokio::time::timeout(GRACE, child.wait()).await {
+                        Ok(status) => status,
+                        Err(_) => {
+                            group.signal(libc::SIGKILL);
+                            child.wait().await
+                        }
+                    }
+                }
+            };
+            // Whatever the program left running in its group goes with it; otherwise an
+            // orphan holding the pipes open would keep the step from ever finishing.
+            group.signal(libc::SIGKILL);
+            status
+        };
+        let (status, stdout, stderr) = tokio::join!(waited, stdout, stderr);
+        let (stdout, stderr) = (stdout?, stderr?);
+        let mut done = Done::default();
+        done.outputs.insert("stdout".into(), stdout.clone().into());
+        done.outputs.insert("stderr".into(), stderr.clone().into());
+        done.evidence = tail_lines(&stdout, &stderr);
+        if ctx.cancel.is_cancelled() {
+            let mut failure = StepFailure::cancelled();
+            failure.evidence = done.evidence;
+            return Err(failure);
+        }
+        let status =
+            status.map_err(|e| StepFailure::new(format!("waiting for `{shown}` failed: {e}")))?;
+        let accepted = self.success_codes.as_deref().unwrap_or(&[0]);
+        match status.code() {
+            Some(code) => {
+                done.outputs.insert("exit_code".into(), code.into());
+                if accepted.contains(&code) {
+                    Ok(done)
+                } else {
+                    Err(StepFailure {
+                        message: format!("`{shown}` exited with status {code}"),
+                        evidence: done.evidence,
+                        outputs: done.outputs,
+                        cancelled: false,
+                    })
+                }
+            }
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                let signal = status.signal().unwrap_or_default();
+                Err(StepFailure {
+                    message: format!("`{shown}` was killed by signal {signal}"),
+                    evidence: done.evidence,
+                    outputs: done.outputs,
+                    cancelled: false,
+                })
+            }
+        }
+    }
+}
+
+/// A child's process group; dropping it kills the group, so a step abandoned by a timeout
+/// leaves nothing running.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+            // SAFETY: kill(2) with a negative pid signals the process group we created for the
+            // child (process_group(0) made its pid the group id); it touches no memory.
+            unsafe {
+                libc::kill(-pid, signal);
+            }
+        }
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        self.signal(libc::SIGKILL);
+    }
+}
+
+/// Copies a pipe into `path` with secrets masked, keeping the last `keep` bytes as text.
+async fn capture(
+    pipe: Option<impl AsyncRead + Unpin>,
+    path: std::path::PathBuf,
+    masker: &Masker,
+    keep: usize,
+) -> Result<String, StepFailure> {
+    let io_error = |e: std::io::Error| StepFailure::new(format!("{}: {e}", path.display()));
+    let mut file = tokio::fs::File::create(&path).await.map_err(io_error)?;
+    let mut kept: Vec<u8> = Vec::new();
+    let Some(mut pipe) = pipe else {
+        return Ok(String::new());
+    };
+    let mut stream = masker.stream();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut write = async |chunk: Vec<u8>, kept: &mut Vec<u8>| -> Result<(), StepFailure> {
+        file.write_all(&chunk).await.map_err(io_error)?;
+        kept.extend_from_slice(&chunk);
+        if kept.len() > 2 * keep {
+            kept.drain(..kept.len() - keep);
+        }
+        Ok(())
+    };
+    loop {
+        let read = pipe.read(&mut buffer).await.map_err(io_error)?;
+        if read == 0 {
+            break;
+        }
+        write(stream.push(&buffer[..read]), &mut kept).await?;
+    }
+    write(stream.finish(), &mut kept).await?;
+    file.flush().await.map_err(io_error)?;
+    if kept.len() > keep {
+        kept.drain(..kept.len() - keep);
+    }
+    Ok(String::from_utf8_lossy(&kept).into_owned())
+}
+
+/// The last lines of output, stderr after stdout, for the report.
+fn tail_lines(stdout: &str, stderr: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
+        let all: Vec<&str> = text.lines().collect();
+        let start = all.len().saturating_sub(EVIDENCE_LINES);
+        lines.extend(all[start..].iter().map(|line| format!("{name}: {line}")));
+    }
+    lines
 }

@@ -21,3 +21,18 @@ impl Manual {
         format!("manual: {first}")
     }
 }
+
+impl Manual {
+    /// The gate has been passed by the time this runs: report who let it through.
+    pub(crate) fn run(
+        &self,
+        ctx: &super::StepContext<'_>,
+    ) -> Result<super::Done, super::StepFailure> {
+        let mut done = super::Done::default();
+        if let Some((by, at)) = ctx.decided {
+            done.outputs.insert("done_by".into(), by.into());
+            done.outputs.insert("done_at".into(), at.to_string().into());
+        }
+        Ok(done)
+    }
+}

@@ -15,8 +15,13 @@ pub mod restore;
 pub mod smoke_test;
 pub mod sync;
 pub mod verify;
+pub mod wait;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::diagnostic::Diagnostic;
 use crate::loader::de::{self, Collector, DeError};
@@ -37,10 +42,11 @@ pub enum Kind {
     Approval,
     Manual,
     Command,
+    Wait,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Assess,
         Kind::Backup,
         Kind::Restore,
@@ -53,6 +59,7 @@ impl Kind {
         Kind::Approval,
         Kind::Manual,
         Kind::Command,
+        Kind::Wait,
     ];
 
     /// The name written in playbooks (`kind: smoke-test`).
@@ -70,6 +77,7 @@ impl Kind {
             Kind::Approval => "approval",
             Kind::Manual => "manual",
             Kind::Command => "command",
+            Kind::Wait => "wait",
         }
     }
 
@@ -92,6 +100,7 @@ impl Kind {
             Kind::Approval => approval::OUTPUTS,
             Kind::Manual => manual::OUTPUTS,
             Kind::Command => command::OUTPUTS,
+            Kind::Wait => wait::OUTPUTS,
         }
     }
 
@@ -110,6 +119,7 @@ impl Kind {
             Kind::Approval => approval::IDEMPOTENT,
             Kind::Manual => manual::IDEMPOTENT,
             Kind::Command => command::IDEMPOTENT,
+            Kind::Wait => wait::IDEMPOTENT,
         }
     }
 
@@ -128,6 +138,7 @@ impl Kind {
             Kind::Approval => de::fields_of::<approval::Approval>(),
             Kind::Manual => de::fields_of::<manual::Manual>(),
             Kind::Command => de::fields_of::<command::Command>(),
+            Kind::Wait => de::fields_of::<wait::Wait>(),
         }
     }
 
@@ -149,6 +160,7 @@ impl Kind {
             Kind::Approval => generator.root_schema_for::<approval::Approval>(),
             Kind::Manual => generator.root_schema_for::<manual::Manual>(),
             Kind::Command => generator.root_schema_for::<command::Command>(),
+            Kind::Wait => generator.root_schema_for::<wait::Wait>(),
         }
     }
 }
@@ -175,6 +187,7 @@ pub enum StepConfig {
     Approval(approval::Approval),
     Manual(manual::Manual),
     Command(command::Command),
+    Wait(wait::Wait),
 }
 
 impl StepConfig {
@@ -198,6 +211,7 @@ impl StepConfig {
             Kind::Approval => StepConfig::Approval(de::from_node(node, collector, common)?),
             Kind::Manual => StepConfig::Manual(de::from_node(node, collector, common)?),
             Kind::Command => StepConfig::Command(de::from_node(node, collector, common)?),
+            Kind::Wait => StepConfig::Wait(de::from_node(node, collector, common)?),
         })
     }
 
@@ -215,6 +229,7 @@ impl StepConfig {
             StepConfig::Approval(_) => Kind::Approval,
             StepConfig::Manual(_) => Kind::Manual,
             StepConfig::Command(_) => Kind::Command,
+            StepConfig::Wait(_) => Kind::Wait,
         }
     }
 
@@ -233,6 +248,7 @@ impl StepConfig {
             StepConfig::Approval(step) => step.summary(),
             StepConfig::Manual(step) => step.summary(),
             StepConfig::Command(step) => step.summary(),
+            StepConfig::Wait(step) => step.summary(),
         }
     }
 
@@ -250,7 +266,31 @@ impl StepConfig {
             | StepConfig::Flush(_)
             | StepConfig::Sync(_)
             | StepConfig::Verify(_)
-            | StepConfig::Manual(_) => {}
+            | StepConfig::Manual(_)
+            | StepConfig::Wait(_) => {}
+        }
+    }
+
+    /// Runs one attempt of the step. Human steps (`approval`, `manual`) are settled by the
+    /// runner's gate before this is called; their `run` only reports the decision.
+    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+        match self {
+            StepConfig::Command(step) => step.run(ctx).await,
+            StepConfig::Notify(step) => step.run(ctx).await,
+            StepConfig::Approval(step) => step.run(ctx),
+            StepConfig::Manual(step) => step.run(ctx),
+            StepConfig::Wait(step) => step.run(ctx).await,
+            StepConfig::Assess(_)
+            | StepConfig::Backup(_)
+            | StepConfig::Restore(_)
+            | StepConfig::SmokeTest(_)
+            | StepConfig::Promote(_)
+            | StepConfig::Flush(_)
+            | StepConfig::Sync(_)
+            | StepConfig::Verify(_) => Err(StepFailure::new(format!(
+                "`{}` steps are not implemented yet in this version of drillbook",
+                self.kind()
+            ))),
         }
     }
 
@@ -264,4 +304,71 @@ impl StepConfig {
 pub(crate) fn at_key(node: &Node, key: &str, message: impl Into<String>) -> Diagnostic {
     let place = node.key(key).unwrap_or(node);
     Diagnostic::new(place.pos, place.len, message)
+}
+
+/// What a step gets to do its work: its rendered templates, where to put files, how to report
+/// progress, and the token that says stop.
+pub struct StepContext<'a> {
+    pub id: &'a str,
+    pub attempt: u32,
+    /// The run's directory: captured output goes under `output/`.
+    pub run_dir: &'a Path,
+    pub masker: &'a crate::secrets::Masker,
+    /// Cancelled on Ctrl-C: stop, kill children, return [`StepFailure::cancelled`].
+    pub cancel: CancellationToken,
+    /// Renders a template string with the run's context (vars, secrets, outputs, run).
+    pub render: &'a (dyn Fn(&str) -> Result<String, String> + Send + Sync),
+    /// Reports progress (done, total) for the terminal.
+    pub progress: &'a (dyn Fn(Progress) + Send + Sync),
+    /// The human decision that let a human step through: who and when.
+    pub decided: Option<(&'a str, jiff::Timestamp)>,
+    pub http: &'a reqwest::Client,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    pub done: u64,
+    pub total: Option<u64>,
+    pub unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    Rows,
+    Objects,
+}
+
+/// A step's result: outputs for later templates, evidence for the report.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct StepFailure {
+    pub message: String,
+    pub evidence: Vec<String>,
+    /// Outputs known despite the failure (an exit code, say).
+    pub outputs: BTreeMap<String, serde_json::Value>,
+    pub cancelled: bool,
+}
+
+impl StepFailure {
+    pub fn new(message: impl Into<String>) -> StepFailure {
+        StepFailure {
+            message: message.into(),
+            evidence: Vec::new(),
+            outputs: BTreeMap::new(),
+            cancelled: false,
+        }
+    }
+
+    pub fn cancelled() -> StepFailure {
+        StepFailure {
+            cancelled: true,
+            ..StepFailure::new("cancelled")
+        }
+    }
 }

@@ -97,3 +97,86 @@ impl Notify {
         }
     }
 }
+
+impl Notify {
+    /// Sends the message once. The runner retries (notify steps default to 3 attempts).
+    pub(crate) async fn run(
+        &self,
+        ctx: &super::StepContext<'_>,
+    ) -> Result<super::Done, super::StepFailure> {
+        use super::StepFailure;
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let request = match (&self.webhook, &self.url) {
+            (Some(webhook), _) => {
+                let message = render(self.message.as_deref().unwrap_or_default())?;
+                ctx.http
+                    .post(render(webhook)?)
+                    .json(&serde_json::json!({ "text": message }))
+            }
+            (None, Some(url)) => {
+                let method = self.method.as_deref().unwrap_or("POST");
+                let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| StepFailure::new(format!("`{method}` is not an HTTP method")))?;
+                let mut request = ctx.http.request(method, render(url)?);
+                for (name, value) in &self.headers {
+                    request = request.header(name, render(value)?);
+                }
+                let body = match (&self.body, &self.message) {
+                    (Some(body), _) => {
+                        let body = render(body)?;
+                        serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
+                            StepFailure::new(format!("`body` did not render to JSON: {e}"))
+                        })?
+                    }
+                    (None, message) => serde_json::json!({
+                        "text": render(message.as_deref().unwrap_or_default())?
+                    }),
+                };
+                request.json(&body)
+            }
+            (None, None) => return Err(StepFailure::new("nothing to notify")),
+        };
+        let response = tokio::select! {
+            response = request.send() => response,
+            _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+        };
+        // reqwest errors can quote the URL, and a webhook URL is a secret: say only what failed.
+        let response = response.map_err(|e| {
+            StepFailure::new(format!(
+                "could not send the notification: {}",
+                describe_http_error(&e)
+            ))
+        })?;
+        let status = response.status();
+        let sent = jiff::Timestamp::now().to_string();
+        let mut done = super::Done::default();
+        done.outputs.insert("status".into(), status.as_u16().into());
+        done.outputs.insert("sent".into(), sent.into());
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let body: String = body.chars().take(200).collect();
+            let mut failure = StepFailure::new(format!(
+                "the receiver answered HTTP {status}: {}",
+                ctx.masker.mask(body.trim())
+            ));
+            failure.outputs = done.outputs;
+            return Err(failure);
+        }
+        done.evidence.push(format!("delivered: HTTP {status}"));
+        Ok(done)
+    }
+}
+
+fn describe_http_error(error: &reqwest::Error) -> &'static str {
+    if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_builder() {
+        "the URL is not valid"
+    } else if error.is_redirect() {
+        "too many redirects"
+    } else {
+        "request failed"
+    }
+}

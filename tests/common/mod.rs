@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 pub struct Drillbook {
     dir: tempfile::TempDir,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     status: Option<i32>,
     stderr: Option<String>,
     stdout: Option<String>,
@@ -29,6 +30,7 @@ impl Drillbook {
         Drillbook {
             dir: tempfile::tempdir().expect("temporary directory"),
             args: Vec::new(),
+            env: Vec::new(),
             status: None,
             stderr: None,
             stdout: None,
@@ -58,6 +60,11 @@ impl Drillbook {
         self
     }
 
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     pub fn expect_status(mut self, status: i32) -> Self {
         self.status = Some(status);
         self
@@ -74,7 +81,7 @@ impl Drillbook {
     }
 
     pub fn run(self) -> Output {
-        let output = run_binary(self.dir.path(), &self.args, self.deadline);
+        let output = run_binary_with(self.dir.path(), &self.args, &self.env, self.deadline);
         if let Some(expected) = &self.stderr {
             assert_eq!(
                 &output.stderr, expected,
@@ -107,12 +114,32 @@ pub fn binary() -> PathBuf {
 
 /// Runs the binary in `dir` with stdin closed, killing it if it outlives `deadline`.
 pub fn run_binary(dir: &Path, args: &[String], deadline: Duration) -> Output {
-    let started = Instant::now();
-    let mut child = Command::new(binary())
+    run_binary_with(dir, args, &[], deadline)
+}
+
+/// The binary as a command in `dir`, isolated from the caller's drillbook settings.
+pub fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command
         .args(args)
         .current_dir(dir)
         .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
+        .env_remove("DRILLBOOK_STATE_DIR")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    command
+}
+
+pub fn run_binary_with(
+    dir: &Path,
+    args: &[String],
+    env: &[(String, String)],
+    deadline: Duration,
+) -> Output {
+    let started = Instant::now();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = command(dir, &args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -146,4 +173,81 @@ pub fn run_binary(dir: &Path, args: &[String], deadline: Duration) -> Output {
         stderr: err_reader.join().unwrap_or_default(),
         elapsed,
     }
+}
+
+/// Runs drillbook in `dir` to completion (20 s deadline).
+pub fn drillbook(dir: &Path, args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = run_binary(dir, &args, Duration::from_secs(20));
+    assert!(
+        !output.stderr.contains("panicked"),
+        "panic:\n{}",
+        output.stderr
+    );
+    output
+}
+
+/// The ids of the runs under `<dir>/.drillbook/runs`, sorted.
+pub fn run_ids(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir.join(".drillbook/runs"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids
+}
+
+/// The only run in `dir`.
+pub fn only_run(dir: &Path) -> String {
+    let ids = run_ids(dir);
+    assert_eq!(ids.len(), 1, "runs: {ids:?}");
+    ids[0].clone()
+}
+
+/// A run's journal records, as JSON (a torn last line is skipped).
+pub fn journal(dir: &Path, run_id: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(
+        dir.join(".drillbook/runs")
+            .join(run_id)
+            .join("journal.jsonl"),
+    )
+    .expect("journal");
+    text.lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+/// Records of one event kind, optionally for one step.
+pub fn events<'a>(
+    records: &'a [serde_json::Value],
+    event: &str,
+    step: Option<&str>,
+) -> Vec<&'a serde_json::Value> {
+    records
+        .iter()
+        .filter(|r| r["event"] == event && step.is_none_or(|s| r["step"] == s))
+        .collect()
+}
+
+/// Waits until `condition` holds (polling), failing after `limit`.
+pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !condition() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether a process exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
 }

@@ -1,0 +1,84 @@
+//! What the runner needs from the people around it, and what it tells them. The runner never
+//! prints or reads a terminal itself: an [`Operator`] answers questions (a terminal prompt, or
+//! nobody in an unattended run) and [`Observer`]s see every event (the progress display, the
+//! log). Both see only masked text.
+
+use std::time::Duration;
+
+use crate::event::{Ask, Record};
+use crate::steps::Progress;
+
+/// A question for a human about one step.
+#[derive(Clone, Debug)]
+pub struct Question {
+    pub step: String,
+    pub ask: Ask,
+    /// The rendered prompt, or a manual step's instructions.
+    pub text: String,
+    /// What the step will do, in one line.
+    pub summary: String,
+    /// People who already said yes (a four-eyes gate needs someone else).
+    pub approved_by: Vec<String>,
+    /// Distinct people whose "yes" is needed in all.
+    pub approvers: u32,
+    /// Time on the RTO clock so far, and the objective.
+    pub elapsed: Duration,
+    pub rto: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    Yes {
+        by: String,
+        reason: Option<String>,
+    },
+    No {
+        by: String,
+        reason: Option<String>,
+    },
+    /// Nobody can answer here (no terminal): the run stops until `drillbook approve`.
+    Unavailable,
+}
+
+/// An incident-mode operator's answer before a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Go {
+    Proceed,
+    Skip { by: String },
+    Abort { by: String },
+}
+
+/// Answers questions. Calls may block (a terminal prompt); the runner calls them off the async
+/// threads, one at a time.
+pub trait Operator: Send + Sync {
+    /// Whether anyone is there to answer.
+    fn interactive(&self) -> bool;
+    fn ask(&self, question: &Question) -> Reply;
+    /// Incident mode: shown before each step.
+    fn confirm(&self, step: &str, summary: &str, elapsed: Duration, rto: Option<Duration>) -> Go;
+}
+
+/// Sees every journal record (already masked) and progress reports.
+pub trait Observer: Send + Sync {
+    fn record(&self, record: &Record);
+    fn progress(&self, _step: &str, _progress: Progress) {}
+    /// The run is over (or paused): clear any live display.
+    fn finish(&self) {}
+}
+
+/// The operator of an unattended run: nobody.
+pub struct Nobody;
+
+impl Operator for Nobody {
+    fn interactive(&self) -> bool {
+        false
+    }
+
+    fn ask(&self, _question: &Question) -> Reply {
+        Reply::Unavailable
+    }
+
+    fn confirm(&self, _: &str, _: &str, _: Duration, _: Option<Duration>) -> Go {
+        Go::Proceed
+    }
+}

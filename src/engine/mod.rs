@@ -1,0 +1,590 @@
+//! The runner: takes a validated playbook (or a journal to resume), holds the run's lock,
+//! and drives the plan through [`run::Runner`]. Every state change goes through the journal
+//! first; the terminal and the log only observe.
+//!
+//! The CLI calls [`prepare`] or [`prepare_resume`] (no side effects beyond the state
+//! directory), sets up the display for the run it got, then [`execute`]s it.
+
+mod context;
+mod emit;
+pub mod human;
+mod retry;
+mod run;
+mod step;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+use crate::cli::exit;
+use crate::event::{Event, Mode, PlannedStep, Status};
+use crate::journal::Journal;
+use crate::lock::{LockError, RunLock};
+use crate::model::Playbook;
+use crate::runs::{self, StateDir};
+use crate::secrets::{Masker, Secrets};
+use crate::state::RunState;
+use crate::validate;
+
+use context::{Context, RunFields};
+use human::{Observer, Operator};
+
+/// Why a run did not start (or was refused), with the exit code to leave with.
+#[derive(Debug)]
+pub struct Refusal {
+    pub message: String,
+    pub code: u8,
+}
+
+impl Refusal {
+    fn usage(message: impl Into<String>) -> Refusal {
+        Refusal {
+            message: message.into(),
+            code: exit::INVALID,
+        }
+    }
+}
+
+pub struct RunOptions {
+    pub file: PathBuf,
+    pub mode: Mode,
+    pub vars: Vec<(String, String)>,
+    pub secrets_file: Option<PathBuf>,
+    pub run_id: Option<String>,
+    pub approve: Vec<String>,
+    pub approve_all: bool,
+    pub operator: String,
+    pub state_dir: StateDir,
+    pub declared_at: Option<Timestamp>,
+    pub max_parallel: usize,
+    /// Colour in diagnostics (a terminal without NO_COLOR).
+    pub color: bool,
+}
+
+pub struct ResumeOptions {
+    pub run_id: String,
+    pub accept_changed_playbook: bool,
+    pub secrets_file: Option<PathBuf>,
+    pub operator: String,
+    pub state_dir: StateDir,
+}
+
+/// A run ready to go: lock held, journal open, secrets resolved.
+pub struct Prepared {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub playbook: Playbook,
+    pub mode: Mode,
+    pub operator: String,
+    /// When the RTO clock started (declared incident time or the first start).
+    pub clock_start: Timestamp,
+    pub masker: Masker,
+    journal: Journal,
+    _lock: RunLock,
+    first_event: Event,
+    context: Context,
+    prior: Vec<Option<crate::state::StepState>>,
+    approve: Vec<String>,
+    approve_all: bool,
+    max_parallel: usize,
+}
+
+/// Validates the playbook, resolves variables and secrets, takes the lock and starts the
+/// journal of a new run.
+pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
+    let (source, playbook) = validate::load(&options.file).map_err(|invalid| Refusal {
+        message: invalid.render(options.color),
+        code: exit::INVALID,
+    })?;
+    for step in options.approve.iter() {
+        if playbook.step(step).is_none() {
+            return Err(Refusal::usage(format!(
+                "--approve {step}: the playbook has no step `{step}`"
+            )));
+        }
+    }
+    let file = std::path::absolute(&options.file).unwrap_or(options.file.clone());
+    let secrets = resolve_secrets(&playbook, options.secrets_file.as_deref())?;
+    let run_id = match options.run_id {
+        Some(id) => {
+            runs::check_run_id(&id).map_err(Refusal::usage)?;
+            if options.state_dir.journal(&id).exists() {
+                return Err(already_there(&options.state_dir, &id));
+            }
+            id
+        }
+        None => runs::new_run_id(),
+    };
+    let started_at = Timestamp::now();
+    let fields = RunFields {
+        id: run_id.clone(),
+        mode: options.mode,
+        playbook: playbook.name.clone(),
+        started_at,
+        declared_at: options.declared_at,
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        dry_run: false,
+    };
+    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
+    let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
+    let run_dir = options.state_dir.run_dir(&run_id);
+    let journal = Journal::create(&run_dir).map_err(|e| Refusal {
+        message: format!("cannot start the journal in {}: {e}", run_dir.display()),
+        code: exit::STEP_FAILED,
+    })?;
+    let first_event = Event::RunStarted {
+        run_id: run_id.clone(),
+        playbook: playbook.name.clone(),
+        file: file.display().to_string(),
+        playbook_hash: source.hash(),
+        mode: options.mode,
+        dry_run: false,
+        declared_at: options.declared_at,
+        operator: options.operator.clone(),
+        pid: std::process::id(),
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        vars: vars.clone(),
+        secrets_file: options.secrets_file.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or(p.clone())
+                .display()
+                .to_string()
+        }),
+        max_parallel: options.max_parallel,
+        steps: planned(&playbook),
+    };
+    let prior = vec![None; playbook.steps.len()];
+    Ok(Prepared {
+        run_id,
+        run_dir,
+        mode: options.mode,
+        operator: options.operator,
+        clock_start: options.declared_at.unwrap_or(started_at),
+        masker: secrets.masker(),
+        journal,
+        _lock: lock,
+        first_event,
+        context: Context::new(&vars, secrets.as_map(), fields),
+        prior,
+        approve: options.approve,
+        approve_all: options.approve_all,
+        max_parallel: options.max_parallel,
+        playbook,
+    })
+}
+
+/// Picks a stopped run up where its journal ends.
+pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
+    let dir = &options.state_dir;
+    let state = dir.load(&options.run_id).map_err(Refusal::usage)?;
+    if let Some((_, code)) = state
+        .finished
+        .filter(|(_, c)| matches!(*c, exit::OK | exit::OBJECTIVE_MISSED))
+    {
+        return Err(Refusal {
+            message: format!(
+                "run {} already finished ({}); there is nothing to resume",
+                state.run_id,
+                crate::report::outcome(&state)
+            ),
+            code,
+        });
+    }
+    let file = PathBuf::from(&state.file);
+    let (source, playbook) = validate::load(&file).map_err(|invalid| Refusal {
+        message: format!(
+            "cannot resume run {}: its playbook no longer validates\n{}",
+            state.run_id,
+            invalid.render(false)
+        ),
+        code: exit::INVALID,
+    })?;
+    let changed = source.hash() != state.playbook_hash;
+    if changed && !options.accept_changed_playbook {
+        return Err(Refusal::usage(format!(
+            "the playbook {} changed since run {} started; resume with --accept-changed-playbook to continue with the new version",
+            file.display(),
+            state.run_id
+        )));
+    }
+    let secrets_file = options
+        .secrets_file
+        .or_else(|| state.secrets_file.as_ref().map(PathBuf::from));
+    let secrets = resolve_secrets(&playbook, secrets_file.as_deref())?;
+    let lock = lock(dir, &playbook.name, &state.run_id)?;
+    // Read again under the lock: a process that held it may have written more.
+    let run_dir = dir.run_dir(&state.run_id);
+    let (journal, replay) = Journal::reopen(&run_dir).map_err(|e| Refusal {
+        message: format!("cannot reopen the journal of run {}: {e}", state.run_id),
+        code: exit::STEP_FAILED,
+    })?;
+    let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
+    let fields = RunFields {
+        id: state.run_id.clone(),
+        mode: state.mode,
+        playbook: playbook.name.clone(),
+        started_at: state.started_at,
+        declared_at: state.declared_at,
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        dry_run: false,
+    };
+    let prior = playbook
+        .steps
+        .iter()
+        .map(|step| state.step(&step.id).cloned())
+        .collect();
+    let first_event = Event::RunResumed {
+        operator: options.operator.clone(),
+        pid: std::process::id(),
+        playbook_hash: source.hash(),
+        steps: changed.then(|| planned(&playbook)),
+    };
+    Ok(Prepared {
+        run_id: state.run_id.clone(),
+        run_dir,
+        mode: state.mode,
+        operator: options.operator,
+        clock_start: state.clock_start(),
+        masker: secrets.masker(),
+        journal,
+        _lock: lock,
+        first_event,
+        context: Context::new(&state.vars, secrets.as_map(), fields),
+        prior,
+        approve: Vec::new(),
+        approve_all: false,
+        max_parallel: state.max_parallel,
+        playbook,
+    })
+}
+
+/// Runs a prepared run to its end or its next pause. Returns the exit code and the state
+/// folded from the journal (for the summary).
+pub async fn execute(
+    prepared: Prepared,
+    operator: Arc<dyn Operator>,
+    observers: Vec<Arc<dyn Observer>>,
+) -> Result<(u8, RunState), String> {
+    let journal_path = prepared.journal.path().to_path_buf();
+    let emitter = emit::Emitter::new(prepared.journal, prepared.masker.clone(), observers);
+    emitter.emit(prepared.first_event)?;
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .user_agent(concat!("drillbook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up HTTP: {e}"))?;
+    let rto = prepared.playbook.objectives.rto.map(|d| d.0);
+    let shared = run::Shared {
+        emitter,
+        operator,
+        context: prepared.context,
+        run_dir: prepared.run_dir,
+        masker: prepared.masker,
+        http,
+        mode: prepared.mode,
+        approve_all: prepared.approve_all,
+        approve: prepared.approve,
+        operator_name: prepared.operator,
+        clock_start: prepared.clock_start,
+        rto,
+        prior: prepared.prior,
+        asking: tokio::sync::Mutex::new(()),
+        playbook: prepared.playbook,
+    };
+    let runner = run::Runner::new(shared, prepared.max_parallel);
+    let shared = runner.shared();
+    let code = runner.run().await?;
+    let state = fold(&journal_path)?;
+    let code = run::final_exit(code, &state);
+    shared
+        .emitter
+        .emit(Event::RunFinished { exit_code: code })?;
+    shared.emitter.finish();
+    let state = fold(&journal_path)?;
+    Ok((code, state))
+}
+
+fn fold(path: &Path) -> Result<RunState, String> {
+    let replay = crate::journal::read(path).map_err(|e| e.to_string())?;
+    RunState::fold(&replay.records)
+}
+
+/// Records a human decision for a run that waits for one (`drillbook approve`).
+pub fn approve(
+    state_dir: &StateDir,
+    run_id: &str,
+    step: &str,
+    approved: bool,
+    by: &str,
+    reason: Option<String>,
+) -> Result<String, Refusal> {
+    let state = state_dir.load(run_id).map_err(Refusal::usage)?;
+    let Some(step_state) = state.step(step) else {
+        let ids: Vec<&str> = state.plan.iter().map(|s| s.id.as_str()).collect();
+        return Err(Refusal::usage(format!(
+            "run {run_id} has no step `{step}`{}",
+            crate::diagnostic::did_you_mean(step, ids.iter().copied())
+                .map(|hint| format!("; {hint}"))
+                .unwrap_or_default()
+        )));
+    };
+    let Some(question) = step_state.question.clone() else {
+        return Err(Refusal::usage(format!(
+            "step `{step}` of run {run_id} is not waiting for a decision (it is {})",
+            step_state.status
+        )));
+    };
+    if let Some(expired) = question.expires_at.filter(|at| *at <= Timestamp::now()) {
+        return Err(Refusal::usage(format!(
+            "the question on `{step}` expired at {expired}; an expired approval counts as rejected (`drillbook resume {run_id}` records it)"
+        )));
+    }
+    let earlier = step_state.approvals_for(question.ask, question.asked_at);
+    if approved
+        && step_state
+            .approvals
+            .iter()
+            .any(|d| d.approved && d.by == by && d.ask == question.ask && d.at >= question.asked_at)
+    {
+        return Err(Refusal::usage(format!(
+            "{by} already approved `{step}`; it needs {} different people",
+            question.approvers
+        )));
+    }
+    let _lock = lock(state_dir, &state.playbook, run_id).map_err(|mut refusal| {
+        refusal.message.push_str("; answer at its terminal");
+        refusal
+    })?;
+    let (mut journal, _) = Journal::reopen(&state_dir.run_dir(run_id)).map_err(|e| Refusal {
+        message: format!("cannot open the journal of run {run_id}: {e}"),
+        code: exit::STEP_FAILED,
+    })?;
+    journal
+        .append(Event::ApprovalDecided {
+            step: step.to_string(),
+            ask: question.ask,
+            approved,
+            by: by.to_string(),
+            reason,
+            pre_approved: false,
+        })
+        .map_err(|e| Refusal {
+            message: format!("cannot write the journal of run {run_id}: {e}"),
+            code: exit::STEP_FAILED,
+        })?;
+    let verb = match (question.ask, approved) {
+        (crate::event::Ask::Attest, true) => "attested",
+        (_, true) => "approved",
+        (_, false) => "rejected",
+    };
+    let count = earlier + 1;
+    Ok(if approved && count < question.approvers as usize {
+        format!(
+            "{by} {verb} `{step}` ({count} of {} approvals); someone else must approve too",
+            question.approvers
+        )
+    } else {
+        format!("{by} {verb} `{step}`; continue with: drillbook resume {run_id}")
+    })
+}
+
+/// What `--dry-run` shows: every step with its parameters rendered, secrets masked, step
+/// outputs as placeholders. Touches nothing: no state directory, no journal, no lock.
+pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
+    let (_, playbook) = validate::load(&options.file).map_err(|invalid| Refusal {
+        message: invalid.render(options.color),
+        code: exit::INVALID,
+    })?;
+    let secrets = resolve_secrets(&playbook, options.secrets_file.as_deref())?;
+    let masker = secrets.masker();
+    let fields = RunFields {
+        id: options.run_id.clone().unwrap_or_else(|| "dry-run".into()),
+        mode: options.mode,
+        playbook: playbook.name.clone(),
+        started_at: Timestamp::now(),
+        declared_at: options.declared_at,
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        dry_run: true,
+    };
+    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
+    let context = Context::new(&vars, secrets.as_map(), fields);
+    for step in &playbook.steps {
+        let outputs = step
+            .kind
+            .outputs()
+            .iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    serde_json::Value::from(format!("<{}.{name}>", step.id)),
+                )
+            })
+            .collect();
+        context.set_step(
+            &step.id,
+            context::StepView {
+                status: Status::Succeeded,
+                outputs,
+                skipped_reason: None,
+            },
+        );
+    }
+    let mut out = format!(
+        "Dry run of {} ({} mode): nothing was touched.\n",
+        playbook.name,
+        match options.mode {
+            Mode::Drill => "drill",
+            Mode::Incident => "incident",
+        }
+    );
+    let mut errors = Vec::new();
+    for step in &playbook.steps {
+        let mut params = serde_json::to_value(&step.params).unwrap_or_default();
+        let rendered = context.render_value(&mut params, &step.id);
+        masker.mask_json(&mut params);
+        let mut flags = Vec::new();
+        if step.cleanup {
+            flags.push("cleanup");
+        }
+        if step.live_only {
+            flags.push(if options.mode == Mode::Drill {
+                "live-only: skipped in a drill"
+            } else {
+                "live-only"
+            });
+        }
+        if step.approval.is_some() {
+            flags.push("approval");
+        }
+        out.push_str(&format!(
+            "\n{} ({}){}\n",
+            step.id,
+            step.kind,
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(", "))
+            }
+        ));
+        if let Some(map) = params.as_object() {
+            for (key, value) in map {
+                let shown = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("  {key}: {shown}\n"));
+            }
+        }
+        if let Err(error) = rendered {
+            errors.push(format!("{}: {}", step.id, masker.mask(&error)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Refusal::usage(format!(
+            "{out}\nthese templates do not resolve:\n  {}",
+            errors.join("\n  ")
+        )))
+    }
+}
+
+fn planned(playbook: &Playbook) -> Vec<PlannedStep> {
+    playbook
+        .steps
+        .iter()
+        .map(|step| PlannedStep {
+            id: step.id.clone(),
+            kind: step.kind.name().to_string(),
+            description: step.description.clone(),
+            needs: step.needs.clone(),
+            summary: step.params.summary(),
+            cleanup: step.cleanup,
+            clock_stop: step.clock_stop,
+            live_only: step.live_only,
+        })
+        .collect()
+}
+
+fn resolve_secrets(playbook: &Playbook, file: Option<&Path>) -> Result<Secrets, Refusal> {
+    Secrets::resolve(&playbook.secrets, file, |name| std::env::var(name).ok())
+        .map_err(|e| Refusal::usage(e.to_string()))
+}
+
+/// The playbook's variables with `--var` overrides applied and templates rendered.
+fn resolve_vars(
+    playbook: &Playbook,
+    overrides: &[(String, String)],
+    secrets: &Secrets,
+    fields: &RunFields,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    let mut vars = playbook.vars.clone();
+    for (name, value) in overrides {
+        if !vars.contains_key(name) {
+            let hint = crate::diagnostic::did_you_mean(name, vars.keys().map(String::as_str));
+            return Err(Refusal::usage(format!(
+                "--var {name}: the playbook declares no variable `{name}`{}",
+                hint.map(|h| format!("; {h}")).unwrap_or_default()
+            )));
+        }
+        vars.insert(name.clone(), value.clone());
+    }
+    let context = Context::new(
+        &BTreeMap::new(),
+        secrets.as_map(),
+        RunFields {
+            id: fields.id.clone(),
+            mode: fields.mode,
+            playbook: fields.playbook.clone(),
+            started_at: fields.started_at,
+            declared_at: fields.declared_at,
+            rto: fields.rto,
+            rpo: fields.rpo,
+            dry_run: fields.dry_run,
+        },
+    );
+    for (name, value) in vars.iter_mut() {
+        *value = context
+            .render(value, "")
+            .map_err(|e| Refusal::usage(format!("variable `{name}`: {e}")))?;
+    }
+    Ok(vars)
+}
+
+fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {
+    RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(|error| Refusal {
+        code: match error {
+            LockError::Held { .. } => exit::INVALID,
+            LockError::Io { .. } => exit::STEP_FAILED,
+        },
+        message: error.to_string(),
+    })
+}
+
+/// `--run-id` of a run that exists: a finished one is not run twice (a scheduler may retry),
+/// an unfinished one is resumed explicitly.
+fn already_there(dir: &StateDir, run_id: &str) -> Refusal {
+    match dir.load(run_id) {
+        Ok(state) => match state.finished {
+            Some((_, code)) if !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED) => {
+                Refusal {
+                    message: format!(
+                        "run {run_id} already ran ({}); not running it again",
+                        crate::report::outcome(&state)
+                    ),
+                    code,
+                }
+            }
+            _ => Refusal::usage(format!(
+                "run {run_id} exists and has not finished; continue it with: drillbook resume {run_id}"
+            )),
+        },
+        Err(error) => Refusal::usage(error),
+    }
+}

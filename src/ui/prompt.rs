@@ -1,0 +1,539 @@
+//! Conversations with the person at the terminal: approvals, manual steps, reruns, and the
+//! incident-mode "proceed?" before each step. Answers are typed words rather than arrow-key
+//! menus, so that a tired operator cannot approve by leaning on Enter, and a test driving a
+//! pseudo-terminal can answer by typing.
+
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use dialoguer::Input;
+use dialoguer::console::{Style, Term};
+use dialoguer::theme::SimpleTheme;
+
+use super::progress::Terminal;
+use super::{Budget, compact, objective};
+use crate::engine::human::{Go, Operator, Question, Reply};
+use crate::event::Ask;
+
+/// What a conversation needs from a terminal, so the logic can be tested with a script.
+pub(crate) trait Conversation {
+    fn say(&mut self, text: &str);
+    /// The first line of a block, which deserves to stand out.
+    fn heading(&mut self, text: &str) {
+        self.say(text);
+    }
+    /// One typed answer; `None` when nobody can answer (end of input, terminal gone).
+    fn read(&mut self, prompt: &str, allow_empty: bool) -> Option<String>;
+}
+
+/// The real terminal, on stderr so that stdout stays clean for whatever the run prints there.
+struct Console {
+    term: Term,
+    color: bool,
+}
+
+impl Conversation for Console {
+    fn say(&mut self, text: &str) {
+        let _ = self.term.write_line(text);
+    }
+
+    fn heading(&mut self, text: &str) {
+        if self.color {
+            let style = Style::new().force_styling(true).yellow().bold();
+            self.say(&style.apply_to(text).to_string());
+        } else {
+            self.say(text);
+        }
+    }
+
+    fn read(&mut self, prompt: &str, allow_empty: bool) -> Option<String> {
+        Input::<String>::with_theme(&SimpleTheme)
+            .with_prompt(prompt)
+            .allow_empty(allow_empty)
+            .interact_text_on(&self.term)
+            .ok()
+    }
+}
+
+impl Terminal {
+    /// Runs one conversation with the bars off the screen and no other conversation
+    /// interleaved.
+    fn converse<T>(&self, talk: impl FnOnce(&mut Console) -> T) -> T {
+        let _turn = self
+            .conversation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _paused = self.pause();
+        let mut console = Console {
+            term: Term::stderr(),
+            color: self.header.color,
+        };
+        talk(&mut console)
+    }
+}
+
+impl Operator for Terminal {
+    fn interactive(&self) -> bool {
+        Term::stderr().is_term()
+    }
+
+    fn ask(&self, question: &Question) -> Reply {
+        self.converse(|console| ask(console, question, &self.header.operator))
+    }
+
+    fn confirm(&self, step: &str, summary: &str, elapsed: Duration, rto: Option<Duration>) -> Go {
+        self.converse(|console| {
+            confirm(console, step, summary, elapsed, rto, &self.header.operator)
+        })
+    }
+}
+
+pub(crate) fn ask(
+    conversation: &mut impl Conversation,
+    question: &Question,
+    operator: &str,
+) -> Reply {
+    let reply = match question.ask {
+        Ask::Gate => gate(conversation, question, operator),
+        Ask::Attest => attest(conversation, question, operator),
+        Ask::Rerun => rerun(conversation, question, operator),
+    };
+    reply.unwrap_or(Reply::Unavailable)
+}
+
+fn gate(
+    conversation: &mut impl Conversation,
+    question: &Question,
+    operator: &str,
+) -> Option<Reply> {
+    conversation.say("");
+    conversation.heading(&format!("Approval needed: {}", question.step));
+    say_indented(conversation, &question.text);
+    if !question.summary.trim().is_empty() {
+        conversation.say(&format!("  will: {}", question.summary));
+    }
+    conversation.say(&elapsed_line(question.elapsed, question.rto));
+    if question.approvers > 1 {
+        conversation.say(&format!(
+            "  needs {} different people to approve",
+            question.approvers
+        ));
+    }
+    if !question.approved_by.is_empty() {
+        conversation.say(&format!(
+            "  approved so far: {}",
+            question.approved_by.join(", ")
+        ));
+    }
+    let prompt = format!("Approve {}? [yes/no]", question.step);
+    loop {
+        match normalize(&conversation.read(&prompt, false)?).as_str() {
+            "yes" | "y" => {
+                let by = approver(conversation, &question.approved_by, operator)?;
+                return Some(Reply::Yes { by, reason: None });
+            }
+            "no" | "n" => return refusal(conversation, operator),
+            _ => conversation.say("  please answer yes or no"),
+        }
+    }
+}
+
+/// Four eyes means two people: when the person at the keyboard already said yes, the next
+/// "yes" must be recorded under someone else's name.
+fn approver(
+    conversation: &mut impl Conversation,
+    approved_by: &[String],
+    operator: &str,
+) -> Option<String> {
+    if !already_approved(approved_by, operator) {
+        return Some(operator.to_string());
+    }
+    conversation.say(&format!(
+        "  {operator} has already approved; the next approval must come from someone else"
+    ));
+    loop {
+        let name = conversation.read("Name of the next approver", false)?;
+        let name = name.trim();
+        if name.is_empty() {
+            continue;
+        }
+        if already_approved(approved_by, name) {
+            conversation.say(&format!(
+                "  {name} has already approved; the next approval must come from someone else"
+            ));
+            continue;
+        }
+        return Some(name.to_string());
+    }
+}
+
+fn already_approved(approved_by: &[String], name: &str) -> bool {
+    approved_by
+        .iter()
+        .any(|approved| approved.trim().eq_ignore_ascii_case(name.trim()))
+}
+
+fn attest(
+    conversation: &mut impl Conversation,
+    question: &Question,
+    operator: &str,
+) -> Option<Reply> {
+    conversation.say("");
+    conversation.heading(&format!("Manual step: {}", question.step));
+    say_indented(conversation, &question.text);
+    conversation.say(&elapsed_line(question.elapsed, question.rto));
+    loop {
+        let answer =
+            conversation.read("Type done when finished, or no if it cannot be done", false)?;
+        // Only the word "done": a reflexive "yes" must not attest work nobody did.
+        match normalize(&answer).as_str() {
+            "done" => {
+                return Some(Reply::Yes {
+                    by: operator.to_string(),
+                    reason: None,
+                });
+            }
+            "no" | "n" => return refusal(conversation, operator),
+            _ => conversation.say("  please type done or no"),
+        }
+    }
+}
+
+fn rerun(
+    conversation: &mut impl Conversation,
+    question: &Question,
+    operator: &str,
+) -> Option<Reply> {
+    conversation.say("");
+    conversation.heading(&format!(
+        "{} was running when the run stopped; it may have partly happened.",
+        question.step
+    ));
+    if !question.summary.trim().is_empty() {
+        conversation.say(&format!("  will: {}", question.summary));
+    }
+    conversation.say(&elapsed_line(question.elapsed, question.rto));
+    let prompt = format!("Run {} again? [yes/no]", question.step);
+    loop {
+        match normalize(&conversation.read(&prompt, false)?).as_str() {
+            "yes" | "y" => {
+                return Some(Reply::Yes {
+                    by: operator.to_string(),
+                    reason: None,
+                });
+            }
+            "no" | "n" => return refusal(conversation, operator),
+            _ => conversation.say("  please answer yes or no"),
+        }
+    }
+}
+
+/// A "no" goes into the report, where a reason is worth more than the word.
+fn refusal(conversation: &mut impl Conversation, operator: &str) -> Option<Reply> {
+    let reason = conversation.read("Reason", true)?;
+    let reason = reason.trim();
+    Some(Reply::No {
+        by: operator.to_string(),
+        reason: (!reason.is_empty()).then(|| reason.to_string()),
+    })
+}
+
+pub(crate) fn confirm(
+    conversation: &mut impl Conversation,
+    step: &str,
+    summary: &str,
+    elapsed: Duration,
+    rto: Option<Duration>,
+    operator: &str,
+) -> Go {
+    conversation.say("");
+    if summary.trim().is_empty() {
+        conversation.heading(&format!("Next: {step}"));
+    } else {
+        conversation.heading(&format!("Next: {step} — {summary}"));
+    }
+    conversation.say(&elapsed_line(elapsed, rto));
+    let by = operator.to_string();
+    loop {
+        // Nobody left to ask is not consent: stop rather than carry on unsupervised.
+        let Some(answer) = conversation.read("Proceed? [yes/skip/abort]", false) else {
+            return Go::Abort { by };
+        };
+        match normalize(&answer).as_str() {
+            "yes" | "y" => return Go::Proceed,
+            "skip" | "s" => return Go::Skip { by },
+            "abort" | "a" => return Go::Abort { by },
+            _ => conversation.say("  please answer yes, skip or abort"),
+        }
+    }
+}
+
+fn normalize(answer: &str) -> String {
+    answer.trim().to_lowercase()
+}
+
+fn say_indented(conversation: &mut impl Conversation, text: &str) {
+    for line in text.trim_end().lines() {
+        if line.trim().is_empty() {
+            conversation.say("");
+        } else {
+            conversation.say(&format!("  {line}"));
+        }
+    }
+}
+
+/// "  elapsed 4m05s of RTO 30m": the person deciding should know how much time is left.
+pub(crate) fn elapsed_line(elapsed: Duration, rto: Option<Duration>) -> String {
+    let mut line = format!("  elapsed {}", compact(elapsed));
+    if let Some(rto) = rto {
+        line.push_str(&format!(" of RTO {}", objective(rto)));
+        if let Some(over) = Budget::new(elapsed, rto).over {
+            line.push_str(&format!(" (over by {})", compact(over)));
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Answers from a list; records everything said and asked.
+    struct Script {
+        answers: VecDeque<&'static str>,
+        transcript: Vec<String>,
+    }
+
+    impl Script {
+        fn new(answers: &[&'static str]) -> Script {
+            Script {
+                answers: answers.iter().copied().collect(),
+                transcript: Vec::new(),
+            }
+        }
+
+        fn prompts(&self) -> Vec<&str> {
+            self.transcript
+                .iter()
+                .filter_map(|line| line.strip_prefix("? "))
+                .collect()
+        }
+    }
+
+    impl Conversation for Script {
+        fn say(&mut self, text: &str) {
+            self.transcript.push(text.to_string());
+        }
+
+        fn read(&mut self, prompt: &str, _allow_empty: bool) -> Option<String> {
+            self.transcript.push(format!("? {prompt}"));
+            self.answers.pop_front().map(str::to_string)
+        }
+    }
+
+    fn question(ask: Ask) -> Question {
+        Question {
+            step: "promote".into(),
+            ask,
+            text: "Point the app at the restored database?".into(),
+            summary: "rewrite DATABASE_URL in /etc/app.env".into(),
+            approved_by: Vec::new(),
+            approvers: 1,
+            elapsed: Duration::from_secs(245),
+            rto: Some(Duration::from_secs(1_800)),
+        }
+    }
+
+    fn yes(by: &str) -> Reply {
+        Reply::Yes {
+            by: by.into(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_gate_shows_what_is_at_stake_and_takes_yes() {
+        let mut script = Script::new(&["yes"]);
+        let reply = ask(&mut script, &question(Ask::Gate), "alice");
+        assert_eq!(reply, yes("alice"));
+        assert_eq!(
+            script.transcript,
+            [
+                "",
+                "Approval needed: promote",
+                "  Point the app at the restored database?",
+                "  will: rewrite DATABASE_URL in /etc/app.env",
+                "  elapsed 4m05s of RTO 30m",
+                "? Approve promote? [yes/no]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gate_asks_again_until_it_understands() {
+        let mut script = Script::new(&["maybe", " Y "]);
+        assert_eq!(
+            ask(&mut script, &question(Ask::Gate), "alice"),
+            yes("alice")
+        );
+        assert!(
+            script
+                .transcript
+                .contains(&"  please answer yes or no".to_string())
+        );
+        assert_eq!(script.prompts().len(), 2);
+    }
+
+    #[test]
+    fn a_rejection_carries_its_reason() {
+        let mut script = Script::new(&["no", "  standby is lagging "]);
+        assert_eq!(
+            ask(&mut script, &question(Ask::Gate), "alice"),
+            Reply::No {
+                by: "alice".into(),
+                reason: Some("standby is lagging".into())
+            }
+        );
+        assert_eq!(script.prompts(), ["Approve promote? [yes/no]", "Reason"]);
+
+        let mut script = Script::new(&["n", ""]);
+        assert_eq!(
+            ask(&mut script, &question(Ask::Gate), "alice"),
+            Reply::No {
+                by: "alice".into(),
+                reason: None
+            }
+        );
+    }
+
+    #[test]
+    fn four_eyes_needs_a_second_name() {
+        let mut question = question(Ask::Gate);
+        question.approvers = 2;
+        question.approved_by = vec!["alice".into()];
+        let mut script = Script::new(&["yes", "", "Alice", "bob"]);
+        assert_eq!(ask(&mut script, &question, "alice"), yes("bob"));
+        assert!(
+            script
+                .transcript
+                .contains(&"  approved so far: alice".to_string())
+        );
+        assert!(
+            script
+                .transcript
+                .contains(&"  needs 2 different people to approve".to_string())
+        );
+        assert_eq!(
+            script.prompts(),
+            [
+                "Approve promote? [yes/no]",
+                "Name of the next approver",
+                "Name of the next approver",
+                "Name of the next approver",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_second_person_at_the_keyboard_approves_as_themselves() {
+        let mut question = question(Ask::Gate);
+        question.approvers = 2;
+        question.approved_by = vec!["alice".into()];
+        let mut script = Script::new(&["yes"]);
+        assert_eq!(ask(&mut script, &question, "bob"), yes("bob"));
+    }
+
+    #[test]
+    fn a_manual_step_waits_for_done() {
+        let mut question = question(Ask::Attest);
+        question.step = "dns".into();
+        question.text = "Point app.example.com at the standby.\nCheck with dig.".into();
+        question.rto = None;
+        let mut script = Script::new(&["yes", "done"]);
+        assert_eq!(ask(&mut script, &question, "carol"), yes("carol"));
+        assert_eq!(
+            script.transcript,
+            [
+                "",
+                "Manual step: dns",
+                "  Point app.example.com at the standby.",
+                "  Check with dig.",
+                "  elapsed 4m05s",
+                "? Type done when finished, or no if it cannot be done",
+                "  please type done or no",
+                "? Type done when finished, or no if it cannot be done",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_manual_step_that_cannot_be_done_says_why() {
+        let mut script = Script::new(&["no", "no access"]);
+        assert_eq!(
+            ask(&mut script, &question(Ask::Attest), "carol"),
+            Reply::No {
+                by: "carol".into(),
+                reason: Some("no access".into())
+            }
+        );
+    }
+
+    #[test]
+    fn a_rerun_warns_that_the_step_may_have_partly_happened() {
+        let mut script = Script::new(&["yes"]);
+        assert_eq!(ask(&mut script, &question(Ask::Rerun), "dave"), yes("dave"));
+        assert_eq!(
+            script.transcript[1],
+            "promote was running when the run stopped; it may have partly happened."
+        );
+        assert_eq!(script.prompts(), ["Run promote again? [yes/no]"]);
+    }
+
+    #[test]
+    fn nobody_to_answer_is_unavailable() {
+        for kind in [Ask::Gate, Ask::Attest, Ask::Rerun] {
+            let mut script = Script::new(&[]);
+            assert_eq!(
+                ask(&mut script, &question(kind), "alice"),
+                Reply::Unavailable
+            );
+        }
+        let mut script = Script::new(&["no"]);
+        assert_eq!(
+            ask(&mut script, &question(Ask::Gate), "alice"),
+            Reply::Unavailable
+        );
+    }
+
+    #[test]
+    fn incident_mode_confirms_each_step() {
+        let elapsed = Duration::from_secs(1_930);
+        let rto = Some(Duration::from_secs(1_800));
+        let cases = [
+            (vec!["yes"], Go::Proceed),
+            (vec!["what", "skip"], Go::Skip { by: "erin".into() }),
+            (vec!["A"], Go::Abort { by: "erin".into() }),
+            (vec![], Go::Abort { by: "erin".into() }),
+        ];
+        for (answers, expected) in cases {
+            let mut script = Script::new(&answers);
+            let go = confirm(
+                &mut script,
+                "flush",
+                "FLUSHDB on redis",
+                elapsed,
+                rto,
+                "erin",
+            );
+            assert_eq!(go, expected);
+            assert_eq!(script.transcript[1], "Next: flush — FLUSHDB on redis");
+            assert_eq!(
+                script.transcript[2],
+                "  elapsed 32m10s of RTO 30m (over by 2m10s)"
+            );
+            assert_eq!(script.prompts()[0], "Proceed? [yes/skip/abort]");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Approvals without a terminal: the run stops with exit 4, `approve` records who decided,
+//! `resume` goes on; rejections, four-eyes gates, expiry and pre-approval.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Drillbook, drillbook, events, journal, only_run};
+
+const GATED: &str = r#"version: 1
+name: gated
+objectives: { rto: 30m }
+steps:
+  - { id: prepare, kind: command, run: [touch, prepared] }
+  - id: go
+    kind: approval
+    prompt: "Promote the standby? (run {{ run.id }})"
+  - { id: act, kind: command, run: [touch, acted], clock: stop }
+"#;
+
+fn gated(dir_text: &str) -> (Drillbook, std::path::PathBuf) {
+    let test = Drillbook::new().playbook("p.yaml", dir_text);
+    let dir = test.dir().to_path_buf();
+    (test, dir)
+}
+
+fn first_run(dir: &Path) -> String {
+    let output = drillbook(dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 4, "{}", output.stderr);
+    assert!(dir.join("prepared").exists());
+    assert!(!dir.join("acted").exists());
+    only_run(dir)
+}
+
+#[test]
+fn approve_from_another_process_then_resume() {
+    let (_test, dir) = gated(GATED);
+    let run = first_run(&dir);
+    let records = journal(&dir, &run);
+    let asked = events(&records, "approval_requested", Some("go"));
+    assert_eq!(
+        asked[0]["prompt"],
+        format!("Promote the standby? (run {run})")
+    );
+    assert_eq!(records.last().expect("records")["exit_code"], 4);
+    let status = drillbook(&dir, &["runs"]);
+    assert!(
+        status.stdout.contains("waiting_approval"),
+        "{}",
+        status.stdout
+    );
+
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let output = drillbook(
+        &dir,
+        &[
+            "approve",
+            &run,
+            "go",
+            "--as",
+            "alice",
+            "--reason",
+            "checked lag",
+        ],
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert_eq!(
+        output.stderr,
+        format!("alice approved `go`; continue with: drillbook resume {run}\n")
+    );
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert!(dir.join("acted").exists());
+    assert_eq!(
+        events(&journal(&dir, &run), "step_started", Some("prepare")).len(),
+        1
+    );
+
+    let report = drillbook(&dir, &["report", &run, "--format", "json"]);
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).expect("json");
+    let go = report["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == "go"))
+        .expect("go");
+    assert_eq!(go["approvals"][0]["by"], "alice");
+    assert_eq!(go["approvals"][0]["reason"], "checked lag");
+    assert!(report["human_wait_seconds"].as_f64().expect("wait") >= 0.3);
+    let text = drillbook(&dir, &["report", &run]);
+    assert!(text.stdout.contains("alice"), "{}", text.stdout);
+}
+
+#[test]
+fn a_rejection_fails_the_run_and_skips_dependents() {
+    let (_test, dir) = gated(GATED);
+    let run = first_run(&dir);
+    let output = drillbook(
+        &dir,
+        &[
+            "approve",
+            &run,
+            "go",
+            "--reject",
+            "--as",
+            "bob",
+            "--reason",
+            "lag too high",
+        ],
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    assert!(!dir.join("acted").exists());
+    let records = journal(&dir, &run);
+    assert_eq!(
+        events(&records, "step_skipped", Some("act"))[0]["reason"],
+        "needs `go`, which was rejected"
+    );
+    assert!(output.stdout.contains("bob"), "{}", output.stdout);
+}
+
+#[test]
+fn four_eyes_needs_two_different_people() {
+    let (_test, dir) = gated(&GATED.replace(
+        "prompt: \"Promote the standby? (run {{ run.id }})\"",
+        "prompt: \"Promote?\"\n    approvers: 2",
+    ));
+    let run = first_run(&dir);
+    let output = drillbook(&dir, &["approve", &run, "go", "--as", "alice"]);
+    assert_eq!(
+        output.stderr,
+        "alice approved `go` (1 of 2 approvals); someone else must approve too\n"
+    );
+    let again = drillbook(&dir, &["approve", &run, "go", "--as", "alice"]);
+    assert_eq!(again.status, 2);
+    assert_eq!(
+        again.stderr,
+        "error: alice already approved `go`; it needs 2 different people\n"
+    );
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(
+        output.status, 4,
+        "one approval is not enough: {}",
+        output.stderr
+    );
+    assert_eq!(
+        drillbook(&dir, &["approve", &run, "go", "--as", "bob"]).status,
+        0
+    );
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+}
+
+#[test]
+fn an_expired_approval_rejects() {
+    let (_test, dir) = gated(
+        r#"version: 1
+name: expiring
+steps:
+  - { id: prepare, kind: command, run: [touch, prepared] }
+  - id: act
+    kind: command
+    run: [touch, acted]
+    approval: { prompt: Sure?, timeout: 1s }
+"#,
+    );
+    let run = first_run(&dir);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let late = drillbook(&dir, &["approve", &run, "act", "--as", "alice"]);
+    assert_eq!(late.status, 2);
+    assert!(late.stderr.contains("expired"), "{}", late.stderr);
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    assert!(!dir.join("acted").exists());
+    let records = journal(&dir, &run);
+    let decided = events(&records, "approval_decided", Some("act"));
+    assert_eq!(decided[0]["approved"], false);
+    assert_eq!(decided[0]["by"], "timeout");
+}
+
+#[test]
+fn pre_approval_is_recorded_as_such() {
+    let (_test, dir) = gated(GATED);
+    let output = drillbook(&dir, &["run", "p.yaml", "--approve-all", "--as", "cron"]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let run = only_run(&dir);
+    let records = journal(&dir, &run);
+    let decided = events(&records, "approval_decided", Some("go"));
+    assert_eq!(decided[0]["pre_approved"], true);
+    assert_eq!(decided[0]["by"], "cron");
+    assert!(dir.join("acted").exists());
+}
+
+#[test]
+fn a_manual_step_waits_for_attestation() {
+    let (_test, dir) = gated(
+        r#"version: 1
+name: manual
+steps:
+  - { id: call, kind: manual, instructions: "Call the DBA on-call." }
+  - { id: after, kind: command, run: [touch, after] }
+"#,
+    );
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 4, "{}", output.stderr);
+    let run = only_run(&dir);
+    assert_eq!(
+        drillbook(&dir, &["approve", &run, "call", "--as", "erin"]).status,
+        0
+    );
+    let output = drillbook(&dir, &["resume", &run]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let records = journal(&dir, &run);
+    let finished = events(&records, "step_finished", Some("call"));
+    assert_eq!(finished[0]["outputs"]["done_by"], "erin");
+    assert!(dir.join("after").exists());
+}

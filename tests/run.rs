@@ -1,0 +1,322 @@
+//! `drillbook run`: steps in order, outputs between steps, failure, timeout, Ctrl-C, cleanup,
+//! drill-mode restrictions, dry runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Drillbook, alive, drillbook, events, journal, only_run, run_ids, wait_for};
+
+#[test]
+fn runs_steps_in_order_and_passes_outputs() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: outputs
+vars: { greeting: hello }
+steps:
+  - id: first
+    kind: command
+    run: [sh, -c, "printf '%s' \"$0\" >> trail", "{{ vars.greeting }}"]
+  - id: echo
+    kind: command
+    run: [printf, "%s", "{{ vars.greeting }} world"]
+  - id: second
+    kind: command
+    run: [sh, -c, "printf ' %s' \"$0\" >> trail", "{{ steps.echo.outputs.stdout }}"]
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("trail")).expect("trail"),
+        "hello hello world"
+    );
+    let run = only_run(&dir);
+    let records = journal(&dir, &run);
+    let finished = events(&records, "step_finished", None);
+    let order: Vec<&str> = finished
+        .iter()
+        .map(|r| r["step"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(order, ["first", "echo", "second"]);
+    assert!(finished.iter().all(|r| r["status"] == "succeeded"));
+    assert_eq!(records.last().expect("records")["event"], "run_finished");
+    assert_eq!(records.last().expect("records")["exit_code"], 0);
+    // The rendered parameters are in the journal.
+    let started = events(&records, "step_started", Some("second"));
+    assert_eq!(started[0]["params"]["run"][3], "hello world");
+    // Captured output is kept in the run directory.
+    let captured = dir
+        .join(".drillbook/runs")
+        .join(&run)
+        .join("output/echo.1.stdout");
+    assert_eq!(
+        std::fs::read_to_string(captured).expect("captured"),
+        "hello world"
+    );
+}
+
+#[test]
+fn a_failure_stops_the_run_skips_dependents_and_still_cleans_up() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: failing
+steps:
+  - { id: ok, kind: command, run: ["true"] }
+  - { id: breaks, kind: command, run: [sh, -c, "echo 'disk full' >&2; exit 3"] }
+  - { id: after, kind: command, run: [touch, after] }
+  - { id: tolerated, kind: command, run: ["false"], needs: [], continue_on_failure: true }
+cleanup:
+  - { id: tidy, kind: command, run: [touch, tidied] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml", "--max-parallel", "1"]);
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    assert!(
+        !dir.join("after").exists(),
+        "a dependent of a failed step ran"
+    );
+    assert!(dir.join("tidied").exists(), "cleanup did not run");
+    let records = journal(&dir, &only_run(&dir));
+    let failed = events(&records, "step_finished", Some("breaks"));
+    assert_eq!(failed[0]["status"], "failed");
+    assert_eq!(failed[0]["error"], "`sh` exited with status 3");
+    assert_eq!(failed[0]["evidence"][0], "stderr: disk full");
+    let skipped = events(&records, "step_skipped", Some("after"));
+    assert_eq!(skipped[0]["reason"], "needs `breaks`, which failed");
+    assert!(output.stdout.contains("disk full"), "{}", output.stdout);
+}
+
+#[test]
+fn a_step_over_its_timeout_is_timed_out_and_its_processes_are_gone() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: slow
+steps:
+  - id: hang
+    kind: command
+    timeout: 1s
+    # A grandchild too: the whole process group must go.
+    run: [sh, -c, "sleep 30 & echo $! > grandchild.pid; echo $$ > child.pid; wait"]
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    let records = journal(&dir, &only_run(&dir));
+    let finished = events(&records, "step_finished", Some("hang"));
+    assert_eq!(finished[0]["status"], "timed_out");
+    assert_eq!(finished[0]["error"], "timed out after 1s");
+    let started: jiff::Timestamp = events(&records, "step_started", Some("hang"))[0]["at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("start time");
+    let ended: jiff::Timestamp = finished[0]["at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("end time");
+    let took = ended.duration_since(started);
+    assert!(
+        took >= jiff::SignedDuration::from_secs(1) && took < jiff::SignedDuration::from_secs(2),
+        "took {took:?}"
+    );
+    for file in ["child.pid", "grandchild.pid"] {
+        let pid: i32 = std::fs::read_to_string(dir.join(file))
+            .expect(file)
+            .trim()
+            .parse()
+            .expect("pid");
+        wait_for(Duration::from_secs(1), "the step's processes to go", || {
+            !alive(pid)
+        });
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_running_steps_runs_cleanup_and_exits_130() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: interrupted
+steps:
+  - id: long
+    kind: command
+    run: [sh, -c, "sleep 60 & echo $! > grandchild.pid; wait"]
+  - { id: never, kind: command, run: [touch, never] }
+cleanup:
+  - { id: tidy, kind: command, run: [touch, tidied] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let mut child = common::command(&dir, &["run", "p.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    wait_for(Duration::from_secs(10), "the long step to start", || {
+        dir.join("grandchild.pid").exists()
+            && !std::fs::read_to_string(dir.join("grandchild.pid"))
+                .unwrap_or_default()
+                .is_empty()
+    });
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: sending SIGINT to the child we started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status, 130);
+    assert!(dir.join("tidied").exists(), "cleanup did not run");
+    assert!(!dir.join("never").exists());
+    let grandchild: i32 = std::fs::read_to_string(dir.join("grandchild.pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    wait_for(Duration::from_secs(2), "the step's processes to go", || {
+        !alive(grandchild)
+    });
+    let records = journal(&dir, &only_run(&dir));
+    assert_eq!(events(&records, "interrupted", None).len(), 1);
+    assert_eq!(
+        events(&records, "step_finished", Some("long"))[0]["status"],
+        "cancelled"
+    );
+    assert_eq!(
+        events(&records, "step_finished", Some("tidy"))[0]["status"],
+        "succeeded"
+    );
+    assert_eq!(records.last().expect("records")["exit_code"], 130);
+}
+
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> i32 {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code().unwrap_or(-1);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn drill_mode_skips_live_only_steps_and_when_conditions_apply() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: modes
+steps:
+  - { id: touch_prod, kind: command, run: [touch, prod], live_only: true }
+  - { id: only_incident, kind: command, run: [touch, incident], when: "run.mode == 'incident'" }
+  - { id: always, kind: command, run: [touch, always] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert!(!dir.join("prod").exists() && !dir.join("incident").exists());
+    assert!(dir.join("always").exists());
+    let records = journal(&dir, &only_run(&dir));
+    assert_eq!(
+        events(&records, "step_skipped", Some("touch_prod"))[0]["reason"],
+        "live-only: a drill does not run it (use --mode incident)"
+    );
+    assert_eq!(
+        events(&records, "step_skipped", Some("only_incident"))[0]["reason"],
+        "condition `run.mode == 'incident'` is false"
+    );
+    assert!(output.stdout.contains("live-only"), "{}", output.stdout);
+}
+
+#[test]
+fn kinds_of_later_issues_fail_at_run_time_not_at_validation() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: later
+steps:
+  - { id: flush, kind: flush, redis: "redis://127.0.0.1:6379/15", pattern: "drill:*" }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    assert_eq!(drillbook(&dir, &["validate", "p.yaml"]).status, 0);
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 1);
+    let records = journal(&dir, &only_run(&dir));
+    assert_eq!(
+        events(&records, "step_finished", Some("flush"))[0]["error"],
+        "`flush` steps are not implemented yet in this version of drillbook"
+    );
+}
+
+#[test]
+fn a_dry_run_renders_and_touches_nothing() {
+    let test = Drillbook::new()
+        .playbook(
+            "p.yaml",
+            r#"version: 1
+name: dry
+vars: { target: staging }
+secrets: [TOKEN]
+steps:
+  - { id: a, kind: command, run: [touch, "{{ vars.target }}"], env: { TOKEN: "{{ secrets.TOKEN }}" } }
+  - { id: b, kind: command, run: [echo, "{{ steps.a.outputs.stdout }}"] }
+"#,
+        )
+        .env("TOKEN", "tok-very-secret");
+    let dir = test.dir().to_path_buf();
+    let output = test
+        .args(&["run", "p.yaml", "--dry-run", "--var", "target=drill-db"])
+        .expect_status(0)
+        .run();
+    assert!(
+        output.stdout.contains("run: [\"touch\",\"drill-db\"]"),
+        "{}",
+        output.stdout
+    );
+    assert!(output.stdout.contains("<a.stdout>"), "{}", output.stdout);
+    assert!(!output.stdout.contains("tok-very-secret"));
+    assert!(output.stdout.contains("***"));
+    assert!(!dir.join("drill-db").exists());
+    assert!(run_ids(&dir).is_empty());
+    assert!(!dir.join(".drillbook").exists());
+}
+
+#[test]
+fn usage_errors_are_clear() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: u\nsecrets: [DB_URL]\nvars: { store: x }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n",
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 2);
+    assert!(output.stderr.contains("DB_URL"), "{}", output.stderr);
+    let output = common::run_binary_with(
+        &dir,
+        &[
+            "run".into(),
+            "p.yaml".into(),
+            "--var".into(),
+            "stor=y".into(),
+        ],
+        &[("DB_URL".into(), "postgres://x".into())],
+        Duration::from_secs(10),
+    );
+    assert_eq!(output.status, 2);
+    assert_eq!(
+        output.stderr,
+        "error: --var stor: the playbook declares no variable `stor`; did you mean `store`?\n"
+    );
+    assert!(
+        run_ids(&dir).is_empty(),
+        "nothing may start on a usage error"
+    );
+}
