@@ -269,13 +269,16 @@ steps:
   - { id: a, kind: command, run: [touch, "{{ vars.target }}"], env: { TOKEN: "{{ secrets.TOKEN }}" } }
   - { id: b, kind: command, run: [echo, "{{ steps.a.outputs.stdout }}"] }
 "#,
-        )
-        .env("TOKEN", "tok-very-secret");
+        );
     let dir = test.dir().to_path_buf();
-    let output = test
-        .args(&["run", "p.yaml", "--dry-run", "--var", "target=drill-db"])
-        .expect_status(0)
-        .run();
+    let output = common::run_binary_with(
+        &dir,
+        &["run", "p.yaml", "--dry-run", "--var", "target=drill-db"].map(String::from),
+        &[("TOKEN".into(), "tok-very-secret".into())],
+        Duration::from_secs(20),
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert!(dir.join("p.yaml").exists());
     assert!(
         output.stdout.contains("run: [\"touch\",\"drill-db\"]"),
         "{}",
@@ -318,5 +321,37 @@ fn usage_errors_are_clear() {
     assert!(
         run_ids(&dir).is_empty(),
         "nothing may start on a usage error"
+    );
+}
+
+/// The README's first command: a real dump-and-restore drill against the local PostgreSQL.
+#[test]
+fn the_first_drill_runs_against_the_local_database() {
+    let test = Drillbook::new();
+    let dir = test.dir().to_path_buf();
+    let playbook =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/first-drill.yaml");
+    let scratch = format!("drillbook_test_{}", std::process::id());
+    let output = common::run_binary_with(
+        &dir,
+        &[
+            "run".into(),
+            playbook.display().to_string(),
+            "--var".into(),
+            format!("scratch={scratch}"),
+        ],
+        &[(
+            "DATABASE_URL".into(),
+            "postgres://postgres@127.0.0.1:5432/postgres".into(),
+        )],
+        Duration::from_secs(60),
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    assert!(output.stdout.contains("met"), "{}", output.stdout);
+    assert!(dir.join(".drillbook/first-drill/backup.dump").exists());
+    let records = journal(&dir, &only_run(&dir));
+    assert_eq!(
+        events(&records, "step_finished", Some("drop_scratch"))[0]["status"],
+        "succeeded"
     );
 }

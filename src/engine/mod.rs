@@ -588,3 +588,82 @@ fn already_there(dir: &StateDir, run_id: &str) -> Refusal {
         Err(error) => Refusal::usage(error),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Retries wait with exponential backoff and jitter. With tokio's clock paused, a
+    /// 10 s + 20 s backoff takes no real time, and the virtual clock shows it was waited.
+    #[tokio::test(start_paused = true)]
+    async fn retries_back_off_exponentially_in_virtual_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let work = dir.path().display().to_string();
+        let playbook = dir.path().join("p.yaml");
+        std::fs::write(
+            &playbook,
+            format!(
+                r#"version: 1
+name: flaky
+steps:
+  - id: flaky
+    kind: command
+    workdir: "{work}"
+    # Fails twice, then succeeds.
+    run: [sh, -c, "echo x >> tries; [ $(wc -l < tries) -ge 3 ]"]
+    retry: {{ attempts: 3, backoff: 10s }}
+"#
+            ),
+        )
+        .expect("write");
+        let state_dir = StateDir::new(dir.path().join("state"));
+        let prepared = prepare(RunOptions {
+            file: playbook,
+            mode: Mode::Drill,
+            vars: Vec::new(),
+            secrets_file: None,
+            run_id: Some("r".into()),
+            approve: Vec::new(),
+            approve_all: false,
+            operator: "test".into(),
+            state_dir: state_dir.clone(),
+            declared_at: None,
+            max_parallel: 1,
+            color: false,
+        })
+        .expect("prepare");
+        let real = std::time::Instant::now();
+        let virtual_start = tokio::time::Instant::now();
+        let (code, state) = execute(prepared, Arc::new(human::Nobody), Vec::new())
+            .await
+            .expect("run");
+        let waited = virtual_start.elapsed();
+        assert_eq!(code, exit::OK);
+        let flaky = state.step("flaky").expect("flaky");
+        let statuses: Vec<Status> = flaky.attempts.iter().map(|a| a.status).collect();
+        assert_eq!(
+            statuses,
+            [Status::Failed, Status::Failed, Status::Succeeded]
+        );
+        // Equal jitter: each delay is between half and all of 10 s, then 20 s.
+        let delays: Vec<u64> = crate::journal::read(&state_dir.journal("r"))
+            .expect("journal")
+            .records
+            .iter()
+            .filter_map(|r| match &r.event {
+                Event::RetryScheduled { delay_ms, .. } => Some(*delay_ms),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(delays.len(), 2);
+        assert!((5_000..10_000).contains(&delays[0]), "{delays:?}");
+        assert!((10_000..20_000).contains(&delays[1]), "{delays:?}");
+        let total = std::time::Duration::from_millis(delays[0] + delays[1]);
+        assert!(waited >= total, "virtual {waited:?} < {total:?}");
+        assert!(
+            real.elapsed() < std::time::Duration::from_secs(5),
+            "the backoff was slept for real: {:?}",
+            real.elapsed()
+        );
+    }
+}

@@ -250,6 +250,17 @@ fn build(
                 max_backoff: raw.max_backoff,
             }
         }
+        // A chat message lost to a blip would leave people uninformed mid-incident.
+        None if config
+            .as_ref()
+            .is_some_and(|c| c.kind() == crate::steps::Kind::Notify) =>
+        {
+            Retry {
+                attempts: 3,
+                backoff: crate::duration::Duration(std::time::Duration::from_secs(2)),
+                max_backoff: None,
+            }
+        }
         None => Retry::default(),
     };
     let approval = common.approval.as_ref().map(|gate| {

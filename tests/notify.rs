@@ -1,0 +1,98 @@
+//! `notify` posts a Slack-compatible message to a webhook taken from a secret, and is retried
+//! when the receiver fails. The receiver is a real HTTP server on loopback.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+
+use common::{Drillbook, events, journal, only_run};
+
+/// Answers each request with the next status in `statuses` (then 200) and keeps the bodies.
+fn receiver(statuses: Vec<u16>) -> (String, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://{}/hooks/T000/B000/abcdef",
+        listener.local_addr().expect("addr")
+    );
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    std::thread::spawn(move || {
+        let mut statuses = statuses.into_iter();
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            seen.lock()
+                .expect("lock")
+                .push(String::from_utf8_lossy(&body).into_owned());
+            let status = statuses.next().unwrap_or(200);
+            let mut stream = stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+            );
+        }
+    });
+    (url, bodies)
+}
+
+#[test]
+fn posts_the_message_and_retries_a_failing_receiver() {
+    let (url, bodies) = receiver(vec![500]);
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: comms
+objectives: { rto: 30m }
+secrets: [SLACK_WEBHOOK]
+steps:
+  - id: declare
+    kind: notify
+    webhook: "{{ secrets.SLACK_WEBHOOK }}"
+    message: "Drill {{ run.id }} started ({{ run.mode }}, RTO {{ run.rto }})"
+    retry: { attempts: 3, backoff: 100ms }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = common::run_binary_with(
+        &dir,
+        &["run".into(), "p.yaml".into()],
+        &[("SLACK_WEBHOOK".into(), url.clone())],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let run = only_run(&dir);
+    let bodies = bodies.lock().expect("lock").clone();
+    assert_eq!(bodies.len(), 2, "one failure, one retry: {bodies:?}");
+    let message: serde_json::Value = serde_json::from_str(&bodies[1]).expect("json body");
+    assert_eq!(
+        message["text"],
+        format!("Drill {run} started (drill, RTO 30m)")
+    );
+    let records = journal(&dir, &run);
+    let finished = events(&records, "step_finished", Some("declare"));
+    assert_eq!(finished[0]["status"], "failed");
+    assert_eq!(
+        finished[0]["error"],
+        "the receiver answered HTTP 500 Internal Server Error: ok"
+    );
+    assert_eq!(finished[1]["status"], "succeeded");
+    assert_eq!(finished[1]["outputs"]["status"], 200);
+    // The webhook URL is a secret: the journal never holds it.
+    let text =
+        std::fs::read_to_string(dir.join(".drillbook/runs").join(&run).join("journal.jsonl"))
+            .expect("journal");
+    assert!(!text.contains("abcdef"), "{text}");
+}

@@ -1,0 +1,97 @@
+//! Every report format, produced from the journal of a failed run, parses and says what
+//! happened.
+
+mod common;
+
+use common::{Drillbook, drillbook, only_run};
+
+#[test]
+fn all_formats_of_a_failed_run() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: failing-drill
+objectives: { rto: 30m }
+steps:
+  - { id: prepare, kind: command, run: ["true"] }
+  - id: restore
+    kind: command
+    run: [sh, -c, "echo 'pg_restore: error: <relation> missing' >&2; exit 1"]
+    retry: { attempts: 2, backoff: 100ms }
+  - { id: smoke, kind: command, run: ["true"], clock: stop }
+cleanup:
+  - { id: tidy, kind: command, run: ["true"] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = drillbook(&dir, &["run", "p.yaml"]);
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    let run = only_run(&dir);
+
+    // The summary printed at the end of the run is the text report.
+    let text = drillbook(&dir, &["report", &run]).stdout;
+    assert_eq!(output.stdout, text);
+    assert!(
+        text.contains("failing-drill") && text.contains("restore"),
+        "{text}"
+    );
+    assert!(text.contains("<relation> missing"), "{text}");
+
+    let json = drillbook(&dir, &["report", &run, "--format", "json"]).stdout;
+    let json: serde_json::Value = serde_json::from_str(&json).expect("JSON parses");
+    assert_eq!(json["outcome"], "failed");
+    assert_eq!(json["exit_code"], 1);
+    let steps = json["steps"].as_array().expect("steps");
+    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(ids, ["prepare", "restore", "smoke", "tidy"]);
+    assert_eq!(steps[1]["status"], "failed");
+    assert_eq!(steps[1]["attempts"].as_array().map(Vec::len), Some(2));
+    assert_eq!(steps[2]["status"], "skipped");
+    assert_eq!(json["objectives"]["rto"]["met"], serde_json::Value::Null);
+
+    let junit = drillbook(&dir, &["report", &run, "--format", "junit"]).stdout;
+    let xml = roxmltree::Document::parse(&junit).expect("JUnit parses as XML");
+    let cases: Vec<_> = xml
+        .descendants()
+        .filter(|n| n.has_tag_name("testcase"))
+        .collect();
+    let names: Vec<&str> = cases.iter().filter_map(|c| c.attribute("name")).collect();
+    for id in ["prepare", "restore", "smoke", "tidy"] {
+        assert!(names.contains(&id), "{names:?}");
+    }
+    let restore = cases
+        .iter()
+        .find(|c| c.attribute("name") == Some("restore"))
+        .expect("restore case");
+    assert!(restore.children().any(|c| c.has_tag_name("failure")));
+
+    let out = dir.join("report.html");
+    let written = drillbook(
+        &dir,
+        &[
+            "report",
+            &run,
+            "--format",
+            "html",
+            "-o",
+            out.to_str().expect("path"),
+        ],
+    );
+    assert_eq!(written.status, 0, "{}", written.stderr);
+    let html = std::fs::read_to_string(out).expect("html");
+    assert!(html.contains("<svg"), "no SVG timeline");
+    assert!(
+        !html.contains("<script"),
+        "the report must not need JavaScript"
+    );
+    assert!(
+        html.contains("&lt;relation&gt;"),
+        "error text is not escaped"
+    );
+    assert!(html.contains("RTO 30m"));
+
+    let md = drillbook(&dir, &["report", &run, "--format", "md"]).stdout;
+    for section in ["Timeline", "What failed", "Root cause", "Remediation"] {
+        assert!(md.contains(section), "{section} missing:\n{md}");
+    }
+}
