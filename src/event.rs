@@ -207,6 +207,12 @@ pub enum Event {
     Interrupted {
         reason: String,
     },
+    /// A repeated notification (`every:`) was sent, or failed to be.
+    NotificationRepeated {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     RunFinished {
         exit_code: u8,
     },
@@ -221,7 +227,8 @@ impl Event {
             | Event::StepSkipped { step, .. }
             | Event::RetryScheduled { step, .. }
             | Event::ApprovalRequested { step, .. }
-            | Event::ApprovalDecided { step, .. } => Some(step),
+            | Event::ApprovalDecided { step, .. }
+            | Event::NotificationRepeated { step, .. } => Some(step),
             Event::RunStarted { .. }
             | Event::RunResumed { .. }
             | Event::Interrupted { .. }

@@ -281,7 +281,7 @@ impl RunState {
                 step.blocked = *blocked;
                 step.question = None;
             }
-            Event::RetryScheduled { .. } => {}
+            Event::RetryScheduled { .. } | Event::NotificationRepeated { .. } => {}
             Event::ApprovalRequested {
                 step,
                 ask,

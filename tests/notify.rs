@@ -96,3 +96,49 @@ steps:
             .expect("journal");
     assert!(!text.contains("abcdef"), "{text}");
 }
+
+#[test]
+fn every_repeats_until_the_clock_stops() {
+    let (url, bodies) = receiver(Vec::new());
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: updates
+secrets: [SLACK_WEBHOOK]
+steps:
+  - id: update
+    kind: notify
+    webhook: "{{ secrets.SLACK_WEBHOOK }}"
+    message: "Still recovering: {{ run.elapsed }} elapsed"
+    every: 200ms
+  - { id: recover, kind: wait, duration: 1s, clock: stop }
+  - { id: after, kind: wait, duration: 1s }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = common::run_binary_with(
+        &dir,
+        &["run".into(), "p.yaml".into()],
+        &[("SLACK_WEBHOOK".into(), url)],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let bodies = bodies.lock().expect("lock").clone();
+    // One send, then about five repeats during the 1 s until the clock stops; none during
+    // the second after it.
+    assert!(
+        (4..=7).contains(&bodies.len()),
+        "{} messages: {bodies:?}",
+        bodies.len()
+    );
+    assert!(bodies.iter().all(|b| b.contains("Still recovering")));
+    let records = journal(&dir, &only_run(&dir));
+    let repeated = events(&records, "notification_repeated", Some("update"));
+    assert_eq!(repeated.len(), bodies.len() - 1);
+    let clock_stopped = events(&records, "step_finished", Some("recover"))[0]["at"].clone();
+    assert!(
+        repeated
+            .iter()
+            .all(|r| r["at"].as_str() <= clock_stopped.as_str())
+    );
+}

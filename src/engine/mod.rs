@@ -294,6 +294,7 @@ pub async fn execute(
         rto,
         prior: prepared.prior,
         asking: tokio::sync::Mutex::new(()),
+        repeating: tokio_util::sync::CancellationToken::new(),
         playbook: prepared.playbook,
     };
     let runner = run::Runner::new(shared, prepared.max_parallel);

@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub prior: Vec<Option<StepState>>,
     /// One conversation with the operator at a time.
     pub asking: tokio::sync::Mutex<()>,
+    /// Stops `every:` notifications: cancelled when the clock stops or the main steps end.
+    pub repeating: CancellationToken,
 }
 
 impl Shared {
@@ -193,6 +195,7 @@ impl Runner {
                     }
                 }
                 cleanup_phase = true;
+                self.shared.repeating.cancel();
                 continue;
             }
             let (index, end) = tokio::select! {
@@ -217,6 +220,9 @@ impl Runner {
                     continue;
                 }
                 End::Final(status) => {
+                    if step.clock_stop && status == Status::Succeeded {
+                        self.shared.repeating.cancel();
+                    }
                     let failed = !matches!(status, Status::Succeeded | Status::Skipped)
                         && !step.continue_on_failure;
                     if failed && !step.cleanup {
@@ -236,6 +242,7 @@ impl Runner {
         } else {
             exit::OK
         };
+        self.shared.repeating.cancel();
         Ok(exit)
     }
 

@@ -396,6 +396,13 @@ async fn attempts(
                 skipped_reason: None,
             },
         );
+        if status == Status::Succeeded {
+            if let StepConfig::Notify(notify) = &step.params {
+                if let Some(every) = notify.every {
+                    tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
+                }
+            }
+        }
         let retryable = matches!(status, Status::Failed | Status::TimedOut)
             && n + 1 < step.retry.attempts
             && !cancel.is_cancelled();
@@ -421,6 +428,36 @@ async fn attempts(
         }
     }
     Ok(End::Final(status))
+}
+
+/// Sends a notify step again every `every` while the run is live: until the clock-stop step
+/// succeeds or the main steps are over. Each send renders the message again, so it carries
+/// the current progress (`run.elapsed`, `run.current_step`…).
+async fn repeat(shared: Arc<Shared>, index: usize, attempt: u32, every: Duration) {
+    let step = &shared.playbook.steps[index];
+    let stop = shared.repeating.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let error = match run_once(&shared, step, attempt, &stop, None).await {
+            Outcome::Done(_) => None,
+            Outcome::Failed(failure) if failure.cancelled => return,
+            Outcome::Failed(failure) => Some(failure.message),
+            Outcome::TimedOut(limit) => Some(format!(
+                "timed out after {}",
+                crate::duration::Duration(limit)
+            )),
+        };
+        let event = Event::NotificationRepeated {
+            step: step.id.clone(),
+            error,
+        };
+        if shared.emitter.emit(event).is_err() {
+            return;
+        }
+    }
 }
 
 enum Outcome {

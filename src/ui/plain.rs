@@ -164,6 +164,10 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             decision(*ask, *approved, by, reason.as_deref(), *pre_approved)
         ),
         Event::Interrupted { reason } => format!("run {run_id} interrupted: {}", one_line(reason)),
+        Event::NotificationRepeated { step, error } => match error {
+            None => format!("{step} sent again"),
+            Some(error) => format!("{step} could not be sent again: {}", one_line(error)),
+        },
         Event::RunFinished { exit_code } => {
             format!("run {run_id} finished (exit code {exit_code})")
         }

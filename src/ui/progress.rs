@@ -269,6 +269,17 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
+            Event::NotificationRepeated { step, error } => {
+                let line = match error {
+                    None => Line::new("✉", Tone::Plain, format!("{step}  sent again")),
+                    Some(error) => Line::new(
+                        "⚠",
+                        Tone::Alarm,
+                        format!("{step}  could not be sent again: {}", one_line(error)),
+                    ),
+                };
+                self.say(display, line);
+            }
         }
     }
 
