@@ -396,12 +396,10 @@ async fn attempts(
                 skipped_reason: None,
             },
         );
-        if status == Status::Succeeded {
-            if let StepConfig::Notify(notify) = &step.params {
-                if let Some(every) = notify.every {
-                    tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
-                }
-            }
+        if let (Status::Succeeded, StepConfig::Notify(notify)) = (status, &step.params)
+            && let Some(every) = notify.every
+        {
+            tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
         }
         let retryable = matches!(status, Status::Failed | Status::TimedOut)
             && n + 1 < step.retry.attempts
