@@ -46,12 +46,6 @@ impl Approval {
         &self,
         ctx: &super::StepContext<'_>,
     ) -> Result<super::Done, super::StepFailure> {
-        let mut done = super::Done::default();
-        if let Some((by, at)) = ctx.decided {
-            done.outputs.insert("approved_by".into(), by.into());
-            done.outputs
-                .insert("decided_at".into(), at.to_string().into());
-        }
-        Ok(done)
+        Ok(super::decision_outputs(ctx, "approved_by", "decided_at"))
     }
 }

@@ -28,11 +28,6 @@ impl Manual {
         &self,
         ctx: &super::StepContext<'_>,
     ) -> Result<super::Done, super::StepFailure> {
-        let mut done = super::Done::default();
-        if let Some((by, at)) = ctx.decided {
-            done.outputs.insert("done_by".into(), by.into());
-            done.outputs.insert("done_at".into(), at.to_string().into());
-        }
-        Ok(done)
+        Ok(super::decision_outputs(ctx, "done_by", "done_at"))
     }
 }

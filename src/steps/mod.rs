@@ -306,6 +306,16 @@ pub(crate) fn at_key(node: &Node, key: &str, message: impl Into<String>) -> Diag
     Diagnostic::new(place.pos, place.len, message)
 }
 
+/// Who decided and when, as a human step's outputs.
+fn decision_outputs(ctx: &StepContext<'_>, by_key: &str, at_key: &str) -> Done {
+    let mut done = Done::default();
+    if let Some((by, at)) = ctx.decided {
+        done.outputs.insert(by_key.into(), by.into());
+        done.outputs.insert(at_key.into(), at.to_string().into());
+    }
+    done
+}
+
 /// What a step gets to do its work: its rendered templates, where to put files, how to report
 /// progress, and the token that says stop.
 pub struct StepContext<'a> {

@@ -75,23 +75,11 @@ fn account_name() -> Option<String> {
     Some(name.to_string_lossy().into_owned()).filter(|name| !name.is_empty())
 }
 
-/// A duration short enough for a status line and precise enough to compare attempts:
-/// "850ms", "12.3s", "4m05s", "1h02m". Rounds down, so a step is never shown as having
-/// taken longer than it did.
+/// A duration in the same compact form as the reports ("850ms", "12.3s", "4m05s", "1h02m").
 pub(crate) fn compact(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis < 1_000 {
-        return format!("{millis}ms");
-    }
-    let seconds = duration.as_secs();
-    if seconds < 60 {
-        let tenths = millis / 100;
-        return format!("{}.{}s", tenths / 10, tenths % 10);
-    }
-    if seconds < 3_600 {
-        return format!("{}m{:02}s", seconds / 60, seconds % 60);
-    }
-    format!("{}h{:02}m", seconds / 3_600, (seconds % 3_600) / 60)
+    crate::report::format_duration(
+        jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX),
+    )
 }
 
 /// An objective as the playbook author wrote it ("30m", "2h"), not "30m00s".
