@@ -2,19 +2,19 @@
 //! "Next: … Proceed?" before each step, the approval gate, the manual step's attestation and
 //! a rejection with its reason, all typed as answers to the prompts on the screen.
 //!
-//! Steps without `needs` run side by side, so the order in which their prompts come is not
-//! fixed: the driver answers whichever prompt the screen shows, by its step and kind.
+//! The driver answers whichever question the screen shows, recognised by its heading and
+//! prompt, and records the order in which they came.
 
 mod common;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{Drillbook, events, journal, only_run};
-use expectrl::Session;
 use expectrl::process::unix::WaitStatus;
+use expectrl::session::OsSession;
 
 const INCIDENT: &str = r#"version: 1
 name: incident
@@ -70,7 +70,7 @@ enum Reply {
 /// A drillbook process on the slave side of a pseudo-terminal (stdin, stdout and stderr), and
 /// everything it has shown so far.
 struct Pty {
-    session: Session,
+    session: OsSession,
     screen: String,
     /// How far the conversation has been answered: prompts are looked for after this.
     cursor: usize,
@@ -90,7 +90,7 @@ impl Pty {
             .env("TERM", "xterm")
             .env("COLUMNS", "120")
             .env("LINES", "40");
-        let mut session = Session::spawn(command).expect("spawn drillbook on a pty");
+        let mut session = OsSession::spawn(command).expect("spawn drillbook on a pty");
         session
             .get_process_mut()
             .set_window_size(120, 40)
@@ -111,9 +111,7 @@ impl Pty {
         loop {
             match self.session.try_read(&mut buf) {
                 Ok(0) => return false,
-                Ok(n) => self
-                    .screen
-                    .push_str(&String::from_utf8_lossy(&buf[..n])),
+                Ok(n) => self.screen.push_str(&String::from_utf8_lossy(&buf[..n])),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                 // Linux answers EIO on the master once the slave side is closed.
@@ -169,7 +167,9 @@ impl Pty {
                 return;
             }
             if !open {
-                self.fail(&format!("drillbook closed the terminal before showing {text:?}"));
+                self.fail(&format!(
+                    "drillbook closed the terminal before showing {text:?}"
+                ));
             }
             self.check_deadline(&format!("{text:?}"));
             std::thread::sleep(Duration::from_millis(10));
@@ -243,23 +243,18 @@ impl Pty {
 fn drive(dir: &Path, answer: impl Fn(Kind, &str) -> Reply) -> (Pty, Vec<(Kind, String)>) {
     let mut pty = Pty::spawn(
         dir,
-        &["run", "incident.yaml", "--mode", "incident", "--as", "alice"],
+        &[
+            "run",
+            "incident.yaml",
+            "--mode",
+            "incident",
+            "--as",
+            "alice",
+        ],
     );
     let asked = pty.converse(answer);
-    assert!(
-        !pty.screen.contains("panicked"),
-        "panic:\n{}",
-        pty.screen
-    );
+    assert!(!pty.screen.contains("panicked"), "panic:\n{}", pty.screen);
     (pty, asked)
-}
-
-fn asked_about(asked: &[(Kind, String)], step: &str) -> Vec<Kind> {
-    asked
-        .iter()
-        .filter(|(_, s)| s == step)
-        .map(|(kind, _)| *kind)
-        .collect()
 }
 
 #[test]
@@ -274,25 +269,31 @@ fn an_operator_proceeds_attests_approves_and_skips() {
     let status = pty.wait();
     assert_eq!(status, 0, "exit status; screen:\n{}", pty.screen);
 
-    // Every step was put to the operator first, the gate and the manual step after that.
-    assert_eq!(asked_about(&asked, "check"), [Kind::Proceed], "{asked:?}");
+    // Steps run in file order: each is put to the operator first, then its gate or its
+    // attestation.
     assert_eq!(
-        asked_about(&asked, "call_dba"),
-        [Kind::Proceed, Kind::Attest],
-        "{asked:?}"
+        asked,
+        [
+            (Kind::Proceed, "check"),
+            (Kind::Proceed, "call_dba"),
+            (Kind::Attest, "call_dba"),
+            (Kind::Proceed, "risky"),
+            (Kind::Approve, "risky"),
+            (Kind::Proceed, "optional"),
+        ]
+        .map(|(kind, step)| (kind, step.to_string())),
+        "screen:\n{}",
+        pty.screen
     );
-    assert_eq!(
-        asked_about(&asked, "risky"),
-        [Kind::Proceed, Kind::Approve],
-        "{asked:?}"
-    );
-    assert_eq!(asked_about(&asked, "optional"), [Kind::Proceed], "{asked:?}");
-    assert_eq!(asked.len(), 6, "{asked:?}");
     for shown in [
         "Call the DBA on-call and confirm the standby is healthy.",
         "Fail over now?",
     ] {
-        assert!(pty.screen.contains(shown), "{shown:?} not shown:\n{}", pty.screen);
+        assert!(
+            pty.screen.contains(shown),
+            "{shown:?} not shown:\n{}",
+            pty.screen
+        );
     }
 
     assert!(dir.join("checked").exists());
@@ -348,13 +349,24 @@ fn a_refused_approval_carries_its_reason_and_the_step_does_not_run() {
     });
     let status = pty.wait();
     assert_eq!(status, 1, "exit status; screen:\n{}", pty.screen);
+    // After the refusal nothing more is asked: `optional` follows `risky`, which did not run.
     assert_eq!(
-        asked_about(&asked, "risky"),
-        [Kind::Proceed, Kind::Approve],
-        "{asked:?}"
+        asked,
+        [
+            (Kind::Proceed, "check"),
+            (Kind::Proceed, "call_dba"),
+            (Kind::Attest, "call_dba"),
+            (Kind::Proceed, "risky"),
+            (Kind::Approve, "risky"),
+        ]
+        .map(|(kind, step)| (kind, step.to_string())),
+        "screen:\n{}",
+        pty.screen
     );
 
+    assert!(dir.join("checked").exists());
     assert!(!dir.join("risky").exists());
+    assert!(!dir.join("optional").exists());
     let records = journal(dir, &only_run(dir));
     assert!(
         events(&records, "step_started", Some("risky")).is_empty(),
