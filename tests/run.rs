@@ -355,3 +355,54 @@ fn the_first_drill_runs_against_the_local_database() {
         "succeeded"
     );
 }
+
+#[test]
+fn a_second_ctrl_c_aborts_cleanup() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: impatient
+steps:
+  - { id: long, kind: wait, duration: 60s }
+cleanup:
+  - { id: slow_tidy, kind: command, run: [sleep, "60"] }
+  - { id: after_tidy, kind: command, run: [touch, after_tidy] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let mut child = common::command(&dir, &["run", "p.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start");
+    let started = |step: &'static str| {
+        let dir = dir.clone();
+        move || {
+            run_ids(&dir).first().is_some_and(|run| {
+                !events(&journal(&dir, run), "step_started", Some(step)).is_empty()
+            })
+        }
+    };
+    wait_for(Duration::from_secs(10), "the main step", started("long"));
+    let pid = i32::try_from(child.id()).expect("pid");
+    // SAFETY: signalling the child we started.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    wait_for(
+        Duration::from_secs(10),
+        "cleanup to start",
+        started("slow_tidy"),
+    );
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 130);
+    let records = journal(&dir, &only_run(&dir));
+    assert_eq!(events(&records, "interrupted", None).len(), 2);
+    assert_eq!(
+        events(&records, "step_finished", Some("slow_tidy"))[0]["status"],
+        "cancelled"
+    );
+    assert_eq!(
+        events(&records, "step_skipped", Some("after_tidy"))[0]["reason"],
+        "cleanup was aborted (second Ctrl-C)"
+    );
+    assert!(!dir.join("after_tidy").exists());
+}
