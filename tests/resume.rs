@@ -19,12 +19,14 @@ fn spawn_run(dir: &Path, args: &[&str]) -> Child {
         .expect("start drillbook")
 }
 
-/// Waits until the run's journal says `step` started, then SIGKILLs the process.
-fn kill_during(dir: &Path, child: &mut Child, step: &str) -> String {
-    wait_for(Duration::from_secs(10), "the step to start", || {
+/// Waits until the run's journal says `step` started and `busy` holds (the step is really
+/// doing its work), then SIGKILLs the process.
+fn kill_during(dir: &Path, child: &mut Child, step: &str, busy: impl Fn() -> bool) -> String {
+    wait_for(Duration::from_secs(20), "the step to start", || {
         common::run_ids(dir)
             .first()
             .is_some_and(|run| !events(&journal(dir, run), "step_started", Some(step)).is_empty())
+            && busy()
     });
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
@@ -53,10 +55,8 @@ fn sigkill_mid_run_then_resume_repeats_nothing_that_completed() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
     let mut child = spawn_run(&dir, &["run", "p.yaml"]);
-    let run = kill_during(&dir, &mut child, "two");
-    wait_for(Duration::from_secs(5), "step two's side effect", || {
-        lines(&dir).len() == 2
-    });
+    let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
+    assert_eq!(lines(&dir), ["one", "two"]);
 
     // `two` is a command: not known to be safe to repeat, so a run without a terminal stops
     // and asks.
@@ -100,7 +100,7 @@ steps:
     );
     let dir = test.dir().to_path_buf();
     let mut child = spawn_run(&dir, &["run", "p.yaml"]);
-    let run = kill_during(&dir, &mut child, "pause");
+    let run = kill_during(&dir, &mut child, "pause", || true);
     let output = drillbook(&dir, &["resume", &run]);
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert_eq!(lines(&dir), ["one", "three"]);
@@ -163,7 +163,7 @@ fn a_torn_last_line_is_ignored_on_resume_and_by_reports() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
     let mut child = spawn_run(&dir, &["run", "p.yaml"]);
-    let run = kill_during(&dir, &mut child, "two");
+    let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
     let path = dir.join(".drillbook/runs").join(&run).join("journal.jsonl");
     let mut file = std::fs::OpenOptions::new()
         .append(true)
