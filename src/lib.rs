@@ -5,6 +5,7 @@
 //! it a DAG. Each step kind lives in its own file under [`steps`].
 
 pub mod cli;
+pub mod connect;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;
