@@ -5,28 +5,16 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::{Drillbook, drillbook, events, journal, only_run, wait_for};
-
-/// Starts `drillbook run` in the background.
-fn spawn_run(dir: &Path, args: &[&str]) -> Child {
-    common::command(dir, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start drillbook")
-}
 
 /// Waits until the run's journal says `step` started and `busy` holds (the step is really
 /// doing its work), then SIGKILLs the process.
 fn kill_during(dir: &Path, child: &mut Child, step: &str, busy: impl Fn() -> bool) -> String {
     wait_for(Duration::from_secs(20), "the step to start", || {
-        common::run_ids(dir)
-            .first()
-            .is_some_and(|run| !events(&journal(dir, run), "step_started", Some(step)).is_empty())
-            && busy()
+        common::step_started(dir, Some(step)) && busy()
     });
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
@@ -54,7 +42,7 @@ steps:
 fn sigkill_mid_run_then_resume_repeats_nothing_that_completed() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
-    let mut child = spawn_run(&dir, &["run", "p.yaml"]);
+    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
     let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
     assert_eq!(lines(&dir), ["one", "two"]);
 
@@ -99,7 +87,7 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = spawn_run(&dir, &["run", "p.yaml"]);
+    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
     let run = kill_during(&dir, &mut child, "pause", || true);
     let output = drillbook(&dir, &["resume", &run]);
     assert_eq!(output.status, 0, "{}", output.stderr);
@@ -116,11 +104,9 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
         "version: 1\nname: locked\nsteps:\n  - { id: pause, kind: wait, duration: 60s }\n",
     );
     let dir = test.dir().to_path_buf();
-    let mut first = spawn_run(&dir, &["run", "p.yaml"]);
+    let mut first = common::spawn(&dir, &["run", "p.yaml"]);
     wait_for(Duration::from_secs(10), "the first run to start", || {
-        common::run_ids(&dir)
-            .first()
-            .is_some_and(|run| !events(&journal(&dir, run), "step_started", None).is_empty())
+        common::step_started(&dir, None)
     });
     let run = only_run(&dir);
     let second = drillbook(&dir, &["run", "p.yaml"]);
@@ -162,7 +148,7 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
 fn a_torn_last_line_is_ignored_on_resume_and_by_reports() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
-    let mut child = spawn_run(&dir, &["run", "p.yaml"]);
+    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
     let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
     let path = dir.join(".drillbook/runs").join(&run).join("journal.jsonl");
     let mut file = std::fs::OpenOptions::new()

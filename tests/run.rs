@@ -153,11 +153,7 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = common::command(&dir, &["run", "p.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start");
+    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
     wait_for(Duration::from_secs(10), "the long step to start", || {
         dir.join("grandchild.pid").exists()
             && !std::fs::read_to_string(dir.join("grandchild.pid"))
@@ -370,28 +366,16 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = common::command(&dir, &["run", "p.yaml"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start");
-    let started = |step: &'static str| {
-        let dir = dir.clone();
-        move || {
-            run_ids(&dir).first().is_some_and(|run| {
-                !events(&journal(&dir, run), "step_started", Some(step)).is_empty()
-            })
-        }
-    };
-    wait_for(Duration::from_secs(10), "the main step", started("long"));
+    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    wait_for(Duration::from_secs(10), "the main step", || {
+        common::step_started(&dir, Some("long"))
+    });
     let pid = i32::try_from(child.id()).expect("pid");
     // SAFETY: signalling the child we started.
     unsafe { libc::kill(pid, libc::SIGINT) };
-    wait_for(
-        Duration::from_secs(10),
-        "cleanup to start",
-        started("slow_tidy"),
-    );
+    wait_for(Duration::from_secs(10), "cleanup to start", || {
+        common::step_started(&dir, Some("slow_tidy"))
+    });
     unsafe { libc::kill(pid, libc::SIGINT) };
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 130);
     let records = journal(&dir, &only_run(&dir));

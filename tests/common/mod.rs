@@ -251,3 +251,19 @@ pub fn alive(pid: i32) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Starts drillbook in `dir` in the background, its output discarded.
+pub fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
+    command(dir, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start drillbook")
+}
+
+/// Whether the (only) run in `dir` has journaled the start of `step` (any step for `None`).
+pub fn step_started(dir: &Path, step: Option<&str>) -> bool {
+    run_ids(dir)
+        .first()
+        .is_some_and(|run| !events(&journal(dir, run), "step_started", step).is_empty())
+}
