@@ -82,6 +82,24 @@ pub(crate) fn compact(duration: Duration) -> String {
     )
 }
 
+/// ": <error on one line>", or nothing: how finished lines add what went wrong.
+pub(crate) fn detail_suffix(detail: Option<&str>) -> String {
+    detail
+        .map(one_line)
+        .filter(|detail| !detail.is_empty())
+        .map(|detail| format!(": {detail}"))
+        .unwrap_or_default()
+}
+
+/// " (attempt N)" after the first attempt, else nothing.
+pub(crate) fn attempt_suffix(attempt: u32) -> String {
+    if attempt > 1 {
+        format!(" (attempt {attempt})")
+    } else {
+        String::new()
+    }
+}
+
 /// An objective as the playbook author wrote it ("30m", "2h"), not "30m00s".
 pub(crate) fn objective(rto: Duration) -> String {
     crate::duration::Duration(rto).to_string()

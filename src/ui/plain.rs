@@ -182,21 +182,13 @@ fn finished_text(
     took: Option<Duration>,
     error: Option<&str>,
 ) -> String {
-    let error = error
-        .map(one_line)
-        .filter(|error| !error.is_empty())
-        .map(|error| format!(": {error}"))
-        .unwrap_or_default();
+    let error = super::detail_suffix(error);
     let took = took.map(compact);
     let after = took
         .as_deref()
         .map(|took| format!(" after {took}"))
         .unwrap_or_default();
-    let attempt = if attempt > 1 {
-        format!(" (attempt {attempt})")
-    } else {
-        String::new()
-    };
+    let attempt = super::attempt_suffix(attempt);
     match status {
         Status::Succeeded => match took {
             Some(took) => format!("{step} succeeded in {took}{attempt}"),

@@ -515,16 +515,8 @@ pub(crate) fn finished_line(
     took: Option<Duration>,
     detail: Option<&str>,
 ) -> Line {
-    let detail = detail
-        .map(one_line)
-        .filter(|detail| !detail.is_empty())
-        .map(|detail| format!(": {detail}"))
-        .unwrap_or_default();
-    let attempt = if attempt > 1 {
-        format!(" (attempt {attempt})")
-    } else {
-        String::new()
-    };
+    let detail = super::detail_suffix(detail);
+    let attempt = super::attempt_suffix(attempt);
     let took = took.map(compact);
     let (symbol, tone, text) = match status {
         Status::Succeeded => (
