@@ -45,10 +45,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn index(&self, id: &str) -> usize {
-        self.playbook.index_of(id).unwrap_or_default()
-    }
-
     pub(crate) fn elapsed(&self) -> Duration {
         Timestamp::now()
             .duration_since(self.clock_start)

@@ -13,6 +13,7 @@ use super::retry;
 use super::run::Shared;
 use crate::event::{Ask, Event, Mode, Status};
 use crate::model::Step;
+use crate::state::StepState;
 use crate::steps::{Done, Kind, StepConfig, StepContext, StepFailure};
 
 /// How a step's turn ended.
@@ -33,6 +34,7 @@ pub(crate) async fn drive(
     cancel: CancellationToken,
 ) -> Result<End, Fatal> {
     let step = &shared.playbook.steps[index];
+    let prior = shared.prior[index].as_ref();
     let skip = |reason: String| -> Result<End, Fatal> {
         shared.context.set_step(
             &step.id,
@@ -54,14 +56,13 @@ pub(crate) async fn drive(
         match shared.context.eval(condition, &step.id) {
             Ok(true) => {}
             Ok(false) => return skip(format!("condition `{condition}` is false")),
-            Err(error) => return fail_before_start(&shared, step, error),
+            Err(error) => return fail_before_start(&shared, step, prior, error),
         }
     }
     if step.live_only && shared.mode == Mode::Drill {
         return skip("live-only: a drill does not run it (use --mode incident)".into());
     }
 
-    let prior = shared.prior[index].as_ref();
     let interrupted_attempt = prior
         .filter(|p| {
             p.status == Status::Running || p.question.as_ref().is_some_and(|q| q.ask == Ask::Rerun)
@@ -72,7 +73,13 @@ pub(crate) async fn drive(
             "`{}` was running when the run stopped (attempt {}, started {}); it may have partly happened.",
             step.id, attempt.number, attempt.started_at
         );
-        match settle(&shared, step, Ask::Rerun, text, 1, None, &cancel).await? {
+        let question = Gate {
+            ask: Ask::Rerun,
+            text,
+            approvers: 1,
+            timeout: None,
+        };
+        match settle(&shared, step, prior, question, &cancel).await? {
             Settled::Yes(_) => {}
             Settled::No => return Ok(End::Final(Status::Rejected)),
             Settled::Waiting => return Ok(End::Waiting),
@@ -97,12 +104,12 @@ pub(crate) async fn drive(
     }
 
     let mut decided = None;
-    for (ask, text, approvers, timeout) in gates(step) {
-        let text = match shared.context.render(&text, &step.id) {
+    for mut gate in gates(step) {
+        gate.text = match shared.context.render(&gate.text, &step.id) {
             Ok(text) => text,
-            Err(error) => return fail_before_start(&shared, step, error),
+            Err(error) => return fail_before_start(&shared, step, prior, error),
         };
-        match settle(&shared, step, ask, text, approvers, timeout, &cancel).await? {
+        match settle(&shared, step, prior, gate, &cancel).await? {
             Settled::Yes(who) => decided = Some(who),
             Settled::No => return Ok(End::Final(Status::Rejected)),
             Settled::Waiting => return Ok(End::Waiting),
@@ -115,30 +122,44 @@ pub(crate) async fn drive(
 
 /// The human gates in front of a step, in order: its `approval:`, then for a `kind: approval`
 /// step its own question, and for a manual step the attestation.
-fn gates(step: &Step) -> Vec<(Ask, String, u32, Option<Duration>)> {
+fn gates(step: &Step) -> Vec<Gate> {
     let mut gates = Vec::new();
     if let Some(gate) = &step.approval {
-        gates.push((
-            Ask::Gate,
-            gate.prompt.clone(),
-            gate.approvers,
-            gate.timeout.map(|t| t.0),
-        ));
+        gates.push(Gate {
+            ask: Ask::Gate,
+            text: gate.prompt.clone(),
+            approvers: gate.approvers,
+            timeout: gate.timeout.map(|t| t.0),
+        });
     }
     match &step.params {
         // The step's own timeout bounds the wait: for a gate, expiry means "no".
-        StepConfig::Approval(approval) => gates.push((
-            Ask::Gate,
-            approval.prompt.clone(),
-            approval.approvers.unwrap_or(1).max(1),
-            step.timeout.map(|t| t.0),
-        )),
-        StepConfig::Manual(manual) => {
-            gates.push((Ask::Attest, manual.instructions.clone(), 1, None));
-        }
+        StepConfig::Approval(approval) => gates.push(Gate {
+            ask: Ask::Gate,
+            text: approval.prompt.clone(),
+            approvers: approval.approvers.unwrap_or(1).max(1),
+            timeout: step.timeout.map(|t| t.0),
+        }),
+        StepConfig::Manual(manual) => gates.push(Gate {
+            ask: Ask::Attest,
+            text: manual.instructions.clone(),
+            approvers: 1,
+            timeout: None,
+        }),
         _ => {}
     }
     gates
+}
+
+/// A question that must be settled before a step runs.
+struct Gate {
+    ask: Ask,
+    /// The prompt or instructions (rendered before asking).
+    text: String,
+    /// Distinct people whose "yes" is needed.
+    approvers: u32,
+    /// Expiry rejects.
+    timeout: Option<Duration>,
 }
 
 enum Settled {
@@ -152,13 +173,16 @@ enum Settled {
 async fn settle(
     shared: &Shared,
     step: &Step,
-    ask: Ask,
-    text: String,
-    approvers: u32,
-    timeout: Option<Duration>,
+    prior: Option<&StepState>,
+    gate: Gate,
     cancel: &CancellationToken,
 ) -> Result<Settled, Fatal> {
-    let prior = shared.prior[shared.index(&step.id)].as_ref();
+    let Gate {
+        ask,
+        text,
+        approvers,
+        timeout,
+    } = gate;
     // Decisions count from the last attempt on: a gate passed before a failed attempt is asked
     // again for the next one.
     let since = prior
@@ -309,8 +333,13 @@ async fn ask_human<T: Send + 'static>(
 }
 
 /// A step that fails before any attempt (its condition or prompt would not render).
-fn fail_before_start(shared: &Shared, step: &Step, error: String) -> Result<End, Fatal> {
-    let attempt = next_attempt(shared, step);
+fn fail_before_start(
+    shared: &Shared,
+    step: &Step,
+    prior: Option<&StepState>,
+    error: String,
+) -> Result<End, Fatal> {
+    let attempt = next_attempt(prior);
     shared.emitter.emit(Event::StepStarted {
         step: step.id.clone(),
         attempt,
@@ -327,9 +356,8 @@ fn fail_before_start(shared: &Shared, step: &Step, error: String) -> Result<End,
     Ok(End::Final(Status::Failed))
 }
 
-fn next_attempt(shared: &Shared, step: &Step) -> u32 {
-    shared.prior[shared.index(&step.id)]
-        .as_ref()
+fn next_attempt(prior: Option<&StepState>) -> u32 {
+    prior
         .and_then(|p| p.attempts.last())
         .map_or(1, |a| a.number + 1)
 }
@@ -343,7 +371,7 @@ async fn attempts(
     decided: Option<(String, Timestamp)>,
 ) -> Result<End, Fatal> {
     let step = &shared.playbook.steps[index];
-    let first = next_attempt(shared, step);
+    let first = next_attempt(shared.prior[index].as_ref());
     let mut status = Status::Failed;
     for n in 0..step.retry.attempts {
         let attempt = first + n;
