@@ -13,6 +13,7 @@ pub mod event;
 pub mod journal;
 pub mod loader;
 pub mod lock;
+pub mod manifest;
 pub mod model;
 pub mod plan;
 pub mod report;

@@ -551,7 +551,7 @@ steps:
   |
 7 |     instructions: "Restore {{ steps.assess.outputs.bakup }}"
   |                                                    ^^^^^ did you mean `backup`?
-  = help: `assess` steps output: backup, taken_at, age, size, sha256, replication_lag
+  = help: `assess` steps output: backup, taken_at, age, size, bytes, sha256, replication_lag
 
 error: 1 error in unknown_output.yaml
 "#,

@@ -238,7 +238,7 @@ fn kinds_of_later_issues_fail_at_run_time_not_at_validation() {
         r#"version: 1
 name: later
 steps:
-  - { id: flush, kind: flush, redis: "redis://127.0.0.1:6379/15", pattern: "drill:*" }
+  - { id: mirror, kind: sync, source: "s3://a/b", destination: "s3://c/d" }
 "#,
     );
     let dir = test.dir().to_path_buf();
@@ -247,8 +247,8 @@ steps:
     assert_eq!(output.status, 1);
     let records = journal(&dir, &only_run(&dir));
     assert_eq!(
-        events(&records, "step_finished", Some("flush"))[0]["error"],
-        "`flush` steps are not implemented yet in this version of drillbook"
+        events(&records, "step_finished", Some("mirror"))[0]["error"],
+        "`sync` steps are not implemented yet in this version of drillbook"
     );
 }
 

@@ -1,3 +1,8 @@
 //! Connectors own the clients and programs steps talk to. They know nothing of playbooks.
 
+pub mod cluster;
+pub mod demo;
 pub mod pg_tools;
+pub mod postgres;
+pub mod redis;
+pub mod store;

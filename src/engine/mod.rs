@@ -297,9 +297,23 @@ pub async fn execute(
         repeating: tokio_util::sync::CancellationToken::new(),
         playbook: prepared.playbook,
     };
+    // A resumed run finds its throwaway clusters as it left them: started again if they
+    // stopped (a crash, a reboot), so later steps can use them.
+    let clusters = shared.run_dir.join(crate::steps::backup::CLUSTERS);
+    for cluster in crate::connect::cluster::Cluster::found(&clusters) {
+        if let Err(error) = cluster.ensure_running().await {
+            tracing::warn!("throwaway cluster in {}: {error}", cluster.dir.display());
+        }
+    }
     let runner = run::Runner::new(shared, prepared.max_parallel);
     let shared = runner.shared();
     let code = runner.run().await?;
+    // Throwaway clusters go when the run is over; a run that pauses keeps them for `resume`.
+    if !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED) {
+        for removed in crate::connect::cluster::destroy_all(&clusters).await {
+            tracing::info!("removed {removed}");
+        }
+    }
     let state = fold(&journal_path)?;
     let code = run::final_exit(code, &state);
     shared

@@ -511,6 +511,8 @@ async fn run_once(
         progress: &progress,
         decided: decided.map(|(by, at)| (by.as_str(), *at)),
         http: &shared.http,
+        clock_start: shared.clock_start,
+        objectives: &shared.playbook.objectives,
     };
     let work = async {
         match step.params.run(&ctx).await {

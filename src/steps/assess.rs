@@ -3,6 +3,15 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use jiff::Timestamp;
+
+use super::{Done, StepContext, StepFailure};
+use crate::connect::postgres::Target;
+use crate::connect::store::Store;
+use crate::duration::human_bytes;
+use crate::manifest::{self, Manifest};
+use crate::report::format_duration;
+
 /// Lists the backups in `store`, skips incomplete ones (no manifest, size mismatch) and picks
 /// the newest good one — or the one named by `key`, or the newest taken before `before`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -53,6 +62,7 @@ pub const OUTPUTS: &[&str] = &[
     "taken_at",
     "age",
     "size",
+    "bytes",
     "sha256",
     "replication_lag",
 ];
@@ -62,4 +72,148 @@ impl Assess {
     pub fn summary(&self) -> String {
         format!("find the newest good backup in {}", self.store)
     }
+}
+
+impl Assess {
+    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let store = Store::open(&render(&self.store)?)
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let wanted = self.key.as_deref().map(render).transpose()?;
+        let before = match &self.before {
+            Some(text) => {
+                let text = render(text)?;
+                Some(text.trim().parse::<Timestamp>().map_err(|e| {
+                    StepFailure::new(format!(
+                        "`before: {text}` is not a point in time (RFC 3339, e.g. 2026-11-24T02:00:00Z): {e}"
+                    ))
+                })?)
+            }
+            None => None,
+        };
+        let listing = store
+            .list("")
+            .await
+            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let mut candidates = manifest::candidates(&listing);
+        if let Some(key) = &wanted {
+            candidates.retain(|c| &c.key == key);
+            if candidates.is_empty() {
+                return Err(StepFailure::new(format!(
+                    "there is no backup {key} in {}",
+                    store.url()
+                )));
+            }
+        }
+        if let Some(before) = before {
+            candidates.retain(|c| manifest::time_of(&c.key).is_some_and(|at| at < before));
+        }
+
+        let mut evidence = Vec::new();
+        let mut chosen = None;
+        for candidate in &candidates {
+            let manifest = match &candidate.manifest {
+                Some(key) => match store.get_bytes(key).await {
+                    Ok(bytes) => Manifest::parse(&bytes),
+                    Err(e) => Err(e.to_string()),
+                },
+                None => Err(String::new()),
+            };
+            match manifest::incomplete(candidate, manifest.as_ref().map_err(String::as_str)) {
+                Some(why) => evidence.push(format!("skipped {}: {why}", candidate.key)),
+                None => {
+                    chosen = manifest.ok();
+                    break;
+                }
+            }
+        }
+        let Some(manifest) = chosen else {
+            let mut failure = StepFailure::new(format!(
+                "no complete backup in {}{}",
+                store.url(),
+                match (&wanted, before) {
+                    (Some(key), _) => format!(" under the key {key}"),
+                    (None, Some(before)) => format!(" taken before {before}"),
+                    (None, None) => String::new(),
+                }
+            ));
+            failure.evidence = evidence;
+            return Err(failure);
+        };
+
+        // RPO: the data in the backup is as of its snapshot; everything after is lost.
+        let age = ctx.clock_start.duration_since(manifest.snapshot_at);
+        let mut done = Done::default();
+        evidence.push(format!(
+            "chose {}: taken {}, {} old, {}, sha256 {}",
+            manifest.key,
+            manifest.snapshot_at,
+            format_duration(age),
+            human_bytes(manifest.size),
+            manifest.sha256
+        ));
+        if let Some(rpo) = ctx.objectives.rpo {
+            let within = age.unsigned_abs() <= rpo.0 || age.is_negative();
+            let verdict = if within { "within" } else { "over" };
+            let line = format!(
+                "RPO: {} {verdict} the objective of {rpo}",
+                format_duration(age)
+            );
+            if !within && self.on_rpo_miss == OnRpoMiss::Fail {
+                let mut failure = StepFailure::new(format!(
+                    "the newest good backup is {} old, over the RPO of {rpo}",
+                    format_duration(age)
+                ));
+                evidence.push(line);
+                failure.evidence = evidence;
+                return Err(failure);
+            }
+            evidence.push(line);
+        }
+        if let Some(standby) = &self.standby {
+            let lag = replication_lag(&render(standby)?).await?;
+            evidence.push(format!("standby replication lag: {lag}"));
+            done.outputs.insert("replication_lag".into(), lag.into());
+        }
+        done.outputs
+            .insert("backup".into(), manifest.key.clone().into());
+        done.outputs
+            .insert("taken_at".into(), manifest.snapshot_at.to_string().into());
+        done.outputs
+            .insert("age".into(), format_duration(age).into());
+        done.outputs
+            .insert("size".into(), human_bytes(manifest.size).into());
+        done.outputs.insert("bytes".into(), manifest.size.into());
+        done.outputs
+            .insert("sha256".into(), manifest.sha256.clone().into());
+        done.evidence = evidence;
+        Ok(done)
+    }
+}
+
+/// How far a streaming standby's replay is behind, as `pg_last_xact_replay_timestamp()` says.
+async fn replication_lag(url: &str) -> Result<String, StepFailure> {
+    let target = Target::parse(url).map_err(|e| StepFailure::new(e.to_string()))?;
+    let client = target
+        .connect(std::time::Duration::from_secs(15))
+        .await
+        .map_err(|e| StepFailure::new(e.to_string()))?;
+    let row = client
+        .query_one(
+            "SELECT pg_is_in_recovery(),
+                    extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+            &[],
+        )
+        .await
+        .map_err(|e| StepFailure::new(target.error(&e).to_string()))?;
+    let in_recovery: bool = row.get(0);
+    let seconds: Option<f64> = row.get(1);
+    Ok(match (in_recovery, seconds) {
+        (false, _) => format!("{target} is not a standby"),
+        (true, None) => "unknown (nothing replayed yet)".into(),
+        (true, Some(seconds)) => {
+            format_duration(jiff::SignedDuration::from_secs_f64(seconds.max(0.0)))
+        }
+    })
 }

@@ -184,10 +184,10 @@ impl Command {
 
 /// A child's process group; dropping it kills the group, so a step abandoned by a timeout
 /// leaves nothing running.
-struct ProcessGroup(Option<u32>);
+pub(crate) struct ProcessGroup(pub(crate) Option<u32>);
 
 impl ProcessGroup {
-    fn signal(&self, signal: libc::c_int) {
+    pub(crate) fn signal(&self, signal: libc::c_int) {
         if let Some(pid) = self.0.and_then(|pid| libc::pid_t::try_from(pid).ok()) {
             // SAFETY: kill(2) with a negative pid signals the process group we created for the
             // child (process_group(0) made its pid the group id); it touches no memory.
@@ -205,7 +205,7 @@ impl Drop for ProcessGroup {
 }
 
 /// Copies a pipe into `path` with secrets masked, keeping the last `keep` bytes as text.
-async fn capture(
+pub(crate) async fn capture(
     pipe: Option<impl AsyncRead + Unpin>,
     path: std::path::PathBuf,
     masker: &Masker,

@@ -44,3 +44,173 @@ impl Flush {
         }
     }
 }
+
+/// How long connecting to Redis may take before the step fails with a clear message.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+const DEFAULT_BATCH: u32 = 1000;
+
+impl Flush {
+    pub(crate) async fn run(
+        &self,
+        ctx: &super::StepContext<'_>,
+    ) -> Result<super::Done, super::StepFailure> {
+        use super::StepFailure;
+        use crate::connect::redis::Target;
+
+        let fail = |e: crate::connect::redis::RedisError| StepFailure::new(e.to_string());
+        let url = (ctx.render)(&self.redis).map_err(StepFailure::new)?;
+        let target = Target::parse(&url).map_err(fail)?;
+        if let Some(expected) = &self.expect_host {
+            let expected = (ctx.render)(expected).map_err(StepFailure::new)?;
+            // Host names are case-insensitive; anything else must match exactly, so that a
+            // drill pointed at the wrong server refuses before it has connected.
+            if !target.host().eq_ignore_ascii_case(expected.trim()) {
+                return Err(StepFailure::new(format!(
+                    "refusing to flush Redis at {}: this step expects host {}",
+                    target.address(),
+                    expected.trim()
+                )));
+            }
+        }
+        let batch = self.batch.unwrap_or(DEFAULT_BATCH);
+        if batch == 0 {
+            return Err(StepFailure::new("`batch` must be at least 1"));
+        }
+        let pattern = match &self.pattern {
+            Some(pattern) => Some((ctx.render)(pattern).map_err(StepFailure::new)?),
+            None => None,
+        };
+
+        let mut connection = tokio::select! {
+            connection = target.connect(CONNECT_LIMIT) => connection.map_err(fail)?,
+            _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+        };
+        // FLUSHALL empties every database, so its count is the whole keyspace; otherwise the
+        // step works in the URL's database only.
+        let whole_server = pattern.is_none() && self.scope == FlushScope::All;
+        let count = async |connection: &mut redis::aio::MultiplexedConnection| {
+            if whole_server {
+                let info: String = redis::cmd("INFO")
+                    .arg("keyspace")
+                    .query_async(connection)
+                    .await
+                    .map_err(|e| fail(target.error(&e)))?;
+                Ok::<u64, StepFailure>(crate::connect::redis::keys_in_keyspace(&info))
+            } else {
+                redis::cmd("DBSIZE")
+                    .query_async(connection)
+                    .await
+                    .map_err(|e| fail(target.error(&e)))
+            }
+        };
+
+        let keys_before = count(&mut connection).await?;
+        let mut evidence = Vec::new();
+        let unlinked = match &pattern {
+            Some(pattern) => {
+                let (unlinked, batches) =
+                    unlink_matching(ctx, &target, &mut connection, pattern, batch, keys_before)
+                        .await?;
+                evidence.push(format!(
+                    "deleted {unlinked} keys matching `{pattern}` in {target} with SCAN + UNLINK ({batches} batches of up to {batch})"
+                ));
+                Some(unlinked)
+            }
+            None => {
+                let command = match self.scope {
+                    FlushScope::Db => redis::cmd("FLUSHDB"),
+                    FlushScope::All => {
+                        let mut command = redis::cmd("FLUSHALL");
+                        // The server frees the memory in the background; the keys are gone
+                        // from view at once, so the count after is still true.
+                        command.arg("ASYNC");
+                        command
+                    }
+                };
+                let () = command
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(|e| fail(target.error(&e)))?;
+                evidence.push(match self.scope {
+                    FlushScope::Db => format!("FLUSHDB on {target}"),
+                    FlushScope::All => {
+                        format!("FLUSHALL ASYNC on {} (every database)", target.address())
+                    }
+                });
+                None
+            }
+        };
+        let keys_after = count(&mut connection).await?;
+        // Other clients may write meanwhile: UNLINK's own count is exact, the difference of
+        // two counts is the best there is for a flush.
+        let deleted = unlinked.unwrap_or(keys_before.saturating_sub(keys_after));
+        let counted = if whole_server {
+            "keys in all databases"
+        } else {
+            "DBSIZE"
+        };
+        evidence.push(format!(
+            "{counted} {keys_before} before, {keys_after} after"
+        ));
+
+        let mut done = super::Done::default();
+        done.outputs
+            .insert("keys_before".into(), keys_before.into());
+        done.outputs.insert("keys_after".into(), keys_after.into());
+        done.outputs.insert("deleted".into(), deleted.into());
+        done.evidence = evidence;
+        Ok(done)
+    }
+}
+
+/// SCAN MATCH + UNLINK, batch by batch, until the cursor comes back to 0. Returns the keys
+/// unlinked and the number of SCAN calls.
+async fn unlink_matching(
+    ctx: &super::StepContext<'_>,
+    target: &crate::connect::redis::Target,
+    connection: &mut redis::aio::MultiplexedConnection,
+    pattern: &str,
+    batch: u32,
+    keys_before: u64,
+) -> Result<(u64, u64), super::StepFailure> {
+    use super::{Progress, StepFailure, Unit};
+
+    let fail = |e: redis::RedisError| StepFailure::new(target.error(&e).to_string());
+    let (mut cursor, mut unlinked, mut batches) = (0u64, 0u64, 0u64);
+    loop {
+        if ctx.cancel.is_cancelled() {
+            let mut failure = StepFailure::cancelled();
+            failure
+                .evidence
+                .push(format!("cancelled after unlinking {unlinked} keys"));
+            return Err(failure);
+        }
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(batch)
+            .query_async(connection)
+            .await
+            .map_err(fail)?;
+        batches += 1;
+        if !keys.is_empty() {
+            let removed: u64 = redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async(connection)
+                .await
+                .map_err(fail)?;
+            unlinked += removed;
+        }
+        (ctx.progress)(Progress {
+            done: unlinked,
+            total: Some(keys_before),
+            unit: Unit::Objects,
+        });
+        cursor = next;
+        if cursor == 0 {
+            return Ok((unlinked, batches));
+        }
+    }
+}

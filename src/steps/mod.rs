@@ -262,8 +262,8 @@ impl StepConfig {
             StepConfig::Command(step) => step.check(out),
             StepConfig::Backup(step) => step.check(node, out),
             StepConfig::Assess(step) => step.check(node, out),
-            StepConfig::Restore(_)
-            | StepConfig::Flush(_)
+            StepConfig::Restore(step) => step.check(node, out),
+            StepConfig::Flush(_)
             | StepConfig::Sync(_)
             | StepConfig::Verify(_)
             | StepConfig::Manual(_)
@@ -280,14 +280,14 @@ impl StepConfig {
             StepConfig::Approval(step) => step.run(ctx),
             StepConfig::Manual(step) => step.run(ctx),
             StepConfig::Wait(step) => step.run(ctx).await,
-            StepConfig::Assess(_)
-            | StepConfig::Backup(_)
-            | StepConfig::Restore(_)
-            | StepConfig::SmokeTest(_)
-            | StepConfig::Promote(_)
-            | StepConfig::Flush(_)
-            | StepConfig::Sync(_)
-            | StepConfig::Verify(_) => Err(StepFailure::new(format!(
+            StepConfig::Assess(step) => step.run(ctx).await,
+            StepConfig::Backup(step) => step.run(ctx).await,
+            StepConfig::Restore(step) => step.run(ctx).await,
+            StepConfig::SmokeTest(step) => step.run(ctx).await,
+            StepConfig::Verify(step) => step.run(ctx).await,
+            StepConfig::Promote(step) => step.run(ctx).await,
+            StepConfig::Flush(step) => step.run(ctx).await,
+            StepConfig::Sync(_) => Err(StepFailure::new(format!(
                 "`{}` steps are not implemented yet in this version of drillbook",
                 self.kind()
             ))),
@@ -333,6 +333,10 @@ pub struct StepContext<'a> {
     /// The human decision that let a human step through: who and when.
     pub decided: Option<(&'a str, jiff::Timestamp)>,
     pub http: &'a reqwest::Client,
+    /// When the incident was declared (`--declared-at`) or the run started: RPO is measured
+    /// against it.
+    pub clock_start: jiff::Timestamp,
+    pub objectives: &'a crate::model::Objectives,
 }
 
 #[derive(Clone, Copy, Debug)]

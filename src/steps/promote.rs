@@ -112,3 +112,476 @@ impl Promote {
         }
     }
 }
+
+/// How long connecting to the standby may take.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `pg_promote` may take unless the step says `wait:`.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+impl Promote {
+    pub(crate) async fn run(
+        &self,
+        ctx: &super::StepContext<'_>,
+    ) -> Result<super::Done, super::StepFailure> {
+        use super::StepFailure;
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let required = |value: &Option<String>, key: &str| match value {
+            Some(value) => render(value),
+            None => Err(StepFailure::new(format!("`{key}` is missing"))),
+        };
+        match self.method {
+            PromoteMethod::Standby => {
+                let wait = self.wait.map_or(DEFAULT_WAIT, |wait| wait.0);
+                promote_standby(ctx, &required(&self.standby, "standby")?, wait).await
+            }
+            PromoteMethod::Repoint => {
+                let variable = match &self.variable {
+                    Some(variable) => render(variable)?,
+                    None => "DATABASE_URL".into(),
+                };
+                let url = required(&self.url, "url")?;
+                let repoint = Repoint::new(variable, url)?;
+                match (&self.env_file, &self.endpoint) {
+                    (Some(file), _) => repoint.env_file(&render(file)?).await,
+                    (None, Some(endpoint)) => repoint.endpoint(ctx, &render(endpoint)?).await,
+                    (None, None) => Err(StepFailure::new(
+                        "`method: repoint` needs `env_file:` or `endpoint:`",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+/// `pg_promote()` on the standby, unless it is a primary already: a resumed run, or a second
+/// attempt after the first promoted it and then lost the connection, must not fail (or
+/// promote anything else) because the work is done.
+async fn promote_standby(
+    ctx: &super::StepContext<'_>,
+    url: &str,
+    wait: std::time::Duration,
+) -> Result<super::Done, super::StepFailure> {
+    use super::StepFailure;
+    use crate::connect::postgres::Target;
+
+    let fail = |e: crate::connect::postgres::PgError| StepFailure::new(e.to_string());
+    let target = Target::parse(url).map_err(fail)?;
+    let client = tokio::select! {
+        client = target.connect(CONNECT_LIMIT) => client.map_err(fail)?,
+        _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+    };
+    let in_recovery = async || -> Result<bool, StepFailure> {
+        let row = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| fail(target.error(&e)))?;
+        Ok(row.get(0))
+    };
+
+    let mut done = super::Done::default();
+    if !in_recovery().await? {
+        done.outputs.insert("previous".into(), "primary".into());
+        done.outputs.insert("current".into(), "primary".into());
+        done.evidence.push(format!(
+            "{target} is already a primary (not promoted again)"
+        ));
+        return Ok(done);
+    }
+    if ctx.cancel.is_cancelled() {
+        return Err(StepFailure::cancelled());
+    }
+    // Once asked, the server promotes whatever happens to this connection, so the call is
+    // not abandoned on Ctrl-C: its answer is what the report needs. `wait` bounds it.
+    let seconds = i32::try_from(wait.as_secs().max(1)).unwrap_or(i32::MAX);
+    let row = client
+        .query_one("SELECT pg_promote(true, $1)", &[&seconds])
+        .await
+        .map_err(|e| fail(target.error(&e)))?;
+    let promoted: bool = row.get(0);
+    if !promoted {
+        return Err(StepFailure::new(format!(
+            "{target} did not finish promoting within {seconds} s (pg_promote returned false)"
+        )));
+    }
+    if in_recovery().await? {
+        return Err(StepFailure::new(format!(
+            "{target} is still in recovery after pg_promote"
+        )));
+    }
+    done.outputs.insert("previous".into(), "standby".into());
+    done.outputs.insert("current".into(), "primary".into());
+    done.evidence
+        .push(format!("promoted {target}: standby -> primary"));
+    Ok(done)
+}
+
+/// A new value for the application's connection variable.
+struct Repoint {
+    variable: String,
+    url: String,
+    /// The new URL with its password masked, for outputs and evidence.
+    shown: String,
+}
+
+impl Repoint {
+    fn new(variable: String, url: String) -> Result<Repoint, super::StepFailure> {
+        use super::StepFailure;
+        let variable = variable.trim().to_string();
+        let is_name = variable
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && variable
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !is_name {
+            return Err(StepFailure::new(format!(
+                "`variable` must be a name of letters, digits and underscores, not `{variable}`"
+            )));
+        }
+        let url = url.trim().to_string();
+        // A line break in the value would write extra lines, i.e. other variables, into the
+        // env file. Say so without quoting the value: it holds a password.
+        if url.contains(['\n', '\r']) {
+            return Err(StepFailure::new("the new `url` contains a line break"));
+        }
+        // The application is about to use this URL: a value that does not even parse would
+        // take it down, so refuse it before touching anything.
+        let shown = crate::connect::postgres::Target::parse(&url)
+            .map_err(|e| StepFailure::new(format!("the new `url` is refused: {e}")))?
+            .shown_url();
+        Ok(Repoint {
+            variable,
+            url,
+            shown,
+        })
+    }
+
+    /// Rewrites the variable's line in the env file: the new content goes to a temporary file
+    /// beside it, the old file is kept as `<file>.previous`, then a rename swaps them, so the
+    /// application reads either the old file or the new one, never half of one.
+    async fn env_file(self, file: &str) -> Result<super::Done, super::StepFailure> {
+        let path = std::path::PathBuf::from(file);
+        let variable = self.variable.clone();
+        let url = self.url.clone();
+        let written = tokio::task::spawn_blocking(move || rewrite_env_file(&path, &variable, &url))
+            .await
+            .map_err(|e| super::StepFailure::new(format!("the env file rewrite stopped: {e}")))?
+            .map_err(super::StepFailure::new)?;
+
+        let previous = match &written.previous {
+            None => "(not set)".to_string(),
+            Some(value) => shown_url(value),
+        };
+        let mut done = super::Done::default();
+        done.evidence.push(format!(
+            "{} in {}: {previous} -> {}{}",
+            self.variable,
+            written.path.display(),
+            self.shown,
+            if written.previous.is_none() {
+                " (line added)"
+            } else {
+                ""
+            }
+        ));
+        done.evidence.push(format!(
+            "previous file kept as {}",
+            written.backup.display()
+        ));
+        done.evidence.extend(written.notes);
+        done.outputs.insert("previous".into(), previous.into());
+        done.outputs.insert("current".into(), self.shown.into());
+        Ok(done)
+    }
+
+    /// PUTs `{"name": variable, "value": url}` to the application's secret endpoint.
+    async fn endpoint(
+        self,
+        ctx: &super::StepContext<'_>,
+        endpoint: &str,
+    ) -> Result<super::Done, super::StepFailure> {
+        use super::StepFailure;
+        // The endpoint URL may carry credentials (user:password@, a token in the query):
+        // messages name its scheme, host and port only.
+        let shown_endpoint = reqwest::Url::parse(endpoint)
+            .map(|u| {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                format!("{}://{}{port}", u.scheme(), u.host_str().unwrap_or(""))
+            })
+            .map_err(|_| StepFailure::new("`endpoint` is not a valid URL"))?;
+        let request = ctx.http.put(endpoint).json(&serde_json::json!({
+            "name": self.variable,
+            "value": self.url,
+        }));
+        let response = tokio::select! {
+            response = request.send() => response,
+            _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+        };
+        let response = response.map_err(|e| {
+            let what = if e.is_timeout() {
+                "timed out"
+            } else if e.is_connect() {
+                "connection failed"
+            } else {
+                "request failed"
+            };
+            StepFailure::new(format!(
+                "could not send {} to {shown_endpoint}: {what}",
+                self.variable
+            ))
+        })?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            let body: String = body.chars().take(200).collect();
+            // A receiver may echo what it was sent: the new URL, password included.
+            let body = ctx.masker.mask(body.trim()).replace(&self.url, "***");
+            return Err(StepFailure::new(format!(
+                "{shown_endpoint} answered HTTP {status} to the new {}: {body}",
+                self.variable
+            )));
+        }
+        let mut done = super::Done::default();
+        done.evidence.push(format!(
+            "{} set to {} through {shown_endpoint}: HTTP {status}",
+            self.variable, self.shown
+        ));
+        // The endpoint does not say what it held before.
+        done.outputs.insert("previous".into(), "(unknown)".into());
+        done.outputs.insert("current".into(), self.shown.into());
+        Ok(done)
+    }
+}
+
+/// A connection URL with its password masked; `(unparsable)` when it is not one.
+fn shown_url(value: &str) -> String {
+    if value.trim().is_empty() {
+        return "(empty)".into();
+    }
+    crate::connect::postgres::Target::parse(value)
+        .map(|target| target.shown_url())
+        .unwrap_or_else(|_| "(unparsable)".into())
+}
+
+/// What rewriting an env file did.
+struct Rewritten {
+    /// The file written (symbolic links followed).
+    path: std::path::PathBuf,
+    /// Where the old content is kept.
+    backup: std::path::PathBuf,
+    /// The variable's old value, unquoted; `None` when the line was added.
+    previous: Option<String>,
+    /// Anything the operator should know (an owner that could not be kept).
+    notes: Vec<String>,
+}
+
+fn rewrite_env_file(
+    path: &std::path::Path,
+    variable: &str,
+    url: &str,
+) -> Result<Rewritten, String> {
+    use std::io::Write;
+    use std::os::unix::fs::MetadataExt;
+
+    // The rename replaces a directory entry: through a symbolic link it would replace the
+    // link with a file, and the application, reading through the link, would not see it.
+    let path = std::fs::canonicalize(path)
+        .map_err(|e| format!("cannot read the env file {}: {e}", path.display()))?;
+    let shown = path.display().to_string();
+    let old = std::fs::read(&path).map_err(|e| format!("cannot read the env file {shown}: {e}"))?;
+    let metadata =
+        std::fs::metadata(&path).map_err(|e| format!("cannot read the env file {shown}: {e}"))?;
+    let (new, previous) = replace_variable(&old, variable, url);
+
+    let directory = path.parent().unwrap_or(std::path::Path::new("/"));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = directory.join(format!(".{name}.drillbook-{}.tmp", std::process::id()));
+    let backup = directory.join(format!("{name}.previous"));
+    let backup_temporary = directory.join(format!(
+        ".{name}.previous.drillbook-{}.tmp",
+        std::process::id()
+    ));
+    let in_directory = |e: std::io::Error| format!("cannot write beside {shown}: {e}");
+    let mut notes = Vec::new();
+
+    // A leftover from a crash of an earlier attempt is ours to replace.
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(in_directory)?;
+    let result = (|| -> Result<(), String> {
+        // Exactly the old permissions (the umask would have narrowed them), and the old
+        // owner where this process may give a file away (root may; others own the file
+        // they write, as they did the old one when they wrote it).
+        file.set_permissions(metadata.permissions())
+            .map_err(in_directory)?;
+        if std::os::unix::fs::fchown(&file, Some(metadata.uid()), Some(metadata.gid())).is_err() {
+            let written = file.metadata().map_err(in_directory)?;
+            if (written.uid(), written.gid()) != (metadata.uid(), metadata.gid()) {
+                notes.push(format!(
+                    "could not keep the owner of {shown} ({}:{}); it is now {}:{}",
+                    metadata.uid(),
+                    metadata.gid(),
+                    written.uid(),
+                    written.gid()
+                ));
+            }
+        }
+        file.write_all(&new).map_err(in_directory)?;
+        file.sync_all().map_err(in_directory)?;
+
+        // The previous content, in place before the original is replaced: a hard link costs
+        // nothing and is the very same bytes; a copy where links are not possible.
+        let _ = std::fs::remove_file(&backup_temporary);
+        if std::fs::hard_link(&path, &backup_temporary).is_err() {
+            std::fs::copy(&path, &backup_temporary).map_err(in_directory)?;
+            std::fs::File::open(&backup_temporary)
+                .and_then(|f| f.sync_all())
+                .map_err(in_directory)?;
+        }
+        std::fs::rename(&backup_temporary, &backup).map_err(in_directory)?;
+
+        std::fs::rename(&temporary, &path).map_err(in_directory)?;
+        // The renames are durable only once the directory itself is on disk.
+        std::fs::File::open(directory)
+            .and_then(|d| d.sync_all())
+            .map_err(in_directory)?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+        let _ = std::fs::remove_file(&backup_temporary);
+    }
+    result?;
+    Ok(Rewritten {
+        path,
+        backup,
+        previous,
+        notes,
+    })
+}
+
+/// The env file's text with `variable`'s value replaced by `value` on every line that sets it
+/// (`NAME=...` or `export NAME=...`), or a line appended when none does. Every other byte stays
+/// as it was. Also returns the old value (the last one, as a shell would read it).
+fn replace_variable(text: &[u8], variable: &str, value: &str) -> (Vec<u8>, Option<String>) {
+    let mut out = Vec::with_capacity(text.len() + value.len());
+    let mut previous = None;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let Some(start) = value_start(line, variable) else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        let (body, ending) = split_ending(line);
+        let old = String::from_utf8_lossy(&body[start..]).trim().to_string();
+        // Keep the quoting the file used, so its other readers parse it as before.
+        let quote = match old.as_bytes() {
+            [q @ (b'"' | b'\''), .., last] if last == q => Some(*q as char),
+            _ => None,
+        };
+        let unquoted = match quote {
+            Some(_) => old[1..old.len() - 1].to_string(),
+            None => old,
+        };
+        previous = Some(unquoted);
+        out.extend_from_slice(&body[..start]);
+        match quote {
+            Some(q) => out.extend_from_slice(format!("{q}{value}{q}").as_bytes()),
+            None => out.extend_from_slice(value.as_bytes()),
+        }
+        out.extend_from_slice(ending);
+    }
+    if previous.is_none() {
+        if !out.is_empty() && !out.ends_with(b"\n") {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(format!("{variable}={value}\n").as_bytes());
+    }
+    (out, previous)
+}
+
+/// Where the value starts when `line` sets `variable`.
+fn value_start(line: &[u8], variable: &str) -> Option<usize> {
+    let text = std::str::from_utf8(line).ok()?;
+    let rest = text.trim_start();
+    let rest = match rest.strip_prefix("export") {
+        Some(after) if after.starts_with([' ', '\t']) => after.trim_start(),
+        _ => rest,
+    };
+    let rest = rest.strip_prefix(variable)?;
+    let after_name = rest.trim_start_matches([' ', '\t']);
+    let after_equals = after_name.strip_prefix('=')?;
+    let value = after_equals.trim_start_matches([' ', '\t']);
+    Some(text.len() - value.len())
+}
+
+/// A line without its line ending (`\n` or `\r\n`), and the ending.
+fn split_ending(line: &[u8]) -> (&[u8], &[u8]) {
+    let cut = if line.ends_with(b"\r\n") {
+        line.len() - 2
+    } else if line.ends_with(b"\n") {
+        line.len() - 1
+    } else {
+        line.len()
+    };
+    line.split_at(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replaced(text: &str) -> (String, Option<String>) {
+        let (out, previous) = replace_variable(text.as_bytes(), "DATABASE_URL", "postgres://n@c/d");
+        (String::from_utf8(out).expect("utf-8"), previous)
+    }
+
+    #[test]
+    fn only_the_variables_line_changes() {
+        let text = "# app settings\r\nRAILS_ENV=production\r\nDATABASE_URL=postgres://old:pw@a/b\r\n  \nDATABASE_URL_RO=x\n";
+        let (out, previous) = replaced(text);
+        assert_eq!(
+            out,
+            "# app settings\r\nRAILS_ENV=production\r\nDATABASE_URL=postgres://n@c/d\r\n  \nDATABASE_URL_RO=x\n"
+        );
+        assert_eq!(previous.as_deref(), Some("postgres://old:pw@a/b"));
+    }
+
+    #[test]
+    fn quoting_and_export_are_kept() {
+        let (out, previous) = replaced("export DATABASE_URL = \"postgres://o@a/b\"\n");
+        assert_eq!(out, "export DATABASE_URL = \"postgres://n@c/d\"\n");
+        assert_eq!(previous.as_deref(), Some("postgres://o@a/b"));
+        let (out, _) = replaced("DATABASE_URL='x'");
+        assert_eq!(out, "DATABASE_URL='postgres://n@c/d'");
+        // A commented-out line is a comment, not a setting.
+        let (out, previous) = replaced("# DATABASE_URL=old\nA=1");
+        assert_eq!(
+            out,
+            "# DATABASE_URL=old\nA=1\nDATABASE_URL=postgres://n@c/d\n"
+        );
+        assert_eq!(previous, None);
+    }
+
+    #[test]
+    fn an_absent_variable_is_appended() {
+        assert_eq!(replaced("").0, "DATABASE_URL=postgres://n@c/d\n");
+        assert_eq!(replaced("A=1\n").0, "A=1\nDATABASE_URL=postgres://n@c/d\n");
+    }
+
+    #[test]
+    fn old_values_are_shown_without_passwords() {
+        assert_eq!(
+            shown_url("postgres://old:oldpw@a/b"),
+            "postgres://old:***@a:5432/b"
+        );
+        assert_eq!(shown_url("not a url at all"), "(unparsable)");
+        assert_eq!(shown_url(""), "(empty)");
+    }
+}

@@ -2,6 +2,16 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::backup::CLUSTERS;
+use super::command::{ProcessGroup, capture};
+use super::{Done, Progress, StepContext, StepFailure, Unit};
+use crate::connect::cluster::Cluster;
+use crate::connect::postgres::{self, Target};
+use crate::connect::store::Store;
+use crate::duration::human_bytes;
+use crate::manifest::{self, Manifest};
 
 /// Downloads `backup` from `store`, checking size and SHA-256 against its manifest before
 /// `pg_restore` sees a byte, then restores it into `target` with
@@ -35,5 +45,343 @@ pub const IDEMPOTENT: bool = true;
 impl Restore {
     pub fn summary(&self) -> String {
         format!("restore {} into {}", self.backup, self.target)
+    }
+}
+
+impl Restore {
+    pub(crate) fn check(
+        &self,
+        node: &crate::loader::node::Node,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
+        for pattern in &self.allow_errors {
+            if let Err(error) = regex::Regex::new(pattern) {
+                out.push(super::at_key(
+                    node,
+                    "allow_errors",
+                    format!("`{pattern}` is not a regular expression: {error}"),
+                ));
+            }
+        }
+        if self.jobs == Some(0) {
+            out.push(super::at_key(node, "jobs", "`jobs` is at least 1"));
+        }
+    }
+}
+
+/// pg_restore's errors shown in a failure, at most.
+const ERRORS_SHOWN: usize = 20;
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl Restore {
+    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let key = render(&self.backup)?;
+        let store = Store::open(&render(&self.store)?).await.map_err(fail)?;
+        let target_text = render(&self.target)?;
+        let allowed = self
+            .allow_errors
+            .iter()
+            .map(|p| regex::Regex::new(p).map_err(fail))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let work = async {
+            let manifest_bytes = store
+                .get_bytes(&manifest::manifest_key(&key))
+                .await
+                .map_err(|e| {
+                    if e.is_not_found() {
+                        StepFailure::new(format!(
+                            "{key} has no manifest in {}: an incomplete backup is never restored",
+                            store.url()
+                        ))
+                    } else {
+                        fail(e)
+                    }
+                })?;
+            let manifest = Manifest::parse(&manifest_bytes).map_err(StepFailure::new)?;
+
+            // Every byte is checked before pg_restore sees one: a corrupt dump must fail here,
+            // with the target untouched (pg_restore happily restores some corrupt archives).
+            let scratch = Scratch::new(ctx.run_dir, ctx.id, ctx.attempt).await?;
+            let started = std::time::Instant::now();
+            download(&store, &key, &manifest, &scratch.path, ctx).await?;
+            let mut evidence = vec![format!(
+                "{key}: {} and sha256 {} match the manifest (downloaded and checked in {:.1} s)",
+                human_bytes(manifest.size),
+                manifest.sha256,
+                started.elapsed().as_secs_f64()
+            )];
+
+            let target = if target_text.trim() == EPHEMERAL {
+                let cluster = Cluster::create(
+                    &ctx.run_dir.join(CLUSTERS),
+                    &format!("restore-{}", ctx.id),
+                    None,
+                )
+                .await
+                .map_err(fail)?;
+                evidence.push(format!(
+                    "created a throwaway cluster on port {} (removed when the run ends)",
+                    cluster.port
+                ));
+                Target::parse(&cluster.url(&manifest.database)).map_err(fail)?
+            } else {
+                Target::parse(&target_text).map_err(fail)?
+            };
+            let server = prepare_database(&target).await?;
+            if let Some(created) = &server.created {
+                evidence.push(created.clone());
+            }
+            let archive_major = crate::connect::pg_tools::parse_version(&format!(
+                "pg_dump (PostgreSQL) {}",
+                manifest.pg_dump_version
+            ))
+            .map(|v| v.major)
+            .unwrap_or(0);
+            let pg_restore = crate::connect::pg_tools::find(
+                "pg_restore",
+                Some(server.version.major.max(archive_major)),
+            )
+            .map_err(fail)?;
+
+            let flags = self.flags.clone().unwrap_or_else(|| {
+                ["--clean", "--if-exists", "--no-owner"]
+                    .map(String::from)
+                    .to_vec()
+            });
+            let mut command = tokio::process::Command::new(&pg_restore.path);
+            command
+                .args(&flags)
+                .arg(format!("--jobs={}", self.jobs.unwrap_or(1).max(1)))
+                .arg(format!("--dbname={}", target.database()))
+                .arg("--no-password")
+                .arg(&scratch.path)
+                .envs(target.program_env())
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .process_group(0)
+                .kill_on_drop(true);
+            let mut child = command.spawn().map_err(|e| {
+                StepFailure::new(format!("cannot start {}: {e}", pg_restore.path.display()))
+            })?;
+            let _group = ProcessGroup(child.id());
+            let output_dir = ctx.run_dir.join("output");
+            tokio::fs::create_dir_all(&output_dir)
+                .await
+                .map_err(|e| StepFailure::new(format!("{}: {e}", output_dir.display())))?;
+            let restoring = std::time::Instant::now();
+            let stderr_pipe = child.stderr.take();
+            let (status, stderr) = tokio::join!(
+                child.wait(),
+                capture(
+                    stderr_pipe,
+                    output_dir.join(format!("{}.{}.pg_restore.stderr", ctx.id, ctx.attempt)),
+                    ctx.masker,
+                    256 * 1024,
+                )
+            );
+            let status = status.map_err(|e| StepFailure::new(format!("pg_restore: {e}")))?;
+            let stderr = stderr?;
+            let (ignored, refused) = classify(&stderr, &allowed);
+            evidence.push(format!(
+                "pg_restore {} {} into {target} (PostgreSQL {}): {status}, {:.1} s",
+                pg_restore.version,
+                flags.join(" "),
+                server.version,
+                restoring.elapsed().as_secs_f64()
+            ));
+            if !ignored.is_empty() {
+                evidence.push(format!(
+                    "{} error(s) allowed by allow_errors, e.g. {}",
+                    ignored.len(),
+                    ignored[0]
+                ));
+            }
+            if !refused.is_empty() || (!status.success() && ignored.is_empty()) {
+                let mut failure = StepFailure::new(if refused.is_empty() {
+                    format!("pg_restore failed ({status}); {target} may be partly restored",)
+                } else {
+                    format!(
+                        "pg_restore reported {} error(s) not allowed by allow_errors; {target} is partly restored (--clean dropped the objects it restored over)",
+                        refused.len()
+                    )
+                });
+                failure.evidence = evidence;
+                failure.evidence.extend(
+                    refused
+                        .iter()
+                        .take(ERRORS_SHOWN)
+                        .map(|line| format!("error: {line}")),
+                );
+                if refused.len() > ERRORS_SHOWN {
+                    failure.evidence.push(format!(
+                        "… and {} more in output/{}.{}.pg_restore.stderr",
+                        refused.len() - ERRORS_SHOWN,
+                        ctx.id,
+                        ctx.attempt
+                    ));
+                }
+                if refused.is_empty() {
+                    failure
+                        .evidence
+                        .extend(stderr.lines().rev().take(10).map(String::from));
+                }
+                return Err(failure);
+            }
+            let mut done = Done::default();
+            done.outputs.insert(
+                "target".into(),
+                // A URL with a password is shown masked: later steps that must connect
+                // take it from the secret itself.
+                if target_text.trim() == EPHEMERAL || target.has_password() {
+                    target.shown_url()
+                } else {
+                    target_text.clone()
+                }
+                .into(),
+            );
+            done.outputs
+                .insert("database".into(), target.database().to_string().into());
+            done.outputs.insert("backup".into(), key.clone().into());
+            done.outputs
+                .insert("errors_ignored".into(), ignored.len().into());
+            done.evidence = evidence;
+            Ok(done)
+        };
+        tokio::select! {
+            result = work => result,
+            _ = ctx.cancel.cancelled() => Err(StepFailure::cancelled()),
+        }
+    }
+}
+
+/// `target: ephemeral` asks for a throwaway local cluster.
+pub const EPHEMERAL: &str = "ephemeral";
+
+fn fail(error: impl std::fmt::Display) -> StepFailure {
+    StepFailure::new(error.to_string())
+}
+
+/// pg_restore's error lines, split into those `allow_errors` lets pass and the rest.
+fn classify(stderr: &str, allowed: &[regex::Regex]) -> (Vec<String>, Vec<String>) {
+    stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("pg_restore: error: "))
+        .map(String::from)
+        .partition(|line| allowed.iter().any(|pattern| pattern.is_match(line)))
+}
+
+struct Prepared {
+    version: crate::connect::pg_tools::Version,
+    created: Option<String>,
+}
+
+/// Checks the server answers and creates the target database when it is missing.
+async fn prepare_database(target: &Target) -> Result<Prepared, StepFailure> {
+    let admin = target.with_database("postgres");
+    let client = match admin.connect(CONNECT_TIMEOUT).await {
+        Ok(client) => client,
+        // No access to the maintenance database: the target itself must exist then.
+        Err(_) => target.connect(CONNECT_TIMEOUT).await.map_err(fail)?,
+    };
+    let version = postgres::server_version(target, &client)
+        .await
+        .map_err(fail)?;
+    let exists = client
+        .query_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &[&target.database()],
+        )
+        .await
+        .map_err(|e| fail(target.error(&e)))?
+        .is_some();
+    let mut created = None;
+    if !exists {
+        client
+            .batch_execute(&format!(
+                "CREATE DATABASE {}",
+                postgres::quote_ident(target.database())
+            ))
+            .await
+            .map_err(|e| fail(target.error(&e)))?;
+        created = Some(format!("created the database {}", target.database()));
+    }
+    Ok(Prepared { version, created })
+}
+
+/// Downloads the dump into `path`, hashing as it goes; fails unless size and SHA-256 match.
+async fn download(
+    store: &Store,
+    key: &str,
+    manifest: &Manifest,
+    path: &std::path::Path,
+    ctx: &StepContext<'_>,
+) -> Result<(), StepFailure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut reader = store.get(key, None).await.map_err(fail)?;
+    let io_error = |e: std::io::Error| StepFailure::new(format!("{}: {e}", path.display()));
+    let file = tokio::fs::File::create(path).await.map_err(io_error)?;
+    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = reader
+            .read(&mut buffer)
+            .await
+            .map_err(|e| StepFailure::new(format!("reading {key} from {}: {e}", store.url())))?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        file.write_all(&buffer[..read]).await.map_err(io_error)?;
+        size += read as u64;
+        (ctx.progress)(Progress {
+            done: size,
+            total: Some(manifest.size),
+            unit: Unit::Bytes,
+        });
+    }
+    file.flush().await.map_err(io_error)?;
+    let sha256: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if size != manifest.size || sha256 != manifest.sha256 {
+        return Err(StepFailure::new(format!(
+            "{key} does not match its manifest (size {size}, manifest {}; sha256 {sha256}, manifest {}): the backup is corrupt, and the target was not touched",
+            manifest.size, manifest.sha256
+        )));
+    }
+    Ok(())
+}
+
+/// The downloaded dump, removed when the step is over whatever happened.
+struct Scratch {
+    path: std::path::PathBuf,
+}
+
+impl Scratch {
+    async fn new(
+        run_dir: &std::path::Path,
+        id: &str,
+        attempt: u32,
+    ) -> Result<Scratch, StepFailure> {
+        let dir = run_dir.join("tmp");
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| StepFailure::new(format!("{}: {e}", dir.display())))?;
+        Ok(Scratch {
+            path: dir.join(format!("{id}.{attempt}.dump")),
+        })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -6,6 +6,11 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::loader::Spanned;
 
+use super::{Done, StepContext, StepFailure};
+use crate::connect::postgres::{self, Target};
+use crate::connect::store::Store;
+use crate::manifest::{self, Manifest};
+
 /// Runs every check and records each measured value as evidence. Any failed check fails the
 /// step, which blocks everything downstream (promote never runs after a failed smoke test).
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
@@ -183,4 +188,376 @@ impl SmokeTest {
             }
         }
     }
+}
+
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One check's verdict and what was measured, for the evidence.
+struct Verdict {
+    passed: bool,
+    measured: String,
+}
+
+impl Verdict {
+    fn new(passed: bool, measured: impl Into<String>) -> Verdict {
+        Verdict {
+            passed,
+            measured: measured.into(),
+        }
+    }
+}
+
+impl SmokeTest {
+    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+        let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        let database = match &self.database {
+            Some(url) => {
+                let target = Target::parse(&render(url)?).map_err(fail)?;
+                let client = target.connect(CONNECT_TIMEOUT).await.map_err(fail)?;
+                Some((target, client))
+            }
+            None => None,
+        };
+        let manifest = match (&self.store, &self.backup) {
+            (Some(store), Some(backup)) if self.needs_manifest() => {
+                let store = Store::open(&render(store)?).await.map_err(fail)?;
+                let key = manifest::manifest_key(&render(backup)?);
+                let bytes = store.get_bytes(&key).await.map_err(fail)?;
+                Some(Manifest::parse(&bytes).map_err(StepFailure::new)?)
+            }
+            _ => None,
+        };
+
+        let mut done = Done::default();
+        let mut results = Vec::new();
+        let (mut passed, mut failed) = (0u64, 0u64);
+        for (index, check) in self.checks.value.iter().enumerate() {
+            if ctx.cancel.is_cancelled() {
+                return Err(StepFailure::cancelled());
+            }
+            let check = &check.value;
+            let name = check
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("check {} ({})", index + 1, check.kinds().join("")));
+            let verdict = match self
+                .check_one(check, database.as_ref(), manifest.as_ref(), ctx)
+                .await
+            {
+                Ok(verdict) => verdict,
+                Err(error) => Verdict::new(false, error),
+            };
+            if verdict.passed {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            done.evidence.push(format!(
+                "{} {name}: {}",
+                if verdict.passed { "passed" } else { "FAILED" },
+                verdict.measured
+            ));
+            results.push(serde_json::json!({
+                "name": name,
+                "passed": verdict.passed,
+                "measured": verdict.measured,
+            }));
+        }
+        done.outputs.insert("passed".into(), passed.into());
+        done.outputs.insert("failed".into(), failed.into());
+        done.outputs.insert("checks".into(), results.into());
+        if failed > 0 {
+            return Err(StepFailure {
+                message: format!("{failed} of {} smoke check(s) failed", passed + failed),
+                evidence: done.evidence,
+                outputs: done.outputs,
+                cancelled: false,
+            });
+        }
+        Ok(done)
+    }
+
+    fn needs_manifest(&self) -> bool {
+        self.checks
+            .value
+            .iter()
+            .any(|c| c.value.row_counts == Some(true) || c.value.large_objects == Some(true))
+    }
+
+    async fn check_one(
+        &self,
+        check: &Check,
+        database: Option<&(Target, tokio_postgres::Client)>,
+        manifest: Option<&Manifest>,
+        ctx: &StepContext<'_>,
+    ) -> Result<Verdict, String> {
+        let render = |text: &str| (ctx.render)(text);
+        let db = || database.ok_or_else(|| "this check needs the step's `database:`".to_string());
+        let from_manifest =
+            || manifest.ok_or_else(|| "this check needs the backup's manifest".to_string());
+        if let Some(sql) = &check.sql {
+            let (target, client) = db()?;
+            let value = first_value(target, client, &render(sql)?).await?;
+            return Ok(match &check.expect {
+                Some(expect) => {
+                    let expect = render(expect)?;
+                    Verdict::new(
+                        expectation_met(&value, &expect)?,
+                        format!(
+                            "{} (expected {expect})",
+                            value.as_deref().unwrap_or("no row")
+                        ),
+                    )
+                }
+                None => Verdict::new(true, value.unwrap_or_else(|| "no row".into())),
+            });
+        }
+        if check.row_counts == Some(true) {
+            let (target, client) = db()?;
+            return row_counts(target, client, from_manifest()?).await;
+        }
+        if check.large_objects == Some(true) {
+            let (target, client) = db()?;
+            let found = first_value(
+                target,
+                client,
+                "SELECT count(*) FROM pg_largeobject_metadata",
+            )
+            .await?
+            .unwrap_or_default();
+            let expected = from_manifest()?.large_objects.to_string();
+            return Ok(Verdict::new(
+                found == expected,
+                format!("{found} large objects, {expected} in the backup"),
+            ));
+        }
+        if check.sequences == Some(true) {
+            let (target, client) = db()?;
+            return sequences(target, client).await;
+        }
+        if let Some(url) = &check.http {
+            return http(check, &render(url)?, ctx).await;
+        }
+        if let Some(argv) = &check.command {
+            let argv = argv
+                .iter()
+                .map(|a| render(a))
+                .collect::<Result<Vec<_>, _>>()?;
+            return command(&argv, ctx).await;
+        }
+        Err("nothing to check".into())
+    }
+}
+
+fn fail(error: impl std::fmt::Display) -> StepFailure {
+    StepFailure::new(error.to_string())
+}
+
+/// The first column of the first row, as text (NULL is the empty string).
+async fn first_value(
+    target: &Target,
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Option<String>, String> {
+    let messages = client
+        .simple_query(sql)
+        .await
+        .map_err(|e| target.error(&e).to_string())?;
+    Ok(messages.iter().find_map(|message| match message {
+        tokio_postgres::SimpleQueryMessage::Row(row) => {
+            Some(row.get(0).unwrap_or_default().to_string())
+        }
+        _ => None,
+    }))
+}
+
+/// `42`, `>= 100`, `< 5`, `!= 0`, or `non-empty`. Numbers compare as numbers.
+fn expectation_met(value: &Option<String>, expect: &str) -> Result<bool, String> {
+    let expect = expect.trim();
+    if expect == "non-empty" {
+        return Ok(value.as_deref().is_some_and(|v| !v.is_empty()));
+    }
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    for op in [">=", "<=", "!=", "==", ">", "<", "="] {
+        if let Some(wanted) = expect.strip_prefix(op) {
+            let wanted = wanted.trim();
+            let (Ok(have), Ok(want)) = (value.trim().parse::<f64>(), wanted.parse::<f64>()) else {
+                return match op {
+                    "=" | "==" => Ok(value == wanted),
+                    "!=" => Ok(value != wanted),
+                    _ => Err(format!(
+                        "`{expect}` compares numbers, and the query returned `{value}`"
+                    )),
+                };
+            };
+            return Ok(match op {
+                ">=" => have >= want,
+                "<=" => have <= want,
+                ">" => have > want,
+                "<" => have < want,
+                "!=" => have != want,
+                _ => have == want,
+            });
+        }
+    }
+    Ok(match (value.trim().parse::<f64>(), expect.parse::<f64>()) {
+        (Ok(have), Ok(want)) => have == want,
+        _ => value == expect,
+    })
+}
+
+/// Every table in the manifest holds exactly the rows it held in the backup's snapshot.
+async fn row_counts(
+    target: &Target,
+    client: &tokio_postgres::Client,
+    manifest: &Manifest,
+) -> Result<Verdict, String> {
+    let mut wrong = Vec::new();
+    let mut rows = 0u64;
+    for table in &manifest.tables {
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            postgres::quote_ident(&table.schema),
+            postgres::quote_ident(&table.table)
+        );
+        match client.query_one(&sql, &[]).await {
+            Ok(row) => {
+                let found = row.get::<_, i64>(0).max(0) as u64;
+                rows += found;
+                if found != table.rows {
+                    wrong.push(format!(
+                        "{}.{}: {found} rows, {} in the backup",
+                        table.schema, table.table, table.rows
+                    ));
+                }
+            }
+            Err(e) => wrong.push(format!(
+                "{}.{}: {}",
+                table.schema,
+                table.table,
+                target.error(&e)
+            )),
+        }
+    }
+    Ok(if wrong.is_empty() {
+        Verdict::new(
+            true,
+            format!(
+                "{} tables, {rows} rows, each as in the backup",
+                manifest.tables.len()
+            ),
+        )
+    } else {
+        Verdict::new(false, wrong.join("; "))
+    })
+}
+
+/// No sequence would hand out an id its column already holds.
+async fn sequences(target: &Target, client: &tokio_postgres::Client) -> Result<Verdict, String> {
+    let owned = client
+        .query(
+            "SELECT s.seqrelid::regclass::text, a.attrelid::regclass::text, a.attname
+               FROM pg_sequence s
+               JOIN pg_depend d ON d.objid = s.seqrelid AND d.classid = 'pg_class'::regclass
+                               AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+               JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| target.error(&e).to_string())?;
+    let mut behind = Vec::new();
+    for row in &owned {
+        let (sequence, table, column): (String, String, String) =
+            (row.get(0), row.get(1), row.get(2));
+        let sql = format!(
+            "SELECT s.last_value, s.is_called, (SELECT max({})::bigint FROM {table}) FROM {sequence} s",
+            postgres::quote_ident(&column)
+        );
+        let values = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| target.error(&e).to_string())?;
+        let (last, called, max): (i64, bool, Option<i64>) =
+            (values.get(0), values.get(1), values.get(2));
+        // The next value is last+1 once called, last itself before.
+        let next = if called { last + 1 } else { last };
+        if let Some(max) = max
+            && next <= max
+        {
+            behind.push(format!(
+                "{sequence} would next give {next}, {table}.{column} already holds {max}"
+            ));
+        }
+    }
+    Ok(if behind.is_empty() {
+        Verdict::new(true, format!("{} sequence(s), none behind", owned.len()))
+    } else {
+        Verdict::new(false, behind.join("; "))
+    })
+}
+
+async fn http(check: &Check, url: &str, ctx: &StepContext<'_>) -> Result<Verdict, String> {
+    let started = std::time::Instant::now();
+    let response = ctx
+        .http
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET failed: {}", e.without_url()))?;
+    let status = response.status().as_u16();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| format!("reading the body failed: {}", e.without_url()))?;
+    let latency = started.elapsed();
+    let mut problems = Vec::new();
+    let wanted = check.status.unwrap_or(200);
+    if status != wanted {
+        problems.push(format!("status {status}, expected {wanted}"));
+    }
+    if let Some(text) = &check.contains
+        && !body.contains(text.as_str())
+    {
+        problems.push(format!("the body does not contain `{text}`"));
+    }
+    if let Some(limit) = check.max_latency
+        && latency > limit.0
+    {
+        problems.push(format!("{} ms, slower than {limit}", latency.as_millis()));
+    }
+    let measured = format!("status {status} in {} ms", latency.as_millis());
+    Ok(if problems.is_empty() {
+        Verdict::new(true, measured)
+    } else {
+        Verdict::new(false, format!("{measured}: {}", problems.join(", ")))
+    })
+}
+
+async fn command(argv: &[String], ctx: &StepContext<'_>) -> Result<Verdict, String> {
+    let Some((program, args)) = argv.split_first() else {
+        return Err("`command` is empty".into());
+    };
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| format!("cannot start `{}`: {e}", ctx.masker.mask(program)))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let errors = String::from_utf8_lossy(&output.stderr);
+    let last = text
+        .lines()
+        .chain(errors.lines())
+        .rfind(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_string();
+    Ok(Verdict::new(
+        output.status.success(),
+        ctx.masker
+            .mask(&format!("{} ({})", output.status, last.trim())),
+    ))
 }

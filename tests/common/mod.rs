@@ -2,6 +2,10 @@
 
 #![allow(dead_code)]
 
+pub mod s3;
+
+pub mod pg;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

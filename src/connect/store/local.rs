@@ -1,0 +1,330 @@
+//! A directory on a local (or mounted) filesystem used as an object store: key `a/b` is the
+//! file `<root>/a/b`.
+
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+
+use super::{ObjectInfo, StoreError};
+
+/// Marks a file being written: `<key>.partial-<16 hex digits>`.
+const PARTIAL: &str = ".partial-";
+
+/// Size of the copy buffer of `put_stream`, and so the granularity of progress reports.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Clone)]
+pub(crate) struct LocalStore {
+    root: PathBuf,
+    url: String,
+}
+
+impl LocalStore {
+    pub(crate) fn new(root: PathBuf, url: String) -> LocalStore {
+        LocalStore { root, url }
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        // Keys were checked by the caller: no `..`, no leading `/`, so this stays under root.
+        self.root.join(key)
+    }
+
+    fn failed(&self, action: &'static str, key: &str, error: io::Error) -> StoreError {
+        StoreError::Failed {
+            action,
+            url: self.url.clone(),
+            key: key.to_owned(),
+            message: error.to_string(),
+        }
+    }
+
+    pub(crate) async fn put_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        mut reader: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, StoreError> {
+        let path = self.path(key);
+        let write_error = |error| self.failed("write", key, error);
+        let parent = path.parent().unwrap_or(&self.root).to_owned();
+        tokio::fs::create_dir_all(&parent)
+            .await
+            .map_err(write_error)?;
+
+        // Write beside the destination, so the rename cannot cross filesystems; the guard
+        // removes the temporary file on error and when this future is dropped.
+        let mut temporary = path.clone().into_os_string();
+        temporary.push(format!("{PARTIAL}{:016x}", fastrand::u64(..)));
+        let mut temporary = TemporaryFile {
+            path: PathBuf::from(temporary),
+            keep: false,
+        };
+        let mut file = tokio::fs::File::create(&temporary.path)
+            .await
+            .map_err(write_error)?;
+
+        let mut buffer = vec![0; CHUNK];
+        let mut total = 0u64;
+        loop {
+            let read = reader
+                .read(&mut buffer)
+                .await
+                .map_err(|source| StoreError::Source {
+                    url: self.url.clone(),
+                    key: key.to_owned(),
+                    source,
+                })?;
+            if read == 0 {
+                break;
+            }
+            file.write_all(&buffer[..read]).await.map_err(write_error)?;
+            total += read as u64;
+            progress(total);
+        }
+        // The data must be on disk before the name is, or a crash could leave a complete-
+        // looking but empty or truncated object.
+        file.flush().await.map_err(write_error)?;
+        file.sync_all().await.map_err(write_error)?;
+        drop(file);
+        tokio::fs::rename(&temporary.path, &path)
+            .await
+            .map_err(write_error)?;
+        temporary.keep = true;
+        // Make the rename itself durable. The object is already complete and visible, so a
+        // failure here is only worth a warning.
+        if let Err(error) = sync_directory(parent).await {
+            tracing::warn!("cannot sync the directory of {}: {error}", path.display());
+        }
+        Ok(total)
+    }
+
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        let path = self.path(key);
+        let not_found = || StoreError::NotFound {
+            url: self.url.clone(),
+            key: key.to_owned(),
+        };
+        let mut file = match tokio::fs::File::open(&path).await {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(not_found()),
+            Err(error) => return Err(self.failed("read", key, error)),
+        };
+        let metadata = file
+            .metadata()
+            .await
+            .map_err(|error| self.failed("read", key, error))?;
+        if metadata.is_dir() {
+            return Err(not_found());
+        }
+        let Some(range) = range else {
+            return Ok(Box::new(file));
+        };
+        // Like S3: a range that starts past the end is an error, one that ends past it is cut.
+        if range.start > metadata.len() || (range.start == metadata.len() && !range.is_empty()) {
+            return Err(StoreError::Failed {
+                action: "read",
+                url: self.url.clone(),
+                key: key.to_owned(),
+                message: format!(
+                    "byte range {}..{} starts beyond the end of the object ({} bytes)",
+                    range.start,
+                    range.end,
+                    metadata.len()
+                ),
+            });
+        }
+        file.seek(io::SeekFrom::Start(range.start))
+            .await
+            .map_err(|error| self.failed("read", key, error))?;
+        Ok(Box::new(file.take(range.end - range.start)))
+    }
+
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match tokio::fs::metadata(self.path(key)).await {
+            // A directory is where keys share a prefix, not an object.
+            Ok(metadata) if metadata.is_dir() => Ok(None),
+            Ok(metadata) => Ok(Some(object_info(key.to_owned(), &metadata))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(self.failed("inspect", key, error)),
+        }
+    }
+
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let files = self.walk(prefix).await?;
+        Ok(files
+            .into_iter()
+            .filter(|file| !is_partial(&file.key))
+            .map(|file| object_info(file.key, &file.metadata))
+            .collect())
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                Err(self.failed("delete", key, error))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut removed = Vec::new();
+        if !self.root.exists() {
+            // A store not written yet has nothing left over.
+            return Ok(removed);
+        }
+        for file in self.walk(prefix).await? {
+            if !is_partial(&file.key) {
+                continue;
+            }
+            match tokio::fs::remove_file(&file.path).await {
+                Ok(()) => removed.push(format!(
+                    "removed the partial upload {} ({} bytes)",
+                    file.path.display(),
+                    file.metadata.len()
+                )),
+                // Finished or cleaned up by its writer meanwhile.
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => return Err(self.failed("delete", &file.key, error)),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Every file whose key starts with `prefix`, partial ones included.
+    async fn walk(&self, prefix: &str) -> Result<Vec<File>, StoreError> {
+        let root = self.root.clone();
+        let owned_prefix = prefix.to_owned();
+        let walked = tokio::task::spawn_blocking(move || walk(&root, &owned_prefix)).await;
+        match walked {
+            Ok(Ok(files)) => Ok(files),
+            Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => Err(StoreError::Failed {
+                action: "list",
+                url: self.url.clone(),
+                key: prefix.to_owned(),
+                message: "the store's directory does not exist".to_owned(),
+            }),
+            Ok(Err(error)) => Err(self.failed("list", prefix, error)),
+            Err(error) => Err(self.failed("list", prefix, io::Error::other(error))),
+        }
+    }
+}
+
+struct File {
+    key: String,
+    path: PathBuf,
+    metadata: std::fs::Metadata,
+}
+
+fn object_info(key: String, metadata: &std::fs::Metadata) -> ObjectInfo {
+    ObjectInfo {
+        key,
+        size: metadata.len(),
+        modified: metadata
+            .modified()
+            .ok()
+            .and_then(|time| jiff::Timestamp::try_from(time).ok()),
+    }
+}
+
+/// Whether `key` is a temporary file of `put_stream`: ends in `.partial-` and 16 hex digits.
+fn is_partial(key: &str) -> bool {
+    key.rsplit_once(PARTIAL).is_some_and(|(_, suffix)| {
+        suffix.len() == 16 && suffix.bytes().all(|byte| byte.is_ascii_hexdigit())
+    })
+}
+
+/// Blocking walk of `root`, starting from the deepest directory the prefix names so a listing
+/// of `prod/` does not read the rest of the tree.
+fn walk(root: &Path, prefix: &str) -> io::Result<Vec<File>> {
+    // The root must exist (it is the "bucket"); a missing subdirectory just means no keys.
+    std::fs::metadata(root)?;
+    let start = match prefix.rfind('/') {
+        Some(slash) => &prefix[..slash],
+        None => "",
+    };
+    let mut files = Vec::new();
+    let mut pending = vec![(root.join(start), start.to_owned())];
+    while let Some((directory, key_prefix)) = pending.pop() {
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                tracing::warn!("skipping {}: the name is not UTF-8", entry.path().display());
+                continue;
+            };
+            let key = if key_prefix.is_empty() {
+                name
+            } else {
+                format!("{key_prefix}/{name}")
+            };
+            let file_type = entry.file_type()?;
+            if file_type.is_dir() {
+                // Only descend where keys could still match the prefix.
+                if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
+                    pending.push((entry.path(), key));
+                }
+                continue;
+            }
+            if !key.starts_with(prefix) {
+                continue;
+            }
+            // Follows symbolic links to files; links to directories are skipped (no loops).
+            let metadata = match std::fs::metadata(entry.path()) {
+                Ok(metadata) if metadata.is_file() => metadata,
+                Ok(_) => continue,
+                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(error),
+            };
+            files.push(File {
+                key,
+                path: entry.path(),
+                metadata,
+            });
+        }
+    }
+    Ok(files)
+}
+
+async fn sync_directory(directory: PathBuf) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || std::fs::File::open(directory)?.sync_all())
+        .await
+        .map_err(io::Error::other)?
+}
+
+/// Deletes the file when dropped unless kept: covers errors and cancelled futures alike.
+struct TemporaryFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for TemporaryFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            // Synchronous on purpose: Drop cannot await, and unlinking one file is quick.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_partial_files() {
+        assert!(is_partial("a/x.dump.partial-0123456789abcdef"));
+        assert!(!is_partial("a/x.dump"));
+        assert!(!is_partial("a/x.partial-notes.txt"));
+    }
+}

@@ -1,0 +1,502 @@
+//! Object stores: an S3-compatible bucket (optionally under a prefix) or a local directory,
+//! behind one [`Store`] type so steps never care which one they talk to.
+//!
+//! Keys are always relative to the store's prefix (or directory) and `/`-separated. Every
+//! error names the store URL and the key, never a credential, so it can be shown as is.
+
+mod local;
+mod s3;
+
+pub use s3::S3Settings;
+
+use std::ops::Range;
+use std::path::PathBuf;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// One object as listed or inspected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative to the store's prefix, `/`-separated.
+    pub key: String,
+    pub size: u64,
+    pub modified: Option<jiff::Timestamp>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("invalid store URL `{url}`: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("invalid object key `{key}` for {url}: {reason}")]
+    InvalidKey {
+        url: String,
+        key: String,
+        reason: String,
+    },
+    #[error("{} does not exist", location(.url, .key))]
+    NotFound { url: String, key: String },
+    #[error("bucket `{bucket}` does not exist (store {url})")]
+    NoSuchBucket { url: String, bucket: String },
+    /// The reader handed to `put_stream` failed: the upload was abandoned.
+    #[error("cannot upload to {}: reading the data failed: {source}", location(.url, .key))]
+    Source {
+        url: String,
+        key: String,
+        source: std::io::Error,
+    },
+    /// Everything else: `action` is a verb ("read", "write", "list", ...) and `message` a
+    /// one-line reason without credentials.
+    #[error("cannot {action} {}: {message}", location(.url, .key))]
+    Failed {
+        action: &'static str,
+        url: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// `url` joined with `key`, the way users would write the object's address.
+fn location(url: &str, key: &str) -> String {
+    if key.is_empty() {
+        url.to_owned()
+    } else if url.ends_with('/') {
+        format!("{url}{key}")
+    } else {
+        format!("{url}/{key}")
+    }
+}
+
+/// A connected object store. Cheap to clone (the S3 client is shared).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    url: String,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Local(local::LocalStore),
+    S3(s3::S3Store),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("url", &self.url).finish()
+    }
+}
+
+impl Store {
+    /// `s3://bucket/optional/prefix`, `file:///abs/path`, or a plain (relative or absolute)
+    /// directory path. S3 settings come from the standard AWS environment and profile chain.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_with(url, &S3Settings::default()).await
+    }
+
+    /// Like [`Store::open`], with explicit S3 settings overriding the environment (tests and
+    /// callers that hold their own configuration use this instead of mutating process env).
+    ///
+    /// For S3 this checks that the bucket exists, so a typo fails here with a clear message
+    /// rather than halfway through a run.
+    pub async fn open_with(url: &str, settings: &S3Settings) -> Result<Store, StoreError> {
+        let (parsed, display) = parse_url(url)?;
+        let backend = match parsed {
+            Location::Local(path) => {
+                // Resolve now so a later change of working directory cannot move the store.
+                let root = std::path::absolute(&path).map_err(|error| StoreError::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: error.to_string(),
+                })?;
+                Backend::Local(local::LocalStore::new(root, display.clone()))
+            }
+            Location::S3 { bucket, prefix } => {
+                Backend::S3(s3::S3Store::open(bucket, prefix, display.clone(), settings).await?)
+            }
+        };
+        Ok(Store {
+            backend,
+            url: display,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Streams `reader` to `key` and returns the number of bytes written. Nothing is visible
+    /// under `key` unless the whole body arrived: S3 uses a multipart upload that is aborted on
+    /// any error or when this future is dropped; a local store writes a temporary sibling and
+    /// renames it into place. `progress(bytes_so_far)` is called as bytes are stored.
+    pub async fn put_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        reader: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, StoreError> {
+        check_key(&self.url, key)?;
+        match &self.backend {
+            Backend::Local(store) => store.put_stream(key, reader, progress).await,
+            Backend::S3(store) => store.put_stream(key, reader, progress).await,
+        }
+    }
+
+    pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        self.put_stream(key, bytes.as_slice(), &|_| {}).await?;
+        Ok(())
+    }
+
+    /// Streaming read of the whole object, or of `range` (byte offsets, end exclusive).
+    pub async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        check_key(&self.url, key)?;
+        if let Some(range) = &range
+            && range.start > range.end
+        {
+            return Err(StoreError::Failed {
+                action: "read",
+                url: self.url.clone(),
+                key: key.to_owned(),
+                message: format!("invalid byte range {}..{}", range.start, range.end),
+            });
+        }
+        match &self.backend {
+            Backend::Local(store) => store.get(key, range).await,
+            Backend::S3(store) => store.get(key, range).await,
+        }
+    }
+
+    pub async fn get_bytes(&self, key: &str) -> Result<Vec<u8>, StoreError> {
+        let mut reader = self.get(key, None).await?;
+        let mut bytes = Vec::new();
+        reader
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|error| StoreError::Failed {
+                action: "read",
+                url: self.url.clone(),
+                key: key.to_owned(),
+                message: error.to_string(),
+            })?;
+        Ok(bytes)
+    }
+
+    /// `None` when the object does not exist.
+    pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        check_key(&self.url, key)?;
+        match &self.backend {
+            Backend::Local(store) => store.head(key).await,
+            Backend::S3(store) => store.head(key).await,
+        }
+    }
+
+    /// Every object whose key starts with `prefix` ("" = all), recursively, sorted by key.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        check_prefix(&self.url, prefix)?;
+        let mut objects = match &self.backend {
+            Backend::Local(store) => store.list(prefix).await?,
+            Backend::S3(store) => store.list(prefix).await?,
+        };
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+
+    /// Deleting an absent key is not an error.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        check_key(&self.url, key)?;
+        match &self.backend {
+            Backend::Local(store) => store.delete(key).await,
+            Backend::S3(store) => store.delete(key).await,
+        }
+    }
+
+    /// Removes what interrupted uploads left under `prefix` (unfinished S3 multipart uploads,
+    /// local `.partial-` files) and describes each thing removed. Run it when no upload to
+    /// this prefix is in progress: it cannot tell a crashed upload from a running one.
+    pub async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(&self.url, prefix)?;
+        match &self.backend {
+            Backend::Local(store) => store.remove_incomplete(prefix).await,
+            Backend::S3(store) => store.remove_incomplete(prefix).await,
+        }
+    }
+}
+
+/// Where a store URL points, before any I/O.
+#[derive(Debug, PartialEq, Eq)]
+enum Location {
+    /// `prefix` is "" or ends with `/`.
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+    Local(PathBuf),
+}
+
+/// Parses a store URL into its location and the form used in messages.
+fn parse_url(url: &str) -> Result<(Location, String), StoreError> {
+    let invalid = |reason: &str| StoreError::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    if url.trim().is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        let display = trim_trailing_slashes(url);
+        return Ok((Location::Local(PathBuf::from(url)), display.to_owned()));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "s3" => {
+            let (bucket, path) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("no bucket name after `s3://`"));
+            }
+            if !bucket
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            {
+                return Err(invalid(
+                    "a bucket name has only letters, digits, `.`, `-` and `_`",
+                ));
+            }
+            let path = path.trim_end_matches('/');
+            if path.is_empty() {
+                return Ok((
+                    Location::S3 {
+                        bucket: bucket.to_owned(),
+                        prefix: String::new(),
+                    },
+                    format!("s3://{bucket}"),
+                ));
+            }
+            if let Some(reason) = bad_segment(path) {
+                return Err(invalid(&format!("the prefix {reason}")));
+            }
+            Ok((
+                Location::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix: format!("{path}/"),
+                },
+                format!("s3://{bucket}/{path}"),
+            ))
+        }
+        "file" => {
+            // `file:///abs` (empty host) or `file://localhost/abs`; other hosts are not local.
+            let path = rest.strip_prefix("localhost").unwrap_or(rest);
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "a file URL needs an absolute path, like file:///var/backups",
+                ));
+            }
+            let path = percent_decode(path).ok_or_else(|| invalid("bad %-escape in the path"))?;
+            let display = format!("file://{}", trim_trailing_slashes(&path));
+            Ok((Location::Local(PathBuf::from(path)), display))
+        }
+        other => Err(invalid(&format!(
+            "unsupported scheme `{other}://`; expected s3://bucket/prefix, file:///path or a directory path"
+        ))),
+    }
+}
+
+fn trim_trailing_slashes(path: &str) -> &str {
+    let trimmed = path.trim_end_matches('/');
+    if trimmed.is_empty() && !path.is_empty() {
+        "/"
+    } else {
+        trimmed
+    }
+}
+
+/// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Why a `/`-separated path is unusable as (part of) a key, if it is. Keys must mean the same
+/// on S3 and on disk, so empty, `.` and `..` segments are refused: on disk they would
+/// collapse or escape the store's directory.
+fn bad_segment(path: &str) -> Option<&'static str> {
+    if path.starts_with('/') {
+        return Some("must not start with `/`");
+    }
+    if path.contains('\0') {
+        return Some("must not contain a NUL byte");
+    }
+    for segment in path.split('/') {
+        match segment {
+            "" => return Some("must not contain an empty segment (`//` or a trailing `/`)"),
+            "." | ".." => return Some("must not contain `.` or `..` segments"),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn check_key(url: &str, key: &str) -> Result<(), StoreError> {
+    let reason = if key.is_empty() {
+        Some("it is empty")
+    } else {
+        bad_segment(key)
+    };
+    match reason {
+        Some(reason) => Err(StoreError::InvalidKey {
+            url: url.to_owned(),
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A listing prefix may be empty, partial ("prod/2024-") or end with `/`.
+fn check_prefix(url: &str, prefix: &str) -> Result<(), StoreError> {
+    let path = prefix.strip_suffix('/').unwrap_or(prefix);
+    if path.is_empty() && prefix.is_empty() {
+        return Ok(());
+    }
+    match bad_segment(path) {
+        Some(reason) => Err(StoreError::InvalidKey {
+            url: url.to_owned(),
+            key: prefix.to_owned(),
+            reason: format!("a prefix {reason}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3(bucket: &str, prefix: &str) -> Location {
+        Location::S3 {
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    #[test]
+    fn parses_s3_urls() {
+        assert_eq!(
+            parse_url("s3://bucket").unwrap(),
+            (s3("bucket", ""), "s3://bucket".to_owned())
+        );
+        assert_eq!(
+            parse_url("s3://bucket/").unwrap(),
+            (s3("bucket", ""), "s3://bucket".to_owned())
+        );
+        assert_eq!(
+            parse_url("s3://bucket/a/b/").unwrap(),
+            (s3("bucket", "a/b/"), "s3://bucket/a/b".to_owned())
+        );
+        assert_eq!(
+            parse_url("S3://my.bucket-1/prod").unwrap(),
+            (
+                s3("my.bucket-1", "prod/"),
+                "s3://my.bucket-1/prod".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn rejects_bad_s3_urls() {
+        for (url, reason) in [
+            ("s3://", "no bucket name"),
+            ("s3:///prefix", "no bucket name"),
+            ("s3://bucket//a", "must not start with `/`"),
+            ("s3://bucket/a//b", "empty segment"),
+            ("s3://bucket/a/../b", "`..`"),
+            ("s3://bu cket", "bucket name"),
+        ] {
+            let error = parse_url(url).unwrap_err().to_string();
+            assert!(error.contains(reason), "{url}: {error}");
+            assert!(error.contains(url), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn parses_file_urls_and_paths() {
+        assert_eq!(
+            parse_url("file:///x").unwrap(),
+            (Location::Local("/x".into()), "file:///x".to_owned())
+        );
+        assert_eq!(
+            parse_url("file://localhost/var/my%20backups/").unwrap(),
+            (
+                Location::Local("/var/my backups".into()),
+                "file:///var/my backups".to_owned()
+            )
+        );
+        assert_eq!(
+            parse_url("backups/prod/").unwrap(),
+            (
+                Location::Local("backups/prod/".into()),
+                "backups/prod".to_owned()
+            )
+        );
+        assert_eq!(
+            parse_url("/").unwrap(),
+            (Location::Local("/".into()), "/".to_owned())
+        );
+        assert!(parse_url("file://host/x").is_err());
+        assert!(parse_url("file:///bad%zz").is_err());
+        assert!(parse_url("").is_err());
+        let error = parse_url("gs://bucket").unwrap_err().to_string();
+        assert!(error.contains("unsupported scheme `gs://`"), "{error}");
+    }
+
+    #[test]
+    fn checks_keys_and_prefixes() {
+        assert!(check_key("s3://b", "prod/2024-01-01.dump").is_ok());
+        for key in ["", "/abs", "a//b", "a/", "../x", "a/./b"] {
+            assert!(check_key("s3://b", key).is_err(), "{key:?}");
+        }
+        for prefix in ["", "prod/", "prod/2024-", "a"] {
+            assert!(check_prefix("s3://b", prefix).is_ok(), "{prefix:?}");
+        }
+        for prefix in ["/", "../", "a//", "/a"] {
+            assert!(check_prefix("s3://b", prefix).is_err(), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn messages_name_the_url_and_key() {
+        let error = StoreError::Failed {
+            action: "read",
+            url: "s3://bucket/prod".into(),
+            key: "x.dump".into(),
+            message: "access denied".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "cannot read s3://bucket/prod/x.dump: access denied"
+        );
+        let error = StoreError::NotFound {
+            url: "/var/backups/".into(),
+            key: "x.dump".into(),
+        };
+        assert!(error.is_not_found());
+        assert_eq!(error.to_string(), "/var/backups/x.dump does not exist");
+    }
+}

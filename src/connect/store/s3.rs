@@ -1,0 +1,974 @@
+//! An S3-compatible bucket, optionally under a prefix, through aws-sdk-s3.
+//!
+//! Uploads are multipart with bounded memory and never leave a half-written object: the
+//! upload is aborted on error and when the future is dropped. Because not every S3-compatible
+//! server implements ListMultipartUploads (s3s-fs does not), each multipart upload also writes
+//! a small marker object `.drillbook-incomplete/<key>.upload-<random>` at the bucket's root
+//! holding its upload id, deleted when the upload completes or is aborted; `remove_incomplete`
+//! uses both, so it finds what a crashed process left behind on any server.
+
+use std::ops::Range;
+use std::time::Duration;
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::GetObjectError;
+use aws_sdk_s3::operation::head_object::HeadObjectError;
+use aws_sdk_s3::primitives::{ByteStream, DateTime};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::task::JoinSet;
+
+use super::{ObjectInfo, StoreError, location};
+
+/// S3 allows parts of 5 MiB and more (except the last); 8 MiB keeps requests few and memory
+/// small: at most `MAX_IN_FLIGHT` parts are uploading while the next one is read.
+const PART_SIZE: usize = 8 << 20;
+const MAX_IN_FLIGHT: usize = 4;
+/// S3's limit on the number of parts of one upload.
+const MAX_PARTS: i32 = 10_000;
+/// With fewer attempts a short burst of 500/503 answers would fail a long upload.
+const MIN_ATTEMPTS: u32 = 5;
+/// Used when neither the settings nor the environment name a region (S3-compatible servers
+/// usually ignore it, but requests must be signed for some region).
+const DEFAULT_REGION: &str = "us-east-1";
+
+const MARKER_DIR: &str = ".drillbook-incomplete/";
+const MARKER_SUFFIX: &str = ".upload-";
+
+/// Explicit S3 client settings; each `None` falls back to the standard AWS chain
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
+/// `AWS_PROFILE`, ...).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Used only together with `secret_key`.
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    // The secret must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct S3Store {
+    client: Client,
+    bucket: String,
+    /// "" or ends with `/`.
+    prefix: String,
+    url: String,
+}
+
+async fn build_client(settings: &S3Settings) -> Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(endpoint) = &settings.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(region) = &settings.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let (Some(access_key), Some(secret_key)) = (&settings.access_key, &settings.secret_key) {
+        loader = loader.credentials_provider(Credentials::new(
+            access_key,
+            secret_key,
+            None,
+            None,
+            "drillbook",
+        ));
+    }
+    let shared = loader.load().await;
+
+    let mut config = aws_sdk_s3::config::Builder::from(&shared)
+        // The SDK's newer default (a checksum on every request) breaks uploads to several
+        // S3-compatible servers; drillbook checks integrity with its own SHA-256 manifests.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+    if shared.region().is_none() {
+        config = config.region(Region::new(DEFAULT_REGION));
+    }
+    // A custom endpoint (MinIO, s3s, Ceph, ...) rarely has wildcard DNS for virtual-hosted
+    // buckets. `AWS_ENDPOINT_URL` is read by aws-config; the S3-only variable is not visible
+    // in `shared`, so look at it directly.
+    let custom_endpoint = shared.endpoint_url().is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some_and(|value| !value.is_empty());
+    if custom_endpoint {
+        config = config.force_path_style(true);
+    }
+    let retry = shared
+        .retry_config()
+        .cloned()
+        .unwrap_or_else(RetryConfig::standard);
+    let retry = if retry.max_attempts() < MIN_ATTEMPTS {
+        retry.with_max_attempts(MIN_ATTEMPTS)
+    } else {
+        retry
+    };
+    Client::from_conf(config.retry_config(retry).build())
+}
+
+impl S3Store {
+    pub(crate) async fn open(
+        bucket: String,
+        prefix: String,
+        url: String,
+        settings: &S3Settings,
+    ) -> Result<S3Store, StoreError> {
+        let store = S3Store {
+            client: build_client(settings).await,
+            bucket,
+            prefix,
+            url,
+        };
+        store.check_bucket().await?;
+        Ok(store)
+    }
+
+    /// Fails early, with a clear message, when the bucket is missing or unreachable.
+    async fn check_bucket(&self) -> Result<(), StoreError> {
+        let error = match self.client.head_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => return Ok(()),
+            Err(error) => error,
+        };
+        let response = error.raw_response();
+        match response.map(|response| response.status().as_u16()) {
+            Some(404) => Err(self.no_such_bucket()),
+            // HeadBucket needs the ListBucket permission, which a write-only backup role may
+            // lack; such a role can still do its job, so this is not an error.
+            Some(403) => {
+                tracing::debug!(
+                    "{}: HeadBucket denied, assuming the bucket exists",
+                    self.url
+                );
+                Ok(())
+            }
+            Some(301) => {
+                let message = match response
+                    .and_then(|response| response.headers().get("x-amz-bucket-region"))
+                {
+                    Some(region) => format!("the bucket is in {region}; set AWS_REGION={region}"),
+                    None => "the bucket is in another region; set AWS_REGION to it".to_owned(),
+                };
+                Err(StoreError::Failed {
+                    action: "open",
+                    url: self.url.clone(),
+                    key: String::new(),
+                    message,
+                })
+            }
+            _ => Err(self.sdk_error("open", "", &error)),
+        }
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    fn no_such_bucket(&self) -> StoreError {
+        StoreError::NoSuchBucket {
+            url: self.url.clone(),
+            bucket: self.bucket.clone(),
+        }
+    }
+
+    fn sdk_error<E>(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: &SdkError<E, HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        if error.code() == Some("NoSuchBucket") {
+            return self.no_such_bucket();
+        }
+        StoreError::Failed {
+            action,
+            url: self.url.clone(),
+            key: key.to_owned(),
+            message: describe(error),
+        }
+    }
+
+    pub(crate) async fn put_stream<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        mut reader: R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, StoreError> {
+        let source_error = |source| StoreError::Source {
+            url: self.url.clone(),
+            key: key.to_owned(),
+            source,
+        };
+        let first = read_part(&mut reader, PART_SIZE)
+            .await
+            .map_err(source_error)?;
+        if first.len() < PART_SIZE {
+            // Small enough for one request, which S3 applies atomically.
+            let size = first.len() as u64;
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(self.full_key(key))
+                .content_length(size as i64)
+                .body(ByteStream::from(first))
+                .send()
+                .await
+                .map_err(|error| self.sdk_error("write", key, &error))?;
+            progress(size);
+            return Ok(size);
+        }
+
+        let mut upload = MultipartUpload::start(self, key).await?;
+        let result = match upload.send_parts(first, &mut reader, progress).await {
+            Ok((parts, size)) => upload.complete(parts).await.map(|()| size),
+            Err(error) => Err(error),
+        };
+        if result.is_err() {
+            upload.abort().await;
+        }
+        result
+    }
+
+    pub(crate) async fn get(
+        &self,
+        key: &str,
+        range: Option<Range<u64>>,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        let mut request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key));
+        if let Some(range) = &range {
+            if range.is_empty() {
+                // HTTP cannot ask for zero bytes; only the object's existence matters then.
+                return match self.head(key).await? {
+                    Some(_) => Ok(Box::new(tokio::io::empty())),
+                    None => Err(self.not_found(key)),
+                };
+            }
+            request = request.range(format!("bytes={}-{}", range.start, range.end - 1));
+        }
+        match request.send().await {
+            Ok(output) => Ok(Box::new(output.body.into_async_read())),
+            Err(error) => Err(match error.as_service_error() {
+                Some(GetObjectError::NoSuchKey(_)) => self.not_found(key),
+                _ if error.code() == Some("InvalidRange") => StoreError::Failed {
+                    action: "read",
+                    url: self.url.clone(),
+                    key: key.to_owned(),
+                    message: format!(
+                        "byte range {}..{} starts beyond the end of the object",
+                        range.as_ref().map_or(0, |range| range.start),
+                        range.as_ref().map_or(0, |range| range.end),
+                    ),
+                },
+                _ => self.sdk_error("read", key, &error),
+            }),
+        }
+    }
+
+    fn not_found(&self, key: &str) -> StoreError {
+        StoreError::NotFound {
+            url: self.url.clone(),
+            key: key.to_owned(),
+        }
+    }
+
+    pub(crate) async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        // Few, quick attempts: a server error falls back to a listing below, which has the
+        // full retry budget. This keeps s3s-fs's 500 on "directory" keys from costing seconds.
+        let quick_retry = aws_sdk_s3::config::Builder::default().retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(2)
+                .with_initial_backoff(Duration::from_millis(100)),
+        );
+        let result = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .customize()
+            .config_override(quick_retry)
+            .send()
+            .await;
+        let error = match result {
+            Ok(output) => {
+                return Ok(Some(ObjectInfo {
+                    key: key.to_owned(),
+                    size: output.content_length().unwrap_or(0).max(0) as u64,
+                    modified: output.last_modified().and_then(timestamp),
+                }));
+            }
+            Err(error) => error,
+        };
+        let status = error
+            .raw_response()
+            .map(|response| response.status().as_u16());
+        match (error.as_service_error(), status) {
+            (Some(HeadObjectError::NotFound(_)), _) | (_, Some(404)) => Ok(None),
+            (_, Some(500..=599)) => self.head_by_listing(key).await,
+            _ => Err(self.sdk_error("inspect", key, &error)),
+        }
+    }
+
+    /// The object named exactly `key`, from a listing: `key` sorts before every other key it
+    /// prefixes, so the first entry decides.
+    async fn head_by_listing(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        let full_key = self.full_key(key);
+        let output = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&full_key)
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|error| self.sdk_error("inspect", key, &error))?;
+        Ok(output
+            .contents()
+            .first()
+            .filter(|object| object.key() == Some(full_key.as_str()))
+            .map(|object| ObjectInfo {
+                key: key.to_owned(),
+                size: object.size().unwrap_or(0).max(0) as u64,
+                modified: object.last_modified().and_then(timestamp),
+            }))
+    }
+
+    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let objects = self.list_full(&self.full_key(prefix), prefix).await?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|mut object| {
+                // Zero-byte "folder" placeholders (made by web consoles) are not objects a
+                // key can name; our markers are bookkeeping, not data.
+                if object.key.ends_with('/') || object.key.starts_with(MARKER_DIR) {
+                    return None;
+                }
+                object.key = object.key.strip_prefix(&self.prefix)?.to_owned();
+                Some(object)
+            })
+            .collect())
+    }
+
+    /// Every object under `full_prefix` (bucket keys, not relative ones), all pages.
+    /// `prefix` is only for messages.
+    async fn list_full(
+        &self,
+        full_prefix: &str,
+        prefix: &str,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut objects = Vec::new();
+        let mut continuation = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(full_prefix)
+                .set_continuation_token(continuation.take())
+                .send()
+                .await
+                .map_err(|error| self.sdk_error("list", prefix, &error))?;
+            for object in page.contents() {
+                let Some(key) = object.key() else { continue };
+                objects.push(ObjectInfo {
+                    key: key.to_owned(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    modified: object.last_modified().and_then(timestamp),
+                });
+            }
+            match page.next_continuation_token() {
+                Some(token) if page.is_truncated() == Some(true) => {
+                    continuation = Some(token.to_owned());
+                }
+                _ => break,
+            }
+        }
+        Ok(objects)
+    }
+
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        // S3 answers a delete of an absent key with success.
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .send()
+            .await
+            .map_err(|error| self.sdk_error("delete", key, &error))?;
+        Ok(())
+    }
+
+    pub(crate) async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let full_prefix = self.full_key(prefix);
+        let mut removed = Vec::new();
+
+        // The authoritative way, where the server implements it: it also finds uploads whose
+        // process died before writing a marker, or that another tool started.
+        let listed = match self.list_uploads(&full_prefix, prefix).await? {
+            Some(uploads) => {
+                for (full_key, upload_id, started) in uploads {
+                    self.abort_upload(&full_key, &upload_id).await?;
+                    removed.push(self.describe_abort(&full_key, &upload_id, started));
+                }
+                true
+            }
+            None => false,
+        };
+
+        let markers = self
+            .list_full(&format!("{MARKER_DIR}{full_prefix}"), prefix)
+            .await?;
+        for marker in markers {
+            let Some(full_key) = marker
+                .key
+                .strip_prefix(MARKER_DIR)
+                .and_then(|rest| rest.rsplit_once(MARKER_SUFFIX))
+                .map(|(full_key, _)| full_key.to_owned())
+            else {
+                continue;
+            };
+            // With a server listing, the upload was aborted above or is already gone: the
+            // marker is stale either way.
+            if !listed {
+                let upload_id = self.read_marker(&marker.key, prefix).await?;
+                if self.abort_upload(&full_key, &upload_id).await? {
+                    removed.push(self.describe_abort(&full_key, &upload_id, marker.modified));
+                }
+            }
+            self.delete_marker(&marker.key).await;
+        }
+        Ok(removed)
+    }
+
+    fn describe_abort(
+        &self,
+        full_key: &str,
+        upload_id: &str,
+        started: Option<jiff::Timestamp>,
+    ) -> String {
+        let key = full_key.strip_prefix(&self.prefix).unwrap_or(full_key);
+        let started = started.map_or(String::new(), |time| format!(", started {time}"));
+        format!(
+            "aborted the unfinished upload to {} (upload id {upload_id}{started})",
+            location(&self.url, key)
+        )
+    }
+
+    /// Unfinished uploads under `full_prefix`, or `None` when the server does not implement
+    /// ListMultipartUploads.
+    #[allow(clippy::type_complexity)]
+    async fn list_uploads(
+        &self,
+        full_prefix: &str,
+        prefix: &str,
+    ) -> Result<Option<Vec<(String, String, Option<jiff::Timestamp>)>>, StoreError> {
+        let mut uploads = Vec::new();
+        let mut key_marker = None;
+        let mut upload_id_marker = None;
+        loop {
+            let result = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(full_prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(upload_id_marker.take())
+                .send()
+                .await;
+            let page = match result {
+                Ok(page) => page,
+                Err(error)
+                    if error.code() == Some("NotImplemented")
+                        || error
+                            .raw_response()
+                            .is_some_and(|response| response.status().as_u16() == 501) =>
+                {
+                    return Ok(None);
+                }
+                Err(error) => return Err(self.sdk_error("list uploads under", prefix, &error)),
+            };
+            for upload in page.uploads() {
+                if let (Some(key), Some(upload_id)) = (upload.key(), upload.upload_id()) {
+                    let started = upload.initiated().and_then(timestamp);
+                    uploads.push((key.to_owned(), upload_id.to_owned(), started));
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            upload_id_marker = page.next_upload_id_marker().map(str::to_owned);
+            if key_marker.is_none() {
+                break;
+            }
+        }
+        Ok(Some(uploads))
+    }
+
+    async fn read_marker(&self, marker_key: &str, prefix: &str) -> Result<String, StoreError> {
+        let output = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(marker_key)
+            .send()
+            .await
+            .map_err(|error| self.sdk_error("read the upload marker under", prefix, &error))?;
+        let mut upload_id = String::new();
+        output
+            .body
+            .into_async_read()
+            .read_to_string(&mut upload_id)
+            .await
+            .map_err(|error| StoreError::Failed {
+                action: "read the upload marker under",
+                url: self.url.clone(),
+                key: prefix.to_owned(),
+                message: error.to_string(),
+            })?;
+        Ok(upload_id.trim().to_owned())
+    }
+
+    /// Aborts one multipart upload; `Ok(false)` when it no longer exists.
+    async fn abort_upload(&self, full_key: &str, upload_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(full_key)
+            .upload_id(upload_id)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("NoSuchUpload") => Ok(false),
+            Err(error) => {
+                let key = full_key.strip_prefix(&self.prefix).unwrap_or(full_key);
+                Err(self.sdk_error("abort the upload to", key, &error))
+            }
+        }
+    }
+
+    /// Best effort: a leftover marker only costs `remove_incomplete` one more request.
+    async fn delete_marker(&self, marker_key: &str) {
+        let result = self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(marker_key)
+            .send()
+            .await;
+        if let Err(error) = result {
+            tracing::debug!(
+                "cannot delete the upload marker {marker_key} in {}: {}",
+                self.url,
+                describe(&error)
+            );
+        }
+    }
+}
+
+/// One multipart upload in progress. Dropping it unfinished (the `put_stream` future was
+/// cancelled) stops its part uploads and aborts it in a spawned task.
+struct MultipartUpload {
+    store: S3Store,
+    /// Relative to the store's prefix, for messages.
+    key: String,
+    full_key: String,
+    upload_id: String,
+    marker: Option<String>,
+    parts: JoinSet<Result<(CompletedPart, u64), StoreError>>,
+    finished: bool,
+}
+
+impl MultipartUpload {
+    async fn start(store: &S3Store, key: &str) -> Result<MultipartUpload, StoreError> {
+        let full_key = store.full_key(key);
+        let output = store
+            .client
+            .create_multipart_upload()
+            .bucket(&store.bucket)
+            .key(&full_key)
+            .send()
+            .await
+            .map_err(|error| store.sdk_error("write", key, &error))?;
+        let Some(upload_id) = output.upload_id().map(str::to_owned) else {
+            return Err(StoreError::Failed {
+                action: "write",
+                url: store.url.clone(),
+                key: key.to_owned(),
+                message: "the server started a multipart upload without an upload id".to_owned(),
+            });
+        };
+        let mut upload = MultipartUpload {
+            store: store.clone(),
+            key: key.to_owned(),
+            full_key,
+            upload_id,
+            marker: None,
+            parts: JoinSet::new(),
+            finished: false,
+        };
+        upload.write_marker().await;
+        Ok(upload)
+    }
+
+    /// Records the upload id where `remove_incomplete` can find it if this process dies.
+    /// Best effort: credentials limited to a prefix may not write at the bucket's root, and
+    /// that must not stop a backup.
+    async fn write_marker(&mut self) {
+        let marker = format!(
+            "{MARKER_DIR}{}{MARKER_SUFFIX}{:016x}",
+            self.full_key,
+            fastrand::u64(..)
+        );
+        let result = self
+            .store
+            .client
+            .put_object()
+            .bucket(&self.store.bucket)
+            .key(&marker)
+            .body(ByteStream::from(self.upload_id.clone().into_bytes()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => self.marker = Some(marker),
+            Err(error) => tracing::debug!(
+                "cannot write the upload marker {marker} in {}: {}",
+                self.store.url,
+                describe(&error)
+            ),
+        }
+    }
+
+    /// Uploads `first` and the rest of `reader` as parts; returns them in order with the
+    /// total size. On error, parts may still be in flight: the caller aborts.
+    async fn send_parts<R: AsyncRead + Unpin + Send>(
+        &mut self,
+        first: Vec<u8>,
+        reader: &mut R,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(Vec<CompletedPart>, u64), StoreError> {
+        let mut completed = Vec::new();
+        let mut uploaded = 0u64;
+        let mut number = 1;
+        let mut body = first;
+        loop {
+            while self.parts.len() >= MAX_IN_FLIGHT {
+                if let Some(result) = self.parts.join_next().await {
+                    self.collect(result, &mut completed, &mut uploaded, progress)?;
+                }
+            }
+            self.spawn_part(number, body);
+            // Report parts that finished meanwhile, and fail fast on a failed one.
+            while let Some(result) = self.parts.try_join_next() {
+                self.collect(result, &mut completed, &mut uploaded, progress)?;
+            }
+            body = read_part(reader, part_size(number + 1))
+                .await
+                .map_err(|source| StoreError::Source {
+                    url: self.store.url.clone(),
+                    key: self.key.clone(),
+                    source,
+                })?;
+            if body.is_empty() {
+                break;
+            }
+            if number == MAX_PARTS {
+                return Err(self.failed(
+                    "write",
+                    format!("the object is larger than S3's limit of {MAX_PARTS} parts"),
+                ));
+            }
+            number += 1;
+        }
+        while let Some(result) = self.parts.join_next().await {
+            self.collect(result, &mut completed, &mut uploaded, progress)?;
+        }
+        completed.sort_by_key(|part| part.part_number());
+        Ok((completed, uploaded))
+    }
+
+    fn spawn_part(&mut self, number: i32, body: Vec<u8>) {
+        let store = self.store.clone();
+        let key = self.key.clone();
+        let full_key = self.full_key.clone();
+        let upload_id = self.upload_id.clone();
+        self.parts.spawn(async move {
+            let size = body.len() as u64;
+            // A body built from memory can be resent, so the SDK retries a failed part.
+            let output = store
+                .client
+                .upload_part()
+                .bucket(&store.bucket)
+                .key(full_key)
+                .upload_id(upload_id)
+                .part_number(number)
+                .content_length(size as i64)
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .map_err(|error| store.sdk_error("write", &key, &error))?;
+            let part = CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(output.e_tag().map(str::to_owned))
+                .build();
+            Ok((part, size))
+        });
+    }
+
+    fn collect(
+        &self,
+        result: Result<Result<(CompletedPart, u64), StoreError>, tokio::task::JoinError>,
+        completed: &mut Vec<CompletedPart>,
+        uploaded: &mut u64,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), StoreError> {
+        let (part, size) = result
+            .map_err(|error| self.failed("write", format!("a part upload stopped: {error}")))??;
+        completed.push(part);
+        *uploaded += size;
+        progress(*uploaded);
+        Ok(())
+    }
+
+    fn failed(&self, action: &'static str, message: String) -> StoreError {
+        StoreError::Failed {
+            action,
+            url: self.store.url.clone(),
+            key: self.key.clone(),
+            message,
+        }
+    }
+
+    async fn complete(&mut self, parts: Vec<CompletedPart>) -> Result<(), StoreError> {
+        self.store
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.store.bucket)
+            .key(&self.full_key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|error| self.store.sdk_error("write", &self.key, &error))?;
+        self.finished = true;
+        if let Some(marker) = &self.marker {
+            self.store.delete_marker(marker).await;
+        }
+        Ok(())
+    }
+
+    /// Waits for the parts still in flight (so none can land after the abort), then aborts.
+    /// Failures are logged: the caller is already returning the error that matters. If this
+    /// future is dropped halfway, `Drop` still aborts.
+    async fn abort(&mut self) {
+        while self.parts.join_next().await.is_some() {}
+        abort_and_forget(
+            self.store.clone(),
+            self.full_key.clone(),
+            self.upload_id.clone(),
+            self.marker.clone(),
+        )
+        .await;
+        self.finished = true;
+    }
+}
+
+async fn abort_and_forget(
+    store: S3Store,
+    full_key: String,
+    upload_id: String,
+    marker: Option<String>,
+) {
+    match store.abort_upload(&full_key, &upload_id).await {
+        Ok(_) => {
+            if let Some(marker) = marker {
+                store.delete_marker(&marker).await;
+            }
+        }
+        Err(error) => tracing::warn!(
+            "{error}; the unfinished upload remains until `remove_incomplete` (or a bucket \
+             lifecycle rule) removes it"
+        ),
+    }
+}
+
+impl Drop for MultipartUpload {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!(
+                "cannot abort the unfinished upload to {} outside a runtime",
+                location(&self.store.url, &self.key)
+            );
+            return;
+        };
+        // Cancelled: stop sending parts now rather than finishing them.
+        let mut parts = std::mem::take(&mut self.parts);
+        parts.abort_all();
+        let store = self.store.clone();
+        let full_key = std::mem::take(&mut self.full_key);
+        let upload_id = std::mem::take(&mut self.upload_id);
+        let marker = self.marker.take();
+        runtime.spawn(async move {
+            while parts.join_next().await.is_some() {}
+            abort_and_forget(store, full_key, upload_id, marker).await;
+        });
+    }
+}
+
+/// Part sizes grow past the first 2,000 parts so one upload can reach about 480 GiB within
+/// S3's 10,000-part limit, while ordinary dumps keep 8 MiB parts (and small memory).
+fn part_size(number: i32) -> usize {
+    let doublings = ((number.max(1) - 1) / 2_000).min(4) as u32;
+    PART_SIZE << doublings
+}
+
+/// Reads until `size` bytes or the end of `reader`; short only at the end.
+async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
+    let mut buffer = vec![0; size];
+    let mut filled = 0;
+    while filled < size {
+        let read = reader.read(&mut buffer[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
+}
+
+fn timestamp(time: &DateTime) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::new(time.secs(), time.subsec_nanos() as i32).ok()
+}
+
+/// A one-line reason for an SDK error, from the server's error code where there is one and
+/// from the chain of causes otherwise (connection refused, timeout, no credentials, ...).
+/// Neither includes credentials: the SDK never puts them in errors.
+fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => match (error.code(), error.message()) {
+            (Some(code), message) => explain_code(code, message),
+            // HEAD answers carry no body, hence no code.
+            (None, _) => match service.raw().status().as_u16() {
+                403 => "access denied (HTTP 403)".to_owned(),
+                404 => "not found (HTTP 404)".to_owned(),
+                status => format!("the server answered HTTP {status}"),
+            },
+        },
+        _ => {
+            let chain = error_chain(error);
+            // The chain alone ("dispatch failure: other: ... IMDS session token ...") does not
+            // tell an operator what to do.
+            if chain.contains("loading credentials") {
+                format!(
+                    "no usable AWS credentials (set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): {chain}"
+                )
+            } else {
+                chain
+            }
+        }
+    }
+}
+
+fn explain_code(code: &str, message: Option<&str>) -> String {
+    let explained = match code {
+        "AccessDenied" => "access denied",
+        "InvalidAccessKeyId" => "the server does not know the access key",
+        "SignatureDoesNotMatch" => "the secret key does not match the access key",
+        "NoSuchBucket" => "the bucket does not exist",
+        "ExpiredToken" | "TokenRefreshRequired" => "the credentials have expired",
+        _ => {
+            return match message {
+                Some(message) if !message.is_empty() => format!("{code}: {message}"),
+                _ => code.to_owned(),
+            };
+        }
+    };
+    format!("{explained} ({code})")
+}
+
+/// `error: cause: cause ...`, skipping causes whose text the previous one already shows.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !last.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        last = cause_text;
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_fit_the_part_limit() {
+        assert_eq!(part_size(1), 8 << 20);
+        assert_eq!(part_size(2_000), 8 << 20);
+        assert_eq!(part_size(2_001), 16 << 20);
+        assert_eq!(part_size(MAX_PARTS), 128 << 20);
+        let total: u64 = (1..=MAX_PARTS).map(|n| part_size(n) as u64).sum();
+        assert!(total > 450 << 30, "{total}");
+    }
+
+    #[test]
+    fn settings_do_not_show_the_secret() {
+        let settings = S3Settings {
+            secret_key: Some("hunter2".to_owned()),
+            ..S3Settings::default()
+        };
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn explains_common_codes() {
+        assert_eq!(
+            explain_code("AccessDenied", Some("Access Denied")),
+            "access denied (AccessDenied)"
+        );
+        assert_eq!(
+            explain_code("SlowDown", Some("Please reduce your request rate.")),
+            "SlowDown: Please reduce your request rate."
+        );
+    }
+}

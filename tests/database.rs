@@ -1,0 +1,489 @@
+//! The database recovery path against this machine's PostgreSQL and Redis, with backups in a
+//! local directory store (the S3 store has its own tests in database_s3.rs). The shipped
+//! playbooks run unchanged; what they did is checked independently (psql, the files).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::pg::{TestDb, fixture, psql};
+use common::{Output, run_binary_with};
+
+fn playbook(name: &str) -> String {
+    format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs drillbook in `dir` with `args` and `env`, allowing `minutes` for real work.
+fn drill(dir: &Path, args: &[&str], env: &[(&str, &str)], minutes: u64) -> Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let output = run_binary_with(dir, &args, &env, Duration::from_secs(60 * minutes));
+    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
+    output
+}
+
+fn json_report(dir: &Path, run: &str) -> serde_json::Value {
+    let output = drill(dir, &["report", run, "--format", "json"], &[], 1);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    serde_json::from_str(&output.stdout).expect("JSON report")
+}
+
+fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+/// The id of the run of `playbook` (each test runs a playbook once, unless it says otherwise;
+/// run ids started in the same second do not sort by time).
+fn run_of(dir: &Path, playbook: &str) -> String {
+    let mut runs: Vec<String> = common::run_ids(dir)
+        .into_iter()
+        .filter(|id| common::journal(dir, id)[0]["playbook"] == playbook)
+        .collect();
+    assert_eq!(runs.len(), 1, "runs of {playbook}: {runs:?}");
+    runs.pop().expect("a run")
+}
+
+fn dumps(store: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(store)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    found.retain(|p| p.extension().is_some_and(|e| e == "dump"));
+    found.sort();
+    found
+}
+
+fn manifest_of(dump: &Path) -> serde_json::Value {
+    let path = PathBuf::from(format!("{}.manifest.json", dump.display()));
+    serde_json::from_slice(&std::fs::read(path).expect("manifest")).expect("manifest JSON")
+}
+
+/// A store of backups of a small fixture, and the database they came from.
+fn backed_up(dir: &Path, rows: u64) -> (TestDb, PathBuf) {
+    let source = TestDb::create("drillbook_src");
+    fixture(&source, rows, None);
+    let store = dir.join("store");
+    let output = drill(
+        dir,
+        &[
+            "run",
+            &playbook("nightly-backup.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[("DATABASE_URL", &source.url())],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    (source, store)
+}
+
+#[test]
+fn nightly_backup_writes_a_dump_and_a_manifest_that_match_the_database() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (source, store) = backed_up(dir.path(), 100_000);
+    let dumps = dumps(&store);
+    assert_eq!(dumps.len(), 1, "{dumps:?}");
+    let manifest = manifest_of(&dumps[0]);
+    let bytes = std::fs::read(&dumps[0]).expect("dump");
+    assert_eq!(manifest["size"], bytes.len() as u64);
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(manifest["sha256"], sha);
+    assert_eq!(manifest["format"], "custom");
+    assert_eq!(manifest["compression"], 1);
+    assert_eq!(manifest["database"], source.name.as_str());
+    assert_eq!(manifest["large_objects"], 2);
+    // The counts, checked independently with psql.
+    let recorded: Vec<(String, u64)> = manifest["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .map(|t| {
+            (
+                format!(
+                    "{}.{}",
+                    t["schema"].as_str().unwrap(),
+                    t["table"].as_str().unwrap()
+                ),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(recorded, source.row_counts());
+    assert_eq!(recorded.iter().map(|(_, n)| n).sum::<u64>(), 100_000);
+    assert!(bytes.starts_with(b"PGDMP"), "a custom-format archive");
+    // The verify step read it back.
+    let report = json_report(dir.path(), &run_of(dir.path(), "nightly-backup"));
+    assert_eq!(step(&report, "verify")["status"], "succeeded");
+    let key = dumps[0].file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(step(&report, "backup")["outputs"]["key"], key.as_str());
+}
+
+#[test]
+fn monthly_restore_smoke_restores_into_a_throwaway_cluster_and_removes_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_source, store) = backed_up(dir.path(), 20_000);
+    let output = drill(
+        dir.path(),
+        &[
+            "run",
+            &playbook("monthly-restore-smoke.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
+    let smoke = step(&report, "smoke");
+    assert_eq!(smoke["outputs"]["passed"], 4, "{smoke}");
+    let evidence = smoke["evidence"].to_string();
+    assert!(
+        evidence.contains("20000 rows, each as in the backup"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("2 large objects, 2 in the backup"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("3 sequence(s), none behind"),
+        "{evidence}"
+    );
+    assert_eq!(report["objectives"]["rpo"]["met"], true);
+    assert_eq!(report["objectives"]["rto"]["met"], true);
+    // The throwaway cluster is gone: its directory removed, nothing listening.
+    let target = step(&report, "restore")["outputs"]["target"]
+        .as_str()
+        .expect("target")
+        .to_string();
+    let run_dir = dir
+        .path()
+        .join(".drillbook/runs")
+        .join(run_of(dir.path(), "monthly-restore-smoke"));
+    let clusters = run_dir.join("clusters");
+    let left: Vec<_> = std::fs::read_dir(&clusters)
+        .map(|e| e.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let port = target
+        .rsplit_once(':')
+        .and_then(|(_, rest)| rest.split('/').next())
+        .expect("port");
+    assert!(
+        std::net::TcpStream::connect(format!("127.0.0.1:{port}")).is_err(),
+        "the throwaway cluster still listens on {port}"
+    );
+}
+
+fn restore_playbook_env(staging: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("RESTORE_URL", staging),
+        ("REDIS_URL", "redis://127.0.0.1:6379/14"),
+    ]
+}
+
+fn restore_args(store: &Path, env_file: &Path) -> Vec<String> {
+    vec![
+        "run".into(),
+        playbook("database-restore.yaml"),
+        "--approve-all".into(),
+        "--var".into(),
+        format!("store={}", store.display()),
+        "--var".into(),
+        format!("env_file={}", env_file.display()),
+        "--var".into(),
+        "redis_host=127.0.0.1".into(),
+    ]
+}
+
+fn redis(args: &[&str]) -> String {
+    let output = std::process::Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-n", "14"])
+        .args(args)
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+#[test]
+fn database_restore_drill_restores_smoke_tests_skips_promote_and_flushes_the_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (source, store) = backed_up(dir.path(), 10_000);
+    let staging = TestDb::create("drillbook_staging");
+    for i in 0..300 {
+        redis(&["SET", &format!("cache:{i}"), "stale"]);
+    }
+    assert_eq!(redis(&["DBSIZE"]), "300");
+    let env_file = dir.path().join("app.env");
+    std::fs::write(&env_file, "DATABASE_URL=postgres://old@db/app\n").expect("env file");
+    let args = restore_args(&store, &env_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let staging_url = staging.url();
+    let output = drill(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    assert_eq!(staging.row_counts(), source.row_counts());
+    assert_eq!(redis(&["DBSIZE"]), "0");
+    // Promote is live-only: a drill leaves the application's env file alone.
+    assert_eq!(
+        std::fs::read_to_string(&env_file).expect("env file"),
+        "DATABASE_URL=postgres://old@db/app\n"
+    );
+    let report = json_report(dir.path(), &run_of(dir.path(), "database-restore"));
+    let promote = step(&report, "promote");
+    assert_eq!(promote["status"], "skipped");
+    assert!(
+        promote["skipped_reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("live"),
+        "{promote}"
+    );
+    assert_eq!(step(&report, "flush")["outputs"]["keys_before"], 300);
+    for objective in ["rto", "rpo"] {
+        assert_eq!(report["objectives"][objective]["met"], true, "{objective}");
+        assert!(report["objectives"][objective]["achieved_seconds"].is_number());
+    }
+    assert!(output.stdout.contains("RTO"), "{}", output.stdout);
+    assert!(output.stdout.contains("RPO"), "{}", output.stdout);
+}
+
+#[test]
+fn a_dump_with_one_flipped_byte_fails_before_pg_restore_and_leaves_the_target_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_source, store) = backed_up(dir.path(), 5_000);
+    let dump = dumps(&store).pop().expect("dump");
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&dump, &bytes).expect("flip");
+    let staging = TestDb::create("drillbook_staging");
+    staging.psql("CREATE TABLE keep_me (id int); INSERT INTO keep_me VALUES (7)");
+    let env_file = dir.path().join("app.env");
+    std::fs::write(&env_file, "DATABASE_URL=x\n").expect("env file");
+    let args = restore_args(&store, &env_file);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let staging_url = staging.url();
+    let output = drill(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    assert_eq!(output.status, 1, "{}\n{}", output.stdout, output.stderr);
+    assert!(
+        output.stdout.contains("does not match its manifest"),
+        "{}",
+        output.stdout
+    );
+    assert!(
+        output.stdout.contains("the target was not touched"),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        staging.psql("SELECT string_agg(tablename, ',') FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')"),
+        "keep_me"
+    );
+    assert_eq!(staging.psql("SELECT id FROM keep_me"), "7");
+    let run = run_of(dir.path(), "database-restore");
+    assert!(
+        !dir.path()
+            .join(".drillbook/runs")
+            .join(&run)
+            .join("output/restore.1.pg_restore.stderr")
+            .exists(),
+        "pg_restore must not have run"
+    );
+}
+
+#[test]
+fn assess_skips_a_truncated_upload_and_picks_the_backup_before_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (source, store) = backed_up(dir.path(), 2_000);
+    // A second backup, then its dump cut short as an interrupted copy would leave it.
+    let output = drill(
+        dir.path(),
+        &[
+            "run",
+            &playbook("nightly-backup.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[("DATABASE_URL", &source.url())],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let all = dumps(&store);
+    assert_eq!(all.len(), 2);
+    let bytes = std::fs::read(&all[1]).expect("dump");
+    std::fs::write(&all[1], &bytes[..bytes.len() / 3]).expect("truncate");
+    let output = drill(
+        dir.path(),
+        &[
+            "run",
+            &playbook("monthly-restore-smoke.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
+    let assess = step(&report, "assess");
+    let older = all[0].file_name().unwrap().to_string_lossy().to_string();
+    let newer = all[1].file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(assess["outputs"]["backup"], older.as_str());
+    let evidence = assess["evidence"].to_string();
+    assert!(
+        evidence.contains(&format!("skipped {newer}: size mismatch")),
+        "{evidence}"
+    );
+}
+
+#[test]
+fn a_backup_older_than_the_rpo_ends_in_exit_3_with_both_figures() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_source, store) = backed_up(dir.path(), 1_000);
+    // The incident was declared three hours after the backup: the RPO of 1h is missed.
+    let dump = dumps(&store).pop().expect("dump");
+    let taken = manifest_of(&dump)["snapshot_at"]
+        .as_str()
+        .expect("snapshot_at")
+        .parse::<jiff::Timestamp>()
+        .expect("time");
+    let declared = taken + jiff::SignedDuration::from_hours(3);
+    let output = drill(
+        dir.path(),
+        &[
+            "run",
+            &playbook("monthly-restore-smoke.yaml"),
+            "--declared-at",
+            &declared.to_string(),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[],
+        5,
+    );
+    assert_eq!(output.status, 3, "{}\n{}", output.stdout, output.stderr);
+    let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
+    let rpo = &report["objectives"]["rpo"];
+    assert_eq!(rpo["objective_seconds"].as_f64(), Some(3600.0));
+    assert_eq!(
+        rpo["achieved_seconds"].as_f64().map(|s| s.round()),
+        Some(10800.0)
+    );
+    assert_eq!(rpo["met"], false);
+    assert!(output.stdout.contains("MISSED"), "{}", output.stdout);
+}
+
+#[test]
+fn an_unreachable_database_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let file = dir.path().join("unreachable.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nname: unreachable\nsecrets: [DATABASE_URL]\nsteps:\n  - id: backup\n    kind: backup\n    database: \"{{{{ secrets.DATABASE_URL }}}}\"\n    store: {}\n    timeout: 30s\n",
+            store.display()
+        ),
+    )
+    .expect("playbook");
+    let output = drill(
+        dir.path(),
+        &["run", file.to_str().unwrap()],
+        &[(
+            "DATABASE_URL",
+            "postgres://app:hunter2-secret@127.0.0.1:1/app",
+        )],
+        1,
+    );
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    assert!(
+        output
+            .stdout
+            .contains("cannot connect to PostgreSQL at app@127.0.0.1:1/app"),
+        "{}",
+        output.stdout
+    );
+    let everything = format!("{}{}", output.stdout, output.stderr);
+    assert!(!everything.contains("hunter2"), "{everything}");
+    assert!(dumps(&store).is_empty());
+}
+
+#[test]
+fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let role = format!("drillbook_role_{}", std::process::id());
+    psql(
+        "postgres",
+        &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role}"),
+    );
+    let source = TestDb::create("drillbook_src");
+    fixture(&source, 1_000, Some(&role));
+    let store = dir.path().join("store");
+    let mut backup = drill(
+        dir.path(),
+        &[
+            "run",
+            &playbook("nightly-backup.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[("DATABASE_URL", &source.url())],
+        5,
+    );
+    assert_eq!(backup.status, 0, "{}", backup.stderr);
+    // The role exists no more where the backup is restored.
+    source.psql(&format!("REVOKE ALL ON shop.orders FROM {role}"));
+    psql("postgres", &format!("DROP ROLE {role}"));
+
+    let restore = |allow: &str| -> Output {
+        let staging = TestDb::create("drillbook_staging");
+        let text = format!(
+            "version: 1\nname: roles\nsteps:\n  - id: restore\n    kind: restore\n    backup: \"{}\"\n    store: \"{}\"\n    target: \"{}\"\n{allow}",
+            dumps(&store)[0].file_name().unwrap().to_string_lossy(),
+            store.display(),
+            staging.url()
+        );
+        let file = dir.path().join("roles.yaml");
+        std::fs::write(&file, text).expect("playbook");
+        drill(dir.path(), &["run", file.to_str().unwrap()], &[], 5)
+    };
+    backup = restore("");
+    assert_eq!(backup.status, 1, "{}", backup.stdout);
+    assert!(
+        backup
+            .stdout
+            .contains("pg_restore reported 1 error(s) not allowed by allow_errors"),
+        "{}",
+        backup.stdout
+    );
+    assert!(
+        backup
+            .stdout
+            .contains(&format!("role \"{role}\" does not exist")),
+        "{}",
+        backup.stdout
+    );
+    let allowed = restore("    allow_errors: ['role \".*\" does not exist']\n");
+    assert_eq!(allowed.status, 0, "{}", allowed.stdout);
+    let last = common::run_ids(dir.path())
+        .into_iter()
+        .filter(|id| common::journal(dir.path(), id)[0]["playbook"] == "roles")
+        .find(|id| json_report(dir.path(), id)["exit_code"] == 0)
+        .expect("the run with allow_errors");
+    let report = json_report(dir.path(), &last);
+    assert_eq!(step(&report, "restore")["outputs"]["errors_ignored"], 1);
+}
