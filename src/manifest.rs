@@ -20,7 +20,7 @@ pub struct Manifest {
     pub size: u64,
     /// SHA-256 of the dump's bytes, lowercase hex.
     pub sha256: String,
-    /// `custom`.
+    /// `custom` (pg_dump's archive), or `directory` (a tar of pg_dump's directory format).
     pub format: String,
     /// pg_dump's compression level.
     pub compression: u8,

@@ -197,6 +197,33 @@ fn parse_value(raw: &str) -> Result<String, &'static str> {
     }
 }
 
+/// `scheme://user:password@host` with the password masked, for passwords nobody declared as a
+/// secret (written literally in a playbook or a `--var`): a URL's password is a secret anyway.
+pub fn mask_url_passwords(text: &str) -> std::borrow::Cow<'_, str> {
+    static URL_PASSWORD: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s/:@]*:)[^\s/@]+@")
+            .expect("a valid pattern")
+    });
+    if !text.contains("://") {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    URL_PASSWORD.replace_all(text, format!("${{1}}{MASK}@"))
+}
+
+/// [`mask_url_passwords`] on every string of a JSON value.
+pub fn mask_url_passwords_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(text) => {
+            if let std::borrow::Cow::Owned(masked) = mask_url_passwords(text) {
+                *text = masked;
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(mask_url_passwords_json),
+        serde_json::Value::Object(map) => map.values_mut().for_each(mask_url_passwords_json),
+        _ => {}
+    }
+}
+
 /// Replaces every occurrence of a secret value, and of its derived forms, with [`MASK`].
 ///
 /// Derived forms, so that a secret is caught however it was rendered: the JSON-escaped and the
@@ -768,5 +795,23 @@ mod tests {
         }
         let nothing = Masker::default();
         assert_eq!(stream_all(&nothing, &[b"\xffa", b"b"]), b"\xffab");
+    }
+
+    #[test]
+    fn url_passwords_are_masked_even_when_undeclared() {
+        assert_eq!(
+            mask_url_passwords("redis://:hunter2@cache:6379/0 and postgres://app:pw@db/x"),
+            "redis://:***@cache:6379/0 and postgres://app:***@db/x"
+        );
+        assert_eq!(
+            mask_url_passwords("postgres://app@db/x s3://bucket/a:b@c"),
+            "postgres://app@db/x s3://bucket/a:b@c"
+        );
+        let mut value = serde_json::json!({"url": "https://u:p@h/", "n": [1, "x://a:b@c"]});
+        mask_url_passwords_json(&mut value);
+        assert_eq!(
+            value,
+            serde_json::json!({"url": "https://u:***@h/", "n": [1, "x://a:***@c"]})
+        );
     }
 }

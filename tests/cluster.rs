@@ -250,22 +250,36 @@ async fn refusals_come_before_anything_is_created() {
     assert!(matches!(error, ClusterError::Exists(_)), "{error}");
     assert!(base.path().join("taken").exists());
 
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        let private = tempfile::tempdir().expect("temporary directory");
-        std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
-            .expect("make the temporary directory private");
-        let error = Cluster::create(private.path(), "target", None)
-            .await
-            .expect_err("the postgres user cannot reach a 0700 root directory");
-        assert_eq!(
-            error.to_string(),
-            format!(
-                "{0} (mode 700) cannot be searched by the `postgres` OS user the server runs as: allow it (chmod o+x {0}) or put the clusters under another directory",
-                private.path().display()
-            )
-        );
-        assert!(!private.path().join("target").exists());
-    }
     assert!(Cluster::found(Path::new("/nonexistent/drillbook")).is_empty());
+}
+
+/// As root, a base the `postgres` user cannot enter (a state directory under /root) still
+/// gets its cluster: it lives in the temporary directory, linked from the base.
+#[tokio::test]
+async fn a_base_closed_to_the_server_user_gets_a_cluster_elsewhere() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let private = tempfile::tempdir().expect("temporary directory");
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("make the temporary directory private");
+    let cluster = Cluster::create(private.path(), "target", None)
+        .await
+        .expect("a cluster outside the private base");
+    let link = private.path().join("target");
+    assert!(link.is_symlink());
+    assert!(!cluster.dir.starts_with(private.path()));
+    let found = Cluster::found(private.path());
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].dir, cluster.dir);
+    let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client.simple_query("SELECT 1").await.expect("query");
+    let removed = drillbook::connect::cluster::destroy_all(private.path()).await;
+    assert_eq!(removed.len(), 1);
+    assert!(!cluster.dir.exists());
+    assert!(!link.exists() && !link.is_symlink(), "the link goes too");
 }

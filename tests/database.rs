@@ -487,3 +487,74 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
     let report = json_report(dir.path(), &last);
     assert_eq!(step(&report, "restore")["outputs"]["errors_ignored"], 1);
 }
+
+#[test]
+fn a_directory_format_backup_is_dumped_in_parallel_and_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let source = TestDb::create("drillbook_src");
+    fixture(&source, 30_000, None);
+    let store = dir.path().join("store");
+    let file = dir.path().join("directory.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"version: 1
+name: directory
+secrets: [DATABASE_URL]
+steps:
+  - id: backup
+    kind: backup
+    database: "{{{{ secrets.DATABASE_URL }}}}"
+    store: {store}
+    format: directory
+    jobs: 2
+  - id: restore
+    kind: restore
+    backup: "{{{{ steps.backup.outputs.key }}}}"
+    store: {store}
+    target: ephemeral
+    jobs: 2
+  - id: smoke
+    kind: smoke-test
+    database: "{{{{ steps.restore.outputs.target }}}}"
+    store: {store}
+    backup: "{{{{ steps.backup.outputs.key }}}}"
+    checks:
+      - row_counts: true
+      - large_objects: true
+      - sequences: true
+"#,
+            store = store.display()
+        ),
+    )
+    .expect("playbook");
+    let output = drill(
+        dir.path(),
+        &["run", file.to_str().unwrap()],
+        &[("DATABASE_URL", &source.url())],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let dump = dumps(&store).pop().expect("dump");
+    assert_eq!(manifest_of(&dump)["format"], "directory");
+    let listing = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&dump)
+        .output()
+        .expect("tar");
+    assert!(
+        String::from_utf8_lossy(&listing.stdout).contains("toc.dat"),
+        "a tar of pg_dump's directory"
+    );
+    let report = json_report(dir.path(), &run_of(dir.path(), "directory"));
+    assert_eq!(step(&report, "smoke")["outputs"]["passed"], 3);
+    // Scratch copies are gone.
+    let run_dir = dir
+        .path()
+        .join(".drillbook/runs")
+        .join(run_of(dir.path(), "directory"));
+    let tmp: Vec<_> = std::fs::read_dir(run_dir.join("tmp"))
+        .map(|e| e.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "{tmp:?}");
+}

@@ -139,6 +139,40 @@ fn promote_is_live_only_unless_it_says_otherwise() {
     assert!(!dir.join("app.env.previous").exists());
 }
 
+/// In an incident with nobody at a terminal, a live-only step waits for a yes of its own.
+#[test]
+fn an_unattended_incident_asks_before_a_live_only_promote() {
+    let test = Drillbook::new()
+        .playbook("p.yaml", &repoint_playbook(""))
+        .file("app.env", OLD_ENV.as_bytes());
+    let dir = test.dir().to_path_buf();
+    let output = run(&test, &["--mode", "incident"], 4);
+    assert!(
+        output.stdout.contains("drillbook approve"),
+        "{}",
+        output.stdout
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app.env")).expect("env file"),
+        OLD_ENV,
+        "nothing may change before the yes"
+    );
+    let run_id = only_run(&dir);
+    let approved = common::drillbook(&dir, &["approve", &run_id, "repoint", "--as", "alice"]);
+    assert_eq!(approved.status, 0, "{}", approved.stderr);
+    let resumed = common::run_binary_with(
+        &dir,
+        &["resume".into(), run_id.clone()],
+        &[("RESTORE_URL".into(), NEW_URL.into())],
+        Duration::from_secs(20),
+    );
+    assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("app.env")).expect("env file"),
+        OLD_ENV.replace("postgres://old:oldpw@a/b", NEW_URL)
+    );
+}
+
 /// What the secret store received: `METHOD path`, and the body.
 type Received = Arc<Mutex<Vec<(String, String)>>>;
 

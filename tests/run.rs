@@ -320,36 +320,54 @@ fn usage_errors_are_clear() {
     );
 }
 
-/// The README's first command: a real dump-and-restore drill against the local PostgreSQL.
+/// The README's first command, with nothing configured: a demo database in a throwaway
+/// cluster, backed up into `.drillbook/store`, restored into a second throwaway cluster,
+/// smoke-tested; both clusters gone at the end.
 #[test]
-fn the_first_drill_runs_against_the_local_database() {
+fn the_quickstart_runs_end_to_end_with_nothing_configured() {
     let test = Drillbook::new();
     let dir = test.dir().to_path_buf();
     let playbook =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/first-drill.yaml");
-    let scratch = format!("drillbook_test_{}", std::process::id());
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/quickstart.yaml");
     let output = common::run_binary_with(
         &dir,
-        &[
-            "run".into(),
-            playbook.display().to_string(),
-            "--var".into(),
-            format!("scratch={scratch}"),
-        ],
-        &[(
-            "DATABASE_URL".into(),
-            "postgres://postgres@127.0.0.1:5432/postgres".into(),
-        )],
-        Duration::from_secs(60),
+        &["run".into(), playbook.display().to_string()],
+        &[],
+        Duration::from_secs(120),
     );
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    assert!(output.stdout.contains("met"), "{}", output.stdout);
-    assert!(dir.join(".drillbook/first-drill/backup.dump").exists());
-    let records = journal(&dir, &only_run(&dir));
-    assert_eq!(
-        events(&records, "step_finished", Some("drop_scratch"))[0]["status"],
-        "succeeded"
+    assert!(
+        output.stdout.contains("RTO         objective 30m"),
+        "{}",
+        output.stdout
     );
+    let run = only_run(&dir);
+    let records = journal(&dir, &run);
+    let smoke = &events(&records, "step_finished", Some("smoke"))[0];
+    assert_eq!(smoke["status"], "succeeded");
+    assert_eq!(smoke["outputs"]["passed"], 4, "{smoke}");
+    let evidence = smoke["evidence"].to_string();
+    assert!(
+        evidence.contains("22500 rows, each as in the backup"),
+        "{evidence}"
+    );
+    assert!(
+        evidence.contains("1 large objects, 1 in the backup"),
+        "{evidence}"
+    );
+    let backup = &events(&records, "step_finished", Some("backup"))[0];
+    let key = backup["outputs"]["key"].as_str().expect("key");
+    assert!(dir.join(".drillbook/store").join(key).is_file());
+    assert!(
+        dir.join(".drillbook/store")
+            .join(format!("{key}.manifest.json"))
+            .is_file()
+    );
+    let clusters = dir.join(".drillbook/runs").join(&run).join("clusters");
+    let left: Vec<_> = std::fs::read_dir(&clusters)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "throwaway clusters left behind: {left:?}");
 }
 
 #[test]

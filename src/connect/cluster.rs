@@ -14,9 +14,10 @@
 //!
 //! `initdb` and `postgres` refuse to run as root. When drillbook runs as root, the server
 //! programs run as the `postgres` OS user, and `<name>/` is given to that user. That user must
-//! be able to reach it: `base` and every directory above it must be searchable (`x`) by
-//! `postgres` — a private temporary directory (mode 0700, owned by root) is not; `create`
-//! refuses such a base with an error saying which directory to open up. The socket path,
+//! be able to reach it: where `base` or a directory above it is not searchable (`x`) by
+//! `postgres` (a state directory under `/root`), the cluster is made in
+//! `$TMPDIR/drillbook-clusters/<name>-<random>/` instead and `<base>/<name>` is a link to it,
+//! so `found` and `destroy_all` work the same. The socket path,
 //! `<base>/<name>/socket/.s.PGSQL.<port>`, must also stay under 107 bytes (a limit of Unix
 //! sockets), so keep `base` short.
 //!
@@ -163,16 +164,31 @@ impl Cluster {
         let base = base
             .canonicalize()
             .map_err(io_error("resolve directory", base))?;
-        if let Some(user) = user {
-            check_traversable(&base, user)?;
-        }
         let dir = base.join(name);
-        match fs::create_dir(&dir) {
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                return Err(ClusterError::Exists(dir));
-            }
-            result => result.map_err(io_error("create directory", &dir))?,
+        if fs::symlink_metadata(&dir).is_ok() {
+            return Err(ClusterError::Exists(dir));
         }
+        // The server's user must reach its data directory. Where it cannot enter `base` (a
+        // state directory under /root, say), the cluster lives in the temporary directory
+        // and `base/name` is a link to it, so `found` and teardown still find it.
+        let dir = match user.map(|user| check_traversable(&base, user)) {
+            Some(Err(ClusterError::NotTraversable { path, .. })) => {
+                let elsewhere = outside(name)?;
+                std::os::unix::fs::symlink(&elsewhere, &dir)
+                    .map_err(io_error("create the link", &dir))?;
+                tracing::info!(
+                    "{} is closed to the `{SERVER_OS_USER}` user: the cluster lives in {}",
+                    path.display(),
+                    elsewhere.display()
+                );
+                elsewhere
+            }
+            Some(Err(error)) => return Err(error),
+            _ => {
+                fs::create_dir(&dir).map_err(io_error("create directory", &dir))?;
+                dir
+            }
+        };
         let bin_dir = initdb
             .path
             .parent()
@@ -348,7 +364,8 @@ impl Cluster {
         let text = fs::read_to_string(&path).ok()?;
         match serde_json::from_str::<Record>(&text) {
             Ok(record) => Some(Cluster {
-                dir: dir.to_path_buf(),
+                // Through the link, when the cluster lives outside `base`.
+                dir: dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()),
                 port: record.port,
                 superuser: record.superuser,
                 bin_dir: record.bin_dir,
@@ -481,7 +498,27 @@ pub async fn destroy_all(base: &Path) -> Vec<String> {
             }
         }
     }
+    // Links to clusters that lived outside `base`, now gone.
+    if let Ok(entries) = fs::read_dir(base) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_symlink() && !path.exists() {
+                let _ = fs::remove_file(&path);
+            }
+        }
+    }
     removed
+}
+
+/// A fresh directory for a cluster under the temporary directory, which every user can enter.
+fn outside(name: &str) -> Result<PathBuf, ClusterError> {
+    let parent = std::env::temp_dir().join("drillbook-clusters");
+    fs::create_dir_all(&parent).map_err(io_error("create directory", &parent))?;
+    fs::set_permissions(&parent, fs::Permissions::from_mode(0o711))
+        .map_err(io_error("set permissions of", &parent))?;
+    let dir = parent.join(format!("{name}-{:016x}", fastrand::u64(..)));
+    fs::create_dir(&dir).map_err(io_error("create directory", &dir))?;
+    Ok(dir)
 }
 
 /// Tears a half-made cluster down when `create` fails or its future is dropped.

@@ -59,11 +59,9 @@ impl Emitter {
     }
 
     fn mask(&self, event: Event) -> Result<Event, String> {
-        if self.masker.is_empty() {
-            return Ok(event);
-        }
         let mut value = serde_json::to_value(&event).map_err(|e| e.to_string())?;
         self.masker.mask_json(&mut value);
+        crate::secrets::mask_url_passwords_json(&mut value);
         serde_json::from_value(value).map_err(|e| e.to_string())
     }
 }

@@ -103,8 +103,31 @@ pub(crate) async fn drive(
         }
     }
 
+    let mut gates = gates(step);
+    // Nobody at a terminal confirms each step of an incident: a live-only step (one that
+    // touches production) then needs a yes of its own — `--approve STEP`, `--approve-all`,
+    // or `drillbook approve` while the run waits.
+    if shared.mode == Mode::Incident
+        && !shared.operator.interactive()
+        && step.live_only
+        && step.approval.is_none()
+    {
+        gates.insert(
+            0,
+            Gate {
+                ask: Ask::Gate,
+                text: format!(
+                    "`{}` is live-only: {}. Run it?",
+                    step.id,
+                    step.params.summary()
+                ),
+                approvers: 1,
+                timeout: None,
+            },
+        );
+    }
     let mut decided = None;
-    for mut gate in gates(step) {
+    for mut gate in gates {
         gate.text = match shared.context.render(&gate.text, &step.id) {
             Ok(text) => text,
             Err(error) => return fail_before_start(&shared, step, prior, error),

@@ -93,11 +93,6 @@ impl Backup {
         let store = Store::open(&render(&self.store)?)
             .await
             .map_err(|e| StepFailure::new(e.to_string()))?;
-        if self.format == DumpFormat::Directory {
-            return Err(StepFailure::new(
-                "`format: directory` is not supported yet in this version of drillbook; use `format: custom`",
-            ));
-        }
         let mut evidence = Vec::new();
         let target = if database.trim() == DEMO {
             let demo = crate::connect::demo::create(&ctx.run_dir.join(CLUSTERS))
@@ -141,9 +136,16 @@ impl Backup {
             let key = manifest::dump_key(snapshot_at);
             let compression = self.compression.unwrap_or(DEFAULT_COMPRESSION);
 
+            let directory = self.format == DumpFormat::Directory;
+            // The directory format is written to disk by parallel workers, then streamed into
+            // the store as one tar: the scratch copy goes when the step ends.
+            let scratch = ScratchDir(
+                ctx.run_dir
+                    .join("tmp")
+                    .join(format!("{}.{}.dir", ctx.id, ctx.attempt)),
+            );
             let mut command = tokio::process::Command::new(&pg_dump.path);
             command
-                .arg("--format=custom")
                 .arg(format!("--compress={compression}"))
                 .arg(format!("--snapshot={snapshot}"))
                 .arg("--no-password")
@@ -155,10 +157,27 @@ impl Backup {
                 )
                 .envs(target.program_env())
                 .stdin(std::process::Stdio::null())
-                .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())
                 .process_group(0)
                 .kill_on_drop(true);
+            if directory {
+                let _ = std::fs::remove_dir_all(&scratch.0);
+                if let Some(parent) = scratch.0.parent() {
+                    tokio::fs::create_dir_all(parent)
+                        .await
+                        .map_err(|e| StepFailure::new(format!("{}: {e}", parent.display())))?;
+                }
+                command
+                    .arg("--format=directory")
+                    .arg(format!("--jobs={}", self.jobs.unwrap_or(1).max(1)))
+                    .arg("--file")
+                    .arg(&scratch.0)
+                    .stdout(std::process::Stdio::null());
+            } else {
+                command
+                    .arg("--format=custom")
+                    .stdout(std::process::Stdio::piped());
+            }
             let mut child = command.spawn().map_err(|e| {
                 StepFailure::new(format!("cannot start {}: {e}", pg_dump.path.display()))
             })?;
@@ -173,10 +192,6 @@ impl Backup {
                 ctx.masker,
                 8 * 1024,
             );
-            let Some(stdout) = child.stdout.take() else {
-                return Err(StepFailure::new("pg_dump's output could not be read"));
-            };
-            let mut stream = DumpStream::new(stdout, child);
             let report = |bytes| {
                 (ctx.progress)(Progress {
                     done: bytes,
@@ -186,12 +201,51 @@ impl Backup {
             };
             // The counts run in the same snapshot on drillbook's own connection while
             // pg_dump reads: they cost the server a second scan, not the step extra time.
-            let (uploaded, counts, stderr) = tokio::join!(
-                store.put_stream(&key, &mut stream, &report),
-                count_rows(&target, &client),
-                stderr
-            );
-            let stderr = stderr.unwrap_or_default();
+            let (uploaded, counts, stderr, stream) = if directory {
+                let (status, counts, stderr) =
+                    tokio::join!(child.wait(), count_rows(&target, &client), stderr);
+                let stderr = stderr.unwrap_or_default();
+                match status {
+                    Ok(status) if status.success() => {}
+                    other => {
+                        let mut failure = StepFailure::new(format!(
+                            "pg_dump failed ({}); nothing was stored",
+                            match other {
+                                Ok(status) => status.to_string(),
+                                Err(e) => e.to_string(),
+                            }
+                        ));
+                        failure.evidence = last_lines(&stderr);
+                        return Err(failure);
+                    }
+                }
+                let mut tar = tokio::process::Command::new("tar")
+                    .arg("-C")
+                    .arg(&scratch.0)
+                    .args(["-cf", "-", "."])
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
+                let Some(stdout) = tar.stdout.take() else {
+                    return Err(StepFailure::new("tar's output could not be read"));
+                };
+                let mut stream = DumpStream::new("tar", stdout, tar);
+                let uploaded = store.put_stream(&key, &mut stream, &report).await;
+                (uploaded, counts, stderr, stream)
+            } else {
+                let Some(stdout) = child.stdout.take() else {
+                    return Err(StepFailure::new("pg_dump's output could not be read"));
+                };
+                let mut stream = DumpStream::new("pg_dump", stdout, child);
+                let (uploaded, counts, stderr) = tokio::join!(
+                    store.put_stream(&key, &mut stream, &report),
+                    count_rows(&target, &client),
+                    stderr
+                );
+                (uploaded, counts, stderr.unwrap_or_default(), stream)
+            };
             if let Err(error) = uploaded {
                 let mut failure = StepFailure::new(match stream.failure() {
                     Some(dump) => format!("{dump}; nothing was stored under {key}"),
@@ -209,7 +263,7 @@ impl Backup {
                 key: key.clone(),
                 size,
                 sha256: sha256.clone(),
-                format: "custom".into(),
+                format: if directory { "directory" } else { "custom" }.into(),
                 compression,
                 database: target.database().to_string(),
                 server_version: server.to_string(),
@@ -358,9 +412,19 @@ async fn prune(store: &Store, age: Duration, keep: &str) -> Result<Vec<String>, 
     )])
 }
 
+/// A scratch directory removed when the step is over, whatever happened.
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// pg_dump's output on its way to the store: hashed and counted as it passes, and ending in
 /// an error — not a clean end — when pg_dump fails, so a failed dump is never stored.
 struct DumpStream {
+    program: &'static str,
     stdout: tokio::process::ChildStdout,
     hasher: Sha256,
     size: u64,
@@ -371,8 +435,13 @@ struct DumpStream {
 }
 
 impl DumpStream {
-    fn new(stdout: tokio::process::ChildStdout, mut child: tokio::process::Child) -> DumpStream {
+    fn new(
+        program: &'static str,
+        stdout: tokio::process::ChildStdout,
+        mut child: tokio::process::Child,
+    ) -> DumpStream {
         DumpStream {
+            program,
             stdout,
             hasher: Sha256::new(),
             size: 0,
@@ -417,8 +486,8 @@ impl tokio::io::AsyncRead for DumpStream {
             Poll::Ready(Ok(status)) if status.success() => Poll::Ready(Ok(())),
             Poll::Ready(result) => {
                 let why = match result {
-                    Ok(status) => format!("pg_dump failed ({status})"),
-                    Err(e) => format!("waiting for pg_dump failed: {e}"),
+                    Ok(status) => format!("{} failed ({status})", this.program),
+                    Err(e) => format!("waiting for {} failed: {e}", this.program),
                 };
                 this.failed = Some(why.clone());
                 Poll::Ready(Err(std::io::Error::other(why)))

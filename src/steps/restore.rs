@@ -145,6 +145,36 @@ impl Restore {
             )
             .map_err(fail)?;
 
+            // A directory-format backup is a tar of pg_dump's directory: unpacked beside the
+            // download, and pg_restore reads the directory (in parallel with `jobs`).
+            let input = if manifest.format == "directory" {
+                let dir = scratch.path.with_extension("dir");
+                let _ = std::fs::remove_dir_all(&dir);
+                tokio::fs::create_dir_all(&dir)
+                    .await
+                    .map_err(|e| StepFailure::new(format!("{}: {e}", dir.display())))?;
+                let untar = tokio::process::Command::new("tar")
+                    .arg("-C")
+                    .arg(&dir)
+                    .arg("-xf")
+                    .arg(&scratch.path)
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
+                if !untar.status.success() {
+                    return Err(StepFailure::new(format!(
+                        "unpacking {key} failed ({}): {}; the target was not touched",
+                        untar.status,
+                        String::from_utf8_lossy(&untar.stderr).trim()
+                    )));
+                }
+                dir
+            } else {
+                scratch.path.clone()
+            };
+
             let flags = self.flags.clone().unwrap_or_else(|| {
                 ["--clean", "--if-exists", "--no-owner"]
                     .map(String::from)
@@ -156,7 +186,7 @@ impl Restore {
                 .arg(format!("--jobs={}", self.jobs.unwrap_or(1).max(1)))
                 .arg(format!("--dbname={}", target.database()))
                 .arg("--no-password")
-                .arg(&scratch.path)
+                .arg(&input)
                 .envs(target.program_env())
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
@@ -383,5 +413,6 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir_all(self.path.with_extension("dir"));
     }
 }
