@@ -5,51 +5,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use common::Output;
+use common::drill::{drill, json_report, run_of, runs_of, shipped, step, vars};
 use common::pg::{TestDb, fixture, psql};
-use common::{Output, run_binary_with};
 
 fn playbook(name: &str) -> String {
-    format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"))
+    shipped(name)
 }
 
-/// Runs drillbook in `dir` with `args` and `env`, allowing `minutes` for real work.
-fn drill(dir: &Path, args: &[&str], env: &[(&str, &str)], minutes: u64) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let output = run_binary_with(dir, &args, &env, Duration::from_secs(60 * minutes));
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    output
-}
-
-fn json_report(dir: &Path, run: &str) -> serde_json::Value {
-    let output = drill(dir, &["report", run, "--format", "json"], &[], 1);
-    assert_eq!(output.status, 0, "{}", output.stderr);
-    serde_json::from_str(&output.stdout).expect("JSON report")
-}
-
-fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
-    report["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["id"] == id)
-        .unwrap_or_else(|| panic!("no step {id} in {report}"))
-}
-
-/// The id of the run of `playbook` (each test runs a playbook once, unless it says otherwise;
-/// run ids started in the same second do not sort by time).
-fn run_of(dir: &Path, playbook: &str) -> String {
-    let mut runs: Vec<String> = common::run_ids(dir)
-        .into_iter()
-        .filter(|id| common::journal(dir, id)[0]["playbook"] == playbook)
-        .collect();
-    assert_eq!(runs.len(), 1, "runs of {playbook}: {runs:?}");
-    runs.pop().expect("a run")
+/// Runs drillbook with `env` given as `(name, value)` pairs.
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], minutes: u64) -> Output {
+    drill(dir, args, &vars(env), minutes)
 }
 
 fn dumps(store: &Path) -> Vec<PathBuf> {
@@ -71,7 +38,7 @@ fn backed_up(dir: &Path, rows: u64) -> (TestDb, PathBuf) {
     let source = TestDb::create("drillbook_src");
     fixture(&source, rows, None);
     let store = dir.join("store");
-    let output = drill(
+    let output = run(
         dir,
         &[
             "run",
@@ -135,7 +102,7 @@ fn nightly_backup_writes_a_dump_and_a_manifest_that_match_the_database() {
 fn monthly_restore_smoke_restores_into_a_throwaway_cluster_and_removes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_source, store) = backed_up(dir.path(), 20_000);
-    let output = drill(
+    let output = run(
         dir.path(),
         &[
             "run",
@@ -233,7 +200,7 @@ fn database_restore_drill_restores_smoke_tests_skips_promote_and_flushes_the_cac
     let args = restore_args(&store, &env_file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let staging_url = staging.url();
-    let output = drill(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    let output = run(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     assert_eq!(staging.row_counts(), source.row_counts());
     assert_eq!(redis(&["DBSIZE"]), "0");
@@ -277,7 +244,7 @@ fn a_dump_with_one_flipped_byte_fails_before_pg_restore_and_leaves_the_target_al
     let args = restore_args(&store, &env_file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let staging_url = staging.url();
-    let output = drill(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    let output = run(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
     assert_eq!(output.status, 1, "{}\n{}", output.stdout, output.stderr);
     assert!(
         output.stdout.contains("does not match its manifest"),
@@ -310,7 +277,7 @@ fn assess_skips_a_truncated_upload_and_picks_the_backup_before_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (source, store) = backed_up(dir.path(), 2_000);
     // A second backup, then its dump cut short as an interrupted copy would leave it.
-    let output = drill(
+    let output = run(
         dir.path(),
         &[
             "run",
@@ -326,7 +293,7 @@ fn assess_skips_a_truncated_upload_and_picks_the_backup_before_it() {
     assert_eq!(all.len(), 2);
     let bytes = std::fs::read(&all[1]).expect("dump");
     std::fs::write(&all[1], &bytes[..bytes.len() / 3]).expect("truncate");
-    let output = drill(
+    let output = run(
         dir.path(),
         &[
             "run",
@@ -362,7 +329,7 @@ fn a_backup_older_than_the_rpo_ends_in_exit_3_with_both_figures() {
         .parse::<jiff::Timestamp>()
         .expect("time");
     let declared = taken + jiff::SignedDuration::from_hours(3);
-    let output = drill(
+    let output = run(
         dir.path(),
         &[
             "run",
@@ -400,7 +367,7 @@ fn an_unreachable_database_is_named_without_its_password() {
         ),
     )
     .expect("playbook");
-    let output = drill(
+    let output = run(
         dir.path(),
         &["run", file.to_str().unwrap()],
         &[(
@@ -433,7 +400,7 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
     let source = TestDb::create("drillbook_src");
     fixture(&source, 1_000, Some(&role));
     let store = dir.path().join("store");
-    let mut backup = drill(
+    let mut backup = run(
         dir.path(),
         &[
             "run",
@@ -459,7 +426,7 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
         );
         let file = dir.path().join("roles.yaml");
         std::fs::write(&file, text).expect("playbook");
-        drill(dir.path(), &["run", file.to_str().unwrap()], &[], 5)
+        run(dir.path(), &["run", file.to_str().unwrap()], &[], 5)
     };
     backup = restore("");
     assert_eq!(backup.status, 1, "{}", backup.stdout);
@@ -479,9 +446,8 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
     );
     let allowed = restore("    allow_errors: ['role \".*\" does not exist']\n");
     assert_eq!(allowed.status, 0, "{}", allowed.stdout);
-    let last = common::run_ids(dir.path())
+    let last = runs_of(dir.path(), "roles")
         .into_iter()
-        .filter(|id| common::journal(dir.path(), id)[0]["playbook"] == "roles")
         .find(|id| json_report(dir.path(), id)["exit_code"] == 0)
         .expect("the run with allow_errors");
     let report = json_report(dir.path(), &last);
@@ -528,7 +494,7 @@ steps:
         ),
     )
     .expect("playbook");
-    let output = drill(
+    let output = run(
         dir.path(),
         &["run", file.to_str().unwrap()],
         &[("DATABASE_URL", &source.url())],
@@ -557,4 +523,115 @@ steps:
         .map(|e| e.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(tmp.is_empty(), "{tmp:?}");
+}
+
+#[test]
+fn a_wrong_password_is_named_with_host_and_port_but_not_the_password() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let base = tempfile::tempdir().expect("tempdir");
+    let cluster = runtime
+        .block_on(drillbook::connect::cluster::Cluster::create(
+            base.path(),
+            "auth",
+            None,
+        ))
+        .expect("a cluster of our own");
+    struct Teardown(drillbook::connect::cluster::Cluster);
+    impl Drop for Teardown {
+        fn drop(&mut self) {
+            let _ = self.0.destroy_blocking();
+        }
+    }
+    let cluster = Teardown(cluster);
+    // Passwords required on 127.0.0.1, as on a real server.
+    let port = cluster.0.port;
+    let admin = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+            .batch_execute("ALTER USER postgres PASSWORD 'right-one'")
+            .await
+            .expect("password");
+        std::fs::write(
+            cluster.0.dir.join("data/pg_hba.conf"),
+            "host all all 127.0.0.1/32 scram-sha-256\n",
+        )
+        .expect("pg_hba.conf");
+        client
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .expect("reload");
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("auth.yaml");
+    std::fs::write(
+        &file,
+        "version: 1\nname: auth\nsecrets: [DATABASE_URL]\nsteps:\n  - id: backup\n    kind: backup\n    database: \"{{ secrets.DATABASE_URL }}\"\n    store: store\n",
+    )
+    .expect("playbook");
+    let url = format!("postgres://postgres:not-the-right-one@127.0.0.1:{port}/postgres");
+    let output = run(
+        dir.path(),
+        &["run", file.to_str().unwrap()],
+        &[("DATABASE_URL", &url)],
+        1,
+    );
+    assert_eq!(output.status, 1, "{}", output.stderr);
+    assert!(
+        output.stdout.contains(&format!(
+            "cannot connect to PostgreSQL at postgres@127.0.0.1:{port}/postgres: password authentication failed for user \"postgres\""
+        )),
+        "{}",
+        output.stdout
+    );
+    let everything = format!("{}{}", output.stdout, output.stderr);
+    assert!(!everything.contains("not-the-right-one"), "{everything}");
+}
+
+#[test]
+fn backups_older_than_prune_older_than_are_removed_and_the_new_one_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store).expect("store");
+    // Two old backups (40 and 35 days) and a recent one (2 days), as earlier nights left them.
+    let now = jiff::Timestamp::now();
+    let mut keys = Vec::new();
+    for days in [40, 35, 2] {
+        let at = now - jiff::SignedDuration::from_hours(24 * days);
+        let key = format!("{}.dump", at.strftime("%Y%m%dT%H%M%S%.3fZ"));
+        std::fs::write(store.join(&key), b"old").expect("dump");
+        std::fs::write(store.join(format!("{key}.manifest.json")), b"{}").expect("manifest");
+        keys.push(key);
+    }
+    let source = TestDb::create("drillbook_src");
+    fixture(&source, 1_000, None);
+    let output = run(
+        dir.path(),
+        &[
+            "run",
+            &playbook("nightly-backup.yaml"),
+            "--var",
+            &format!("store={}", store.display()),
+        ],
+        &[("DATABASE_URL", &source.url())],
+        5,
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let left: Vec<String> = dumps(&store)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0], keys[2], "the 2-day-old backup stays");
+    assert!(!store.join(format!("{}.manifest.json", keys[0])).exists());
+    let report = json_report(dir.path(), &run_of(dir.path(), "nightly-backup"));
+    assert!(
+        step(&report, "backup")["evidence"]
+            .to_string()
+            .contains("pruned 2 backup(s) older than 30d"),
+        "{report}"
+    );
 }

@@ -133,27 +133,9 @@ impl Target {
     pub async fn connect(&self, limit: Duration) -> Result<Client, PgError> {
         let attempt = async {
             if self.config.get_ssl_mode() == SslMode::Require {
-                let (client, connection) =
-                    self.config
-                        .connect(tls()?)
-                        .await
-                        .map_err(|e| PgError::Connect {
-                            server: self.to_string(),
-                            cause: cause(&e),
-                        })?;
-                tokio::spawn(connection);
-                Ok(client)
+                self.open(tls()?).await
             } else {
-                let (client, connection) =
-                    self.config
-                        .connect(NoTls)
-                        .await
-                        .map_err(|e| PgError::Connect {
-                            server: self.to_string(),
-                            cause: cause(&e),
-                        })?;
-                tokio::spawn(connection);
-                Ok(client)
+                self.open(NoTls).await
             }
         };
         match tokio::time::timeout(limit, attempt).await {
@@ -163,6 +145,24 @@ impl Target {
                 cause: format!("no answer within {} s", limit.as_secs_f64()),
             }),
         }
+    }
+
+    async fn open<T>(&self, tls: T) -> Result<Client, PgError>
+    where
+        T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+        T::Stream: Send + 'static,
+    {
+        let (client, connection) =
+            self.config
+                .connect(tls)
+                .await
+                .map_err(|e| PgError::Connect {
+                    server: self.to_string(),
+                    cause: cause(&e),
+                })?;
+        // The connection does the I/O; it ends when the client is dropped.
+        tokio::spawn(connection);
+        Ok(client)
     }
 
     /// The variables libpq programs read, so the password never appears in their argv.

@@ -79,7 +79,7 @@ impl Assess {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let store = Store::open(&render(&self.store)?)
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(StepFailure::of)?;
         let wanted = self.key.as_deref().map(render).transpose()?;
         let before = match &self.before {
             Some(text) => {
@@ -92,10 +92,7 @@ impl Assess {
             }
             None => None,
         };
-        let listing = store
-            .list("")
-            .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+        let listing = store.list("").await.map_err(StepFailure::of)?;
         let mut candidates = manifest::candidates(&listing);
         if let Some(key) = &wanted {
             candidates.retain(|c| &c.key == key);
@@ -194,11 +191,11 @@ impl Assess {
 
 /// How far a streaming standby's replay is behind, as `pg_last_xact_replay_timestamp()` says.
 async fn replication_lag(url: &str) -> Result<String, StepFailure> {
-    let target = Target::parse(url).map_err(|e| StepFailure::new(e.to_string()))?;
+    let target = Target::parse(url).map_err(StepFailure::of)?;
     let client = target
         .connect(std::time::Duration::from_secs(15))
         .await
-        .map_err(|e| StepFailure::new(e.to_string()))?;
+        .map_err(StepFailure::of)?;
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(),

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
 use super::command::{ProcessGroup, capture};
-use super::{Done, Progress, StepContext, StepFailure, Unit};
+use super::{Done, Progress, StepContext, StepFailure, Unit, output_file};
 use crate::connect::pg_tools;
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
@@ -92,29 +92,28 @@ impl Backup {
         let database = render(&self.database)?;
         let store = Store::open(&render(&self.store)?)
             .await
-            .map_err(|e| StepFailure::new(e.to_string()))?;
+            .map_err(StepFailure::of)?;
         let mut evidence = Vec::new();
         let target = if database.trim() == DEMO {
             let demo = crate::connect::demo::create(&ctx.run_dir.join(CLUSTERS))
                 .await
-                .map_err(|e| StepFailure::new(e.to_string()))?;
+                .map_err(StepFailure::of)?;
             evidence.push(format!("created the demo database {demo}"));
             demo
         } else {
-            Target::parse(&database).map_err(fail)?
+            Target::parse(&database).map_err(StepFailure::of)?
         };
 
         let work = async {
-            let client = target.connect(CONNECT_TIMEOUT).await.map_err(fail)?;
+            let client = target
+                .connect(CONNECT_TIMEOUT)
+                .await
+                .map_err(StepFailure::of)?;
             let server = postgres::server_version(&target, &client)
                 .await
-                .map_err(fail)?;
-            let pg_dump = pg_tools::find("pg_dump", Some(server.major)).map_err(fail)?;
-            for removed in store
-                .remove_incomplete("")
-                .await
-                .map_err(|e| StepFailure::new(e.to_string()))?
-            {
+                .map_err(StepFailure::of)?;
+            let pg_dump = pg_tools::find("pg_dump", Some(server.major)).map_err(StepFailure::of)?;
+            for removed in store.remove_incomplete("").await.map_err(StepFailure::of)? {
                 evidence.push(format!(
                     "removed what an interrupted upload left: {removed}"
                 ));
@@ -126,11 +125,11 @@ impl Backup {
             client
                 .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 .await
-                .map_err(|e| fail(target.error(&e)))?;
+                .map_err(|e| StepFailure::of(target.error(&e)))?;
             let snapshot: String = client
                 .query_one("SELECT pg_export_snapshot()", &[])
                 .await
-                .map_err(|e| fail(target.error(&e)))?
+                .map_err(|e| StepFailure::of(target.error(&e)))?
                 .get(0);
             let snapshot_at = Timestamp::now();
             let key = manifest::dump_key(snapshot_at);
@@ -182,13 +181,9 @@ impl Backup {
                 StepFailure::new(format!("cannot start {}: {e}", pg_dump.path.display()))
             })?;
             let _group = ProcessGroup(child.id());
-            let output_dir = ctx.run_dir.join("output");
-            tokio::fs::create_dir_all(&output_dir)
-                .await
-                .map_err(|e| StepFailure::new(format!("{}: {e}", output_dir.display())))?;
             let stderr = capture(
                 child.stderr.take(),
-                output_dir.join(format!("{}.{}.pg_dump.stderr", ctx.id, ctx.attempt)),
+                output_file(ctx, "pg_dump.stderr").await?,
                 ctx.masker,
                 8 * 1024,
             );
@@ -254,7 +249,7 @@ impl Backup {
                 failure.evidence = last_lines(&stderr);
                 return Err(failure);
             }
-            let (tables, large_objects) = counts.map_err(fail)?;
+            let (tables, large_objects) = counts.map_err(StepFailure::of)?;
             let _ = client.batch_execute("COMMIT").await;
             let (size, sha256) = stream.finish();
             let finished_at = Timestamp::now();
@@ -279,7 +274,7 @@ impl Backup {
             store
                 .put_bytes(&manifest_key, manifest.to_bytes())
                 .await
-                .map_err(|e| StepFailure::new(e.to_string()))?;
+                .map_err(StepFailure::of)?;
             evidence.push(format!(
                 "{key}: {} ({size} bytes), sha256 {sha256}",
                 human_bytes(size)
@@ -322,10 +317,6 @@ pub const DEMO: &str = "demo";
 pub const CLUSTERS: &str = "clusters";
 /// Measured (DESIGN.md): level 1 is about twice as fast as pg_dump's default for ~4% more bytes.
 const DEFAULT_COMPRESSION: u8 = 1;
-
-fn fail(error: impl std::fmt::Display) -> StepFailure {
-    StepFailure::new(error.to_string())
-}
 
 fn last_lines(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
@@ -432,6 +423,7 @@ struct DumpStream {
         Box<dyn std::future::Future<Output = std::io::Result<std::process::ExitStatus>> + Send>,
     >,
     failed: Option<String>,
+    succeeded: bool,
 }
 
 impl DumpStream {
@@ -447,6 +439,7 @@ impl DumpStream {
             size: 0,
             exit: Box::pin(async move { child.wait().await }),
             failed: None,
+            succeeded: false,
         }
     }
 
@@ -455,9 +448,7 @@ impl DumpStream {
     }
 
     fn finish(self) -> (u64, String) {
-        let digest = self.hasher.finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        (self.size, hex)
+        (self.size, manifest::hex(&self.hasher.finalize()))
     }
 }
 
@@ -481,9 +472,20 @@ impl tokio::io::AsyncRead for DumpStream {
             return Poll::Ready(Ok(()));
         }
         // End of output: it only counts as the end of the dump if pg_dump succeeded.
+        // Readers may ask again after the end (the S3 store does, after a short last part):
+        // answer from what is known, since the finished `exit` future must not be polled again.
+        if let Some(why) = &this.failed {
+            return Poll::Ready(Err(std::io::Error::other(why.clone())));
+        }
+        if this.succeeded {
+            return Poll::Ready(Ok(()));
+        }
         match this.exit.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(status)) if status.success() => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(status)) if status.success() => {
+                this.succeeded = true;
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(result) => {
                 let why = match result {
                     Ok(status) => format!("{} failed ({status})", this.program),

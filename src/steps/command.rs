@@ -101,19 +101,15 @@ impl Command {
         })?;
         let group = ProcessGroup(child.id());
 
-        let output_dir = ctx.run_dir.join("output");
-        tokio::fs::create_dir_all(&output_dir).await.map_err(|e| {
-            StepFailure::new(format!("cannot create {}: {e}", output_dir.display()))
-        })?;
         let stdout = capture(
             child.stdout.take(),
-            output_dir.join(format!("{}.{}.stdout", ctx.id, ctx.attempt)),
+            super::output_file(ctx, "stdout").await?,
             ctx.masker,
             STDOUT_KEPT,
         );
         let stderr = capture(
             child.stderr.take(),
-            output_dir.join(format!("{}.{}.stderr", ctx.id, ctx.attempt)),
+            super::output_file(ctx, "stderr").await?,
             ctx.masker,
             STDERR_KEPT,
         );

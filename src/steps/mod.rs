@@ -306,6 +306,54 @@ pub(crate) fn at_key(node: &Node, key: &str, message: impl Into<String>) -> Diag
     Diagnostic::new(place.pos, place.len, message)
 }
 
+/// `output/<step>.<attempt>.<name>` in the run's directory, the directory made: where a step
+/// keeps the full output of the programs it runs.
+pub(crate) async fn output_file(
+    ctx: &StepContext<'_>,
+    name: &str,
+) -> Result<std::path::PathBuf, StepFailure> {
+    let dir = ctx.run_dir.join("output");
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| StepFailure::new(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir.join(format!("{}.{}.{name}", ctx.id, ctx.attempt)))
+}
+
+/// Reads `reader` to its end, hashing it (SHA-256, hex) and copying it into `copy` when given,
+/// reporting progress against `total`. Returns the size and the hash.
+pub(crate) async fn read_hashed(
+    mut reader: impl tokio::io::AsyncRead + Unpin,
+    mut copy: Option<&mut (dyn tokio::io::AsyncWrite + Unpin + Send)>,
+    total: u64,
+    ctx: &StepContext<'_>,
+) -> std::io::Result<(u64, String)> {
+    use sha2::Digest;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut hasher = sha2::Sha256::new();
+    let mut size = 0u64;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let read = reader.read(&mut buffer).await?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        if let Some(copy) = copy.as_mut() {
+            copy.write_all(&buffer[..read]).await?;
+        }
+        size += read as u64;
+        (ctx.progress)(Progress {
+            done: size,
+            total: Some(total),
+            unit: Unit::Bytes,
+        });
+    }
+    if let Some(copy) = copy.as_mut() {
+        copy.flush().await?;
+    }
+    Ok((size, crate::manifest::hex(&hasher.finalize())))
+}
+
 /// Who decided and when, as a human step's outputs.
 fn decision_outputs(ctx: &StepContext<'_>, by_key: &str, at_key: &str) -> Done {
     let mut done = Done::default();
@@ -370,6 +418,11 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
+    /// A failure whose message is an error's own (connectors' errors are written for people).
+    pub fn of(error: impl std::fmt::Display) -> StepFailure {
+        StepFailure::new(error.to_string())
+    }
+
     pub fn new(message: impl Into<String>) -> StepFailure {
         StepFailure {
             message: message.into(),

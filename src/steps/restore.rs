@@ -2,11 +2,10 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::backup::CLUSTERS;
 use super::command::{ProcessGroup, capture};
-use super::{Done, Progress, StepContext, StepFailure, Unit};
+use super::{Done, StepContext, StepFailure, output_file, read_hashed};
 use crate::connect::cluster::Cluster;
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
@@ -77,12 +76,14 @@ impl Restore {
     pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let key = render(&self.backup)?;
-        let store = Store::open(&render(&self.store)?).await.map_err(fail)?;
+        let store = Store::open(&render(&self.store)?)
+            .await
+            .map_err(StepFailure::of)?;
         let target_text = render(&self.target)?;
         let allowed = self
             .allow_errors
             .iter()
-            .map(|p| regex::Regex::new(p).map_err(fail))
+            .map(|p| regex::Regex::new(p).map_err(StepFailure::of))
             .collect::<Result<Vec<_>, _>>()?;
 
         let work = async {
@@ -96,7 +97,7 @@ impl Restore {
                             store.url()
                         ))
                     } else {
-                        fail(e)
+                        StepFailure::of(e)
                     }
                 })?;
             let manifest = Manifest::parse(&manifest_bytes).map_err(StepFailure::new)?;
@@ -120,14 +121,14 @@ impl Restore {
                     None,
                 )
                 .await
-                .map_err(fail)?;
+                .map_err(StepFailure::of)?;
                 evidence.push(format!(
                     "created a throwaway cluster on port {} (removed when the run ends)",
                     cluster.port
                 ));
-                Target::parse(&cluster.url(&manifest.database)).map_err(fail)?
+                Target::parse(&cluster.url(&manifest.database)).map_err(StepFailure::of)?
             } else {
-                Target::parse(&target_text).map_err(fail)?
+                Target::parse(&target_text).map_err(StepFailure::of)?
             };
             let server = prepare_database(&target).await?;
             if let Some(created) = &server.created {
@@ -143,7 +144,7 @@ impl Restore {
                 "pg_restore",
                 Some(server.version.major.max(archive_major)),
             )
-            .map_err(fail)?;
+            .map_err(StepFailure::of)?;
 
             // A directory-format backup is a tar of pg_dump's directory: unpacked beside the
             // download, and pg_restore reads the directory (in parallel with `jobs`).
@@ -197,20 +198,12 @@ impl Restore {
                 StepFailure::new(format!("cannot start {}: {e}", pg_restore.path.display()))
             })?;
             let _group = ProcessGroup(child.id());
-            let output_dir = ctx.run_dir.join("output");
-            tokio::fs::create_dir_all(&output_dir)
-                .await
-                .map_err(|e| StepFailure::new(format!("{}: {e}", output_dir.display())))?;
+            let stderr_file = output_file(ctx, "pg_restore.stderr").await?;
             let restoring = std::time::Instant::now();
             let stderr_pipe = child.stderr.take();
             let (status, stderr) = tokio::join!(
                 child.wait(),
-                capture(
-                    stderr_pipe,
-                    output_dir.join(format!("{}.{}.pg_restore.stderr", ctx.id, ctx.attempt)),
-                    ctx.masker,
-                    256 * 1024,
-                )
+                capture(stderr_pipe, stderr_file, ctx.masker, 256 * 1024,)
             );
             let status = status.map_err(|e| StepFailure::new(format!("pg_restore: {e}")))?;
             let stderr = stderr?;
@@ -290,10 +283,6 @@ impl Restore {
 /// `target: ephemeral` asks for a throwaway local cluster.
 pub const EPHEMERAL: &str = "ephemeral";
 
-fn fail(error: impl std::fmt::Display) -> StepFailure {
-    StepFailure::new(error.to_string())
-}
-
 /// pg_restore's error lines, split into those `allow_errors` lets pass and the rest.
 fn classify(stderr: &str, allowed: &[regex::Regex]) -> (Vec<String>, Vec<String>) {
     stderr
@@ -314,18 +303,21 @@ async fn prepare_database(target: &Target) -> Result<Prepared, StepFailure> {
     let client = match admin.connect(CONNECT_TIMEOUT).await {
         Ok(client) => client,
         // No access to the maintenance database: the target itself must exist then.
-        Err(_) => target.connect(CONNECT_TIMEOUT).await.map_err(fail)?,
+        Err(_) => target
+            .connect(CONNECT_TIMEOUT)
+            .await
+            .map_err(StepFailure::of)?,
     };
     let version = postgres::server_version(target, &client)
         .await
-        .map_err(fail)?;
+        .map_err(StepFailure::of)?;
     let exists = client
         .query_opt(
             "SELECT 1 FROM pg_database WHERE datname = $1",
             &[&target.database()],
         )
         .await
-        .map_err(|e| fail(target.error(&e)))?
+        .map_err(|e| StepFailure::of(target.error(&e)))?
         .is_some();
     let mut created = None;
     if !exists {
@@ -335,7 +327,7 @@ async fn prepare_database(target: &Target) -> Result<Prepared, StepFailure> {
                 postgres::quote_ident(target.database())
             ))
             .await
-            .map_err(|e| fail(target.error(&e)))?;
+            .map_err(|e| StepFailure::of(target.error(&e)))?;
         created = Some(format!("created the database {}", target.database()));
     }
     Ok(Prepared { version, created })
@@ -349,37 +341,13 @@ async fn download(
     path: &std::path::Path,
     ctx: &StepContext<'_>,
 ) -> Result<(), StepFailure> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut reader = store.get(key, None).await.map_err(fail)?;
+    let reader = store.get(key, None).await.map_err(StepFailure::of)?;
     let io_error = |e: std::io::Error| StepFailure::new(format!("{}: {e}", path.display()));
     let file = tokio::fs::File::create(path).await.map_err(io_error)?;
     let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let read = reader
-            .read(&mut buffer)
-            .await
-            .map_err(|e| StepFailure::new(format!("reading {key} from {}: {e}", store.url())))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        file.write_all(&buffer[..read]).await.map_err(io_error)?;
-        size += read as u64;
-        (ctx.progress)(Progress {
-            done: size,
-            total: Some(manifest.size),
-            unit: Unit::Bytes,
-        });
-    }
-    file.flush().await.map_err(io_error)?;
-    let sha256: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let (size, sha256) = read_hashed(reader, Some(&mut file), manifest.size, ctx)
+        .await
+        .map_err(|e| StepFailure::new(format!("reading {key} from {}: {e}", store.url())))?;
     if size != manifest.size || sha256 != manifest.sha256 {
         return Err(StepFailure::new(format!(
             "{key} does not match its manifest (size {size}, manifest {}; sha256 {sha256}, manifest {}): the backup is corrupt, and the target was not touched",

@@ -212,17 +212,22 @@ impl SmokeTest {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let database = match &self.database {
             Some(url) => {
-                let target = Target::parse(&render(url)?).map_err(fail)?;
-                let client = target.connect(CONNECT_TIMEOUT).await.map_err(fail)?;
+                let target = Target::parse(&render(url)?).map_err(StepFailure::of)?;
+                let client = target
+                    .connect(CONNECT_TIMEOUT)
+                    .await
+                    .map_err(StepFailure::of)?;
                 Some((target, client))
             }
             None => None,
         };
         let manifest = match (&self.store, &self.backup) {
             (Some(store), Some(backup)) if self.needs_manifest() => {
-                let store = Store::open(&render(store)?).await.map_err(fail)?;
+                let store = Store::open(&render(store)?)
+                    .await
+                    .map_err(StepFailure::of)?;
                 let key = manifest::manifest_key(&render(backup)?);
-                let bytes = store.get_bytes(&key).await.map_err(fail)?;
+                let bytes = store.get_bytes(&key).await.map_err(StepFailure::of)?;
                 Some(Manifest::parse(&bytes).map_err(StepFailure::new)?)
             }
             _ => None,
@@ -347,10 +352,6 @@ impl SmokeTest {
         }
         Err("nothing to check".into())
     }
-}
-
-fn fail(error: impl std::fmt::Display) -> StepFailure {
-    StepFailure::new(error.to_string())
 }
 
 /// The first column of the first row, as text (NULL is the empty string).

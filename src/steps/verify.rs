@@ -5,9 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
-use sha2::{Digest, Sha256};
-
-use super::{Done, Progress, StepContext, StepFailure, Unit};
+use super::{Done, StepContext, StepFailure, read_hashed};
 use crate::connect::store::Store;
 use crate::manifest::{self, Manifest};
 use crate::report::format_duration;
@@ -53,7 +51,9 @@ impl Verify {
             ));
         }
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
-        let store = Store::open(&render(&self.source)?).await.map_err(fail)?;
+        let store = Store::open(&render(&self.source)?)
+            .await
+            .map_err(StepFailure::of)?;
         let mut done = Done::default();
         let mut problems = Vec::new();
         if let Some(backup) = &self.backup {
@@ -67,7 +67,7 @@ impl Verify {
                 .insert("mismatched".into(), problems.len().into());
         }
         if let Some(limit) = self.max_age {
-            let listing = store.list("").await.map_err(fail)?;
+            let listing = store.list("").await.map_err(StepFailure::of)?;
             let newest = manifest::candidates(&listing)
                 .into_iter()
                 .find(|c| c.manifest.is_some());
@@ -103,10 +103,6 @@ impl Verify {
     }
 }
 
-fn fail(error: impl std::fmt::Display) -> StepFailure {
-    StepFailure::new(error.to_string())
-}
-
 /// A backup against its manifest: the size the store reports, and with `deep` the SHA-256 of
 /// the bytes read back. `Err` inside says what is wrong with the backup.
 async fn check_backup(
@@ -118,9 +114,9 @@ async fn check_backup(
     let manifest = match store.get_bytes(&manifest::manifest_key(key)).await {
         Ok(bytes) => Manifest::parse(&bytes).map_err(StepFailure::new)?,
         Err(e) if e.is_not_found() => return Ok(Err(format!("{key} has no manifest"))),
-        Err(e) => return Err(fail(e)),
+        Err(e) => return Err(StepFailure::of(e)),
     };
-    let Some(object) = store.head(key).await.map_err(fail)? else {
+    let Some(object) = store.head(key).await.map_err(StepFailure::of)? else {
         return Ok(Err(format!("{key} is missing (its manifest is there)")));
     };
     if object.size != manifest.size {
@@ -135,32 +131,10 @@ async fn check_backup(
             object.size
         )));
     }
-    use tokio::io::AsyncReadExt;
-    let mut reader = store.get(key, None).await.map_err(fail)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    let mut done = 0u64;
-    loop {
-        let read = reader
-            .read(&mut buffer)
-            .await
-            .map_err(|e| StepFailure::new(format!("reading {key}: {e}")))?;
-        if read == 0 {
-            break;
-        }
-        hasher.update(&buffer[..read]);
-        done += read as u64;
-        (ctx.progress)(Progress {
-            done,
-            total: Some(manifest.size),
-            unit: Unit::Bytes,
-        });
-    }
-    let sha256: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let reader = store.get(key, None).await.map_err(StepFailure::of)?;
+    let (_, sha256) = read_hashed(reader, None, manifest.size, ctx)
+        .await
+        .map_err(|e| StepFailure::new(format!("reading {key}: {e}")))?;
     Ok(if sha256 == manifest.sha256 {
         Ok(format!(
             "{key}: {} bytes, sha256 {sha256}, as in its manifest",

@@ -4,6 +4,7 @@
 
 pub mod s3;
 
+pub mod drill;
 pub mod pg;
 
 use std::io::Read;
