@@ -482,6 +482,30 @@ fn a_backup_killed_mid_upload_leaves_nothing_visible_and_resume_finishes() {
         common::events(&common::journal(dir.path(), &run), "run_resumed", None).len(),
         1
     );
+    // The resumed backup restores: downloaded in parallel byte ranges, checked, restored.
+    let restored = drill_s3(
+        dir.path(),
+        &server,
+        &[
+            "run",
+            &playbook("monthly-restore-smoke.yaml"),
+            "--var",
+            &format!("store={store}"),
+        ],
+        &[],
+        3,
+    );
+    assert_eq!(
+        restored.status, 0,
+        "{}\n{}",
+        restored.stdout, restored.stderr
+    );
+    let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
+    let smoke = step(&report, "smoke")["evidence"].to_string();
+    assert!(
+        smoke.contains(&format!("{BIG_ROWS} rows, each as in the backup")),
+        "{smoke}"
+    );
     eprintln!(
         "killed mid-upload: table filled in {:.1} s, killed at {:.1} s (pg_dump children then: \
          {pg_dumps:?}, gone {:.2} s later), dump {} bytes, {:.1} s in all",

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::backup::CLUSTERS;
 use super::command::{ProcessGroup, capture};
-use super::{Done, StepContext, StepFailure, output_file, read_hashed};
+use super::{Done, Progress, StepContext, StepFailure, Unit, output_file};
 use crate::connect::cluster::Cluster;
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
@@ -341,13 +341,18 @@ async fn download(
     path: &std::path::Path,
     ctx: &StepContext<'_>,
 ) -> Result<(), StepFailure> {
-    let reader = store.get(key, None).await.map_err(StepFailure::of)?;
-    let io_error = |e: std::io::Error| StepFailure::new(format!("{}: {e}", path.display()));
-    let file = tokio::fs::File::create(path).await.map_err(io_error)?;
-    let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let (size, sha256) = read_hashed(reader, Some(&mut file), manifest.size, ctx)
+    let total = manifest.size;
+    let report = |done| {
+        (ctx.progress)(Progress {
+            done,
+            total: Some(total),
+            unit: Unit::Bytes,
+        })
+    };
+    let (size, sha256) = store
+        .download(key, path, &report)
         .await
-        .map_err(|e| StepFailure::new(format!("reading {key} from {}: {e}", store.url())))?;
+        .map_err(StepFailure::of)?;
     if size != manifest.size || sha256 != manifest.sha256 {
         return Err(StepFailure::new(format!(
             "{key} does not match its manifest (size {size}, manifest {}; sha256 {sha256}, manifest {}): the backup is corrupt, and the target was not touched",

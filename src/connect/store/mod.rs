@@ -4,6 +4,7 @@
 //! Keys are always relative to the store's prefix (or directory) and `/`-separated. Every
 //! error names the store URL and the key, never a credential, so it can be shown as is.
 
+mod download;
 mod local;
 mod s3;
 
