@@ -628,3 +628,22 @@ async fn child_open_from_environment() {
     store.put_bytes("hello", b"hello".to_vec()).await.unwrap();
     assert_eq!(store.get_bytes("hello").await.unwrap(), b"hello");
 }
+
+/// A store URL can name its own endpoint: a mirror on another server than the environment's.
+#[tokio::test]
+async fn an_s3_url_names_its_endpoint() {
+    let server = S3Server::start();
+    server.create_bucket("own-endpoint");
+    let settings = drillbook::connect::store::S3Settings {
+        endpoint: None,
+        ..server.settings()
+    };
+    let url = format!("s3://own-endpoint/p?endpoint={}", server.endpoint);
+    let store = Store::open_with(&url, &settings).await.expect("open");
+    assert_eq!(store.url(), "s3://own-endpoint/p");
+    store
+        .put_bytes("hello.txt", b"hello".to_vec())
+        .await
+        .expect("put");
+    assert!(server.root.join("own-endpoint/p/hello.txt").is_file());
+}

@@ -105,6 +105,15 @@ impl Store {
     /// For S3 this checks that the bucket exists, so a typo fails here with a clear message
     /// rather than halfway through a run.
     pub async fn open_with(url: &str, settings: &S3Settings) -> Result<Store, StoreError> {
+        let (url, options) = match url.split_once('?') {
+            Some((url, query)) if url.starts_with("s3://") => (url, Some(query)),
+            _ => (url, None),
+        };
+        let mut settings = settings.clone();
+        if let Some(query) = options {
+            apply_query(url, query, &mut settings)?;
+        }
+        let settings = &settings;
         let (parsed, display) = parse_url(url)?;
         let backend = match parsed {
             Location::Local(path) => {
@@ -239,6 +248,32 @@ enum Location {
         prefix: String,
     },
     Local(PathBuf),
+}
+
+/// `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1`: where the store's
+/// server is, when it is not the one the environment names (a mirror on another provider).
+/// Credentials never go in a URL: they come from the environment or a profile.
+fn apply_query(url: &str, query: &str, settings: &mut S3Settings) -> Result<(), StoreError> {
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value).ok_or_else(|| StoreError::InvalidUrl {
+            url: url.to_owned(),
+            reason: format!("bad %-escape in `{name}`"),
+        })?;
+        match name {
+            "endpoint" => settings.endpoint = Some(value),
+            "region" => settings.region = Some(value),
+            _ => {
+                return Err(StoreError::InvalidUrl {
+                    url: url.to_owned(),
+                    reason: format!(
+                        "unknown option `{name}`; an S3 store takes `endpoint` and `region` (credentials come from the environment)"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses a store URL into its location and the form used in messages.
@@ -389,6 +424,27 @@ fn check_prefix(url: &str, prefix: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_s3_url_may_name_its_endpoint_and_region() {
+        let mut settings = S3Settings::default();
+        apply_query(
+            "s3://b/p",
+            "endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=eu-west-1",
+            &mut settings,
+        )
+        .expect("options");
+        assert_eq!(settings.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(settings.region.as_deref(), Some("eu-west-1"));
+        let error = Store::open("s3://b/p?secret_key=x")
+            .await
+            .expect_err("refused");
+        assert!(
+            error.to_string().contains("unknown option `secret_key`"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("=x"), "{error}");
+    }
 
     fn s3(bucket: &str, prefix: &str) -> Location {
         Location::S3 {
