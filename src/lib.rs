@@ -4,6 +4,7 @@
 //! [`validate`] turns it into a [`model::Playbook`] (or every error at once), [`plan`] makes
 //! it a DAG. Each step kind lives in its own file under [`steps`].
 
+pub mod checksums;
 pub mod cli;
 pub mod connect;
 pub mod diagnostic;

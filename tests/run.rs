@@ -232,27 +232,6 @@ steps:
 }
 
 #[test]
-fn kinds_of_later_issues_fail_at_run_time_not_at_validation() {
-    let test = Drillbook::new().playbook(
-        "p.yaml",
-        r#"version: 1
-name: later
-steps:
-  - { id: mirror, kind: sync, source: "s3://a/b", destination: "s3://c/d" }
-"#,
-    );
-    let dir = test.dir().to_path_buf();
-    assert_eq!(drillbook(&dir, &["validate", "p.yaml"]).status, 0);
-    let output = drillbook(&dir, &["run", "p.yaml"]);
-    assert_eq!(output.status, 1);
-    let records = journal(&dir, &only_run(&dir));
-    assert_eq!(
-        events(&records, "step_finished", Some("mirror"))[0]["error"],
-        "`sync` steps are not implemented yet in this version of drillbook"
-    );
-}
-
-#[test]
 fn a_dry_run_renders_and_touches_nothing() {
     let test = Drillbook::new()
         .playbook(

@@ -86,8 +86,29 @@ pub fn version_of(path: &Path) -> Option<Version> {
         .flatten()
 }
 
-/// Every copy of `program` there is: on PATH first, then the versioned directories.
+/// Every copy of `program` there is: on PATH first, then the versioned directories. Each file
+/// once (`/bin` is often `/usr/bin`), and without Debian's `pg_wrapper` when the versioned
+/// directories have the real program: the wrapper is a Perl script that only picks one of
+/// them, and running it to ask its version costs ~20 ms.
 fn candidates(program: &str) -> Vec<PathBuf> {
+    let found = every_copy(program);
+    let mut seen = std::collections::HashSet::new();
+    let real: Vec<PathBuf> = found
+        .into_iter()
+        .filter(|path| seen.insert(path.canonicalize().unwrap_or_else(|_| path.clone())))
+        .collect();
+    let versioned = real.iter().any(|p| p.starts_with(VERSIONED_DIRS));
+    real.into_iter()
+        .filter(|path| {
+            !versioned
+                || !path
+                    .canonicalize()
+                    .is_ok_and(|target| target.ends_with("pg_wrapper"))
+        })
+        .collect()
+}
+
+fn every_copy(program: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
     if let Some(path) = std::env::var_os("PATH") {
         for dir in std::env::split_paths(&path) {

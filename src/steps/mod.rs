@@ -263,8 +263,8 @@ impl StepConfig {
             StepConfig::Backup(step) => step.check(node, out),
             StepConfig::Assess(step) => step.check(node, out),
             StepConfig::Restore(step) => step.check(node, out),
+            StepConfig::Sync(step) => step.check(node, out),
             StepConfig::Flush(_)
-            | StepConfig::Sync(_)
             | StepConfig::Verify(_)
             | StepConfig::Manual(_)
             | StepConfig::Wait(_) => {}
@@ -287,10 +287,7 @@ impl StepConfig {
             StepConfig::Verify(step) => step.run(ctx).await,
             StepConfig::Promote(step) => step.run(ctx).await,
             StepConfig::Flush(step) => step.run(ctx).await,
-            StepConfig::Sync(_) => Err(StepFailure::new(format!(
-                "`{}` steps are not implemented yet in this version of drillbook",
-                self.kind()
-            ))),
+            StepConfig::Sync(step) => step.run(ctx).await,
         }
     }
 

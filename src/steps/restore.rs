@@ -106,45 +106,59 @@ impl Restore {
             // with the target untouched (pg_restore happily restores some corrupt archives).
             let scratch = Scratch::new(ctx.run_dir, ctx.id, ctx.attempt).await?;
             let started = std::time::Instant::now();
-            download(&store, &key, &manifest, &scratch.path, ctx).await?;
+            // While the dump downloads, the target is got ready without being changed: a
+            // throwaway cluster made, the server asked its version, pg_restore found.
+            let getting_ready = async {
+                let mut notes = Vec::new();
+                let target = if target_text.trim() == EPHEMERAL {
+                    let cluster = Cluster::create(
+                        &ctx.run_dir.join(CLUSTERS),
+                        &format!("restore-{}", ctx.id),
+                        None,
+                    )
+                    .await
+                    .map_err(StepFailure::of)?;
+                    notes.push(format!(
+                        "created a throwaway cluster on port {} (removed when the run ends)",
+                        cluster.port
+                    ));
+                    Target::parse(&cluster.url(&manifest.database)).map_err(StepFailure::of)?
+                } else {
+                    Target::parse(&target_text).map_err(StepFailure::of)?
+                };
+                let server = inspect(&target).await?;
+                let archive_major = crate::connect::pg_tools::parse_version(&format!(
+                    "pg_dump (PostgreSQL) {}",
+                    manifest.pg_dump_version
+                ))
+                .map(|v| v.major)
+                .unwrap_or(0);
+                let needed = server.version.major.max(archive_major);
+                let pg_restore = tokio::task::spawn_blocking(move || {
+                    crate::connect::pg_tools::find("pg_restore", Some(needed))
+                })
+                .await
+                .map_err(StepFailure::of)?
+                .map_err(StepFailure::of)?;
+                Ok::<_, StepFailure>((target, server, pg_restore, notes))
+            };
+            let (downloaded, ready) = tokio::join!(
+                download(&store, &key, &manifest, &scratch.path, ctx),
+                getting_ready
+            );
+            // A corrupt dump is the first thing to say, whatever else went wrong.
+            downloaded?;
+            let (target, server, pg_restore, notes) = ready?;
             let mut evidence = vec![format!(
                 "{key}: {} and sha256 {} match the manifest (downloaded and checked in {:.1} s)",
                 human_bytes(manifest.size),
                 manifest.sha256,
                 started.elapsed().as_secs_f64()
             )];
-
-            let target = if target_text.trim() == EPHEMERAL {
-                let cluster = Cluster::create(
-                    &ctx.run_dir.join(CLUSTERS),
-                    &format!("restore-{}", ctx.id),
-                    None,
-                )
-                .await
-                .map_err(StepFailure::of)?;
-                evidence.push(format!(
-                    "created a throwaway cluster on port {} (removed when the run ends)",
-                    cluster.port
-                ));
-                Target::parse(&cluster.url(&manifest.database)).map_err(StepFailure::of)?
-            } else {
-                Target::parse(&target_text).map_err(StepFailure::of)?
-            };
-            let server = prepare_database(&target).await?;
-            if let Some(created) = &server.created {
-                evidence.push(created.clone());
+            evidence.extend(notes);
+            if let Some(created) = create_if_missing(&target, &server).await? {
+                evidence.push(created);
             }
-            let archive_major = crate::connect::pg_tools::parse_version(&format!(
-                "pg_dump (PostgreSQL) {}",
-                manifest.pg_dump_version
-            ))
-            .map(|v| v.major)
-            .unwrap_or(0);
-            let pg_restore = crate::connect::pg_tools::find(
-                "pg_restore",
-                Some(server.version.major.max(archive_major)),
-            )
-            .map_err(StepFailure::of)?;
 
             // A directory-format backup is a tar of pg_dump's directory: unpacked beside the
             // download, and pg_restore reads the directory (in parallel with `jobs`).
@@ -292,13 +306,15 @@ fn classify(stderr: &str, allowed: &[regex::Regex]) -> (Vec<String>, Vec<String>
         .partition(|line| allowed.iter().any(|pattern| pattern.is_match(line)))
 }
 
-struct Prepared {
+/// The target server as found before anything is changed.
+struct Inspected {
     version: crate::connect::pg_tools::Version,
-    created: Option<String>,
+    exists: bool,
+    client: tokio_postgres::Client,
 }
 
-/// Checks the server answers and creates the target database when it is missing.
-async fn prepare_database(target: &Target) -> Result<Prepared, StepFailure> {
+/// Checks the server answers, its version, and whether the target database exists.
+async fn inspect(target: &Target) -> Result<Inspected, StepFailure> {
     let admin = target.with_database("postgres");
     let client = match admin.connect(CONNECT_TIMEOUT).await {
         Ok(client) => client,
@@ -319,18 +335,30 @@ async fn prepare_database(target: &Target) -> Result<Prepared, StepFailure> {
         .await
         .map_err(|e| StepFailure::of(target.error(&e)))?
         .is_some();
-    let mut created = None;
-    if !exists {
-        client
-            .batch_execute(&format!(
-                "CREATE DATABASE {}",
-                postgres::quote_ident(target.database())
-            ))
-            .await
-            .map_err(|e| StepFailure::of(target.error(&e)))?;
-        created = Some(format!("created the database {}", target.database()));
+    Ok(Inspected {
+        version,
+        exists,
+        client,
+    })
+}
+
+/// Creates the target database when it is missing; says so when it did.
+async fn create_if_missing(
+    target: &Target,
+    server: &Inspected,
+) -> Result<Option<String>, StepFailure> {
+    if server.exists {
+        return Ok(None);
     }
-    Ok(Prepared { version, created })
+    server
+        .client
+        .batch_execute(&format!(
+            "CREATE DATABASE {}",
+            postgres::quote_ident(target.database())
+        ))
+        .await
+        .map_err(|e| StepFailure::of(target.error(&e)))?;
+    Ok(Some(format!("created the database {}", target.database())))
 }
 
 /// Downloads the dump into `path`, hashing as it goes; fails unless size and SHA-256 match.

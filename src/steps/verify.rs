@@ -1,12 +1,27 @@
 //! `verify`: checksum parity between stores, backups against manifests, freshness.
+//!
+//! Parity is decided on drillbook's own SHA-256, never on ETags (the same bytes get different
+//! multipart ETags from different tools). Without `deep`, the checksum report `sync` writes
+//! spares re-reading what it vouches for; anything it cannot vouch for is hashed.
 
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::duration::Duration;
 
-use super::{Done, StepContext, StepFailure, read_hashed};
-use crate::connect::store::Store;
+use super::{Done, Progress, StepContext, StepFailure, Unit, read_hashed};
+use crate::checksums::{ChecksumReport, REPORT_KEY, is_own};
+use crate::connect::store::{ObjectInfo, Store};
+use crate::duration::human_bytes;
 use crate::manifest::{self, Manifest};
 use crate::report::format_duration;
 
@@ -34,6 +49,23 @@ pub struct Verify {
 pub const OUTPUTS: &[&str] = &["objects", "missing", "extra", "mismatched", "newest", "age"];
 pub const IDEMPOTENT: bool = true;
 
+/// Objects hashed at once (each on both sides when both are read).
+const IN_FLIGHT: usize = 16;
+/// Findings listed one by one in the evidence; the counts cover all of them.
+const FINDINGS_SHOWN: usize = 50;
+/// Objects larger than this are read as byte ranges, several at once: one stream from an S3
+/// server is far slower than SHA-256.
+const CHUNK: u64 = 4 << 20;
+/// Ranges in flight for one object.
+const CHUNKS_PER_OBJECT: usize = 4;
+/// Range buffers in flight across all objects: the memory bound (16 × 4 MiB).
+const CHUNK_BUDGET: usize = 16;
+/// The read buffer of a small object's single stream.
+const STREAM_BUFFER: usize = 256 << 10;
+/// Listings may give modification times truncated to the second: an object listed within a
+/// second before the report's `updated_at` may have been written after it.
+const TIME_GRAIN: SignedDuration = SignedDuration::from_secs(1);
+
 impl Verify {
     pub fn summary(&self) -> String {
         match &self.destination {
@@ -45,51 +77,130 @@ impl Verify {
 
 impl Verify {
     pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
-        if self.destination.is_some() || (self.backup.is_none() && self.max_age.is_none()) {
-            return Err(StepFailure::new(
-                "parity between stores and checksum reports is not implemented yet in this version of drillbook; `verify` checks a `backup:` against its manifest and backup freshness (`max_age:`)",
-            ));
+        // Dropping the check aborts its hashing tasks.
+        tokio::select! {
+            result = self.check(ctx) => result,
+            _ = ctx.cancel.cancelled() => Err(StepFailure::cancelled()),
         }
+    }
+
+    async fn check(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let store = Store::open(&render(&self.source)?)
             .await
             .map_err(StepFailure::of)?;
         let mut done = Done::default();
         let mut problems = Vec::new();
+        let mut objects = 0usize;
+        let mut mismatched = 0usize;
+        // The source's listing, when parity needed it, for `max_age`.
+        let mut listing = None;
+
+        let findings = if let Some(destination) = &self.destination {
+            let destination = Store::open(&render(destination)?)
+                .await
+                .map_err(StepFailure::of)?;
+            let (source_objects, destination_objects) =
+                tokio::try_join!(store.list(""), destination.list("")).map_err(StepFailure::of)?;
+            let report = read_report(&destination).await?;
+            let findings = parity(
+                (&store, &source_objects),
+                (&destination, &destination_objects),
+                report.as_ref(),
+                self.deep,
+                ctx,
+            )
+            .await?;
+            listing = Some(source_objects);
+            Some(findings)
+        } else if self.backup.is_none() {
+            let stored = store.list("").await.map_err(StepFailure::of)?;
+            let findings = match read_report(&store).await? {
+                Some(report) => {
+                    Some(against_report(&store, &stored, &report, self.deep, ctx).await?)
+                }
+                // A store of database backups has manifests, not a checksum report: its
+                // freshness check stays what it always was.
+                None if self.max_age.is_some()
+                    && manifest::candidates(&stored)
+                        .iter()
+                        .any(|c| c.manifest.is_some()) =>
+                {
+                    done.evidence.push(format!(
+                        "{} holds database backups and no checksum report: its backups' freshness is checked",
+                        store.url()
+                    ));
+                    None
+                }
+                None => {
+                    return Err(StepFailure::new(format!(
+                        "{} has no checksum report ({REPORT_KEY}): without `destination:`, `verify` checks a store against the report `sync` writes into its destination; to compare two stores give `destination:`, to check a database backup give `backup:`",
+                        store.url()
+                    )));
+                }
+            };
+            listing = Some(stored);
+            findings
+        } else {
+            None
+        };
+        if let Some(findings) = &findings {
+            let counts = findings.counts();
+            done.evidence.push(counts.clone());
+            done.evidence.extend(findings.lines());
+            done.evidence.extend(findings.hashing.clone());
+            objects += findings.compared;
+            mismatched += findings.sizes.len() + findings.contents.len();
+            done.outputs
+                .insert("missing".into(), findings.missing.len().into());
+            done.outputs
+                .insert("extra".into(), findings.extra.len().into());
+            if findings.total() > 0 {
+                problems.push(counts);
+            }
+        }
+
         if let Some(backup) = &self.backup {
             let key = render(backup)?;
+            objects += 1;
             match check_backup(&store, &key, self.deep, ctx).await? {
                 Ok(line) => done.evidence.push(line),
-                Err(problem) => problems.push(problem),
+                Err(problem) => {
+                    mismatched += 1;
+                    problems.push(problem);
+                }
             }
-            done.outputs.insert("objects".into(), 1.into());
-            done.outputs
-                .insert("mismatched".into(), problems.len().into());
         }
+        if findings.is_some() || self.backup.is_some() {
+            done.outputs.insert("objects".into(), objects.into());
+            done.outputs.insert("mismatched".into(), mismatched.into());
+        }
+
         if let Some(limit) = self.max_age {
-            let listing = store.list("").await.map_err(StepFailure::of)?;
-            let newest = manifest::candidates(&listing)
-                .into_iter()
-                .find(|c| c.manifest.is_some());
-            match newest.and_then(|c| manifest::time_of(&c.key).map(|at| (c.key, at))) {
-                None => problems.push(format!("no complete backup in {}", store.url())),
-                Some((key, at)) => {
-                    let age = ctx.clock_start.duration_since(at);
-                    let line = format!(
-                        "the newest backup, {key}, is {} old (at most {limit})",
-                        format_duration(age)
-                    );
-                    done.outputs.insert("newest".into(), key.into());
+            let listing = match listing {
+                Some(listing) => listing,
+                None => store.list("").await.map_err(StepFailure::of)?,
+            };
+            match self.freshness(&store, &listing, limit, ctx.clock_start) {
+                Freshness::Unknown(problem) => problems.push(problem),
+                Freshness::Measured {
+                    newest,
+                    age,
+                    line,
+                    fresh,
+                } => {
+                    done.outputs.insert("newest".into(), newest.into());
                     done.outputs
                         .insert("age".into(), format_duration(age).into());
-                    if age.unsigned_abs() > limit.0 && !age.is_negative() {
-                        problems.push(format!("too old: {line}"));
-                    } else {
+                    if fresh {
                         done.evidence.push(line);
+                    } else {
+                        problems.push(format!("too old: {line}"));
                     }
                 }
             }
         }
+
         if problems.is_empty() {
             Ok(done)
         } else {
@@ -101,6 +212,569 @@ impl Verify {
             })
         }
     }
+
+    /// The age of the newest complete backup when the store holds backups (or a `backup:` is
+    /// being checked), else of the newest object.
+    fn freshness(
+        &self,
+        store: &Store,
+        listing: &[ObjectInfo],
+        limit: Duration,
+        now: Timestamp,
+    ) -> Freshness {
+        let backups = manifest::candidates(listing);
+        let (newest, at, what) = if self.backup.is_some()
+            || backups.iter().any(|c| c.manifest.is_some())
+        {
+            let newest = backups.into_iter().find(|c| c.manifest.is_some());
+            match newest.and_then(|c| manifest::time_of(&c.key).map(|at| (c.key, at))) {
+                None => {
+                    return Freshness::Unknown(format!("no complete backup in {}", store.url()));
+                }
+                Some((key, at)) => (key, at, "backup"),
+            }
+        } else {
+            let data = listing.iter().filter(|o| !is_own(&o.key));
+            let newest = data
+                .clone()
+                .filter_map(|o| o.modified.map(|at| (o, at)))
+                .max_by_key(|(_, at)| *at);
+            match newest {
+                Some((object, at)) => (object.key.clone(), at, "object"),
+                None if data.count() == 0 => {
+                    return Freshness::Unknown(format!(
+                        "{} holds no objects, so nothing in it is fresh",
+                        store.url()
+                    ));
+                }
+                None => {
+                    return Freshness::Unknown(format!(
+                        "{} gives no modification times, so `max_age` cannot be checked",
+                        store.url()
+                    ));
+                }
+            }
+        };
+        let age = now.duration_since(at);
+        let fresh = age.is_negative() || age.unsigned_abs() <= limit.0;
+        let line = format!(
+            "the newest {what}, {newest}, is {} old (at most {limit})",
+            format_duration(age)
+        );
+        Freshness::Measured {
+            newest,
+            age,
+            line,
+            fresh,
+        }
+    }
+}
+
+enum Freshness {
+    /// Why no age could be measured: a failure.
+    Unknown(String),
+    Measured {
+        newest: String,
+        age: SignedDuration,
+        line: String,
+        fresh: bool,
+    },
+}
+
+/// The checksum report in `store`, if it has one.
+async fn read_report(store: &Store) -> Result<Option<ChecksumReport>, StepFailure> {
+    match store.get_bytes(REPORT_KEY).await {
+        Ok(bytes) => ChecksumReport::parse(&bytes)
+            .map(Some)
+            .map_err(|e| StepFailure::new(format!("{}/{REPORT_KEY}: {e}", store.url()))),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(StepFailure::of(e)),
+    }
+}
+
+/// What a comparison found. `sides` name the two things compared, for the evidence.
+#[derive(Debug, Default)]
+struct Findings {
+    /// Distinct keys on either side.
+    compared: usize,
+    /// What `compared` counted, after the number ("objects compared").
+    against: &'static str,
+    sides: (&'static str, &'static str),
+    missing: Vec<String>,
+    extra: Vec<String>,
+    /// Key, size on the first side, size on the second.
+    sizes: Vec<(String, u64, u64)>,
+    /// Key, SHA-256 on the first side, on the second.
+    contents: Vec<(String, String, String)>,
+    /// How the content was checked, for the evidence.
+    hashing: Vec<String>,
+}
+
+impl Findings {
+    fn total(&self) -> usize {
+        self.missing.len() + self.extra.len() + self.sizes.len() + self.contents.len()
+    }
+
+    /// "2,000 objects compared: 1 missing, 1 extra, 0 size mismatches, 1 content mismatch"
+    fn counts(&self) -> String {
+        format!(
+            "{} {} compared{}: {} missing, {} extra, {}, {}",
+            thousands(self.compared as u64),
+            plural(self.compared, "object", "objects"),
+            self.against,
+            thousands(self.missing.len() as u64),
+            thousands(self.extra.len() as u64),
+            counted(self.sizes.len(), "size mismatch", "size mismatches"),
+            counted(
+                self.contents.len(),
+                "content mismatch",
+                "content mismatches"
+            ),
+        )
+    }
+
+    /// One line per finding, the first [`FINDINGS_SHOWN`] of them.
+    fn lines(&self) -> Vec<String> {
+        let (first, second) = self.sides;
+        let all = self
+            .missing
+            .iter()
+            .map(|key| format!("missing: {key}"))
+            .chain(self.extra.iter().map(|key| format!("extra: {key}")))
+            .chain(
+                self.sizes
+                    .iter()
+                    .map(|(key, a, b)| format!("size mismatch: {key} ({first} {a}, {second} {b})")),
+            )
+            .chain(
+                self.contents
+                    .iter()
+                    .map(|(key, a, b)| format!("content mismatch: {key} (sha256 {a} vs {b})")),
+            );
+        let mut lines: Vec<String> = all.take(FINDINGS_SHOWN).collect();
+        let more = self.total().saturating_sub(FINDINGS_SHOWN);
+        if more > 0 {
+            lines.push(format!(
+                "… and {} more {}",
+                thousands(more as u64),
+                plural(more, "finding", "findings")
+            ));
+        }
+        lines
+    }
+}
+
+/// One side of a content comparison: bytes to hash, or a checksum already trusted.
+enum Side {
+    Read { store: Store, size: u64 },
+    Known(String),
+}
+
+/// The SHA-256 of both sides of one key, compared.
+struct Job {
+    key: String,
+    first: Side,
+    second: Side,
+}
+
+/// `source` against `destination`: keys on one side only, sizes, and content (see the module
+/// comment for when content is hashed).
+async fn parity(
+    (source, source_objects): (&Store, &[ObjectInfo]),
+    (destination, destination_objects): (&Store, &[ObjectInfo]),
+    report: Option<&ChecksumReport>,
+    deep: bool,
+    ctx: &StepContext<'_>,
+) -> Result<Findings, StepFailure> {
+    let mut findings = Findings {
+        sides: ("source", "destination"),
+        ..Findings::default()
+    };
+    let sources: BTreeMap<&str, &ObjectInfo> = data(source_objects);
+    let destinations: BTreeMap<&str, &ObjectInfo> = data(destination_objects);
+    findings.extra = destinations
+        .keys()
+        .filter(|key| !sources.contains_key(*key))
+        .map(|key| key.to_string())
+        .collect();
+    findings.compared = sources.len() + findings.extra.len();
+    // The report's source times describe the store it was synced from: only trusted when
+    // that is this source.
+    let same_source = report.is_some_and(|r| r.source == source.url());
+    let updated_at = report.and_then(|r| r.updated_at);
+    let mut jobs = Vec::new();
+    let mut trusted = 0usize;
+    for (key, object) in &sources {
+        let Some(copy) = destinations.get(key) else {
+            findings.missing.push(key.to_string());
+            continue;
+        };
+        if object.size != copy.size {
+            findings
+                .sizes
+                .push((key.to_string(), object.size, copy.size));
+            continue;
+        }
+        // What the report vouches for the destination's bytes, if it can.
+        let vouched = (!deep)
+            .then_some(report)
+            .flatten()
+            .and_then(|r| r.objects.get(*key))
+            .filter(|entry| entry.size == copy.size && written_before(copy.modified, updated_at));
+        let source_unchanged = vouched.is_some()
+            && same_source
+            && report.is_some_and(|r| r.unchanged(key, object.size, object.modified).is_some());
+        if source_unchanged {
+            trusted += 1;
+            continue;
+        }
+        jobs.push(Job {
+            key: key.to_string(),
+            first: Side::Read {
+                store: source.clone(),
+                size: object.size,
+            },
+            second: match vouched {
+                Some(entry) => Side::Known(entry.sha256.clone()),
+                None => Side::Read {
+                    store: destination.clone(),
+                    size: copy.size,
+                },
+            },
+        });
+    }
+    let hashed = jobs.len();
+    let (contents, bytes) = hash_all(jobs, ctx).await?;
+    findings.contents = contents;
+    findings.hashing.push(if deep {
+        format!(
+            "sha256 of both sides compared for {} {} ({} read)",
+            thousands(hashed as u64),
+            plural(hashed, "object", "objects"),
+            human_bytes(bytes)
+        )
+    } else {
+        let source_of_trust = match (report, same_source) {
+            (None, _) => format!("{} has no checksum report", destination.url()),
+            (Some(_), false) => format!(
+                "the checksum report of {} was made from another source ({}), so only its checksums of untouched destination objects are used",
+                destination.url(),
+                report.map_or("", |r| r.source.as_str())
+            ),
+            (Some(_), true) => format!(
+                "{} trusted from the checksum report of {}",
+                thousands(trusted as u64),
+                destination.url()
+            ),
+        };
+        format!(
+            "sha256 compared for {} {} ({} read); {source_of_trust}",
+            thousands(hashed as u64),
+            plural(hashed, "object", "objects"),
+            human_bytes(bytes)
+        )
+    });
+    Ok(findings)
+}
+
+/// `store` against its own checksum report: keys, sizes, and content for what the report
+/// cannot vouch for (everything with `deep`).
+async fn against_report(
+    store: &Store,
+    stored: &[ObjectInfo],
+    report: &ChecksumReport,
+    deep: bool,
+    ctx: &StepContext<'_>,
+) -> Result<Findings, StepFailure> {
+    let mut findings = Findings {
+        against: " with the checksum report",
+        sides: ("report", "store"),
+        ..Findings::default()
+    };
+    let objects = data(stored);
+    let entries: BTreeMap<&str, _> = report
+        .objects
+        .iter()
+        .filter(|(key, _)| !is_own(key))
+        .map(|(key, entry)| (key.as_str(), entry))
+        .collect();
+    findings.extra = objects
+        .keys()
+        .filter(|key| !entries.contains_key(*key))
+        .map(|key| key.to_string())
+        .collect();
+    findings.compared = entries.len() + findings.extra.len();
+    let mut jobs = Vec::new();
+    for (key, entry) in &entries {
+        let Some(object) = objects.get(key) else {
+            findings.missing.push(key.to_string());
+            continue;
+        };
+        if entry.size != object.size {
+            findings
+                .sizes
+                .push((key.to_string(), entry.size, object.size));
+            continue;
+        }
+        if deep || !written_before(object.modified, report.updated_at) {
+            jobs.push(Job {
+                key: key.to_string(),
+                first: Side::Known(entry.sha256.clone()),
+                second: Side::Read {
+                    store: store.clone(),
+                    size: object.size,
+                },
+            });
+        }
+    }
+    let hashed = jobs.len();
+    let (contents, bytes) = hash_all(jobs, ctx).await?;
+    findings.contents = contents;
+    let same_size = entries.len() - findings.missing.len() - findings.sizes.len();
+    findings.hashing.push(format!(
+        "sha256 compared with the report for {} {} ({} read){}",
+        thousands(hashed as u64),
+        plural(hashed, "object", "objects"),
+        human_bytes(bytes),
+        if deep {
+            String::new()
+        } else {
+            format!(
+                "; {} untouched since the report was written, their checksums trusted (`deep: true` re-hashes them)",
+                thousands((same_size - hashed) as u64)
+            )
+        }
+    ));
+    Ok(findings)
+}
+
+/// The data objects of a listing by key: drillbook's own keys are never compared.
+fn data(objects: &[ObjectInfo]) -> BTreeMap<&str, &ObjectInfo> {
+    objects
+        .iter()
+        .filter(|o| !is_own(&o.key))
+        .map(|o| (o.key.as_str(), o))
+        .collect()
+}
+
+/// Whether an object was certainly last written before the report was: then the report's
+/// checksum describes it. Unknown times mean no.
+fn written_before(modified: Option<Timestamp>, updated_at: Option<Timestamp>) -> bool {
+    match (modified, updated_at) {
+        (Some(modified), Some(updated_at)) => modified
+            .checked_add(TIME_GRAIN)
+            .is_ok_and(|end| end <= updated_at),
+        _ => false,
+    }
+}
+
+/// What the hashing tasks share: the range-buffer budget and the bytes read so far.
+struct Shared {
+    budget: Arc<Semaphore>,
+    bytes: AtomicU64,
+}
+
+/// Hashes every job's sides, [`IN_FLIGHT`] jobs at once, reporting bytes read as progress.
+/// Returns the content mismatches, sorted by key, and the bytes read.
+async fn hash_all(
+    jobs: Vec<Job>,
+    ctx: &StepContext<'_>,
+) -> Result<(Vec<(String, String, String)>, u64), StepFailure> {
+    let size = |side: &Side| match side {
+        Side::Read { size, .. } => *size,
+        Side::Known(_) => 0,
+    };
+    let total: u64 = jobs.iter().map(|j| size(&j.first) + size(&j.second)).sum();
+    let shared = Arc::new(Shared {
+        budget: Arc::new(Semaphore::new(CHUNK_BUDGET)),
+        bytes: AtomicU64::new(0),
+    });
+    let report = || {
+        (ctx.progress)(Progress {
+            done: shared.bytes.load(Ordering::Relaxed),
+            total: Some(total),
+            unit: Unit::Bytes,
+        })
+    };
+    let mut pending = jobs.into_iter();
+    let mut running = JoinSet::new();
+    let mut mismatches = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        while running.len() < IN_FLIGHT {
+            let Some(job) = pending.next() else { break };
+            let shared = shared.clone();
+            running.spawn(async move {
+                let (first, second) = tokio::try_join!(
+                    hash_side(&job.first, &job.key, &shared),
+                    hash_side(&job.second, &job.key, &shared)
+                )?;
+                Ok::<_, String>((job.key, first, second))
+            });
+        }
+        tokio::select! {
+            finished = running.join_next() => match finished {
+                None => break,
+                Some(Err(e)) => return Err(StepFailure::new(format!("a hashing task failed: {e}"))),
+                Some(Ok(Err(e))) => return Err(StepFailure::new(e)),
+                Some(Ok(Ok((key, first, second)))) => {
+                    if first != second {
+                        mismatches.push((key, first, second));
+                    }
+                }
+            },
+            _ = tick.tick() => report(),
+        }
+    }
+    report();
+    mismatches.sort();
+    Ok((mismatches, shared.bytes.load(Ordering::Relaxed)))
+}
+
+async fn hash_side(side: &Side, key: &str, shared: &Shared) -> Result<String, String> {
+    match side {
+        Side::Known(sha256) => Ok(sha256.clone()),
+        Side::Read { store, size } if *size > CHUNK => hash_ranges(store, key, *size, shared)
+            .await
+            .map_err(|e| format!("reading {}/{key}: {e}", store.url())),
+        Side::Read { store, size } => hash_stream(store, key, *size, shared)
+            .await
+            .map_err(|e| format!("reading {}/{key}: {e}", store.url())),
+    }
+}
+
+/// A small object, in one request.
+async fn hash_stream(
+    store: &Store,
+    key: &str,
+    size: u64,
+    shared: &Shared,
+) -> Result<String, String> {
+    let mut reader = store.get(key, None).await.map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    // One more byte than the object so its end is seen without a second, larger buffer.
+    let mut buffer = vec![0u8; (size as usize + 1).min(STREAM_BUFFER)];
+    loop {
+        let read = reader.read(&mut buffer).await.map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        shared.bytes.fetch_add(read as u64, Ordering::Relaxed);
+    }
+    Ok(manifest::hex(&hasher.finalize()))
+}
+
+/// A ranged read that is aborted when dropped (a cancelled or failed hash stops its reads).
+struct Fetch(JoinHandle<(Result<Vec<u8>, String>, OwnedSemaphorePermit)>);
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A large object as byte ranges read a few at once and hashed in order. A range holds a
+/// permit of the shared budget until it is hashed; a task waits for a permit only when it
+/// holds none, so tasks can never all wait on each other.
+async fn hash_ranges(
+    store: &Store,
+    key: &str,
+    size: u64,
+    shared: &Shared,
+) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    let mut fetches: VecDeque<Fetch> = VecDeque::new();
+    let mut next = 0u64;
+    loop {
+        while fetches.len() < CHUNKS_PER_OBJECT && next < size {
+            let permit = if fetches.is_empty() {
+                shared
+                    .budget
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| e.to_string())?
+            } else {
+                match shared.budget.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                }
+            };
+            let range = next..(next + CHUNK).min(size);
+            next = range.end;
+            let store = store.clone();
+            let key = key.to_owned();
+            fetches.push_back(Fetch(tokio::spawn(async move {
+                (read_range(&store, &key, range).await, permit)
+            })));
+        }
+        let Some(mut fetch) = fetches.pop_front() else {
+            break;
+        };
+        let (bytes, _permit) = (&mut fetch.0).await.map_err(|e| e.to_string())?;
+        let bytes = bytes?;
+        hasher.update(&bytes);
+        shared
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    Ok(manifest::hex(&hasher.finalize()))
+}
+
+async fn read_range(
+    store: &Store,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, String> {
+    let length = range.end - range.start;
+    let mut reader = store
+        .get(key, Some(range))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Exactly the range's size: `read_to_end` would double a full buffer to look for the end.
+    let mut bytes = vec![0u8; length as usize];
+    let changed = || {
+        format!(
+            "a range of {length} bytes came back with another length (the object changed while being read?)"
+        )
+    };
+    match reader.read_exact(&mut bytes).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(changed()),
+        Err(e) => return Err(e.to_string()),
+    }
+    if reader
+        .read(&mut [0u8; 1])
+        .await
+        .map_err(|e| e.to_string())?
+        != 0
+    {
+        return Err(changed());
+    }
+    Ok(bytes)
+}
+
+/// `2,000`
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
+fn plural(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// `1 content mismatch`, `0 size mismatches`
+fn counted(n: usize, one: &'static str, many: &'static str) -> String {
+    format!("{} {}", thousands(n as u64), plural(n, one, many))
 }
 
 /// A backup against its manifest: the size the store reports, and with `deep` the SHA-256 of
@@ -146,4 +820,70 @@ async fn check_backup(
             manifest.sha256
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(2_000), "2,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        let findings = Findings {
+            compared: 2_000,
+            sides: ("source", "destination"),
+            missing: vec!["a".into()],
+            extra: vec!["b".into()],
+            contents: vec![("c".into(), "01".into(), "02".into())],
+            ..Findings::default()
+        };
+        assert_eq!(
+            findings.counts(),
+            "2,000 objects compared: 1 missing, 1 extra, 0 size mismatches, 1 content mismatch"
+        );
+        assert_eq!(
+            findings.lines(),
+            [
+                "missing: a",
+                "extra: b",
+                "content mismatch: c (sha256 01 vs 02)"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_the_first_findings_are_listed() {
+        let findings = Findings {
+            compared: 120,
+            sides: ("report", "store"),
+            missing: (0..60).map(|i| format!("m{i}")).collect(),
+            sizes: vec![("s".into(), 1, 2)],
+            ..Findings::default()
+        };
+        let lines = findings.lines();
+        assert_eq!(lines.len(), FINDINGS_SHOWN + 1);
+        assert_eq!(lines[FINDINGS_SHOWN], "… and 11 more findings");
+        let findings = Findings {
+            sizes: vec![("s".into(), 1, 2)],
+            sides: ("report", "store"),
+            ..Findings::default()
+        };
+        assert_eq!(findings.lines(), ["size mismatch: s (report 1, store 2)"]);
+    }
+
+    #[test]
+    fn only_objects_certainly_written_before_the_report_are_vouched_for() {
+        let at = |text: &str| Some(text.parse::<Timestamp>().expect("time"));
+        let report = at("2026-11-24T02:00:00.500Z");
+        assert!(written_before(at("2026-11-24T01:59:59Z"), report));
+        assert!(written_before(at("2026-11-24T01:59:59.500Z"), report));
+        // Listed as 02:00:00, it may have been written at 02:00:00.900.
+        assert!(!written_before(at("2026-11-24T02:00:00Z"), report));
+        assert!(!written_before(at("2026-11-24T02:00:01Z"), report));
+        assert!(!written_before(None, report));
+        assert!(!written_before(at("2026-11-24T01:00:00Z"), None));
+    }
 }

@@ -7,13 +7,30 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
-use super::{ObjectInfo, StoreError};
+use super::{ObjectInfo, PutOptions, StoreError};
 
 /// Marks a file being written: `<key>.partial-<16 hex digits>`.
 const PARTIAL: &str = ".partial-";
 
 /// Size of the copy buffer of `put_stream`, and so the granularity of progress reports.
 const CHUNK: usize = 1 << 20;
+/// The smallest copy buffer, used for objects expected to be small.
+const SMALL_CHUNK: usize = 64 << 10;
+
+/// The copy buffer `put_stream` uses for an object expected to have `size` bytes (one more,
+/// so the end is seen in the same buffer).
+fn chunk(size: Option<u64>) -> usize {
+    size.map_or(CHUNK, |size| {
+        usize::try_from(size.saturating_add(1))
+            .unwrap_or(CHUNK)
+            .clamp(SMALL_CHUNK, CHUNK)
+    })
+}
+
+/// The most memory `put_stream` holds for an object of `size` bytes: its copy buffer.
+pub(crate) fn upload_memory(size: u64) -> u64 {
+    chunk(Some(size)) as u64
+}
 
 #[derive(Clone)]
 pub(crate) struct LocalStore {
@@ -44,6 +61,7 @@ impl LocalStore {
         &self,
         key: &str,
         mut reader: R,
+        options: &PutOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, StoreError> {
         let path = self.path(key);
@@ -65,7 +83,7 @@ impl LocalStore {
             .await
             .map_err(write_error)?;
 
-        let mut buffer = vec![0; CHUNK];
+        let mut buffer = vec![0; chunk(options.size_hint)];
         let mut total = 0u64;
         loop {
             let read = reader
@@ -98,6 +116,15 @@ impl LocalStore {
             tracing::warn!("cannot sync the directory of {}: {error}", path.display());
         }
         Ok(total)
+    }
+
+    pub(crate) async fn exists(&self) -> Result<bool, StoreError> {
+        match tokio::fs::metadata(&self.root).await {
+            Ok(metadata) if metadata.is_dir() => Ok(true),
+            Ok(_) => Err(self.failed("open", "", io::Error::other("it is not a directory"))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(error) => Err(self.failed("open", "", error)),
+        }
     }
 
     pub(crate) async fn get(

@@ -15,6 +15,21 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+/// How [`Store::put_stream_with`] stores an object. The default is what `put_stream` does.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutOptions {
+    /// S3 multipart part size (default 8 MiB), kept within S3's limits (5 MiB to 5 GiB).
+    /// A local store has no parts and ignores it.
+    pub part_size: Option<u64>,
+    /// S3 storage class for the object (`STANDARD_IA`, `GLACIER_IR`, ...). A local store has
+    /// none and ignores it (see [`Store::is_local`]).
+    pub storage_class: Option<String>,
+    /// The size the object is expected to have, when the caller knows it: a small object then
+    /// gets a buffer of its own size rather than one of a whole part. A wrong hint costs speed,
+    /// never correctness.
+    pub size_hint: Option<u64>,
+}
+
 /// One object as listed or inspected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectInfo {
@@ -148,15 +163,56 @@ impl Store {
         reader: R,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, StoreError> {
+        self.put_stream_with(key, reader, &PutOptions::default(), progress)
+            .await
+    }
+
+    /// [`Store::put_stream`] with a part size, a storage class or a size hint.
+    pub async fn put_stream_with<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        reader: R,
+        options: &PutOptions,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, StoreError> {
         check_key(&self.url, key)?;
         match &self.backend {
-            Backend::Local(store) => store.put_stream(key, reader, progress).await,
-            Backend::S3(store) => store.put_stream(key, reader, progress).await,
+            Backend::Local(store) => store.put_stream(key, reader, options, progress).await,
+            Backend::S3(store) => store.put_stream(key, reader, options, progress).await,
+        }
+    }
+
+    /// The most memory `put_stream_with(.., options, ..)` holds at once for an object of
+    /// `size` bytes, for callers that run many uploads and keep their total bounded.
+    pub fn upload_memory(&self, size: u64, options: &PutOptions) -> u64 {
+        match &self.backend {
+            Backend::Local(_) => local::upload_memory(size),
+            Backend::S3(_) => s3::upload_memory(size, options),
+        }
+    }
+
+    /// A local directory (no storage classes, no multipart), rather than S3.
+    pub fn is_local(&self) -> bool {
+        matches!(self.backend, Backend::Local(_))
+    }
+
+    /// Whether the store's directory exists (always true for S3: `open` checked the bucket).
+    /// A missing directory lists as an error, since it is usually a typo; a caller about to
+    /// fill a new directory checks this first (writing creates it).
+    pub async fn exists(&self) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Local(store) => store.exists().await,
+            Backend::S3(_) => Ok(true),
         }
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
-        self.put_stream(key, bytes.as_slice(), &|_| {}).await?;
+        let options = PutOptions {
+            size_hint: Some(bytes.len() as u64),
+            ..PutOptions::default()
+        };
+        self.put_stream_with(key, bytes.as_slice(), &options, &|_| {})
+            .await?;
         Ok(())
     }
 
@@ -234,7 +290,18 @@ impl Store {
         check_prefix(&self.url, prefix)?;
         match &self.backend {
             Backend::Local(store) => store.remove_incomplete(prefix).await,
-            Backend::S3(store) => store.remove_incomplete(prefix).await,
+            Backend::S3(store) => store.remove_incomplete(prefix, true).await,
+        }
+    }
+
+    /// Like [`Store::remove_incomplete`], but only what drillbook's own uploads left (its
+    /// markers, its `.partial-` files): safe in a bucket that other programs upload to, where
+    /// the server's list of unfinished multipart uploads includes theirs, still running.
+    pub async fn remove_own_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        check_prefix(&self.url, prefix)?;
+        match &self.backend {
+            Backend::Local(store) => store.remove_incomplete(prefix).await,
+            Backend::S3(store) => store.remove_incomplete(prefix, false).await,
         }
     }
 }

@@ -20,16 +20,21 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
-use super::{ObjectInfo, StoreError, location};
+use super::{ObjectInfo, PutOptions, StoreError, location};
 
 /// S3 allows parts of 5 MiB and more (except the last); 8 MiB keeps requests few and memory
-/// small: at most `MAX_IN_FLIGHT` parts are uploading while the next one is read.
+/// small: at most `MAX_IN_FLIGHT` parts are uploading while the next one is read, and their
+/// buffers are reused (fresh 8 MiB buffers freed on other threads are kept by the allocator
+/// per thread: memory grew with the size of the upload before, 88 MiB for a 1 GB dump).
 const PART_SIZE: usize = 8 << 20;
-const MAX_IN_FLIGHT: usize = 4;
+/// S3's limits on the size of a part (but the last).
+const MIN_PART_SIZE: u64 = 5 << 20;
+const MAX_PART_SIZE: u64 = 5 << 30;
+const MAX_IN_FLIGHT: usize = 3;
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: i32 = 10_000;
 /// With fewer attempts a short burst of 500/503 answers would fail a long upload.
@@ -209,6 +214,7 @@ impl S3Store {
         &self,
         key: &str,
         mut reader: R,
+        options: &PutOptions,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, StoreError> {
         let source_error = |source| StoreError::Source {
@@ -216,10 +222,25 @@ impl S3Store {
             key: key.to_owned(),
             source,
         };
-        let first = read_part(&mut reader, PART_SIZE)
+        let base = base_part_size(options);
+        // An object said to be small gets a buffer of its size (and one byte more, to see
+        // its end), not a whole part's.
+        let expected = options
+            .size_hint
+            .and_then(|size| usize::try_from(size).ok())
+            .filter(|&size| size < base);
+        let mut first = read_part(&mut reader, expected.map_or(base, |size| size + 1), None)
             .await
             .map_err(source_error)?;
-        if first.len() < PART_SIZE {
+        if expected.is_some_and(|size| first.len() > size) {
+            // Larger than the hint: read on to a whole part.
+            let more = read_part(&mut reader, base - first.len(), None)
+                .await
+                .map_err(source_error)?;
+            first.extend_from_slice(&more);
+        }
+        let storage_class = options.storage_class.as_deref().map(StorageClass::from);
+        if first.len() < base {
             // Small enough for one request, which S3 applies atomically.
             let size = first.len() as u64;
             self.client
@@ -227,6 +248,7 @@ impl S3Store {
                 .bucket(&self.bucket)
                 .key(self.full_key(key))
                 .content_length(size as i64)
+                .set_storage_class(storage_class)
                 .body(ByteStream::from(first))
                 .send()
                 .await
@@ -235,7 +257,7 @@ impl S3Store {
             return Ok(size);
         }
 
-        let mut upload = MultipartUpload::start(self, key).await?;
+        let mut upload = MultipartUpload::start(self, key, base, storage_class).await?;
         let result = match upload.send_parts(first, &mut reader, progress).await {
             Ok((parts, size)) => upload.complete(parts).await.map(|()| size),
             Err(error) => Err(error),
@@ -418,13 +440,24 @@ impl S3Store {
         Ok(())
     }
 
-    pub(crate) async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    /// With `any_writer`, also the uploads other programs started (from the server's list
+    /// of unfinished uploads, where it has one); otherwise only drillbook's (its markers).
+    pub(crate) async fn remove_incomplete(
+        &self,
+        prefix: &str,
+        any_writer: bool,
+    ) -> Result<Vec<String>, StoreError> {
         let full_prefix = self.full_key(prefix);
         let mut removed = Vec::new();
 
         // The authoritative way, where the server implements it: it also finds uploads whose
         // process died before writing a marker, or that another tool started.
-        let listed = match self.list_uploads(&full_prefix, prefix).await? {
+        let uploads = if any_writer {
+            self.list_uploads(&full_prefix, prefix).await?
+        } else {
+            None
+        };
+        let listed = match uploads {
             Some(uploads) => {
                 for (full_key, upload_id, started) in uploads {
                     self.abort_upload(&full_key, &upload_id).await?;
@@ -588,6 +621,10 @@ impl S3Store {
     }
 }
 
+/// A part uploaded: the part for CompleteMultipartUpload, its size, and its buffer back for
+/// the next part when the request let go of it.
+type PartDone = (CompletedPart, u64, Option<Vec<u8>>);
+
 /// One multipart upload in progress. Dropping it unfinished (the `put_stream` future was
 /// cancelled) stops its part uploads and aborts it in a spawned task.
 struct MultipartUpload {
@@ -597,18 +634,28 @@ struct MultipartUpload {
     full_key: String,
     upload_id: String,
     marker: Option<String>,
-    parts: JoinSet<Result<(CompletedPart, u64), StoreError>>,
+    /// The size of the first parts (later ones grow, see [`part_size`]).
+    base: usize,
+    parts: JoinSet<Result<PartDone, StoreError>>,
+    /// Buffers of finished parts, for the next ones.
+    spare: Vec<Vec<u8>>,
     finished: bool,
 }
 
 impl MultipartUpload {
-    async fn start(store: &S3Store, key: &str) -> Result<MultipartUpload, StoreError> {
+    async fn start(
+        store: &S3Store,
+        key: &str,
+        base: usize,
+        storage_class: Option<StorageClass>,
+    ) -> Result<MultipartUpload, StoreError> {
         let full_key = store.full_key(key);
         let output = store
             .client
             .create_multipart_upload()
             .bucket(&store.bucket)
             .key(&full_key)
+            .set_storage_class(storage_class)
             .send()
             .await
             .map_err(|error| store.sdk_error("write", key, &error))?;
@@ -626,7 +673,9 @@ impl MultipartUpload {
             full_key,
             upload_id,
             marker: None,
+            base,
             parts: JoinSet::new(),
+            spare: Vec::new(),
             finished: false,
         };
         upload.write_marker().await;
@@ -684,7 +733,7 @@ impl MultipartUpload {
             while let Some(result) = self.parts.try_join_next() {
                 self.collect(result, &mut completed, &mut uploaded, progress)?;
             }
-            body = read_part(reader, part_size(number + 1))
+            body = read_part(reader, part_size(self.base, number + 1), self.spare.pop())
                 .await
                 .map_err(|source| StoreError::Source {
                     url: self.store.url.clone(),
@@ -710,6 +759,7 @@ impl MultipartUpload {
     }
 
     fn spawn_part(&mut self, number: i32, body: Vec<u8>) {
+        let body = bytes::Bytes::from(body);
         let store = self.store.clone();
         let key = self.key.clone();
         let full_key = self.full_key.clone();
@@ -725,7 +775,7 @@ impl MultipartUpload {
                 .upload_id(upload_id)
                 .part_number(number)
                 .content_length(size as i64)
-                .body(ByteStream::from(body))
+                .body(ByteStream::from(body.clone()))
                 .send()
                 .await
                 .map_err(|error| store.sdk_error("write", &key, &error))?;
@@ -733,19 +783,22 @@ impl MultipartUpload {
                 .part_number(number)
                 .set_e_tag(output.e_tag().map(str::to_owned))
                 .build();
-            Ok((part, size))
+            // The request is done with the bytes: the buffer goes back for another part.
+            let spare = body.try_into_mut().ok().map(Vec::from);
+            Ok((part, size, spare))
         });
     }
 
     fn collect(
-        &self,
-        result: Result<Result<(CompletedPart, u64), StoreError>, tokio::task::JoinError>,
+        &mut self,
+        result: Result<Result<PartDone, StoreError>, tokio::task::JoinError>,
         completed: &mut Vec<CompletedPart>,
         uploaded: &mut u64,
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), StoreError> {
-        let (part, size) = result
+        let (part, size, spare) = result
             .map_err(|error| self.failed("write", format!("a part upload stopped: {error}")))??;
+        self.spare.extend(spare);
         completed.push(part);
         *uploaded += size;
         progress(*uploaded);
@@ -846,14 +899,46 @@ impl Drop for MultipartUpload {
 
 /// Part sizes grow past the first 2,000 parts so one upload can reach about 480 GiB within
 /// S3's 10,000-part limit, while ordinary dumps keep 8 MiB parts (and small memory).
-fn part_size(number: i32) -> usize {
+fn part_size(base: usize, number: i32) -> usize {
     let doublings = ((number.max(1) - 1) / 2_000).min(4) as u32;
-    PART_SIZE << doublings
+    base << doublings
 }
 
-/// Reads until `size` bytes or the end of `reader`; short only at the end.
-async fn read_part<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> std::io::Result<Vec<u8>> {
-    let mut buffer = vec![0; size];
+/// The size of the first parts of an upload: the caller's, within S3's limits.
+fn base_part_size(options: &PutOptions) -> usize {
+    options.part_size.map_or(PART_SIZE, |size| {
+        usize::try_from(size.clamp(MIN_PART_SIZE, MAX_PART_SIZE)).unwrap_or(PART_SIZE)
+    })
+}
+
+/// The most memory `put_stream` holds for an object of `size` bytes: the whole object when it
+/// fits one request, else the parts in flight and the one being read, at the largest part
+/// size the object reaches.
+pub(crate) fn upload_memory(size: u64, options: &PutOptions) -> u64 {
+    let base = base_part_size(options);
+    if size < base as u64 {
+        return size + 1;
+    }
+    let mut covered = 0u64;
+    let mut number = 1;
+    let mut largest = base as u64;
+    while covered < size && number <= MAX_PARTS {
+        largest = part_size(base, number) as u64;
+        covered += largest;
+        number += 1;
+    }
+    largest * (MAX_IN_FLIGHT as u64 + 1)
+}
+
+/// Reads until `size` bytes or the end of `reader` into `buffer` (or a new one); short only at
+/// the end.
+async fn read_part<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+    buffer: Option<Vec<u8>>,
+) -> std::io::Result<Vec<u8>> {
+    let mut buffer = buffer.unwrap_or_default();
+    buffer.resize(size, 0);
     let mut filled = 0;
     while filled < size {
         let read = reader.read(&mut buffer[filled..]).await?;
@@ -943,12 +1028,41 @@ mod tests {
 
     #[test]
     fn part_sizes_fit_the_part_limit() {
-        assert_eq!(part_size(1), 8 << 20);
-        assert_eq!(part_size(2_000), 8 << 20);
-        assert_eq!(part_size(2_001), 16 << 20);
-        assert_eq!(part_size(MAX_PARTS), 128 << 20);
-        let total: u64 = (1..=MAX_PARTS).map(|n| part_size(n) as u64).sum();
+        assert_eq!(part_size(PART_SIZE, 1), 8 << 20);
+        assert_eq!(part_size(PART_SIZE, 2_000), 8 << 20);
+        assert_eq!(part_size(PART_SIZE, 2_001), 16 << 20);
+        assert_eq!(part_size(PART_SIZE, MAX_PARTS), 128 << 20);
+        let total: u64 = (1..=MAX_PARTS)
+            .map(|n| part_size(PART_SIZE, n) as u64)
+            .sum();
         assert!(total > 450 << 30, "{total}");
+        assert_eq!(part_size(16 << 20, 1), 16 << 20);
+    }
+
+    #[test]
+    fn part_size_options_stay_within_s3_limits() {
+        let options = |size| PutOptions {
+            part_size: Some(size),
+            ..PutOptions::default()
+        };
+        assert_eq!(base_part_size(&PutOptions::default()), PART_SIZE);
+        assert_eq!(base_part_size(&options(1 << 20)), 5 << 20);
+        assert_eq!(base_part_size(&options(16 << 20)), 16 << 20);
+        assert_eq!(base_part_size(&options(1 << 40)), 5 << 30);
+    }
+
+    #[test]
+    fn upload_memory_is_the_object_or_the_parts_in_flight() {
+        let options = PutOptions {
+            part_size: Some(16 << 20),
+            ..PutOptions::default()
+        };
+        let parts = MAX_IN_FLIGHT as u64 + 1;
+        assert_eq!(upload_memory(1_000, &options), 1_001);
+        assert_eq!(upload_memory(16 << 20, &options), parts * (16 << 20));
+        assert_eq!(upload_memory(1 << 30, &options), parts * (16 << 20));
+        // Past 2,000 parts they double.
+        assert_eq!(upload_memory(32_001 << 20, &options), parts * (32 << 20));
     }
 
     #[test]

@@ -1,0 +1,95 @@
+//! The checksum report `sync` writes into a destination: the SHA-256 and size of every object,
+//! and the source object's modification time when it was hashed. `verify` checks parity
+//! against it, and the next `sync` reuses it so unchanged objects are not hashed again.
+//!
+//! An ETag is not a checksum (the same bytes get different multipart ETags from different
+//! tools), so parity is always decided on drillbook's own SHA-256.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Where the report lives, relative to the destination's prefix. Keys under `.drillbook/` are
+/// drillbook's own: never mirrored, compared or deleted.
+pub const REPORT_KEY: &str = ".drillbook/checksums.json";
+pub const OWN_PREFIX: &str = ".drillbook/";
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChecksumReport {
+    pub report_version: u32,
+    /// The store the objects were copied from.
+    pub source: String,
+    pub updated_at: Option<Timestamp>,
+    /// By key (relative to the store's prefix).
+    pub objects: BTreeMap<String, Entry>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub size: u64,
+    /// Lowercase hex.
+    pub sha256: String,
+    /// The source object's modification time when it was hashed: the same size and time
+    /// later mean the same object, so its hash is reused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_modified: Option<Timestamp>,
+}
+
+impl ChecksumReport {
+    pub fn new(source: &str) -> ChecksumReport {
+        ChecksumReport {
+            report_version: 1,
+            source: source.to_string(),
+            updated_at: None,
+            objects: BTreeMap::new(),
+        }
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<ChecksumReport, String> {
+        serde_json::from_slice(bytes).map_err(|e| format!("not a drillbook checksum report: {e}"))
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// The recorded hash of an object that still has this size and modification time.
+    pub fn unchanged(&self, key: &str, size: u64, modified: Option<Timestamp>) -> Option<&Entry> {
+        self.objects
+            .get(key)
+            .filter(|e| e.size == size && modified.is_some() && e.source_modified == modified)
+    }
+}
+
+/// Whether a key is drillbook's own bookkeeping rather than data.
+pub fn is_own(key: &str) -> bool {
+    key.starts_with(OWN_PREFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_object_is_unchanged_while_its_size_and_time_are() {
+        let at: Timestamp = "2026-11-24T02:00:00Z".parse().expect("time");
+        let mut report = ChecksumReport::new("s3://a/b");
+        report.objects.insert(
+            "x/y.bin".into(),
+            Entry {
+                size: 5,
+                sha256: "ab".into(),
+                source_modified: Some(at),
+            },
+        );
+        assert!(report.unchanged("x/y.bin", 5, Some(at)).is_some());
+        assert!(report.unchanged("x/y.bin", 6, Some(at)).is_none());
+        assert!(report.unchanged("x/y.bin", 5, None).is_none());
+        assert!(report.unchanged("x/z.bin", 5, Some(at)).is_none());
+        assert_eq!(ChecksumReport::parse(&report.to_bytes()), Ok(report));
+        assert!(is_own(".drillbook/checksums.json") && !is_own("data/.drillbook"));
+    }
+}
