@@ -1,0 +1,295 @@
+#!/usr/bin/env bash
+# Backup and restore of a pgbench database against PostgreSQL's own tools (issue: database
+# benchmarks). Each scale gets its own dataset (`pgbench -i -s SCALE`, kept between runs as
+# drillbook_bench_sSCALE) and four comparisons, each measured side by side by hyperfine, in
+# rounds of 2 runs whose command order alternates (the machine is shared and drifts):
+#
+#   (a) drillbook backup into S3 (s3s-fs on loopback)  vs  pg_dump -Fc -Z1 > /dev/null    <= 1.05x
+#   (b) the same drillbook backup (its default: custom format, compression 1)
+#                                   vs  pg_dump --format=custom (default compression) -f FILE
+#                                   drillbook >= 1.8x faster, artifact at most 10% larger
+#   (c) drillbook restore from S3 (jobs: 2)  vs  pg_restore -j2 from a local copy of the same dump,
+#       both --clean --if-exists --no-owner into a freshly created database    <= 1.05x
+#   (d) drillbook's peak RSS during backup and restore (/usr/bin/time -v), < 64 MiB, flat
+#
+# Ratios are of hyperfine medians. The goals are stated for scale 50 (about 750 MB); smaller
+# scales show how the figures move with size.
+#
+#   bash bench/database.sh [SCALE...]            # default: 10 50
+#   RUNS=5 bash bench/database.sh 50             # runs per command (default 10, plus 1 warm-up)
+#   BENCH_DIR=/dev/shm bash bench/database.sh    # work files elsewhere (default: target/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scales=${*:-10 50}
+command -v hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine; }
+export PATH="$HOME/.cargo/bin:$PATH"
+command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+cargo build --release --quiet
+
+pg=(-h 127.0.0.1 -p 5432 -U postgres)
+pg_url=postgres://postgres@127.0.0.1:5432
+base=${BENCH_DIR:-$PWD/target}
+mkdir -p "$base"
+work=$(mktemp -d "$base/bench-database.XXXXXX")
+restore_db=drillbook_bench_restore_$$
+s3_pid=
+cleanup() {
+  [ -n "$s3_pid" ] && kill "$s3_pid" 2>/dev/null
+  dropdb "${pg[@]}" --if-exists "$restore_db" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A private copy: others rebuilding target/release mid-benchmark cannot change what is measured.
+bin=$work/drillbook
+cp target/release/drillbook "$bin"
+backup_playbook=$PWD/bench/database-backup.yaml
+restore_playbook=$PWD/bench/database-restore.yaml
+
+# The S3 server, on a free port, over a directory on the same disk.
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mkdir -p "$work/s3/bench"
+s3s-fs --host 127.0.0.1 --port "$port" --access-key benchkey --secret-key benchsecret \
+  "$work/s3" >"$work/s3s-fs.log" 2>&1 &
+s3_pid=$!
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  sleep 0.1
+done
+export AWS_ENDPOINT_URL=http://127.0.0.1:$port AWS_ACCESS_KEY_ID=benchkey \
+  AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1
+
+echo "machine:    $(nproc) CPUs, $(uname -sr), $(free -g | awk '/^Mem:/ {print $2}') GB RAM"
+echo "drillbook:  $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src'), $(sha256sum "$bin" | cut -c1-12)"
+echo "postgres:   $(psql "${pg[@]}" -Atc 'SHOW server_version' postgres), $(pg_dump --version)"
+echo "            shared_buffers $(psql "${pg[@]}" -Atc 'SHOW shared_buffers' postgres), max_wal_size $(psql "${pg[@]}" -Atc 'SHOW max_wal_size' postgres)"
+echo "work:       $work"
+df -hT "$work" | sed 's/^/            /'
+
+# Runs a command under /usr/bin/time -v while polling the command's own VmHWM (time's figure is
+# the largest of the process and the children it waited for, e.g. pg_dump), and the whole
+# machine's busy CPU time meanwhile (PostgreSQL's backends and the S3 server included). Prints
+# "<time maxrss KiB> <own VmHWM KiB> <exit> <wall s> <user s> <sys s> <machine busy s>".
+rss() {
+  local log=$1
+  shift
+  python3 - "$log" "$@" <<'PY'
+import os, re, subprocess, sys, time
+log, cmd = sys.argv[1], sys.argv[2:]
+def busy():
+    ticks = list(map(int, open("/proc/stat").readline().split()[1:]))
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+before = busy()
+with open(log, "w") as err:
+    proc = subprocess.Popen(["/usr/bin/time", "-v", *cmd], stdout=subprocess.DEVNULL, stderr=err)
+    child, hwm = None, 0
+    while proc.poll() is None:
+        try:
+            if child is None:
+                kids = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+                child = int(kids[0]) if kids else None
+            if child is not None:
+                for line in open(f"/proc/{child}/status"):
+                    if line.startswith("VmHWM:"):
+                        hwm = max(hwm, int(line.split()[1]))
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            pass
+        time.sleep(0.01)
+machine = busy() - before
+text = open(log).read()
+def field(name):
+    m = re.search(re.escape(name) + r":\s*(\S+)", text)
+    return m.group(1) if m else "?"
+wall = field("Elapsed (wall clock) time (h:mm:ss or m:ss)")
+parts = [float(p) for p in wall.split(":")] if wall != "?" else [0]
+seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+print(field("Maximum resident set size (kbytes)"), hwm, field("Exit status"), f"{seconds:.2f}",
+      field("User time (seconds)"), field("System time (seconds)"), f"{machine:.2f}")
+PY
+}
+
+fresh_target="dropdb ${pg[*]} --if-exists $restore_db && createdb ${pg[*]} $restore_db && psql ${pg[*]} -qc CHECKPOINT postgres"
+
+# Times commands side by side with hyperfine, in rounds whose order alternates (A B C, C B A,
+# ...) so a slow spell of the shared machine does not land on one command only; merges the
+# rounds' times into one hyperfine-style JSON. Arguments: OUT.json, then NAME PREPARE COMMAND
+# triples.
+compare() {
+  local json=$1
+  shift
+  local -a names=() preps=() cmds=()
+  while [ $# -gt 0 ]; do names+=("$1"); preps+=("$2"); cmds+=("$3"); shift 3; done
+  local rounds=$(( runs < 2 ? 1 : (runs + 1) / 2 )) round i
+  for ((round = 0; round < rounds; round++)); do
+    local -a args=()
+    for ((k = 0; k < ${#names[@]}; k++)); do
+      i=$(( round % 2 == 0 ? k : ${#names[@]} - 1 - k ))
+      args+=(--prepare "${preps[$i]}")
+    done
+    for ((k = 0; k < ${#names[@]}; k++)); do
+      i=$(( round % 2 == 0 ? k : ${#names[@]} - 1 - k ))
+      args+=(-n "${names[$i]}" "${cmds[$i]}")
+    done
+    local per=$(( runs - 2 * round < 2 ? runs - 2 * round : 2 ))
+    [ "$runs" -lt 2 ] && per=$runs
+    hyperfine --warmup $(( round == 0 ? 1 : 0 )) --runs "$per" --style basic \
+      --export-json "$json.$round" "${args[@]}" >"$json.$round.log" 2>&1 \
+      || { echo "FAIL: hyperfine (see below)"; tail -20 "$json.$round.log"; exit 1; }
+  done
+  python3 - "$json" "$rounds" <<'PY'
+import json, statistics, sys
+out, rounds = sys.argv[1], int(sys.argv[2])
+merged = {}
+for r in range(rounds):
+    for res in json.load(open(f"{out}.{r}"))["results"]:
+        m = merged.setdefault(res["command"], {"command": res["command"], "times": [], "user": [], "system": []})
+        m["times"] += res["times"]
+        m["user"] += [res["user"]] * len(res["times"])
+        m["system"] += [res["system"]] * len(res["times"])
+results = []
+for m in merged.values():
+    t = m["times"]
+    results.append({"command": m["command"], "times": t, "median": statistics.median(t), "min": min(t),
+                    "max": max(t), "mean": statistics.mean(t), "stddev": statistics.stdev(t) if len(t) > 1 else 0,
+                    "user": statistics.mean(m["user"]), "system": statistics.mean(m["system"])})
+    print(f"  {m['command']:<34} median {results[-1]['median']:.3f} s over {len(t)} runs")
+json.dump({"results": results}, open(out, "w"), indent=1)
+PY
+}
+
+for scale in $scales; do
+  db=drillbook_bench_s$scale
+  store=s3://bench/s$scale
+  runs=${RUNS:-10}
+  out=$work/s$scale
+  mkdir -p "$out"
+  echo
+  echo "=== scale $scale ($db, $runs runs + 1 warm-up) ==="
+  if [ "$(psql "${pg[@]}" -Atc 'SELECT count(*) FROM pgbench_branches' "$db" 2>/dev/null)" != "$scale" ]; then
+    echo "creating $db with pgbench -i -s $scale"
+    dropdb "${pg[@]}" --if-exists "$db"
+    createdb "${pg[@]}" "$db"
+    pgbench -i -q -s "$scale" "${pg[@]}" "$db"
+  fi
+  echo "database:   $(psql "${pg[@]}" -Atc "SELECT pg_size_pretty(pg_database_size('$db'))" postgres)"
+  rows=$(psql "${pg[@]}" -Atc 'SELECT count(*) FROM pgbench_accounts' "$db")
+
+  backup="DATABASE_URL=$pg_url/$db $bin run --state-dir $out/state --run-id backup --var store=$store $backup_playbook"
+  restore_cmd() { echo "RESTORE_URL=$pg_url/$restore_db $bin run --state-dir $out/state --run-id restore --var store=$store --var key=$1 $restore_playbook"; }
+
+  # Sanity: the backup succeeds, its object is where the manifest says, and its key is known.
+  rm -rf "$out/state"
+  sh -c "$backup" >"$out/backup.out" 2>&1 || { echo "FAIL: drillbook backup exited $?"; cat "$out/backup.out"; exit 1; }
+  "$bin" report backup --state-dir "$out/state" --format json >"$out/backup-report.json"
+  read -r key size < <(python3 -c 'import json, sys; o = json.load(open(sys.argv[1]))["steps"][0]["outputs"]; print(o["key"], o["size"])' "$out/backup-report.json")
+  object=$work/s3/bench/s$scale/$key
+  [ "$(stat -c %s "$object")" = "$size" ] || { echo "FAIL: $object is not $size bytes"; exit 1; }
+  cp "$object" "$out/restore.dump"   # the baseline restores the very same dump from a local file
+  z1_size=$(pg_dump "${pg[@]}" -Fc -Z1 "$db" | wc -c)
+  echo "backup:     $key, $size bytes (pg_dump -Fc -Z1 to a pipe: $z1_size bytes)"
+  python3 -c 'import json, sys; [print("  evidence:", e) for e in json.load(open(sys.argv[1]))["steps"][0].get("evidence", [])]' "$out/backup-report.json" || true
+
+  # Sanity: the restore succeeds and brings back every row (timed runs fail on any non-zero exit).
+  sh -c "$fresh_target"
+  rm -rf "$out/state"
+  sh -c "$(restore_cmd "$key")" >"$out/restore.out" 2>&1 || { echo "FAIL: drillbook restore exited $?"; cat "$out/restore.out"; exit 1; }
+  "$bin" report restore --state-dir "$out/state" --format json >"$out/restore-report.json"
+  python3 -c 'import json, sys; [print("  evidence:", e) for e in json.load(open(sys.argv[1]))["steps"][0].get("evidence", [])]' "$out/restore-report.json" || true
+  restored=$(psql "${pg[@]}" -Atc 'SELECT count(*) FROM pgbench_accounts' "$restore_db")
+  [ "$restored" = "$rows" ] || { echo "FAIL: restored $restored accounts, expected $rows"; exit 1; }
+  echo "restored:   $restored pgbench_accounts rows (same as the source)"
+
+  # (a) and (b): drillbook's backup (its defaults) against both pg_dump baselines.
+  compare "$out/backup.json" \
+    "pg_dump -Fc -Z1 > /dev/null" "true" "pg_dump ${pg[*]} -Fc -Z1 $db > /dev/null" \
+    "pg_dump --format=custom -f FILE" "rm -f $out/default.dump" "pg_dump ${pg[*]} --format=custom -f $out/default.dump $db" \
+    "drillbook backup -> S3" "rm -rf $out/state" "$backup"
+  default_size=$(stat -c %s "$out/default.dump")
+  # (c): both restore into a database created just before, after a checkpoint so neither pays
+  # for the other's dirty buffers.
+  compare "$out/restore.json" \
+    "pg_restore -j2 < local file" "$fresh_target" "pg_restore ${pg[*]} --clean --if-exists --no-owner -j2 -d $restore_db $out/restore.dump" \
+    "drillbook restore <- S3" "$fresh_target && rm -rf $out/state" "$(restore_cmd "$key")"
+
+  # (d): peak RSS, with the baselines' own for context.
+  rm -rf "$out/state"
+  read -r b_rss b_own b_exit b_wall b_user b_sys b_cpu < <(rss "$out/rss-backup.log" sh -c "exec env $backup")
+  read -r d_rss d_own d_exit d_wall d_user d_sys d_cpu < <(rss "$out/rss-pg_dump.log" sh -c "exec pg_dump ${pg[*]} -Fc -Z1 $db > /dev/null")
+  sh -c "$fresh_target"
+  rm -rf "$out/state"
+  read -r r_rss r_own r_exit r_wall r_user r_sys r_cpu < <(rss "$out/rss-restore.log" sh -c "exec env $(restore_cmd "$key")")
+  sh -c "$fresh_target"
+  read -r p_rss p_own p_exit p_wall p_user p_sys p_cpu < <(rss "$out/rss-pg_restore.log" pg_restore "${pg[@]}" --clean --if-exists --no-owner -j2 -d "$restore_db" "$out/restore.dump")
+  # A dump of many upload parts (compression 0: 513 MB at scale 50): memory must not grow with it.
+  rm -rf "$out/state"
+  backup_z0="DATABASE_URL=$pg_url/$db $bin run --state-dir $out/state --run-id backup-z0 --var store=$store $PWD/bench/database-backup-z0.yaml"
+  read -r z_rss z_own z_exit z_wall z_user z_sys z_cpu < <(rss "$out/rss-backup-z0.log" sh -c "exec env $backup_z0")
+  for run in "backup $b_exit" "pg_dump $d_exit" "restore $r_exit" "pg_restore $p_exit" "backup-z0 $z_exit"; do
+    set -- $run
+    [ "$2" = 0 ] || { echo "FAIL: the RSS run of $1 exited $2:"; tail -30 "$out/rss-$1.log"; exit 1; }
+  done
+  cat >"$out/rss.txt" <<EOF
+drillbook backup $b_rss $b_own $b_wall $b_user $b_sys $b_cpu
+pg_dump -Fc -Z1 $d_rss $d_own $d_wall $d_user $d_sys $d_cpu
+drillbook restore $r_rss $r_own $r_wall $r_user $r_sys $r_cpu
+pg_restore -j2 $p_rss $p_own $p_wall $p_user $p_sys $p_cpu
+drillbook backup -Z0 $z_rss $z_own $z_wall $z_user $z_sys $z_cpu
+EOF
+  echo "$scale $size $default_size $z1_size" >"$out/sizes.txt"
+done
+
+# The table: medians, ratios, sizes, RSS and a verdict per goal, per scale.
+python3 - "$work" $scales <<'PY'
+import json, sys
+work, scales = sys.argv[1], sys.argv[2:]
+MiB = 1024
+def load(path):
+    return {r["command"]: r for r in json.load(open(path))["results"]}
+def verdict(ok):
+    return "met" if ok else "MISSED"
+print("\nratios of hyperfine medians; goals stated at scale 50")
+peaks = {}
+for scale in scales:
+    out = f"{work}/s{scale}"
+    b, r = load(f"{out}/backup.json"), load(f"{out}/restore.json")
+    _, size, default_size, z1_size = map(int, open(f"{out}/sizes.txt").read().split())
+    rss = {}
+    for line in open(f"{out}/rss.txt"):
+        *name, maxrss, own, wall, user, system, machine = line.split()
+        rss[" ".join(name)] = (int(maxrss), int(own), float(wall), float(user), float(system), float(machine))
+    print(f"\n--- scale {scale} ---")
+    print(f"{'command':<34} {'median s':>9} {'min s':>7} {'max s':>7} {'stddev':>7}")
+    for res in list(b.values()) + list(r.values()):
+        print(f"{res['command']:<34} {res['median']:>9.3f} {res['min']:>7.3f} {res['max']:>7.3f} {res['stddev']:>7.3f}")
+    z1 = b["pg_dump -Fc -Z1 > /dev/null"]["median"]
+    default = b["pg_dump --format=custom -f FILE"]["median"]
+    ours = b["drillbook backup -> S3"]["median"]
+    pr = r["pg_restore -j2 < local file"]["median"]
+    dr = r["drillbook restore <- S3"]["median"]
+    a = ours / z1
+    speedup = default / ours
+    grow = size / default_size
+    c = dr / pr
+    rb, rr = rss["drillbook backup"], rss["drillbook restore"]
+    peaks[scale] = (rb[0], rr[0])
+    print(f"\n{'goal':<58} {'figure':>16} {'verdict':>8}")
+    print(f"{'(a) drillbook backup / pg_dump -Fc -Z1 >/dev/null <= 1.05':<58} {a:>15.3f}x {verdict(a <= 1.05):>8}")
+    print(f"{'(b) pg_dump -Fc (default) to file / drillbook >= 1.8':<58} {speedup:>15.3f}x {verdict(speedup >= 1.8):>8}")
+    print(f"{'    artifact: drillbook / pg_dump -Fc default <= 1.10':<58} {grow:>15.3f}x {verdict(grow <= 1.10):>8}")
+    print(f"      sizes: drillbook {size:,} B, pg_dump -Fc default {default_size:,} B, pg_dump -Fc -Z1 {z1_size:,} B")
+    print(f"{'(c) drillbook restore / pg_restore -j2 <= 1.05':<58} {c:>15.3f}x {verdict(c <= 1.05):>8}")
+    print(f"{'(d) peak RSS backup (time -v) < 64 MiB':<58} {rb[0] / MiB:>12.1f} MiB {verdict(rb[0] < 64 * MiB):>8}")
+    print(f"{'    peak RSS restore (time -v) < 64 MiB':<58} {rr[0] / MiB:>12.1f} MiB {verdict(rr[0] < 64 * MiB):>8}")
+    rz = rss["drillbook backup -Z0"]
+    print(f"{'    peak RSS backup -Z0, many upload parts (< 64 MiB)':<58} {rz[0] / MiB:>12.1f} MiB {verdict(rz[0] < 64 * MiB):>8}")
+    print(f"\n{'one run each':<18} {'time -v MiB':>11} {'own VmHWM MiB':>13} {'wall s':>6} {'user s':>6} {'sys s':>5} {'machine busy s':>14}")
+    for name, (maxrss, own, wall, user, system, machine) in rss.items():
+        print(f"{name:<18} {maxrss / MiB:>11.1f} {own / MiB:>13.1f} {wall:>6.2f} {user:>6.2f} {system:>5.2f} {machine:>8.2f} ({100 * machine / wall / 2:.0f}%)")
+    print("  (user/sys: the process and its children, e.g. pg_dump; machine busy: all CPUs, of 2 cores)")
+if len(peaks) > 1:
+    print("\n(d) flat across sizes: peak RSS (time -v) by scale")
+    for scale, (backup, restore) in peaks.items():
+        print(f"  scale {scale:>4}: backup {backup / MiB:6.1f} MiB, restore {restore / MiB:6.1f} MiB")
+    flat = all(max(v[i] for v in peaks.values()) <= 1.25 * min(v[i] for v in peaks.values()) for i in (0, 1))
+    print(f"  largest / smallest peak of the same operation within 1.25x: {verdict(flat)}")
+PY
