@@ -33,11 +33,8 @@ fn manifest_of(dump: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("manifest")).expect("manifest JSON")
 }
 
-/// A store of backups of a small fixture, and the database they came from.
-fn backed_up(dir: &Path, rows: u64) -> (TestDb, PathBuf) {
-    let source = TestDb::create("drillbook_src");
-    fixture(&source, rows, None);
-    let store = dir.join("store");
+/// Runs the shipped nightly backup of `source` into `store`; it must succeed.
+fn nightly(dir: &Path, store: &Path, source: &TestDb) -> Output {
     let output = run(
         dir,
         &[
@@ -50,6 +47,15 @@ fn backed_up(dir: &Path, rows: u64) -> (TestDb, PathBuf) {
         5,
     );
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    output
+}
+
+/// A store of backups of a small fixture, and the database they came from.
+fn backed_up(dir: &Path, rows: u64) -> (TestDb, PathBuf) {
+    let source = TestDb::create("drillbook_src");
+    fixture(&source, rows, None);
+    let store = dir.join("store");
+    nightly(dir, &store, &source);
     (source, store)
 }
 
@@ -277,18 +283,7 @@ fn assess_skips_a_truncated_upload_and_picks_the_backup_before_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (source, store) = backed_up(dir.path(), 2_000);
     // A second backup, then its dump cut short as an interrupted copy would leave it.
-    let output = run(
-        dir.path(),
-        &[
-            "run",
-            &playbook("nightly-backup.yaml"),
-            "--var",
-            &format!("store={}", store.display()),
-        ],
-        &[("DATABASE_URL", &source.url())],
-        5,
-    );
-    assert_eq!(output.status, 0, "{}", output.stderr);
+    nightly(dir.path(), &store, &source);
     let all = dumps(&store);
     assert_eq!(all.len(), 2);
     let bytes = std::fs::read(&all[1]).expect("dump");
@@ -400,18 +395,7 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
     let source = TestDb::create("drillbook_src");
     fixture(&source, 1_000, Some(&role));
     let store = dir.path().join("store");
-    let mut backup = run(
-        dir.path(),
-        &[
-            "run",
-            &playbook("nightly-backup.yaml"),
-            "--var",
-            &format!("store={}", store.display()),
-        ],
-        &[("DATABASE_URL", &source.url())],
-        5,
-    );
-    assert_eq!(backup.status, 0, "{}", backup.stderr);
+    nightly(dir.path(), &store, &source);
     // The role exists no more where the backup is restored.
     source.psql(&format!("REVOKE ALL ON shop.orders FROM {role}"));
     psql("postgres", &format!("DROP ROLE {role}"));
@@ -428,7 +412,7 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
         std::fs::write(&file, text).expect("playbook");
         run(dir.path(), &["run", file.to_str().unwrap()], &[], 5)
     };
-    backup = restore("");
+    let backup = restore("");
     assert_eq!(backup.status, 1, "{}", backup.stdout);
     assert!(
         backup
@@ -608,18 +592,7 @@ fn backups_older_than_prune_older_than_are_removed_and_the_new_one_kept() {
     }
     let source = TestDb::create("drillbook_src");
     fixture(&source, 1_000, None);
-    let output = run(
-        dir.path(),
-        &[
-            "run",
-            &playbook("nightly-backup.yaml"),
-            "--var",
-            &format!("store={}", store.display()),
-        ],
-        &[("DATABASE_URL", &source.url())],
-        5,
-    );
-    assert_eq!(output.status, 0, "{}", output.stderr);
+    nightly(dir.path(), &store, &source);
     let left: Vec<String> = dumps(&store)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
