@@ -76,4 +76,40 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
     assert_eq!(step(&report, "mirror")["outputs"]["copied"], 30);
     assert_eq!(step(&report, "parity")["status"], "succeeded");
     assert_eq!(step(&report, "parity")["outputs"]["missing"], 0);
+
+    // An object deleted at the source stays in the mirror, and the next night still passes.
+    std::fs::remove_file(server.root.join("storage/production/dir0/object-0.bin")).expect("rm");
+    let output = drill(
+        dir.path(),
+        &[
+            "run",
+            &shipped("storage-mirror.yaml"),
+            "--var",
+            "storage=s3://storage/production",
+            "--var",
+            "mirror=s3://mirror/production",
+            "--var",
+            "storage_class=STANDARD",
+        ],
+        &env,
+        3,
+    );
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    assert!(
+        server
+            .root
+            .join("mirror/production/dir0/object-0.bin")
+            .is_file()
+    );
+    let second = common::drill::runs_of(dir.path(), "storage-mirror")
+        .into_iter()
+        .find(|id| {
+            json_report(dir.path(), id)["steps"][1]["evidence"]
+                .to_string()
+                .contains("kept on purpose")
+        });
+    assert!(
+        second.is_some(),
+        "the second night lists the extra object as kept"
+    );
 }

@@ -41,6 +41,10 @@ pub struct Verify {
     /// Re-read and re-hash the bytes instead of trusting stored checksums.
     #[serde(default)]
     pub deep: bool,
+    /// Extra objects in the destination are listed but do not fail the step: a mirror that
+    /// keeps what the source deleted (`sync` without `delete`).
+    #[serde(default)]
+    pub allow_extra: bool,
     /// Fail when the newest object (or backup manifest) is older than this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<Duration>,
@@ -155,8 +159,17 @@ impl Verify {
                 .insert("missing".into(), findings.missing.len().into());
             done.outputs
                 .insert("extra".into(), findings.extra.len().into());
-            if findings.total() > 0 {
+            let tolerated = if self.allow_extra {
+                findings.extra.len()
+            } else {
+                0
+            };
+            if findings.total() > tolerated {
                 problems.push(counts);
+            } else if tolerated > 0 {
+                done.evidence.push(format!(
+                    "{tolerated} extra object(s) kept on purpose (allow_extra)"
+                ));
             }
         }
 
