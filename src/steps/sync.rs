@@ -404,7 +404,9 @@ impl Mirror<'_, '_> {
         let changed =
             !had_report || report.objects != previous.objects || report.source != previous.source;
         let mut report_error = None;
-        let report_line = if changed {
+        // Written even when nothing changed: its time says when the mirror was last brought
+        // up to date, which is what a freshness check of a quiet bucket's mirror must see.
+        let report_line = if changed || failures.is_empty() {
             match cancellable(&cancel, async {
                 Ok(write_report(&self.destination, &mut report).await)
             })

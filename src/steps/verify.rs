@@ -99,6 +99,9 @@ impl Verify {
         let mut mismatched = 0usize;
         // The source's listing, when parity needed it, for `max_age`.
         let mut listing = None;
+        // When the source's own checksum report was last written: a mirror is as fresh as
+        // its last sync, even when nothing new arrived for days.
+        let mut refreshed = None;
 
         let findings = if let Some(destination) = &self.destination {
             let destination = Store::open(&render(destination)?)
@@ -121,6 +124,7 @@ impl Verify {
             let stored = store.list("").await.map_err(StepFailure::of)?;
             let findings = match read_report(&store).await? {
                 Some(report) => {
+                    refreshed = report.updated_at;
                     Some(against_report(&store, &stored, &report, self.deep, ctx).await?)
                 }
                 // A store of database backups has manifests, not a checksum report: its
@@ -194,7 +198,7 @@ impl Verify {
                 Some(listing) => listing,
                 None => store.list("").await.map_err(StepFailure::of)?,
             };
-            match self.freshness(&store, &listing, limit, ctx.clock_start) {
+            match self.freshness(&store, &listing, refreshed, limit, ctx.clock_start) {
                 Freshness::Unknown(problem) => problems.push(problem),
                 Freshness::Measured {
                     newest,
@@ -227,11 +231,13 @@ impl Verify {
     }
 
     /// The age of the newest complete backup when the store holds backups (or a `backup:` is
-    /// being checked), else of the newest object.
+    /// being checked), else of the last sync into it (its checksum report), else of the newest
+    /// object.
     fn freshness(
         &self,
         store: &Store,
         listing: &[ObjectInfo],
+        refreshed: Option<Timestamp>,
         limit: Duration,
         now: Timestamp,
     ) -> Freshness {
@@ -246,6 +252,8 @@ impl Verify {
                 }
                 Some((key, at)) => (key, at, "backup"),
             }
+        } else if let Some(at) = refreshed {
+            (REPORT_KEY.to_string(), at, "sync (its checksum report)")
         } else {
             let data = listing.iter().filter(|o| !is_own(&o.key));
             let newest = data
