@@ -113,3 +113,61 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
         "the second night lists the extra object as kept"
     );
 }
+
+#[test]
+fn storage_restore_brings_lost_objects_back_from_the_mirror() {
+    let server = S3Server::start();
+    server.create_bucket("storage");
+    server.create_bucket("mirror");
+    seed(&server, "storage", "production", 20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = server.env();
+    let buckets = [
+        "--var",
+        "storage=s3://storage/production",
+        "--var",
+        "mirror=s3://mirror/production",
+    ];
+    let mirror_playbook = shipped("storage-mirror.yaml");
+    let mut mirror = vec!["run", mirror_playbook.as_str()];
+    mirror.extend(buckets);
+    mirror.extend(["--var", "storage_class=STANDARD"]);
+    let output = drill(dir.path(), &mirror, &env, 3);
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let before = files(&server.root.join("storage/production"));
+
+    // Disaster: a third of the bucket is lost, one object is corrupted (same size).
+    for i in (0..20).step_by(3) {
+        std::fs::remove_file(
+            server
+                .root
+                .join(format!("storage/production/dir{}/object-{i}.bin", i % 3)),
+        )
+        .expect("rm");
+    }
+    let corrupted = server.root.join("storage/production/dir1/object-1.bin");
+    let mut bytes = std::fs::read(&corrupted).expect("read");
+    bytes[0] ^= 0xff;
+    std::fs::write(&corrupted, bytes).expect("corrupt");
+
+    let restore_playbook = shipped("storage-restore.yaml");
+    let mut restore = vec!["run", restore_playbook.as_str()];
+    restore.extend(buckets);
+    let output = drill(dir.path(), &restore, &env, 3);
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let after: Vec<_> = files(&server.root.join("storage/production"))
+        .into_iter()
+        .filter(|(key, _)| !key.starts_with(".drillbook"))
+        .collect();
+    assert_eq!(after, before, "every object is back, byte for byte");
+    let report = json_report(dir.path(), &run_of(dir.path(), "storage-restore"));
+    // At least the 7 lost and the corrupted one. The bucket has no checksum report of its
+    // own yet, so today every object is copied back (issue 5: compare by hash instead).
+    let copied = step(&report, "restore")["outputs"]["copied"]
+        .as_u64()
+        .expect("copied");
+    assert!((8..=20).contains(&copied), "{copied}");
+    assert_eq!(step(&report, "parity")["status"], "succeeded");
+    assert_eq!(step(&report, "approve")["status"], "skipped");
+    assert_eq!(report["objectives"]["rto"]["met"], true);
+}
