@@ -41,16 +41,10 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
     found
 }
 
-#[test]
-fn storage_mirror_copies_the_bucket_and_proves_parity() {
-    let server = S3Server::start();
-    server.create_bucket("storage");
-    server.create_bucket("mirror");
-    seed(&server, "storage", "production", 30);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let env = server.env();
-    let output = drill(
-        dir.path(),
+/// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`.
+fn mirror(dir: &Path, env: &[(String, String)]) -> common::Output {
+    drill(
+        dir,
         &[
             "run",
             &shipped("storage-mirror.yaml"),
@@ -61,9 +55,20 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
             "--var",
             "storage_class=STANDARD",
         ],
-        &env,
+        env,
         3,
-    );
+    )
+}
+
+#[test]
+fn storage_mirror_copies_the_bucket_and_proves_parity() {
+    let server = S3Server::start();
+    server.create_bucket("storage");
+    server.create_bucket("mirror");
+    seed(&server, "storage", "production", 30);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = server.env();
+    let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let source = files(&server.root.join("storage/production"));
     let mirrored: Vec<_> = files(&server.root.join("mirror/production"))
@@ -79,21 +84,7 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
 
     // An object deleted at the source stays in the mirror, and the next night still passes.
     std::fs::remove_file(server.root.join("storage/production/dir0/object-0.bin")).expect("rm");
-    let output = drill(
-        dir.path(),
-        &[
-            "run",
-            &shipped("storage-mirror.yaml"),
-            "--var",
-            "storage=s3://storage/production",
-            "--var",
-            "mirror=s3://mirror/production",
-            "--var",
-            "storage_class=STANDARD",
-        ],
-        &env,
-        3,
-    );
+    let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     assert!(
         server
@@ -128,11 +119,7 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
         "--var",
         "mirror=s3://mirror/production",
     ];
-    let mirror_playbook = shipped("storage-mirror.yaml");
-    let mut mirror = vec!["run", mirror_playbook.as_str()];
-    mirror.extend(buckets);
-    mirror.extend(["--var", "storage_class=STANDARD"]);
-    let output = drill(dir.path(), &mirror, &env, 3);
+    let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let before = files(&server.root.join("storage/production"));
 

@@ -385,8 +385,7 @@ async fn count_rows(
 /// Removes backups older than `age`, manifest first (so a half-pruned backup is incomplete,
 /// never mistaken for a good one). The newest complete backup is always kept.
 async fn prune(store: &Store, age: Duration, keep: &str) -> Result<Vec<String>, StepFailure> {
-    let failure = |e: crate::connect::store::StoreError| StepFailure::new(e.to_string());
-    let listing = store.list("").await.map_err(failure)?;
+    let listing = store.list("").await.map_err(StepFailure::of)?;
     let cutoff = Timestamp::now()
         .checked_sub(jiff::SignedDuration::try_from(age.0).unwrap_or(jiff::SignedDuration::MAX))
         .unwrap_or(Timestamp::MIN);
@@ -401,8 +400,11 @@ async fn prune(store: &Store, age: Duration, keep: &str) -> Result<Vec<String>, 
         store
             .delete(&manifest::manifest_key(&candidate.key))
             .await
-            .map_err(failure)?;
-        store.delete(&candidate.key).await.map_err(failure)?;
+            .map_err(StepFailure::of)?;
+        store
+            .delete(&candidate.key)
+            .await
+            .map_err(StepFailure::of)?;
         removed += 1;
     }
     Ok(vec![format!(

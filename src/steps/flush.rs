@@ -56,10 +56,8 @@ impl Flush {
     ) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         use crate::connect::redis::Target;
-
-        let fail = |e: crate::connect::redis::RedisError| StepFailure::new(e.to_string());
         let url = (ctx.render)(&self.redis).map_err(StepFailure::new)?;
-        let target = Target::parse(&url).map_err(fail)?;
+        let target = Target::parse(&url).map_err(StepFailure::of)?;
         if let Some(expected) = &self.expect_host {
             let expected = (ctx.render)(expected).map_err(StepFailure::new)?;
             // Host names are case-insensitive; anything else must match exactly, so that a
@@ -82,7 +80,7 @@ impl Flush {
         };
 
         let mut connection = tokio::select! {
-            connection = target.connect(CONNECT_LIMIT) => connection.map_err(fail)?,
+            connection = target.connect(CONNECT_LIMIT) => connection.map_err(StepFailure::of)?,
             _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
         };
         // FLUSHALL empties every database, so its count is the whole keyspace; otherwise the
@@ -94,13 +92,13 @@ impl Flush {
                     .arg("keyspace")
                     .query_async(connection)
                     .await
-                    .map_err(|e| fail(target.error(&e)))?;
+                    .map_err(|e| StepFailure::of(target.error(&e)))?;
                 Ok::<u64, StepFailure>(crate::connect::redis::keys_in_keyspace(&info))
             } else {
                 redis::cmd("DBSIZE")
                     .query_async(connection)
                     .await
-                    .map_err(|e| fail(target.error(&e)))
+                    .map_err(|e| StepFailure::of(target.error(&e)))
             }
         };
 
@@ -130,7 +128,7 @@ impl Flush {
                 let () = command
                     .query_async(&mut connection)
                     .await
-                    .map_err(|e| fail(target.error(&e)))?;
+                    .map_err(|e| StepFailure::of(target.error(&e)))?;
                 evidence.push(match self.scope {
                     FlushScope::Db => format!("FLUSHDB on {target}"),
                     FlushScope::All => {
@@ -175,7 +173,6 @@ async fn unlink_matching(
 ) -> Result<(u64, u64), super::StepFailure> {
     use super::{Progress, StepFailure, Unit};
 
-    let fail = |e: redis::RedisError| StepFailure::new(target.error(&e).to_string());
     let (mut cursor, mut unlinked, mut batches) = (0u64, 0u64, 0u64);
     loop {
         if ctx.cancel.is_cancelled() {
@@ -193,14 +190,14 @@ async fn unlink_matching(
             .arg(batch)
             .query_async(connection)
             .await
-            .map_err(fail)?;
+            .map_err(|e| StepFailure::of(target.error(&e)))?;
         batches += 1;
         if !keys.is_empty() {
             let removed: u64 = redis::cmd("UNLINK")
                 .arg(&keys)
                 .query_async(connection)
                 .await
-                .map_err(fail)?;
+                .map_err(|e| StepFailure::of(target.error(&e)))?;
             unlinked += removed;
         }
         (ctx.progress)(Progress {

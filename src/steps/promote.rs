@@ -163,18 +163,16 @@ async fn promote_standby(
 ) -> Result<super::Done, super::StepFailure> {
     use super::StepFailure;
     use crate::connect::postgres::Target;
-
-    let fail = |e: crate::connect::postgres::PgError| StepFailure::new(e.to_string());
-    let target = Target::parse(url).map_err(fail)?;
+    let target = Target::parse(url).map_err(StepFailure::of)?;
     let client = tokio::select! {
-        client = target.connect(CONNECT_LIMIT) => client.map_err(fail)?,
+        client = target.connect(CONNECT_LIMIT) => client.map_err(StepFailure::of)?,
         _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
     };
     let in_recovery = async || -> Result<bool, StepFailure> {
         let row = client
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
-            .map_err(|e| fail(target.error(&e)))?;
+            .map_err(|e| StepFailure::of(target.error(&e)))?;
         Ok(row.get(0))
     };
 
@@ -196,7 +194,7 @@ async fn promote_standby(
     let row = client
         .query_one("SELECT pg_promote(true, $1)", &[&seconds])
         .await
-        .map_err(|e| fail(target.error(&e)))?;
+        .map_err(|e| StepFailure::of(target.error(&e)))?;
     let promoted: bool = row.get(0);
     if !promoted {
         return Err(StepFailure::new(format!(
