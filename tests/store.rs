@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use common::s3::S3Server;
-use drillbook::connect::store::{Store, StoreError};
+use drillbook::connect::store::{PutOptions, Store, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
@@ -529,6 +529,48 @@ async fn s3_retries_server_errors() {
         sha256(&store.get_bytes("large").await.unwrap()),
         sha256(&data)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_streams_an_object_of_known_size_in_one_request() {
+    let (server, store) = s3().await;
+    let data = random_bytes(20 * MIB);
+    let hinted = |size: usize| PutOptions {
+        size_hint: Some(size as u64),
+        ..PutOptions::default()
+    };
+    let progress = AtomicU64::new(0);
+    let stored = store
+        .put_stream_with("exact", data.as_slice(), &hinted(data.len()), &|n| {
+            progress.store(n, Ordering::Relaxed)
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored, data.len() as u64);
+    assert_eq!(progress.load(Ordering::Relaxed), data.len() as u64);
+    assert_eq!(
+        sha256(&store.get_bytes("exact").await.unwrap()),
+        sha256(&data)
+    );
+    // One request, not parts: s3s-fs keeps no multipart bookkeeping and gives a plain ETag.
+    let info = std::fs::read_dir(&server.root)
+        .unwrap()
+        .flatten()
+        .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+        .find(|text| text.contains("e_tag"))
+        .expect("the object's ETag");
+    assert!(!info.contains('-'), "{info}");
+
+    // A source that turns out shorter or longer than promised stores nothing.
+    for (hint, key) in [(data.len() + 1, "shorter"), (data.len() - 1, "longer")] {
+        let error = store
+            .put_stream_with(key, data.as_slice(), &hinted(hint), &|_| {})
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("it was listed with"), "{error}");
+        assert!(error.to_string().contains(key), "{error}");
+        assert_eq!(store.head(key).await.unwrap(), None);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

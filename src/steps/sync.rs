@@ -50,6 +50,10 @@ pub struct Sync {
     /// Multipart part size for large objects (default 16MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part_size: Option<ByteSize>,
+    /// Objects of this size and larger go to S3 as multipart uploads, smaller ones as one
+    /// request each (default 200MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multipart_threshold: Option<ByteSize>,
     /// S3 storage class for the copies, e.g. `GLACIER_IR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
@@ -86,6 +90,9 @@ const CHECKPOINT_SPACING: u32 = 10;
 /// How long a cancelled sync may spend saving what it copied and aborting its uploads.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Tries per object, the next one after `COPY_BACKOFF` times the tries so far.
+const COPY_ATTEMPTS: u32 = 3;
+const COPY_BACKOFF: Duration = Duration::from_millis(500);
 /// No new transfers start after this many failures: they usually share a cause.
 const MAX_FAILURES: usize = 10;
 /// Keys listed one by one in the evidence; the counts cover all of them.
@@ -119,6 +126,17 @@ impl Sync {
                 node,
                 "part_size",
                 format!("`part_size` is from 5MiB to 5GiB (S3's limits on a part), not {size}"),
+            ));
+        }
+        if let Some(size) = self.multipart_threshold
+            && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&size.0)
+        {
+            out.push(super::at_key(
+                node,
+                "multipart_threshold",
+                format!(
+                    "`multipart_threshold` is from 5MiB to 5GiB (S3's limits on a part and on one request), not {size}"
+                ),
             ));
         }
     }
@@ -568,6 +586,7 @@ impl Mirror<'_, '_> {
                 ),
                 storage_class: self.storage_class.clone(),
                 size_hint: None,
+                multipart_threshold: self.step.multipart_threshold.map(|size| size.0),
             },
             objects: objects.to_vec(),
             next: AtomicUsize::new(0),
@@ -816,7 +835,24 @@ async fn transfer_worker(transfers: Arc<Transfers>, outcomes: mpsc::UnboundedSen
 }
 
 impl Transfers {
+    /// Copies one object, trying again after a failure: a streamed upload cannot be resent by
+    /// the S3 client, so a transient error would otherwise fail the object.
     async fn copy(&self, index: usize) -> Outcome {
+        let mut attempt = 1;
+        loop {
+            let outcome = self.copy_once(index).await;
+            if !matches!(outcome, Outcome::Failed { .. })
+                || attempt == COPY_ATTEMPTS
+                || self.cancel.is_cancelled()
+            {
+                return outcome;
+            }
+            tokio::time::sleep(COPY_BACKOFF * attempt).await;
+            attempt += 1;
+        }
+    }
+
+    async fn copy_once(&self, index: usize) -> Outcome {
         let object = &self.objects[index];
         let options = PutOptions {
             size_hint: Some(object.size),
@@ -859,6 +895,11 @@ impl Transfers {
             .destination
             .put_stream_with(&object.key, &mut hashing, &options, &progress)
             .await;
+        if stored.is_err() {
+            // Counted again by the next attempt.
+            self.stored
+                .fetch_sub(reported.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         match stored {
             Ok(size) => Outcome::Copied {
                 index,

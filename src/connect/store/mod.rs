@@ -7,6 +7,7 @@
 mod download;
 mod local;
 mod s3;
+mod streamed;
 
 pub use s3::S3Settings;
 
@@ -28,6 +29,9 @@ pub struct PutOptions {
     /// gets a buffer of its own size rather than one of a whole part. A wrong hint costs speed,
     /// never correctness.
     pub size_hint: Option<u64>,
+    /// S3: an object whose size is known (`size_hint`) and below this goes up as one request
+    /// (streamed when larger than a part), larger ones as multipart uploads. Default 200 MiB.
+    pub multipart_threshold: Option<u64>,
 }
 
 /// One object as listed or inspected.
@@ -207,6 +211,10 @@ impl Store {
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        check_key(&self.url, key)?;
+        if let Backend::S3(store) = &self.backend {
+            return store.put_bytes(key, bytes).await;
+        }
         let options = PutOptions {
             size_hint: Some(bytes.len() as u64),
             ..PutOptions::default()
@@ -486,6 +494,27 @@ fn check_prefix(url: &str, prefix: &str) -> Result<(), StoreError> {
         }),
         None => Ok(()),
     }
+}
+
+/// Reads until `size` bytes or the end of `reader` into `buffer` (or a new one); short only at
+/// the end.
+pub(crate) async fn read_part<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+    buffer: Option<Vec<u8>>,
+) -> std::io::Result<Vec<u8>> {
+    let mut buffer = buffer.unwrap_or_default();
+    buffer.resize(size, 0);
+    let mut filled = 0;
+    while filled < size {
+        let read = reader.read(&mut buffer[filled..]).await?;
+        if read == 0 {
+            break;
+        }
+        filled += read;
+    }
+    buffer.truncate(filled);
+    Ok(buffer)
 }
 
 #[cfg(test)]

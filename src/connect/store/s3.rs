@@ -24,7 +24,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
-use super::{ObjectInfo, PutOptions, StoreError, location};
+use super::{ObjectInfo, PutOptions, StoreError, location, streamed};
 
 /// S3 allows parts of 5 MiB and more (except the last); 8 MiB keeps requests few and memory
 /// small: at most `MAX_IN_FLIGHT` parts are uploading while the next one is read, and their
@@ -35,6 +35,12 @@ const PART_SIZE: usize = 8 << 20;
 const MIN_PART_SIZE: u64 = 5 << 20;
 const MAX_PART_SIZE: u64 = 5 << 30;
 const MAX_IN_FLIGHT: usize = 3;
+/// An object of a known size below this is sent as one streamed request rather than as parts
+/// (rclone's default cutoff too): the server writes it once, where a multipart upload is
+/// written as parts and then again as the object. A failed request is sent again whole.
+const MULTIPART_THRESHOLD: u64 = 200 << 20;
+/// S3's limit on a single PutObject.
+const MAX_SINGLE_REQUEST: u64 = 5 << 30;
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: i32 = 10_000;
 /// With fewer attempts a short burst of 500/503 answers would fail a long upload.
@@ -223,23 +229,30 @@ impl S3Store {
             source,
         };
         let base = base_part_size(options);
+        let storage_class = options.storage_class.as_deref().map(StorageClass::from);
+        if let Some(size) = options.size_hint
+            && streams(size, base, options)
+        {
+            return self
+                .put_streamed(key, &mut reader, size, storage_class, progress)
+                .await;
+        }
         // An object said to be small gets a buffer of its size (and one byte more, to see
         // its end), not a whole part's.
         let expected = options
             .size_hint
             .and_then(|size| usize::try_from(size).ok())
             .filter(|&size| size < base);
-        let mut first = read_part(&mut reader, expected.map_or(base, |size| size + 1), None)
+        let mut first = super::read_part(&mut reader, expected.map_or(base, |size| size + 1), None)
             .await
             .map_err(source_error)?;
         if expected.is_some_and(|size| first.len() > size) {
             // Larger than the hint: read on to a whole part.
-            let more = read_part(&mut reader, base - first.len(), None)
+            let more = super::read_part(&mut reader, base - first.len(), None)
                 .await
                 .map_err(source_error)?;
             first.extend_from_slice(&more);
         }
-        let storage_class = options.storage_class.as_deref().map(StorageClass::from);
         if first.len() < base {
             // Small enough for one request, which S3 applies atomically.
             let size = first.len() as u64;
@@ -250,6 +263,10 @@ impl S3Store {
                 .content_length(size as i64)
                 .set_storage_class(storage_class)
                 .body(ByteStream::from(first))
+                .customize()
+                // Not hashed a second time for the signature: a single request is checked by
+                // its Content-Length, and TLS protects its bytes on the way.
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|error| self.sdk_error("write", key, &error))?;
@@ -266,6 +283,70 @@ impl S3Store {
             upload.abort().await;
         }
         result
+    }
+
+    /// Bytes in memory: one request (which the client can resend after a transient error),
+    /// or a multipart upload beyond S3's limit on one.
+    pub(crate) async fn put_bytes(&self, key: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let size = bytes.len() as u64;
+        if size >= MAX_SINGLE_REQUEST {
+            self.put_stream(key, bytes.as_slice(), &PutOptions::default(), &|_| {})
+                .await?;
+            return Ok(());
+        }
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .content_length(size as i64)
+            .body(ByteStream::from(bytes))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|error| self.sdk_error("write", key, &error))?;
+        Ok(())
+    }
+
+    /// One PutObject whose body is read from `reader` while it is sent: exactly `size` bytes,
+    /// or the request fails and nothing is stored.
+    async fn put_streamed<R: AsyncRead + Unpin + Send>(
+        &self,
+        key: &str,
+        reader: &mut R,
+        size: u64,
+        storage_class: Option<StorageClass>,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<u64, StoreError> {
+        let (body, feeder) = streamed::channel(size);
+        let request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .content_length(size as i64)
+            .set_storage_class(storage_class)
+            .body(ByteStream::from_body_1_x(body))
+            .customize()
+            // A streamed body cannot be read twice, to hash it for the signature first.
+            .disable_payload_signing()
+            .send();
+        let (fed, sent) = tokio::join!(feeder.run(reader, progress), request);
+        match (fed, sent) {
+            (Err(streamed::Stopped::Source(source)), _) => Err(StoreError::Source {
+                url: self.url.clone(),
+                key: key.to_owned(),
+                source,
+            }),
+            (_, Err(error)) => Err(self.sdk_error("write", key, &error)),
+            (Ok(()), Ok(_)) => Ok(size),
+            (Err(streamed::Stopped::Request), Ok(_)) => Err(StoreError::Failed {
+                action: "write",
+                url: self.url.clone(),
+                key: key.to_owned(),
+                message: "the server answered before the whole object was sent".to_owned(),
+            }),
+        }
     }
 
     pub(crate) async fn get(
@@ -733,7 +814,7 @@ impl MultipartUpload {
             while let Some(result) = self.parts.try_join_next() {
                 self.collect(result, &mut completed, &mut uploaded, progress)?;
             }
-            body = read_part(reader, part_size(self.base, number + 1), self.spare.pop())
+            body = super::read_part(reader, part_size(self.base, number + 1), self.spare.pop())
                 .await
                 .map_err(|source| StoreError::Source {
                     url: self.store.url.clone(),
@@ -776,6 +857,8 @@ impl MultipartUpload {
                 .part_number(number)
                 .content_length(size as i64)
                 .body(ByteStream::from(body.clone()))
+                .customize()
+                .disable_payload_signing()
                 .send()
                 .await
                 .map_err(|error| store.sdk_error("write", &key, &error))?;
@@ -911,13 +994,26 @@ fn base_part_size(options: &PutOptions) -> usize {
     })
 }
 
+/// Whether an object of a known `size` goes up as one streamed request: at least a part, and
+/// below the multipart threshold.
+fn streams(size: u64, base: usize, options: &PutOptions) -> bool {
+    let threshold = options
+        .multipart_threshold
+        .unwrap_or(MULTIPART_THRESHOLD)
+        .min(MAX_SINGLE_REQUEST);
+    size >= base as u64 && size < threshold
+}
+
 /// The most memory `put_stream` holds for an object of `size` bytes: the whole object when it
-/// fits one request, else the parts in flight and the one being read, at the largest part
-/// size the object reaches.
+/// is smaller than a part, a few chunks when it is streamed in one request, else the parts in
+/// flight and the one being read, at the largest part size the object reaches.
 pub(crate) fn upload_memory(size: u64, options: &PutOptions) -> u64 {
     let base = base_part_size(options);
     if size < base as u64 {
         return size + 1;
+    }
+    if options.size_hint == Some(size) && streams(size, base, options) {
+        return streamed::MEMORY;
     }
     let mut covered = 0u64;
     let mut number = 1;
@@ -928,27 +1024,6 @@ pub(crate) fn upload_memory(size: u64, options: &PutOptions) -> u64 {
         number += 1;
     }
     largest * (MAX_IN_FLIGHT as u64 + 1)
-}
-
-/// Reads until `size` bytes or the end of `reader` into `buffer` (or a new one); short only at
-/// the end.
-async fn read_part<R: AsyncRead + Unpin>(
-    reader: &mut R,
-    size: usize,
-    buffer: Option<Vec<u8>>,
-) -> std::io::Result<Vec<u8>> {
-    let mut buffer = buffer.unwrap_or_default();
-    buffer.resize(size, 0);
-    let mut filled = 0;
-    while filled < size {
-        let read = reader.read(&mut buffer[filled..]).await?;
-        if read == 0 {
-            break;
-        }
-        filled += read;
-    }
-    buffer.truncate(filled);
-    Ok(buffer)
 }
 
 fn timestamp(time: &DateTime) -> Option<jiff::Timestamp> {
