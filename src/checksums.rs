@@ -64,6 +64,19 @@ impl ChecksumReport {
     }
 }
 
+impl ChecksumReport {
+    /// The SHA-256 this report vouches for, for a store that holds the object now with `size`
+    /// bytes, modified at `modified`: the report's entry when the size agrees and the object
+    /// was last written before the report was (an object written since is another object).
+    pub fn vouches(&self, key: &str, size: u64, modified: Option<Timestamp>) -> Option<&str> {
+        let written = self.updated_at?;
+        self.objects
+            .get(key)
+            .filter(|entry| entry.size == size && modified.is_some_and(|m| m <= written))
+            .map(|entry| entry.sha256.as_str())
+    }
+}
+
 /// Whether a key is drillbook's own bookkeeping rather than data.
 pub fn is_own(key: &str) -> bool {
     key.starts_with(OWN_PREFIX)
@@ -91,5 +104,30 @@ mod tests {
         assert!(report.unchanged("x/z.bin", 5, Some(at)).is_none());
         assert_eq!(ChecksumReport::parse(&report.to_bytes()), Ok(report));
         assert!(is_own(".drillbook/checksums.json") && !is_own("data/.drillbook"));
+    }
+
+    #[test]
+    fn a_report_vouches_only_for_objects_written_before_it() {
+        let time = |text: &str| -> Timestamp { text.parse().expect("time") };
+        let mut report = ChecksumReport::new("s3://a/b");
+        report.objects.insert(
+            "k".into(),
+            Entry {
+                size: 5,
+                sha256: "ab".into(),
+                source_modified: None,
+            },
+        );
+        let before = Some(time("2026-11-24T01:00:00Z"));
+        assert_eq!(report.vouches("k", 5, before), None, "no time, no vouching");
+        report.updated_at = Some(time("2026-11-24T02:00:00Z"));
+        assert_eq!(report.vouches("k", 5, before), Some("ab"));
+        assert_eq!(report.vouches("k", 6, before), None);
+        assert_eq!(report.vouches("k", 5, None), None);
+        assert_eq!(
+            report.vouches("k", 5, Some(time("2026-11-24T03:00:00Z"))),
+            None,
+            "rewritten since the report"
+        );
     }
 }

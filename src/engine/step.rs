@@ -409,6 +409,7 @@ async fn attempts(
             Ok(_) => run_once(shared, step, attempt, cancel, decided.as_ref()).await,
         };
         let (outputs, error, evidence);
+        let permanent = matches!(&outcome, Outcome::Failed(failure) if failure.permanent);
         (status, outputs, error, evidence) = match outcome {
             Outcome::Done(done) => (Status::Succeeded, done.outputs, None, done.evidence),
             Outcome::TimedOut(limit) => (
@@ -453,6 +454,7 @@ async fn attempts(
             tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
         }
         let retryable = matches!(status, Status::Failed | Status::TimedOut)
+            && !permanent
             && n + 1 < step.retry.attempts
             && !cancel.is_cancelled();
         if !retryable {

@@ -192,6 +192,7 @@ impl Backup {
                     done: bytes,
                     total: None,
                     unit: Unit::Bytes,
+                    objects: None,
                 })
             };
             // The counts run in the same snapshot on drillbook's own connection while

@@ -161,6 +161,7 @@ impl Command {
                         evidence: done.evidence,
                         outputs: done.outputs,
                         cancelled: false,
+                        permanent: false,
                     })
                 }
             }
@@ -172,6 +173,7 @@ impl Command {
                     evidence: done.evidence,
                     outputs: done.outputs,
                     cancelled: false,
+                    permanent: false,
                 })
             }
         }

@@ -204,6 +204,7 @@ async fn unlink_matching(
             done: unlinked,
             total: Some(keys_before),
             unit: Unit::Objects,
+            objects: None,
         });
         cursor = next;
         if cursor == 0 {

@@ -8,6 +8,7 @@ pub mod assess;
 pub mod backup;
 pub mod command;
 pub mod flush;
+mod hashing;
 pub mod manual;
 pub mod notify;
 pub mod promote;
@@ -343,6 +344,7 @@ pub(crate) async fn read_hashed(
             done: size,
             total: Some(total),
             unit: Unit::Bytes,
+            objects: None,
         });
     }
     if let Some(copy) = copy.as_mut() {
@@ -389,6 +391,8 @@ pub struct Progress {
     pub done: u64,
     pub total: Option<u64>,
     pub unit: Unit,
+    /// Objects done of all, beside bytes, for steps that move many objects.
+    pub objects: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -412,6 +416,9 @@ pub struct StepFailure {
     /// Outputs known despite the failure (an exit code, say).
     pub outputs: BTreeMap<String, serde_json::Value>,
     pub cancelled: bool,
+    /// Trying again cannot help (the source is damaged): no further attempts, whatever the
+    /// step's `retry`.
+    pub permanent: bool,
 }
 
 impl StepFailure {
@@ -426,6 +433,7 @@ impl StepFailure {
             evidence: Vec::new(),
             outputs: BTreeMap::new(),
             cancelled: false,
+            permanent: false,
         }
     }
 

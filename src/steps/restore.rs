@@ -375,6 +375,7 @@ async fn download(
             done,
             total: Some(total),
             unit: Unit::Bytes,
+            objects: None,
         })
     };
     let (size, sha256) = store

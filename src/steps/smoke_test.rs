@@ -277,6 +277,7 @@ impl SmokeTest {
                 evidence: done.evidence,
                 outputs: done.outputs,
                 cancelled: false,
+                permanent: false,
             });
         }
         Ok(done)

@@ -24,6 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use super::hashing::{Job, Side, hash_all};
 use super::{Done, Progress, StepContext, StepFailure, Unit};
 use crate::checksums::{ChecksumReport, Entry, REPORT_KEY, is_own};
 use crate::connect::store::{ObjectInfo, PutOptions, Store};
@@ -283,6 +284,10 @@ struct Mirror<'a, 'c> {
     evidence: Vec<String>,
 }
 
+/// The SHA-256 the source's own checksum report vouches for, per object to copy (a mirror
+/// being restored from): a copy whose bytes differ fails before its last byte is written.
+type Vouched = HashMap<String, String>;
+
 /// What the copy phase did.
 #[derive(Default)]
 struct Copied {
@@ -293,6 +298,8 @@ struct Copied {
     /// Copies whose time was too fresh to trust next time (see [`TIME_GRAIN`]).
     fresh: usize,
     failures: Vec<(String, String)>,
+    /// Of the failures, those damaged at the source (see [`Outcome::Damaged`]).
+    damaged: usize,
     elapsed: Duration,
 }
 
@@ -363,7 +370,7 @@ impl Mirror<'_, '_> {
                 self.source.url()
             ));
         }
-        let plan = plan(&source_objects, &destination_objects, &previous, trusted);
+        let mut plan = plan(&source_objects, &destination_objects, &previous, trusted);
         let mut report = ChecksumReport {
             objects: plan.report.clone(),
             ..ChecksumReport::new(self.source.url())
@@ -394,7 +401,13 @@ impl Mirror<'_, '_> {
             });
         }
 
-        let copied = self.copy(&plan.copy, &mut report).await?;
+        let vouched = cancellable(&cancel, self.vouched(&plan.copy)).await?;
+        let confirmed = cancellable(
+            &cancel,
+            self.confirm(&mut plan, &destination_objects, &vouched, &mut report),
+        )
+        .await?;
+        let copied = self.copy(&plan.copy, vouched, &mut report).await?;
         let mut deleted = Vec::new();
         let mut failures = copied.failures.clone();
         if !plan.extra.is_empty() {
@@ -462,8 +475,15 @@ impl Mirror<'_, '_> {
             objects_per_second
         ));
         evidence.push(format!(
-            "unchanged: {} objects (same size, and the same modification time as when the report recorded them)",
-            plan.unchanged
+            "unchanged: {} objects (same size, and the same modification time as when the report recorded them{})",
+            plan.unchanged,
+            if confirmed > 0 {
+                format!(
+                    "; {confirmed} of them re-hashed in the destination and found to be the bytes the source's report records"
+                )
+            } else {
+                String::new()
+            }
         ));
         evidence.push(format!("deleted: {} objects", deleted.len()));
         let mut copied_keys = copied.keys.clone();
@@ -522,6 +542,17 @@ impl Mirror<'_, '_> {
             (None, Some(report_error)) => report_error,
         };
         let mut failure = StepFailure::new(message);
+        // Only damaged objects failed: another attempt would read the same bytes.
+        failure.permanent = copied.damaged > 0
+            && copied.damaged == copied.failures.len()
+            && copied.failures.len() == failures.len();
+        if failure.permanent {
+            evidence.push(format!(
+                "not tried again: the {} damaged object(s) would read the same; repair them in {} (or remove them from its checksum report) first",
+                copied.damaged,
+                self.source.url()
+            ));
+        }
         evidence.extend(
             failures
                 .iter()
@@ -563,11 +594,104 @@ impl Mirror<'_, '_> {
         }
     }
 
+    /// What the source's own checksum report (when the source is itself a mirror) vouches
+    /// for among `objects`.
+    async fn vouched(&mut self, objects: &[ObjectInfo]) -> Result<Vouched, StepFailure> {
+        if objects.is_empty() {
+            return Ok(Vouched::new());
+        }
+        let report = match self.source.get_bytes(REPORT_KEY).await {
+            Ok(bytes) => match ChecksumReport::parse(&bytes) {
+                Ok(report) => report,
+                Err(error) => {
+                    self.evidence.push(format!(
+                        "the source's checksum report {REPORT_KEY} is unreadable ({error}): copies are not checked against it"
+                    ));
+                    return Ok(Vouched::new());
+                }
+            },
+            Err(error) if error.is_not_found() => return Ok(Vouched::new()),
+            Err(error) => return Err(StepFailure::of(error)),
+        };
+        let vouched: Vouched = objects
+            .iter()
+            .filter_map(|object| {
+                report
+                    .vouches(&object.key, object.size, object.modified)
+                    .map(|sha256| (object.key.clone(), sha256.to_owned()))
+            })
+            .collect();
+        self.evidence.push(format!(
+            "the source's checksum report vouches for {} of the {} objects to copy: each is checked against it as it is read, and one that differs is not written",
+            vouched.len(),
+            objects.len()
+        ));
+        Ok(vouched)
+    }
+
+    /// Takes out of `plan.copy` the objects the destination already holds with the bytes the
+    /// source's report vouches for (hashed in the destination): a bucket restored from its
+    /// mirror has no report of its own, and reading it is cheaper than copying everything
+    /// back. Returns how many.
+    async fn confirm(
+        &self,
+        plan: &mut Plan,
+        destination: &[ObjectInfo],
+        vouched: &Vouched,
+        report: &mut ChecksumReport,
+    ) -> Result<usize, StepFailure> {
+        let sizes: HashMap<&str, u64> = destination
+            .iter()
+            .map(|object| (object.key.as_str(), object.size))
+            .collect();
+        let candidates: Vec<Job> = plan
+            .copy
+            .iter()
+            .filter(|object| sizes.get(object.key.as_str()) == Some(&object.size))
+            .filter_map(|object| {
+                vouched.get(&object.key).map(|sha256| Job {
+                    key: object.key.clone(),
+                    first: Side::Known(sha256.clone()),
+                    second: Side::Read {
+                        store: self.destination.clone(),
+                        size: object.size,
+                    },
+                })
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let hashed: HashSet<String> = candidates.iter().map(|job| job.key.clone()).collect();
+        let (mismatches, _) = hash_all(candidates, self.ctx).await?;
+        let differ: HashSet<String> = mismatches.into_iter().map(|(key, ..)| key).collect();
+        let now = Timestamp::now();
+        let before = plan.copy.len();
+        plan.copy.retain(|object| {
+            if !hashed.contains(&object.key) || differ.contains(&object.key) {
+                return true;
+            }
+            report.objects.insert(
+                object.key.clone(),
+                Entry {
+                    size: object.size,
+                    sha256: vouched[&object.key].clone(),
+                    source_modified: object.modified.filter(|&modified| settled(modified, now)),
+                },
+            );
+            false
+        });
+        let confirmed = before - plan.copy.len();
+        plan.unchanged += confirmed;
+        Ok(confirmed)
+    }
+
     /// Copies `objects` with `concurrency` transfers in flight, recording each copy in
     /// `report` and writing it to the destination now and then.
     async fn copy(
         &mut self,
         objects: &[ObjectInfo],
+        vouched: Vouched,
         report: &mut ChecksumReport,
     ) -> Result<Copied, StepFailure> {
         let mut copied = Copied::default();
@@ -589,9 +713,11 @@ impl Mirror<'_, '_> {
                 multipart_threshold: self.step.multipart_threshold.map(|size| size.0),
             },
             objects: objects.to_vec(),
+            vouched,
             next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             stored: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
             memory: Semaphore::new((MEMORY_BUDGET / MEMORY_UNIT) as usize),
             cancel: self.ctx.cancel.clone(),
         });
@@ -607,6 +733,10 @@ impl Mirror<'_, '_> {
                 done: transfers.stored.load(Ordering::Relaxed),
                 total: Some(total),
                 unit: Unit::Bytes,
+                objects: Some((
+                    transfers.finished.load(Ordering::Relaxed),
+                    transfers.objects.len() as u64,
+                )),
             })
         };
         progress();
@@ -792,6 +922,10 @@ impl Copied {
             Outcome::Failed { index, error } => {
                 self.failures.push((objects[index].key.clone(), error));
             }
+            Outcome::Damaged { index, error } => {
+                self.damaged += 1;
+                self.failures.push((objects[index].key.clone(), error));
+            }
         }
     }
 }
@@ -802,12 +936,15 @@ struct Transfers {
     destination: Store,
     options: PutOptions,
     objects: Vec<ObjectInfo>,
+    vouched: Vouched,
     /// The next object to take.
     next: AtomicUsize,
     /// Set on cancellation or too many failures: no new transfers.
     stop: AtomicBool,
     /// Bytes stored so far, over all objects.
     stored: AtomicU64,
+    /// Objects done with (copied, failed or gone).
+    finished: AtomicU64,
     /// [`MEMORY_BUDGET`] in [`MEMORY_UNIT`]s.
     memory: Semaphore,
     /// The step's: stops the transfers in flight.
@@ -815,9 +952,22 @@ struct Transfers {
 }
 
 enum Outcome {
-    Copied { index: usize, entry: Entry },
-    Vanished { index: usize },
-    Failed { index: usize, error: String },
+    Copied {
+        index: usize,
+        entry: Entry,
+    },
+    Vanished {
+        index: usize,
+    },
+    Failed {
+        index: usize,
+        error: String,
+    },
+    /// Not what the source's checksum report records: not retried.
+    Damaged {
+        index: usize,
+        error: String,
+    },
 }
 
 /// Takes objects from the shared list until none is left (or the sync stops).
@@ -828,6 +978,7 @@ async fn transfer_worker(transfers: Arc<Transfers>, outcomes: mpsc::UnboundedSen
             break;
         }
         let outcome = transfers.copy(index).await;
+        transfers.finished.fetch_add(1, Ordering::Relaxed);
         if outcomes.send(outcome).is_err() {
             break;
         }
@@ -883,6 +1034,8 @@ impl Transfers {
         let mut hashing = Hashing {
             inner: reader,
             hasher: Sha256::new(),
+            expected: self.vouched.get(&object.key).map(String::as_str),
+            mismatched: false,
             cancelled: Box::pin(self.cancel.clone().cancelled_owned()),
         };
         let reported = AtomicU64::new(0);
@@ -911,6 +1064,11 @@ impl Transfers {
                         .filter(|&modified| settled(modified, read_at)),
                 },
             },
+            // Damaged at the source: reading it again gives the same bytes.
+            Err(error) if hashing.mismatched => Outcome::Damaged {
+                index,
+                error: error.to_string(),
+            },
             Err(error) => Outcome::Failed {
                 index,
                 error: error.to_string(),
@@ -928,14 +1086,18 @@ fn settled(modified: Timestamp, read_at: Timestamp) -> bool {
 }
 
 /// Hashes what passes through it; fails once `cancelled` completes, so that the upload
-/// reading it stops the way it does on any failed read.
-struct Hashing<R> {
+/// reading it stops the way it does on any failed read, and fails at the end when the bytes
+/// are not those `expected` (an upload sees that before its last byte is sent).
+struct Hashing<'a, R> {
     inner: R,
     hasher: Sha256,
+    expected: Option<&'a str>,
+    /// Set when the bytes turned out not to be the expected ones.
+    mismatched: bool,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
+impl<R: AsyncRead + Unpin> AsyncRead for Hashing<'_, R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -947,9 +1109,23 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
             return Poll::Ready(Err(io::Error::other("the sync was cancelled")));
         }
         let before = buf.filled().len();
+        let room = buf.remaining() > 0;
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &poll {
-            this.hasher.update(&buf.filled()[before..]);
+            let read = &buf.filled()[before..];
+            this.hasher.update(read);
+            if read.is_empty()
+                && room
+                && let Some(expected) = this.expected
+            {
+                let actual = crate::manifest::hex(&this.hasher.clone().finalize());
+                if actual != expected {
+                    this.mismatched = true;
+                    return Poll::Ready(Err(io::Error::other(format!(
+                        "its bytes (SHA-256 {actual}) are not those the source's checksum report records ({expected}): damaged in the source, or changed there since the report; not copied"
+                    ))));
+                }
+            }
         }
         poll
     }

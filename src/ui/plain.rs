@@ -214,10 +214,25 @@ pub(crate) fn progress_text(step: &str, progress: Progress) -> String {
                 Unit::Bytes => BinaryBytes(progress.done).to_string(),
                 Unit::Rows | Unit::Objects => HumanCount(progress.done).to_string(),
             };
-            format!("{step}: {done} of {} ({percent}%)", amount(total))
+            format!(
+                "{step}: {done} of {} ({percent}%){}",
+                amount(total),
+                objects_text(progress.objects)
+            )
         }
-        _ => format!("{step}: {} so far", amount(progress.done)),
+        _ => format!(
+            "{step}: {} so far{}",
+            amount(progress.done),
+            objects_text(progress.objects)
+        ),
     }
+}
+
+/// ", 1,204 of 2,002 objects" when a step counts objects beside bytes.
+pub(crate) fn objects_text(objects: Option<(u64, u64)>) -> String {
+    objects.map_or(String::new(), |(done, total)| {
+        format!(", {} of {} objects", HumanCount(done), HumanCount(total))
+    })
 }
 
 #[cfg(test)]
@@ -336,6 +351,7 @@ mod tests {
             done: 3 * 1024 * 1024 * 1024,
             total: Some(4 * 1024 * 1024 * 1024),
             unit: Unit::Bytes,
+            objects: None,
         };
         assert_eq!(
             progress_text("backup", bytes),
@@ -345,6 +361,7 @@ mod tests {
             done: 12_000,
             total: Some(50_000),
             unit: Unit::Rows,
+            objects: None,
         };
         assert_eq!(
             progress_text("restore", rows),
@@ -354,6 +371,7 @@ mod tests {
             done: 7,
             total: None,
             unit: Unit::Objects,
+            objects: None,
         };
         assert_eq!(progress_text("sync", objects), "sync: 7 objects so far");
     }

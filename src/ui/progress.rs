@@ -45,6 +45,8 @@ struct Display {
 struct Running {
     bar: ProgressBar,
     shape: Shape,
+    /// The bar's message before progress is added to it ("  attempt 2").
+    note: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,15 +151,16 @@ impl Terminal {
             running.bar.set_style(spinner_style(self.header.color));
             running.bar.unset_length();
             running.bar.reset();
-            running.bar.set_message(message);
+            running.bar.set_message(message.clone());
             running.shape = Shape::Spinner;
+            running.note = message;
             return;
         }
         let bar = self.multi.add(
             ProgressBar::new_spinner()
                 .with_style(spinner_style(self.header.color))
                 .with_prefix(step.to_string())
-                .with_message(message),
+                .with_message(message.clone()),
         );
         if !display.paused {
             bar.enable_steady_tick(TICK);
@@ -167,6 +170,7 @@ impl Terminal {
             Running {
                 bar,
                 shape: Shape::Spinner,
+                note: message,
             },
         );
     }
@@ -310,6 +314,11 @@ impl Observer for Terminal {
             None => running.bar.unset_length(),
         }
         running.bar.set_position(progress.done);
+        if let Some(objects) = progress.objects {
+            let text = super::plain::objects_text(Some(objects));
+            let text = text.trim_start_matches(", ");
+            running.bar.set_message(format!("{}  {text}", running.note));
+        }
     }
 
     fn finish(&self) {

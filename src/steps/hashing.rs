@@ -1,0 +1,229 @@
+//! Hashing objects in stores, many at once, with bounded memory: small objects in one
+//! request, large ones as byte ranges read a few at once and hashed in order. `verify` compares
+//! stores with it; `sync` uses it to find objects a destination already holds.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::{Progress, StepContext, StepFailure, Unit};
+use crate::connect::store::Store;
+use crate::manifest;
+
+/// Objects hashed at once (each on both sides when both are read).
+const IN_FLIGHT: usize = 16;
+/// Objects larger than this are read as byte ranges, several at once: one stream from an S3
+/// server is far slower than SHA-256.
+const CHUNK: u64 = 4 << 20;
+/// Ranges in flight for one object.
+const CHUNKS_PER_OBJECT: usize = 4;
+/// Range buffers in flight across all objects: the memory bound (16 × 4 MiB).
+const CHUNK_BUDGET: usize = 16;
+/// The read buffer of a small object's single stream.
+const STREAM_BUFFER: usize = 256 << 10;
+
+/// One side of a content comparison: bytes to hash, or a checksum already trusted.
+pub(crate) enum Side {
+    Read { store: Store, size: u64 },
+    Known(String),
+}
+
+/// The SHA-256 of both sides of one key, compared.
+pub(crate) struct Job {
+    pub key: String,
+    pub first: Side,
+    pub second: Side,
+}
+
+/// What the hashing tasks share: the range-buffer budget and the bytes read so far.
+struct Shared {
+    budget: Arc<Semaphore>,
+    bytes: AtomicU64,
+}
+
+/// Hashes every job's sides, [`IN_FLIGHT`] jobs at once, reporting bytes read as progress.
+/// Returns the content mismatches, sorted by key, and the bytes read.
+pub(crate) async fn hash_all(
+    jobs: Vec<Job>,
+    ctx: &StepContext<'_>,
+) -> Result<(Vec<(String, String, String)>, u64), StepFailure> {
+    let size = |side: &Side| match side {
+        Side::Read { size, .. } => *size,
+        Side::Known(_) => 0,
+    };
+    let total: u64 = jobs.iter().map(|j| size(&j.first) + size(&j.second)).sum();
+    let shared = Arc::new(Shared {
+        budget: Arc::new(Semaphore::new(CHUNK_BUDGET)),
+        bytes: AtomicU64::new(0),
+    });
+    let report = || {
+        (ctx.progress)(Progress {
+            done: shared.bytes.load(Ordering::Relaxed),
+            total: Some(total),
+            unit: Unit::Bytes,
+            objects: None,
+        })
+    };
+    let mut pending = jobs.into_iter();
+    let mut running = JoinSet::new();
+    let mut mismatches = Vec::new();
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    loop {
+        while running.len() < IN_FLIGHT {
+            let Some(job) = pending.next() else { break };
+            let shared = shared.clone();
+            running.spawn(async move {
+                let (first, second) = tokio::try_join!(
+                    hash_side(&job.first, &job.key, &shared),
+                    hash_side(&job.second, &job.key, &shared)
+                )?;
+                Ok::<_, String>((job.key, first, second))
+            });
+        }
+        tokio::select! {
+            finished = running.join_next() => match finished {
+                None => break,
+                Some(Err(e)) => return Err(StepFailure::new(format!("a hashing task failed: {e}"))),
+                Some(Ok(Err(e))) => return Err(StepFailure::new(e)),
+                Some(Ok(Ok((key, first, second)))) => {
+                    if first != second {
+                        mismatches.push((key, first, second));
+                    }
+                }
+            },
+            _ = tick.tick() => report(),
+        }
+    }
+    report();
+    mismatches.sort();
+    Ok((mismatches, shared.bytes.load(Ordering::Relaxed)))
+}
+
+async fn hash_side(side: &Side, key: &str, shared: &Shared) -> Result<String, String> {
+    match side {
+        Side::Known(sha256) => Ok(sha256.clone()),
+        Side::Read { store, size } if *size > CHUNK => hash_ranges(store, key, *size, shared)
+            .await
+            .map_err(|e| format!("reading {}/{key}: {e}", store.url())),
+        Side::Read { store, size } => hash_stream(store, key, *size, shared)
+            .await
+            .map_err(|e| format!("reading {}/{key}: {e}", store.url())),
+    }
+}
+
+/// A small object, in one request.
+async fn hash_stream(
+    store: &Store,
+    key: &str,
+    size: u64,
+    shared: &Shared,
+) -> Result<String, String> {
+    let mut reader = store.get(key, None).await.map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    // One more byte than the object so its end is seen without a second, larger buffer.
+    let mut buffer = vec![0u8; (size as usize + 1).min(STREAM_BUFFER)];
+    loop {
+        let read = reader.read(&mut buffer).await.map_err(|e| e.to_string())?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        shared.bytes.fetch_add(read as u64, Ordering::Relaxed);
+    }
+    Ok(manifest::hex(&hasher.finalize()))
+}
+
+/// A ranged read that is aborted when dropped (a cancelled or failed hash stops its reads).
+struct Fetch(JoinHandle<(Result<Vec<u8>, String>, OwnedSemaphorePermit)>);
+
+impl Drop for Fetch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A large object as byte ranges read a few at once and hashed in order. A range holds a
+/// permit of the shared budget until it is hashed; a task waits for a permit only when it
+/// holds none, so tasks can never all wait on each other.
+async fn hash_ranges(
+    store: &Store,
+    key: &str,
+    size: u64,
+    shared: &Shared,
+) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    let mut fetches: VecDeque<Fetch> = VecDeque::new();
+    let mut next = 0u64;
+    loop {
+        while fetches.len() < CHUNKS_PER_OBJECT && next < size {
+            let permit = if fetches.is_empty() {
+                shared
+                    .budget
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| e.to_string())?
+            } else {
+                match shared.budget.clone().try_acquire_owned() {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                }
+            };
+            let range = next..(next + CHUNK).min(size);
+            next = range.end;
+            let store = store.clone();
+            let key = key.to_owned();
+            fetches.push_back(Fetch(tokio::spawn(async move {
+                (read_range(&store, &key, range).await, permit)
+            })));
+        }
+        let Some(mut fetch) = fetches.pop_front() else {
+            break;
+        };
+        let (bytes, _permit) = (&mut fetch.0).await.map_err(|e| e.to_string())?;
+        let bytes = bytes?;
+        hasher.update(&bytes);
+        shared
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    Ok(manifest::hex(&hasher.finalize()))
+}
+
+async fn read_range(
+    store: &Store,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Vec<u8>, String> {
+    let length = range.end - range.start;
+    let mut reader = store
+        .get(key, Some(range))
+        .await
+        .map_err(|e| e.to_string())?;
+    // Exactly the range's size: `read_to_end` would double a full buffer to look for the end.
+    let mut bytes = vec![0u8; length as usize];
+    let changed = || {
+        format!(
+            "a range of {length} bytes came back with another length (the object changed while being read?)"
+        )
+    };
+    match reader.read_exact(&mut bytes).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(changed()),
+        Err(e) => return Err(e.to_string()),
+    }
+    if reader
+        .read(&mut [0u8; 1])
+        .await
+        .map_err(|e| e.to_string())?
+        != 0
+    {
+        return Err(changed());
+    }
+    Ok(bytes)
+}
