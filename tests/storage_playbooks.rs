@@ -348,8 +348,16 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
     // Everything fresh and intact: both branches pass, JUnit for CI says so.
     let (status, report) = weekly(dir, &env);
     assert_eq!(status, 0, "{report:#}");
-    assert_eq!(step(&report, "verify_backup")["status"], "succeeded");
-    assert_eq!(step(&report, "verify_mirror")["status"], "succeeded");
+    assert_eq!(
+        step(&report, "verify_backup")["status"],
+        "succeeded",
+        "{report:#}"
+    );
+    assert_eq!(
+        step(&report, "verify_mirror")["status"],
+        "succeeded",
+        "{report:#}"
+    );
     assert_eq!(junit(dir), (3, vec![]));
 
     // Bit rot in the mirror: only re-reading the bytes (deep) finds it.
@@ -377,7 +385,11 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
             .contains("dir0/object-3.bin"),
         "{mirror_check}"
     );
-    assert_eq!(step(&report, "verify_backup")["status"], "succeeded");
+    assert_eq!(
+        step(&report, "verify_backup")["status"],
+        "succeeded",
+        "{report:#}"
+    );
     assert_eq!(junit(dir), (3, vec!["verify_mirror".to_owned()]));
     rot(&rotten);
 
@@ -393,7 +405,11 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
             .contains("its manifest says"),
         "{backup_check}"
     );
-    assert_eq!(step(&report, "verify_mirror")["status"], "succeeded");
+    assert_eq!(
+        step(&report, "verify_mirror")["status"],
+        "succeeded",
+        "{report:#}"
+    );
     flip(&dump);
 
     // A mirror whose last sync was three days ago.
@@ -405,7 +421,11 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
         mirror_check["error"].to_string().contains("old (at most"),
         "{mirror_check}"
     );
-    assert_eq!(step(&report, "verify_backup")["status"], "succeeded");
+    assert_eq!(
+        step(&report, "verify_backup")["status"],
+        "succeeded",
+        "{report:#}"
+    );
     age_report(&mirrored, jiff::SignedDuration::ZERO);
 
     // The newest backup is two days old (the nightly job stopped).
@@ -441,5 +461,9 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
         backup_check["error"].to_string().contains("old (at most"),
         "{backup_check}"
     );
-    assert_eq!(step(&report, "verify_mirror")["status"], "succeeded");
+    assert_eq!(
+        step(&report, "verify_mirror")["status"],
+        "succeeded",
+        "{report:#}"
+    );
 }

@@ -574,6 +574,37 @@ async fn s3_streams_an_object_of_known_size_in_one_request() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_copies_server_side_between_buckets_of_one_server() {
+    let (server, source) = s3().await;
+    server.create_bucket("other");
+    let destination = s3_store(&server, "s3://other/copy").await;
+    let (_directory, local) = local().await;
+    assert!(destination.same_server(&source));
+    assert!(!destination.same_server(&local) && !local.same_server(&source));
+    let key = "dir/a key+with é & ?query=1.bin";
+    let data = random_bytes(100_000);
+    source.put_bytes(key, data.clone()).await.unwrap();
+    // s3s-fs computes no SHA-256 on CopyObject: the caller reads the copy back.
+    let computed = destination
+        .copy_from(&source, key, &PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(computed, None);
+    assert_eq!(destination.get_bytes(key).await.unwrap(), data);
+    let missing = destination
+        .copy_from(&source, "no/such/key", &PutOptions::default())
+        .await
+        .unwrap_err();
+    assert!(missing.is_not_found(), "{missing}");
+    assert!(
+        local
+            .copy_from(&source, key, &PutOptions::default())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_missing_bucket_is_named() {
     let server = S3Server::start();
     let error = Store::open_with("s3://no-such-bucket/prod", &server.settings())

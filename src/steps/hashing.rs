@@ -227,3 +227,20 @@ async fn read_range(
     }
     Ok(bytes)
 }
+
+/// The SHA-256 (hex) of one object of `size` bytes, read the way [`hash_all`] reads.
+pub(crate) async fn sha256_of(store: &Store, key: &str, size: u64) -> Result<String, String> {
+    let shared = Shared {
+        budget: Arc::new(Semaphore::new(CHUNKS_PER_OBJECT)),
+        bytes: AtomicU64::new(0),
+    };
+    hash_side(
+        &Side::Read {
+            store: store.clone(),
+            size,
+        },
+        key,
+        &shared,
+    )
+    .await
+}

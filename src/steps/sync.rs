@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use super::hashing::{Job, Side, hash_all};
+use super::hashing::{Job, Side, hash_all, sha256_of};
 use super::{Done, Progress, StepContext, StepFailure, Unit};
 use crate::checksums::{ChecksumReport, Entry, REPORT_KEY, is_own};
 use crate::connect::store::{ObjectInfo, PutOptions, Store};
@@ -55,9 +55,21 @@ pub struct Sync {
     /// request each (default 200MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub multipart_threshold: Option<ByteSize>,
+    /// Copy server-side (CopyObject) when both stores are on the same S3 server (default);
+    /// `false` reads every object through drillbook (servers without a working CopyObject).
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub server_side_copy: bool,
     /// S3 storage class for the copies, e.g. `GLACIER_IR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(value: &bool) -> bool {
+    *value
 }
 
 pub const OUTPUTS: &[&str] = &[
@@ -300,6 +312,8 @@ struct Copied {
     failures: Vec<(String, String)>,
     /// Of the failures, those damaged at the source (see [`Outcome::Damaged`]).
     damaged: usize,
+    /// Of the copies, those made by the server.
+    server_side: usize,
     elapsed: Duration,
 }
 
@@ -474,6 +488,12 @@ impl Mirror<'_, '_> {
             if objects_per_second < 10.0 { 1 } else { 0 },
             objects_per_second
         ));
+        if copied.server_side > 0 {
+            evidence.push(format!(
+                "{} of the copies were made by the server (CopyObject: both stores are on it), each read back to hash it unless the server gave its SHA-256",
+                copied.server_side
+            ));
+        }
         evidence.push(format!(
             "unchanged: {} objects (same size, and the same modification time as when the report recorded them{})",
             plan.unchanged,
@@ -698,6 +718,7 @@ impl Mirror<'_, '_> {
         let started = Instant::now();
         let total: u64 = objects.iter().map(|o| o.size).sum();
         let concurrency = self.step.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize;
+        let server_side = self.step.server_side_copy && self.destination.same_server(&self.source);
         let transfers = Arc::new(Transfers {
             source: self.source.clone(),
             destination: self.destination.clone(),
@@ -714,6 +735,7 @@ impl Mirror<'_, '_> {
             },
             objects: objects.to_vec(),
             vouched,
+            server_side,
             next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             stored: AtomicU64::new(0),
@@ -909,8 +931,13 @@ impl Checkpoint {
 impl Copied {
     fn record(&mut self, objects: &[ObjectInfo], outcome: Outcome, report: &mut ChecksumReport) {
         match outcome {
-            Outcome::Copied { index, entry } => {
+            Outcome::Copied {
+                index,
+                entry,
+                server_side,
+            } => {
                 let key = objects[index].key.clone();
+                self.server_side += usize::from(server_side);
                 self.bytes += entry.size;
                 if entry.source_modified.is_none() {
                     self.fresh += 1;
@@ -937,6 +964,8 @@ struct Transfers {
     options: PutOptions,
     objects: Vec<ObjectInfo>,
     vouched: Vouched,
+    /// Source and destination are on the same S3 server: copy there, not through here.
+    server_side: bool,
     /// The next object to take.
     next: AtomicUsize,
     /// Set on cancellation or too many failures: no new transfers.
@@ -955,6 +984,8 @@ enum Outcome {
     Copied {
         index: usize,
         entry: Entry,
+        /// Copied by the server (CopyObject), not read through.
+        server_side: bool,
     },
     Vanished {
         index: usize,
@@ -1005,6 +1036,13 @@ impl Transfers {
 
     async fn copy_once(&self, index: usize) -> Outcome {
         let object = &self.objects[index];
+        // A copy the source's report vouches for is read through, to check it on the way.
+        if self.server_side
+            && object.size <= Store::MAX_SERVER_SIDE_COPY
+            && !self.vouched.contains_key(&object.key)
+        {
+            return self.copy_server_side(index).await;
+        }
         let options = PutOptions {
             size_hint: Some(object.size),
             ..self.options.clone()
@@ -1056,6 +1094,7 @@ impl Transfers {
         match stored {
             Ok(size) => Outcome::Copied {
                 index,
+                server_side: false,
                 entry: Entry {
                     size,
                     sha256: crate::manifest::hex(&hashing.hasher.finalize()),
@@ -1072,6 +1111,43 @@ impl Transfers {
             Err(error) => Outcome::Failed {
                 index,
                 error: error.to_string(),
+            },
+        }
+    }
+}
+
+impl Transfers {
+    /// Copies one object server-side; its SHA-256 is the server's, or read back from the copy.
+    async fn copy_server_side(&self, index: usize) -> Outcome {
+        let object = &self.objects[index];
+        let read_at = Timestamp::now();
+        let failed = |error: String| Outcome::Failed { index, error };
+        let computed = match self
+            .destination
+            .copy_from(&self.source, &object.key, &self.options)
+            .await
+        {
+            Ok(computed) => computed,
+            Err(error) if error.is_not_found() => return Outcome::Vanished { index },
+            Err(error) => return failed(error.to_string()),
+        };
+        let sha256 = match computed {
+            Some(sha256) => sha256,
+            None => match sha256_of(&self.destination, &object.key, object.size).await {
+                Ok(sha256) => sha256,
+                Err(error) => return failed(format!("copied server-side, then {error}")),
+            },
+        };
+        self.stored.fetch_add(object.size, Ordering::Relaxed);
+        Outcome::Copied {
+            index,
+            server_side: true,
+            entry: Entry {
+                size: object.size,
+                sha256,
+                source_modified: object
+                    .modified
+                    .filter(|&modified| settled(modified, read_at)),
             },
         }
     }

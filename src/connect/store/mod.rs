@@ -195,6 +195,42 @@ impl Store {
         }
     }
 
+    /// Whether objects can be copied from `source` to this store server-side ([`Store::copy_from`]):
+    /// both in S3 on the same server, reached with the same identity.
+    pub fn same_server(&self, source: &Store) -> bool {
+        match (&self.backend, &source.backend) {
+            (Backend::S3(here), Backend::S3(there)) => here.same_server(there),
+            _ => false,
+        }
+    }
+
+    /// Copies `key` of `source` to the same key here without the bytes passing through this
+    /// process (only between stores on the same server, and objects up to 5 GiB). Returns the
+    /// SHA-256 (hex) of the copy when the server computed one (AWS does); otherwise the caller
+    /// reads the copy back to hash it.
+    pub async fn copy_from(
+        &self,
+        source: &Store,
+        key: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError> {
+        check_key(&self.url, key)?;
+        match (&self.backend, &source.backend) {
+            (Backend::S3(here), Backend::S3(there)) if here.same_server(there) => {
+                here.copy_from(there, key, options).await
+            }
+            _ => Err(StoreError::Failed {
+                action: "copy",
+                url: self.url.clone(),
+                key: key.to_owned(),
+                message: format!("{} is not on the same server", source.url),
+            }),
+        }
+    }
+
+    /// The largest object [`Store::copy_from`] copies.
+    pub const MAX_SERVER_SIDE_COPY: u64 = s3::MAX_SINGLE_REQUEST;
+
     /// A local directory (no storage classes, no multipart), rather than S3.
     pub fn is_local(&self) -> bool {
         matches!(self.backend, Backend::Local(_))

@@ -20,7 +20,7 @@ use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::operation::head_object::HeadObjectError;
 use aws_sdk_s3::primitives::{ByteStream, DateTime};
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, StorageClass};
+use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedMultipartUpload, CompletedPart, StorageClass};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
@@ -39,8 +39,15 @@ const MAX_IN_FLIGHT: usize = 3;
 /// (rclone's default cutoff too): the server writes it once, where a multipart upload is
 /// written as parts and then again as the object. A failed request is sent again whole.
 const MULTIPART_THRESHOLD: u64 = 200 << 20;
-/// S3's limit on a single PutObject.
-const MAX_SINGLE_REQUEST: u64 = 5 << 30;
+/// S3's limit on a single PutObject, and on a CopyObject.
+pub(crate) const MAX_SINGLE_REQUEST: u64 = 5 << 30;
+/// What a CopySource key keeps unescaped: unreserved characters and `/`.
+const COPY_SOURCE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 /// S3's limit on the number of parts of one upload.
 const MAX_PARTS: i32 = 10_000;
 /// With fewer attempts a short burst of 500/503 answers would fail a long upload.
@@ -83,6 +90,9 @@ pub(crate) struct S3Store {
     /// "" or ends with `/`.
     prefix: String,
     url: String,
+    /// The server and the identity used there (endpoint and access key id, never the
+    /// secret): two stores with the same one can copy between them server-side.
+    server: String,
 }
 
 async fn build_client(settings: &S3Settings) -> Client {
@@ -139,11 +149,25 @@ impl S3Store {
         url: String,
         settings: &S3Settings,
     ) -> Result<S3Store, StoreError> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let endpoint = settings
+            .endpoint
+            .clone()
+            .or_else(|| from_env("AWS_ENDPOINT_URL_S3"))
+            .or_else(|| from_env("AWS_ENDPOINT_URL"))
+            .unwrap_or_default();
+        let identity = match (&settings.access_key, &settings.secret_key) {
+            (Some(access_key), Some(_)) => access_key.clone(),
+            _ => from_env("AWS_ACCESS_KEY_ID")
+                .or_else(|| from_env("AWS_PROFILE"))
+                .unwrap_or_default(),
+        };
         let store = S3Store {
             client: build_client(settings).await,
             bucket,
             prefix,
             url,
+            server: format!("{endpoint} {identity}"),
         };
         store.check_bucket().await?;
         Ok(store)
@@ -306,6 +330,61 @@ impl S3Store {
             .await
             .map_err(|error| self.sdk_error("write", key, &error))?;
         Ok(())
+    }
+
+    /// Whether `other` is on the same server, reached with the same identity.
+    pub(crate) fn same_server(&self, other: &S3Store) -> bool {
+        self.server == other.server
+    }
+
+    /// Copies `key` of `source` to the same key here, server-side (CopyObject, up to 5 GiB),
+    /// asking the server for the copy's SHA-256. Returns it (hex) when the server computed one.
+    pub(crate) async fn copy_from(
+        &self,
+        source: &S3Store,
+        key: &str,
+        options: &PutOptions,
+    ) -> Result<Option<String>, StoreError> {
+        let copy_source = format!(
+            "{}/{}",
+            source.bucket,
+            percent_encoding::utf8_percent_encode(&source.full_key(key), COPY_SOURCE)
+        );
+        let output = self
+            .client
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .copy_source(copy_source)
+            .set_storage_class(options.storage_class.as_deref().map(StorageClass::from))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .send()
+            .await
+            .map_err(|error| {
+                if error
+                    .as_service_error()
+                    .and_then(ProvideErrorMetadata::code)
+                    == Some("NoSuchKey")
+                {
+                    source.not_found(key)
+                } else {
+                    self.sdk_error("copy", key, &error)
+                }
+            })?;
+        let sha256 = output
+            .copy_object_result()
+            .and_then(|result| result.checksum_sha256())
+            // A full-object checksum is plain base64; a composite one ends in `-N`.
+            .filter(|checksum| !checksum.contains('-'))
+            .and_then(|checksum| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(checksum)
+                    .ok()
+            })
+            .filter(|digest| digest.len() == 32)
+            .map(|digest| crate::manifest::hex(&digest));
+        Ok(sha256)
     }
 
     /// One PutObject whose body is read from `reader` while it is sent: exactly `size` bytes,
