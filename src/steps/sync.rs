@@ -103,6 +103,12 @@ const CHECKPOINT_SPACING: u32 = 10;
 /// How long a cancelled sync may spend saving what it copied and aborting its uploads.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+/// Up to this size a copy between stores on one server is read through (one GET, one PUT)
+/// rather than made by the server, unless the server gives the copy's SHA-256: otherwise the
+/// copy must be read back to hash it, a second request after the first, where reading through
+/// overlaps the two. Larger objects are copied by the server and read back, so their bytes
+/// cross the network once instead of twice.
+const SMALL_OBJECT: u64 = 8 << 20;
 /// Tries per object, the next one after `COPY_BACKOFF` times the tries so far.
 const COPY_ATTEMPTS: u32 = 3;
 const COPY_BACKOFF: Duration = Duration::from_millis(500);
@@ -490,7 +496,7 @@ impl Mirror<'_, '_> {
         ));
         if copied.server_side > 0 {
             evidence.push(format!(
-                "{} of the copies were made by the server (CopyObject: both stores are on it), each read back to hash it unless the server gave its SHA-256",
+                "{} of the copies were made by the server (CopyObject: both stores are on it), each read back to hash it unless the server gave its SHA-256 (small objects are read through unless it does)",
                 copied.server_side
             ));
         }
@@ -736,6 +742,8 @@ impl Mirror<'_, '_> {
             objects: objects.to_vec(),
             vouched,
             server_side,
+            server_hashes: AtomicBool::new(false),
+            probed: AtomicBool::new(false),
             next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             stored: AtomicU64::new(0),
@@ -966,6 +974,10 @@ struct Transfers {
     vouched: Vouched,
     /// Source and destination are on the same S3 server: copy there, not through here.
     server_side: bool,
+    /// The server gave a SHA-256 for a copy (AWS does): it will for the others too.
+    server_hashes: AtomicBool,
+    /// A small object was copied server-side to learn whether the server gives SHA-256s.
+    probed: AtomicBool,
     /// The next object to take.
     next: AtomicUsize,
     /// Set on cancellation or too many failures: no new transfers.
@@ -1040,6 +1052,9 @@ impl Transfers {
         if self.server_side
             && object.size <= Store::MAX_SERVER_SIDE_COPY
             && !self.vouched.contains_key(&object.key)
+            && (object.size > SMALL_OBJECT
+                || self.server_hashes.load(Ordering::Relaxed)
+                || !self.probed.swap(true, Ordering::Relaxed))
         {
             return self.copy_server_side(index).await;
         }
@@ -1131,6 +1146,9 @@ impl Transfers {
             Err(error) if error.is_not_found() => return Outcome::Vanished { index },
             Err(error) => return failed(error.to_string()),
         };
+        if computed.is_some() {
+            self.server_hashes.store(true, Ordering::Relaxed);
+        }
         let sha256 = match computed {
             Some(sha256) => sha256,
             None => match sha256_of(&self.destination, &object.key, object.size).await {
