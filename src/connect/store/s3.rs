@@ -280,18 +280,7 @@ impl S3Store {
         if first.len() < base {
             // Small enough for one request, which S3 applies atomically.
             let size = first.len() as u64;
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(self.full_key(key))
-                .content_length(size as i64)
-                .set_storage_class(storage_class)
-                .body(ByteStream::from(first))
-                .customize()
-                // Not hashed a second time for the signature: a single request is checked by
-                // its Content-Length, and TLS protects its bytes on the way.
-                .disable_payload_signing()
-                .send()
+            self.put_object(key, size, storage_class, ByteStream::from(first))
                 .await
                 .map_err(|error| self.sdk_error("write", key, &error))?;
             progress(size);
@@ -318,15 +307,7 @@ impl S3Store {
                 .await?;
             return Ok(());
         }
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .content_length(size as i64)
-            .body(ByteStream::from(bytes))
-            .customize()
-            .disable_payload_signing()
-            .send()
+        self.put_object(key, size, None, ByteStream::from(bytes))
             .await
             .map_err(|error| self.sdk_error("write", key, &error))?;
         Ok(())
@@ -387,6 +368,32 @@ impl S3Store {
         Ok(sha256)
     }
 
+    /// One PutObject of `size` bytes. The payload is not hashed a second time for the
+    /// signature (a streamed body could not be): the request is checked by its Content-Length,
+    /// and TLS protects its bytes on the way.
+    async fn put_object(
+        &self,
+        key: &str,
+        size: u64,
+        storage_class: Option<StorageClass>,
+        body: ByteStream,
+    ) -> Result<
+        aws_sdk_s3::operation::put_object::PutObjectOutput,
+        SdkError<aws_sdk_s3::operation::put_object::PutObjectError, HttpResponse>,
+    > {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .content_length(size as i64)
+            .set_storage_class(storage_class)
+            .body(body)
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+    }
+
     /// One PutObject whose body is read from `reader` while it is sent: exactly `size` bytes,
     /// or the request fails and nothing is stored.
     async fn put_streamed<R: AsyncRead + Unpin + Send>(
@@ -398,18 +405,7 @@ impl S3Store {
         progress: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<u64, StoreError> {
         let (body, feeder) = streamed::channel(size);
-        let request = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(self.full_key(key))
-            .content_length(size as i64)
-            .set_storage_class(storage_class)
-            .body(ByteStream::from_body_1_x(body))
-            .customize()
-            // A streamed body cannot be read twice, to hash it for the signature first.
-            .disable_payload_signing()
-            .send();
+        let request = self.put_object(key, size, storage_class, ByteStream::from_body_1_x(body));
         let (fed, sent) = tokio::join!(feeder.run(reader, progress), request);
         match (fed, sent) {
             (Err(streamed::Stopped::Source(source)), _) => Err(StoreError::Source {
