@@ -68,6 +68,11 @@ impl ChecksumReport {
     /// The SHA-256 this report vouches for, for a store that holds the object now with `size`
     /// bytes, modified at `modified`: the report's entry when the size agrees and the object
     /// was last written before the report was (an object written since is another object).
+    ///
+    /// `sync` checks copies against this, so a wrong answer fails safe: an object rewritten in
+    /// the same second as the report is refused as damaged, never copied unchecked. `verify`,
+    /// which skips hashing what a report vouches for, keeps a second's margin instead
+    /// (`written_before` there).
     pub fn vouches(&self, key: &str, size: u64, modified: Option<Timestamp>) -> Option<&str> {
         let written = self.updated_at?;
         self.objects

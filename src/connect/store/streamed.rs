@@ -120,7 +120,8 @@ impl Feeder {
     /// Fails the body (so the request stops) and returns the source's error.
     fn fail(&self, error: io::Error) -> Stopped {
         let copy = io::Error::new(error.kind(), error.to_string());
-        // The request may be gone already; its own error then says why.
+        // The request may be gone already (its own error then says why), or the channel full:
+        // the feeder is then dropped, and a body ending short of its length fails the request.
         let _ = self.chunks.try_send(Err(copy));
         Stopped::Source(error)
     }
