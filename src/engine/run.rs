@@ -216,9 +216,6 @@ impl Runner {
                     continue;
                 }
                 End::Final(status) => {
-                    if step.clock_stop && status == Status::Succeeded {
-                        self.shared.repeating.cancel();
-                    }
                     let failed = !matches!(status, Status::Succeeded | Status::Skipped)
                         && !step.continue_on_failure;
                     if failed && !step.cleanup {

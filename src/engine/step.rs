@@ -432,6 +432,11 @@ async fn attempts(
                 failure.evidence,
             ),
         };
+        if step.clock_stop && status == Status::Succeeded {
+            // Before the clock stop is recorded: a repeat still sending is cancelled, so none
+            // is recorded after it.
+            shared.repeating.cancel();
+        }
         shared.emitter.emit(Event::StepFinished {
             step: step.id.clone(),
             attempt,
