@@ -51,11 +51,14 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Show the steps in execution order, the parallel stages and the critical path.
+    /// Show the steps in execution order, the parallel stages and the critical path, and
+    /// the RTO predicted from past runs of the playbook.
     Plan {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
+        #[command(flatten)]
+        state: StateArgs,
     },
     /// Print the JSON Schema of the playbook language.
     Schema,
@@ -93,6 +96,28 @@ enum Command {
     },
     /// List runs, newest first.
     Runs {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// The finished runs of a playbook (a name or a file) or of every playbook: verdicts,
+    /// RTO and RPO against their objectives, the trend, and the next run's prediction.
+    History {
+        playbook: Option<String>,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
+        format: HistoryFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List the playbooks whose last pass is older than the cadence, that never passed, or
+    /// that changed since they last passed (exit 1 if any, 0 when nothing is due).
+    Due {
+        /// Playbook files to check (default: every playbook with runs in the state directory).
+        playbooks: Vec<PathBuf>,
+        /// How often each must pass.
+        #[arg(long, default_value = "92d", value_parser = parse_every)]
+        every: crate::duration::Duration,
+        #[arg(long, value_enum, default_value_t = DueFormat::Text)]
+        format: DueFormat,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -179,6 +204,27 @@ fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum HistoryFormat {
+    Text,
+    Json,
+    Md,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DueFormat {
+    Text,
+    Json,
+}
+
+fn parse_every(text: &str) -> Result<crate::duration::Duration, String> {
+    let every = crate::duration::Duration::parse(text)?;
+    if every.as_std().is_zero() {
+        return Err("the cadence must be longer than 0s, e.g. 92d".into());
+    }
+    Ok(every)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum PlanFormat {
     Text,
     Dot,
@@ -203,6 +249,7 @@ pub fn main() -> ExitCode {
                 accept_changed_playbook,
                 secrets_file,
                 operator: crate::ui::operator_name(operator),
+                past_runs: finished_runs(&StateDir::new(state.state_dir.clone())),
                 state_dir: StateDir::new(state.state_dir),
             };
             execute(engine::prepare_resume(options), verbose)
@@ -234,7 +281,22 @@ pub fn main() -> ExitCode {
             state,
         } => write_report(&StateDir::new(state.state_dir), &run_id, format, output),
         Command::Validate { files } => validate_files(&files),
-        Command::Plan { file, format } => plan(&file, format),
+        Command::Plan {
+            file,
+            format,
+            state,
+        } => plan(&file, format, &StateDir::new(state.state_dir)),
+        Command::History {
+            playbook,
+            format,
+            state,
+        } => history(&StateDir::new(state.state_dir), playbook.as_deref(), format),
+        Command::Due {
+            playbooks,
+            every,
+            format,
+            state,
+        } => due(&StateDir::new(state.state_dir), &playbooks, every, format),
         Command::Schema => {
             print(&crate::schema::playbook_schema_json());
             exit::OK
@@ -274,7 +336,7 @@ fn validate_files(files: &[PathBuf]) -> u8 {
     code
 }
 
-fn plan(file: &std::path::Path, format: PlanFormat) -> u8 {
+fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -> u8 {
     let playbook = match validate::load(file) {
         Ok((_, playbook)) => playbook,
         Err(invalid) => {
@@ -283,13 +345,173 @@ fn plan(file: &std::path::Path, format: PlanFormat) -> u8 {
         }
     };
     let plan = Plan::new(playbook);
+    let prediction = || {
+        let runs = finished_runs(dir);
+        let past = crate::history::runs_of(&runs, &plan.playbook.name);
+        let steps = plan
+            .playbook
+            .steps
+            .iter()
+            .map(crate::predict::PlanStep::from_model)
+            .collect();
+        crate::predict::Forecast::new(
+            steps,
+            &crate::predict::History::from_runs(&past),
+            plan.playbook.objectives.rto,
+        )
+        .map(|forecast| forecast.prediction())
+    };
     print(&match format {
-        PlanFormat::Text => plan.render_text(),
+        PlanFormat::Text => {
+            let mut text = plan.render_text();
+            if let Some(prediction) = prediction() {
+                text.push_str(&format!("{prediction}\n"));
+            }
+            text
+        }
         PlanFormat::Dot => plan.render_dot(),
         PlanFormat::Mermaid => plan.render_mermaid(),
-        PlanFormat::Json => plan.render_json(),
+        PlanFormat::Json => plan.render_json(prediction().map(|p| p.to_json())),
     });
     exit::OK
+}
+
+/// The runs in the state directory, for history and prediction. A journal that cannot be read
+/// is left out with a warning: one broken run must not hide the others.
+fn finished_runs(dir: &StateDir) -> Vec<crate::state::RunState> {
+    let (runs, broken) = dir.list();
+    for (id, error) in broken {
+        eprintln!("warning: run {id} left out of the history: {error}");
+    }
+    runs
+}
+
+fn history(dir: &StateDir, playbook: Option<&str>, format: HistoryFormat) -> u8 {
+    let runs = finished_runs(dir);
+    let known = crate::history::playbooks(&runs);
+    let names = match playbook {
+        None => known,
+        Some(arg) => match history_name(arg, &known, dir) {
+            Ok(name) => vec![name],
+            Err(refusal) => return refuse(refusal),
+        },
+    };
+    let entries: Vec<crate::history::Entry> = names
+        .iter()
+        .map(|name| crate::history::Entry::new(name, &runs))
+        .collect();
+    if entries.iter().all(|entry| entry.rows.is_empty()) && !matches!(format, HistoryFormat::Json) {
+        match playbook {
+            Some(_) => eprintln!(
+                "no finished runs of {} in {}",
+                names.join(", "),
+                dir.root().display()
+            ),
+            None => eprintln!("no finished runs in {}", dir.root().display()),
+        }
+        return exit::OK;
+    }
+    print(&match format {
+        HistoryFormat::Text => crate::history::render_text(&entries),
+        HistoryFormat::Md => crate::history::render_markdown(&entries),
+        HistoryFormat::Json => crate::history::render_json(&entries),
+    });
+    exit::OK
+}
+
+/// The playbook `history` was asked about: a file (its name, from the loader) or a name with
+/// runs in the state directory.
+fn history_name(arg: &str, known: &[String], dir: &StateDir) -> Result<String, Refusal> {
+    let path = std::path::Path::new(arg);
+    if known.iter().any(|name| name == arg) && !path.is_file() {
+        return Ok(arg.to_string());
+    }
+    let looks_like_file = path.exists()
+        || arg.ends_with(".yaml")
+        || arg.ends_with(".yml")
+        || arg.contains(std::path::MAIN_SEPARATOR);
+    if looks_like_file {
+        return match validate::load(path) {
+            Ok((_, playbook)) => Ok(playbook.name),
+            Err(invalid) => Err(Refusal {
+                message: invalid.render(color()),
+                code: exit::INVALID,
+            }),
+        };
+    }
+    let hint = crate::diagnostic::did_you_mean(arg, known.iter().map(String::as_str))
+        .map(|hint| format!("; {hint}"))
+        .unwrap_or_default();
+    let listed = if known.is_empty() {
+        "there are none".to_string()
+    } else {
+        format!("those with runs: {}", known.join(", "))
+    };
+    Err(Refusal {
+        message: format!(
+            "no finished runs of a playbook named `{arg}` in {} ({listed}){hint}; give a playbook name or a playbook file",
+            dir.root().display()
+        ),
+        code: exit::INVALID,
+    })
+}
+
+fn due(
+    dir: &StateDir,
+    files: &[PathBuf],
+    every: crate::duration::Duration,
+    format: DueFormat,
+) -> u8 {
+    let runs = finished_runs(dir);
+    let mut candidates = Vec::new();
+    if files.is_empty() {
+        // Every playbook with runs, at the file its newest run recorded.
+        let mut newest: Vec<&crate::state::RunState> = Vec::new();
+        for run in &runs {
+            if !newest.iter().any(|seen| seen.playbook == run.playbook) {
+                newest.push(run);
+            }
+        }
+        newest.sort_by(|a, b| a.playbook.cmp(&b.playbook));
+        for run in newest {
+            let path = std::path::Path::new(&run.file);
+            candidates.push(crate::due::Candidate {
+                name: run.playbook.clone(),
+                file: run.file.clone(),
+                hash: crate::loader::read(path)
+                    .map(|source| source.hash())
+                    .map_err(|error| error.message.clone()),
+            });
+        }
+    } else {
+        for file in files {
+            match validate::load(file) {
+                Ok((source, playbook)) => candidates.push(crate::due::Candidate {
+                    name: playbook.name,
+                    file: file.display().to_string(),
+                    hash: Ok(source.hash()),
+                }),
+                Err(invalid) => {
+                    eprint!("{}", invalid.render(color()));
+                    return exit::INVALID;
+                }
+            }
+        }
+    }
+    let now = jiff::Timestamp::now();
+    let verdicts: Vec<crate::due::Verdict> = candidates
+        .iter()
+        .map(|candidate| crate::due::check(candidate, &runs, every, now))
+        .collect();
+    print(&match format {
+        DueFormat::Text => crate::due::render_text(&verdicts),
+        DueFormat::Json => crate::due::render_json(&verdicts, every),
+    });
+    if verdicts.iter().any(|verdict| verdict.due) {
+        exit::STEP_FAILED
+    } else {
+        exit::OK
+    }
 }
 
 fn refuse(refusal: Refusal) -> u8 {
@@ -303,6 +525,11 @@ fn refuse(refusal: Refusal) -> u8 {
 }
 
 fn run(args: RunArgs, verbose: u8) -> u8 {
+    let past_runs = if args.dry_run {
+        Vec::new()
+    } else {
+        finished_runs(&StateDir::new(args.state.state_dir.clone()))
+    };
     let options = RunOptions {
         file: args.file,
         mode: match args.mode {
@@ -319,6 +546,7 @@ fn run(args: RunArgs, verbose: u8) -> u8 {
         declared_at: args.declared_at,
         max_parallel: usize::from(args.max_parallel),
         color: color(),
+        past_runs,
     };
     if args.dry_run {
         return match engine::dry_run(options) {
@@ -359,12 +587,16 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
             operator: prepared.operator.clone(),
             color: color(),
             started,
+            projection: Some(prepared.projection.clone()),
         }));
         (terminal.clone(), vec![terminal])
     } else {
         (
             std::sync::Arc::new(engine::human::Nobody),
-            vec![std::sync::Arc::new(crate::ui::Plain::new(&prepared.run_id))],
+            vec![std::sync::Arc::new(
+                crate::ui::Plain::new(&prepared.run_id)
+                    .with_projection(prepared.projection.clone()),
+            )],
         )
     };
     let run_id = prepared.run_id.clone();
@@ -514,16 +746,21 @@ fn write_report(dir: &StateDir, run_id: &str, format: ReportFormat, output: Opti
             });
         }
     };
-    let text = report::render(
-        &state,
-        match format {
-            ReportFormat::Text => report::Format::Text,
-            ReportFormat::Md => report::Format::Markdown,
-            ReportFormat::Json => report::Format::Json,
-            ReportFormat::Junit => report::Format::Junit,
-            ReportFormat::Html => report::Format::Html,
-        },
-    );
+    let text = match format {
+        ReportFormat::Text => report::render(&state, report::Format::Text),
+        ReportFormat::Md => report::render(&state, report::Format::Markdown),
+        ReportFormat::Json => report::render(&state, report::Format::Json),
+        ReportFormat::Junit => report::render(&state, report::Format::Junit),
+        // The HTML report shows this run's RTO beside the earlier runs of its playbook.
+        ReportFormat::Html => {
+            let runs = finished_runs(dir);
+            let rows: Vec<crate::history::Row> = crate::history::runs_of(&runs, &state.playbook)
+                .into_iter()
+                .map(crate::history::Row::of)
+                .collect();
+            report::render_html(&state, &rows)
+        }
+    };
     match output {
         Some(path) => match std::fs::write(&path, text) {
             Ok(()) => exit::OK,

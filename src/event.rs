@@ -212,6 +212,24 @@ pub enum Event {
         step: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Where it went, as the notify step's `to` output names it ("webhook <host>",
+        /// "POST <host>/<path>"). Absent in journals written before it was recorded.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        /// What was sent (masked, cut to 2,000 characters), as the `message` output.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// What the incident operator wrote for the post-mortem when the run ended: only people
+    /// know the root cause and what must change, and the end of an incident is when they know
+    /// it best.
+    PostMortemNotes {
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        root_cause: String,
+        /// One item per line the operator typed.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        remediation: Vec<String>,
+        by: String,
     },
     RunFinished {
         exit_code: u8,
@@ -232,6 +250,7 @@ impl Event {
             Event::RunStarted { .. }
             | Event::RunResumed { .. }
             | Event::Interrupted { .. }
+            | Event::PostMortemNotes { .. }
             | Event::RunFinished { .. } => None,
         }
     }
@@ -278,6 +297,21 @@ mod tests {
                 serde_json::to_string(&status).unwrap_or_default()
             );
         }
+    }
+
+    #[test]
+    fn a_repeat_journalled_before_its_message_was_recorded_still_reads() {
+        let line = r#"{"seq":9,"at":"2026-11-24T10:00:00Z","event":"notification_repeated","step":"updates"}"#;
+        let record: Record = serde_json::from_str(line).expect("parse");
+        assert_eq!(
+            record.event,
+            Event::NotificationRepeated {
+                step: "updates".into(),
+                error: None,
+                to: None,
+                message: None,
+            }
+        );
     }
 
     #[test]

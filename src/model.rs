@@ -17,6 +17,9 @@ pub struct Playbook {
     pub objectives: Objectives,
     pub vars: BTreeMap<String, String>,
     pub secrets: Vec<String>,
+    /// What the steps act on, per mode (`{{ target.NAME }}`).
+    #[serde(skip_serializing_if = "Targets::is_empty")]
+    pub targets: Targets,
     /// Main steps first, in file order, then cleanup steps.
     pub steps: Vec<Step>,
 }
@@ -33,6 +36,27 @@ impl Playbook {
     /// The step whose success stops the RTO clock, if one is marked.
     pub fn clock_stop(&self) -> Option<&Step> {
         self.steps.iter().find(|step| step.clock_stop)
+    }
+}
+
+/// Targets declared apart for drills and live incidents: the same names in both.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Targets {
+    pub drill: BTreeMap<String, String>,
+    pub live: BTreeMap<String, String>,
+}
+
+impl Targets {
+    pub fn is_empty(&self) -> bool {
+        self.drill.is_empty() && self.live.is_empty()
+    }
+
+    /// The targets a run in `mode` acts on.
+    pub fn of(&self, mode: crate::event::Mode) -> &BTreeMap<String, String> {
+        match mode {
+            crate::event::Mode::Drill => &self.drill,
+            crate::event::Mode::Incident => &self.live,
+        }
     }
 }
 

@@ -54,9 +54,7 @@ impl Plan {
                 graph.add_edge(nodes[dependency], nodes[i], ());
             }
         }
-        let sorted: Vec<usize> = toposort(&graph, None)
-            .map(|order| order.into_iter().map(|n| graph[n]).collect())
-            .unwrap_or_else(|_| (0..playbook.steps.len()).collect());
+        let sorted = topological_order(&graph);
         let mut depth = vec![0usize; playbook.steps.len()];
         for &i in &sorted {
             for &dependency in &needs[i] {
@@ -81,7 +79,8 @@ impl Plan {
         let stages = group(false);
         let cleanup_stages = group(true);
         let order = stages.iter().flatten().copied().collect();
-        let critical_path = longest_chain(&playbook, &needs, &sorted, |_| 1.0);
+        let cleanup: Vec<bool> = playbook.steps.iter().map(|s| s.cleanup).collect();
+        let critical_path = longest_chain(&cleanup, &needs, &sorted, |_| 1.0);
         Plan {
             playbook,
             graph,
@@ -235,7 +234,9 @@ impl Plan {
         out
     }
 
-    pub fn render_json(&self) -> String {
+    /// The plan for tools. `prediction` is what past runs say about this one
+    /// (`Prediction::to_json`), or `null` without history.
+    pub fn render_json(&self, prediction: Option<crate::predict::PredictionJson>) -> String {
         #[derive(Serialize)]
         struct JsonPlan<'a> {
             name: &'a str,
@@ -244,6 +245,7 @@ impl Plan {
             cleanup_stages: Vec<Vec<&'a str>>,
             critical_path: Vec<&'a str>,
             steps: &'a [crate::model::Step],
+            prediction: Option<crate::predict::PredictionJson>,
         }
         let ids = |stages: &'_ [Vec<usize>]| -> Vec<Vec<&str>> {
             stages
@@ -266,6 +268,7 @@ impl Plan {
                 .map(|&i| self.playbook.steps[i].id.as_str())
                 .collect(),
             steps: &self.playbook.steps,
+            prediction,
         };
         let mut text = serde_json::to_string_pretty(&plan).unwrap_or_default();
         text.push('\n');
@@ -273,18 +276,28 @@ impl Plan {
     }
 }
 
-/// The heaviest chain of dependent main steps, weights given per step.
+/// The node weights (step indices) of `graph` in an order that respects its edges; file order
+/// if the graph has a cycle (validation refuses those, a journal written by hand might not).
+pub(crate) fn topological_order(graph: &DiGraph<usize, ()>) -> Vec<usize> {
+    toposort(graph, None)
+        .map(|order| order.into_iter().map(|n| graph[n]).collect())
+        .unwrap_or_else(|_| (0..graph.node_count()).collect())
+}
+
+/// The heaviest chain of dependent steps, weights given per step. Steps marked in `excluded`
+/// (cleanup, or steps the RTO clock does not wait for) take no part; every dependency of an
+/// included step must be included too.
 pub fn longest_chain(
-    playbook: &Playbook,
+    excluded: &[bool],
     needs: &[Vec<usize>],
     sorted: &[usize],
     weight: impl Fn(usize) -> f64,
 ) -> Vec<usize> {
-    let count = playbook.steps.len();
+    let count = excluded.len();
     let mut best = vec![0.0f64; count];
     let mut via: Vec<Option<usize>> = vec![None; count];
     for &i in sorted {
-        if playbook.steps[i].cleanup {
+        if excluded[i] {
             continue;
         }
         let mut start = 0.0;
@@ -297,7 +310,7 @@ pub fn longest_chain(
         best[i] = start + weight(i);
     }
     let end = (0..count)
-        .filter(|&i| !playbook.steps[i].cleanup)
+        .filter(|&i| !excluded[i])
         .max_by(|&a, &b| best[a].total_cmp(&best[b]).then(b.cmp(&a)));
     let mut path = Vec::new();
     let mut at = end;

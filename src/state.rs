@@ -37,6 +37,40 @@ pub struct RunState {
     pub finished: Option<(Timestamp, u8)>,
     /// Time of the last record.
     pub last_at: Timestamp,
+    /// Every message a notify step sent or tried to send, repeats included, in journal order:
+    /// who was told what, and when, is part of the incident's record.
+    pub notifications: Vec<Notification>,
+    /// What the incident operator wrote for the post-mortem (the last answer, if resumed).
+    pub notes: Option<PostMortemNotes>,
+}
+
+/// One message sent (or attempted) by a notify step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Notification {
+    pub step: String,
+    pub at: Timestamp,
+    /// "webhook <host>" or "POST <host>/<path>"; `None` in journals older than the field.
+    pub to: Option<String>,
+    /// The text or body sent, masked and cut.
+    pub message: Option<String>,
+    /// Why it was not delivered; `None` when the receiver accepted it.
+    pub error: Option<String>,
+    /// Sent again by `every:`, rather than by the step's own attempt.
+    pub repeat: bool,
+}
+
+impl Notification {
+    pub fn ok(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PostMortemNotes {
+    pub root_cause: String,
+    pub remediation: Vec<String>,
+    pub by: String,
+    pub at: Timestamp,
 }
 
 #[derive(Clone, Debug)]
@@ -105,6 +139,15 @@ impl StepState {
     }
 
     /// Distinct people who said yes to `ask` since `since`.
+    /// Where the decisions that count for the open question start: the last attempt's start
+    /// (a gate passed before a failed attempt is asked again), or the beginning — so a
+    /// pre-approval recorded just before the question was asked counts, as the engine counts it.
+    pub fn decision_window(&self) -> Timestamp {
+        self.attempts
+            .last()
+            .map_or(Timestamp::MIN, |attempt| attempt.started_at)
+    }
+
     pub fn approvals_for(&self, ask: Ask, since: Timestamp) -> usize {
         let mut people: Vec<&str> = self
             .approvals
@@ -156,6 +199,13 @@ impl RunState {
             .fold(SignedDuration::ZERO, |a, b| a + b)
     }
 
+    /// Whether the plan says `id` is a notify step: its finishes are messages sent.
+    fn is_notify(&self, id: &str) -> bool {
+        self.plan
+            .iter()
+            .any(|planned| planned.id == id && planned.kind == "notify")
+    }
+
     /// Folds a journal into a state. The first record must start the run.
     pub fn fold(records: &[Record]) -> Result<RunState, String> {
         let Some(first) = records.first() else {
@@ -204,6 +254,8 @@ impl RunState {
             interruptions: Vec::new(),
             finished: None,
             last_at: first.at,
+            notifications: Vec::new(),
+            notes: None,
         };
         for record in &records[1..] {
             state.apply(record);
@@ -254,6 +306,17 @@ impl RunState {
                 error,
                 evidence,
             } => {
+                if self.is_notify(step) && *status != Status::Cancelled {
+                    self.notifications.push(Notification {
+                        step: step.clone(),
+                        at,
+                        to: text_output(outputs, "to"),
+                        message: text_output(outputs, "message"),
+                        error: (*status != Status::Succeeded)
+                            .then(|| error.clone().unwrap_or_else(|| status.name().to_owned())),
+                        repeat: false,
+                    });
+                }
                 let step = self.step_mut(step);
                 step.status = *status;
                 step.error = error.clone();
@@ -281,7 +344,32 @@ impl RunState {
                 step.blocked = *blocked;
                 step.question = None;
             }
-            Event::RetryScheduled { .. } | Event::NotificationRepeated { .. } => {}
+            Event::RetryScheduled { .. } => {}
+            Event::NotificationRepeated {
+                step,
+                error,
+                to,
+                message,
+            } => self.notifications.push(Notification {
+                step: step.clone(),
+                at,
+                to: to.clone(),
+                message: message.clone(),
+                error: error.clone(),
+                repeat: true,
+            }),
+            Event::PostMortemNotes {
+                root_cause,
+                remediation,
+                by,
+            } => {
+                self.notes = Some(PostMortemNotes {
+                    root_cause: root_cause.clone(),
+                    remediation: remediation.clone(),
+                    by: by.clone(),
+                    at,
+                })
+            }
             Event::ApprovalRequested {
                 step,
                 ask,
@@ -318,10 +406,12 @@ impl RunState {
                     pre_approved: *pre_approved,
                 });
                 // The question stays open until enough distinct people said yes.
+                let since = step.decision_window();
                 let settled = !approved
-                    || step.question.as_ref().is_none_or(|q| {
-                        step.approvals_for(q.ask, q.asked_at) >= q.approvers as usize
-                    });
+                    || step
+                        .question
+                        .as_ref()
+                        .is_none_or(|q| step.approvals_for(q.ask, since) >= q.approvers as usize);
                 if settled {
                     if let Some(since) = step.waiting_since.take() {
                         step.human_wait += at.duration_since(since);
@@ -338,6 +428,10 @@ impl RunState {
             Event::RunFinished { exit_code } => self.finished = Some((at, *exit_code)),
         }
     }
+}
+
+fn text_output(outputs: &BTreeMap<String, serde_json::Value>, name: &str) -> Option<String> {
+    outputs.get(name)?.as_str().map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -460,6 +554,134 @@ mod tests {
                 .map(|s| s.id.as_str())
                 .collect::<Vec<_>>(),
             ["a", "b"]
+        );
+    }
+
+    #[test]
+    fn notifications_fold_from_notify_finishes_and_repeats() {
+        let mut start = started();
+        if let Event::RunStarted { steps, .. } = &mut start {
+            for (id, kind) in [("declare", "notify"), ("work", "command")] {
+                steps.push(PlannedStep {
+                    id: id.into(),
+                    kind: kind.into(),
+                    description: None,
+                    needs: Vec::new(),
+                    summary: String::new(),
+                    cleanup: false,
+                    clock_stop: false,
+                    live_only: false,
+                });
+            }
+        }
+        let sent = |message: &str| {
+            BTreeMap::from([
+                ("to".to_string(), "webhook hooks.example.com".into()),
+                ("message".to_string(), message.into()),
+            ])
+        };
+        let finished =
+            |step: &str, attempt, status, outputs, error: Option<&str>| Event::StepFinished {
+                step: step.into(),
+                attempt,
+                status,
+                outputs,
+                error: error.map(str::to_owned),
+                evidence: vec![],
+            };
+        let records = vec![
+            record(0, 0, start),
+            record(
+                1,
+                1,
+                finished("declare", 1, Status::Failed, sent("up"), Some("HTTP 500")),
+            ),
+            record(
+                2,
+                2,
+                finished("declare", 2, Status::Succeeded, sent("up"), None),
+            ),
+            // Not a notify step: its finish is no message.
+            record(
+                3,
+                3,
+                finished("work", 1, Status::Succeeded, BTreeMap::new(), None),
+            ),
+            record(
+                4,
+                4,
+                Event::NotificationRepeated {
+                    step: "declare".into(),
+                    error: None,
+                    to: Some("webhook hooks.example.com".into()),
+                    message: Some("still up".into()),
+                },
+            ),
+            // A journal from before `to` and `message` were recorded.
+            record(
+                5,
+                5,
+                Event::NotificationRepeated {
+                    step: "declare".into(),
+                    error: Some("connection failed".into()),
+                    to: None,
+                    message: None,
+                },
+            ),
+            // Cancelled before anything was known to be sent.
+            record(
+                6,
+                6,
+                finished(
+                    "declare",
+                    3,
+                    Status::Cancelled,
+                    BTreeMap::new(),
+                    Some("cancelled"),
+                ),
+            ),
+            record(
+                7,
+                7,
+                Event::PostMortemNotes {
+                    root_cause: "disk".into(),
+                    remediation: vec!["alert".into()],
+                    by: "erin".into(),
+                },
+            ),
+        ];
+        let state = RunState::fold(&records).expect("fold");
+        let summary: Vec<(bool, Option<&str>, bool)> = state
+            .notifications
+            .iter()
+            .map(|n| (n.repeat, n.message.as_deref(), n.ok()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (false, Some("up"), false),
+                (false, Some("up"), true),
+                (true, Some("still up"), true),
+                (true, None, false),
+            ]
+        );
+        assert_eq!(state.notifications[0].error.as_deref(), Some("HTTP 500"));
+        assert_eq!(
+            state.notifications[1].to.as_deref(),
+            Some("webhook hooks.example.com")
+        );
+        assert_eq!(
+            state.notifications[2].at,
+            record(0, 4, Event::RunFinished { exit_code: 0 }).at
+        );
+        let notes = state.notes.expect("notes");
+        assert_eq!(
+            (
+                notes.root_cause.as_str(),
+                notes.remediation.as_slice(),
+                notes.by.as_str()
+            ),
+            ("disk", &["alert".to_string()][..], "erin")
         );
     }
 

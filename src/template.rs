@@ -15,12 +15,14 @@ pub const RUN_FIELDS: &[&str] = &[
     "rpo",
     "current_step",
     "eta",
+    "projected",
+    "over_rto",
     "status",
     "dry_run",
 ];
 
 /// The roots a template may start from.
-pub const ROOTS: &[&str] = &["vars", "secrets", "steps", "run", "now"];
+pub const ROOTS: &[&str] = &["vars", "secrets", "target", "steps", "run", "now"];
 
 /// The environment every playbook template is compiled and rendered in. Undefined values are
 /// errors: a recovery step must never run with an empty string where a URL was meant.

@@ -572,7 +572,7 @@ steps:
   |
 4 |   - { id: say, kind: manual, instructions: "{{ run.mod }}" }
   |                                                    ^^^ did you mean `mode`?
-  = help: run has: id, mode, playbook, started_at, declared_at, elapsed, rto, rpo, current_step, eta, status, dry_run
+  = help: run has: id, mode, playbook, started_at, declared_at, elapsed, rto, rpo, current_step, eta, projected, over_rto, status, dry_run
 
 error: 1 error in unknown_run_field.yaml
 "#,
@@ -662,7 +662,7 @@ steps:
   |
 4 |   - { id: say, kind: manual, instructions: x, when: "mode == 'incident'" }
   |                                                      ^^^^ did you mean `run.mode`?
-  = help: templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()
+  = help: templates read vars.NAME, secrets.NAME, target.NAME, steps.ID.outputs.NAME, run.FIELD and now()
 
 error: 1 error in when_unknown.yaml
 "#,

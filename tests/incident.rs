@@ -3,7 +3,8 @@
 //! a rejection with its reason, all typed as answers to the prompts on the screen.
 //!
 //! The driver answers whichever question the screen shows, recognised by its heading and
-//! prompt, and records the order in which they came.
+//! prompt, and records the order in which they came. When the steps are over, the operator
+//! is asked for the post-mortem's root cause and remediation, which end up in the report.
 
 mod common;
 
@@ -37,6 +38,9 @@ enum Kind {
     Approve,
     /// A manual step: "Type done when finished, or no if it cannot be done".
     Attest,
+    /// The end of the run: "Post-mortem notes: the run <outcome>", then "Root cause".
+    /// The "step" read after the heading is the outcome.
+    Notes,
 }
 
 impl Kind {
@@ -46,6 +50,7 @@ impl Kind {
             Kind::Proceed => "Next: ",
             Kind::Approve => "Approval needed: ",
             Kind::Attest => "Manual step: ",
+            Kind::Notes => "Post-mortem notes: the run ",
         }
     }
 
@@ -55,6 +60,7 @@ impl Kind {
             Kind::Proceed => "Proceed? [yes/skip/abort]: ".to_string(),
             Kind::Approve => format!("Approve {step}? [yes/no]: "),
             Kind::Attest => "Type done when finished, or no if it cannot be done: ".to_string(),
+            Kind::Notes => "Root cause: ".to_string(),
         }
     }
 }
@@ -65,7 +71,12 @@ enum Reply {
     Word(&'static str),
     /// "no", then the reason at the "Reason" prompt.
     No(&'static str),
+    /// The root cause's lines, then the remediation items; an empty line ends each.
+    Notes(&'static [&'static str], &'static [&'static str]),
 }
+
+/// Post-mortem notes left empty.
+const NO_NOTES: Reply = Reply::Notes(&[], &[]);
 
 /// A drillbook process on the slave side of a pseudo-terminal (stdin, stdout and stderr), and
 /// everything it has shown so far.
@@ -143,7 +154,7 @@ impl Pty {
     /// ends. `None` until a heading and its prompt have both been shown.
     fn question(&self) -> Option<(Kind, String, usize)> {
         let rest = &self.screen[self.cursor..];
-        let (start, kind) = [Kind::Proceed, Kind::Approve, Kind::Attest]
+        let (start, kind) = [Kind::Proceed, Kind::Approve, Kind::Attest, Kind::Notes]
             .into_iter()
             .filter_map(|kind| rest.find(kind.heading()).map(|at| (at, kind)))
             .min_by_key(|(at, _)| *at)?;
@@ -204,6 +215,25 @@ impl Pty {
                         self.expect("Reason: ");
                         self.type_line(reason);
                     }
+                    Reply::Notes(cause, remediation) => {
+                        // Each line has a prompt of its own ("Root cause, line 2").
+                        for (index, line) in cause.iter().enumerate() {
+                            if index > 0 {
+                                self.expect(&format!("Root cause, line {}: ", index + 1));
+                            }
+                            self.type_line(line);
+                        }
+                        if !cause.is_empty() {
+                            self.expect(&format!("Root cause, line {}: ", cause.len() + 1));
+                        }
+                        self.type_line("");
+                        for (index, item) in remediation.iter().enumerate() {
+                            self.expect(&format!("Remediation item {}: ", index + 1));
+                            self.type_line(item);
+                        }
+                        self.expect(&format!("Remediation item {}: ", remediation.len() + 1));
+                        self.type_line("");
+                    }
                 }
                 continue;
             }
@@ -241,16 +271,17 @@ impl Pty {
 }
 
 fn drive(dir: &Path, answer: impl Fn(Kind, &str) -> Reply) -> (Pty, Vec<(Kind, String)>) {
+    drive_in(dir, "incident", answer)
+}
+
+fn drive_in(
+    dir: &Path,
+    mode: &str,
+    answer: impl Fn(Kind, &str) -> Reply,
+) -> (Pty, Vec<(Kind, String)>) {
     let mut pty = Pty::spawn(
         dir,
-        &[
-            "run",
-            "incident.yaml",
-            "--mode",
-            "incident",
-            "--as",
-            "alice",
-        ],
+        &["run", "incident.yaml", "--mode", mode, "--as", "alice"],
     );
     let asked = pty.converse(answer);
     assert!(!pty.screen.contains("panicked"), "panic:\n{}", pty.screen);
@@ -265,6 +296,7 @@ fn an_operator_proceeds_attests_approves_and_skips() {
         (Kind::Proceed, "optional") => Reply::Word("skip"),
         (Kind::Proceed, _) | (Kind::Approve, _) => Reply::Word("yes"),
         (Kind::Attest, _) => Reply::Word("done"),
+        (Kind::Notes, _) => NO_NOTES,
     });
     let status = pty.wait();
     assert_eq!(status, 0, "exit status; screen:\n{}", pty.screen);
@@ -280,6 +312,7 @@ fn an_operator_proceeds_attests_approves_and_skips() {
             (Kind::Proceed, "risky"),
             (Kind::Approve, "risky"),
             (Kind::Proceed, "optional"),
+            (Kind::Notes, "succeeded"),
         ]
         .map(|(kind, step)| (kind, step.to_string())),
         "screen:\n{}",
@@ -346,10 +379,12 @@ fn a_refused_approval_carries_its_reason_and_the_step_does_not_run() {
         Kind::Proceed => Reply::Word("yes"),
         Kind::Approve => Reply::No("not today"),
         Kind::Attest => Reply::Word("done"),
+        Kind::Notes => NO_NOTES,
     });
     let status = pty.wait();
     assert_eq!(status, 1, "exit status; screen:\n{}", pty.screen);
-    // After the refusal nothing more is asked: `optional` follows `risky`, which did not run.
+    // After the refusal no step is put to the operator: `optional` follows `risky`, which did
+    // not run. The post-mortem notes are asked for whatever the outcome.
     assert_eq!(
         asked,
         [
@@ -358,6 +393,7 @@ fn a_refused_approval_carries_its_reason_and_the_step_does_not_run() {
             (Kind::Attest, "call_dba"),
             (Kind::Proceed, "risky"),
             (Kind::Approve, "risky"),
+            (Kind::Notes, "failed"),
         ]
         .map(|(kind, step)| (kind, step.to_string())),
         "screen:\n{}",
@@ -383,4 +419,103 @@ fn a_refused_approval_carries_its_reason_and_the_step_does_not_run() {
         finished.iter().all(|f| f["status"] != "succeeded"),
         "{finished:?}"
     );
+}
+
+const SHORT: &str = r#"version: 1
+name: incident
+steps:
+  - { id: check, kind: command, run: [touch, checked] }
+"#;
+
+/// The post-mortem's Markdown report: its root cause and remediation sections.
+fn root_cause_and_remediation(dir: &Path, run: &str) -> String {
+    let md = common::drillbook(dir, &["report", run, "--format", "md"]);
+    assert_eq!(md.status, 0, "{}", md.stderr);
+    let start = md
+        .stdout
+        .find("## Root cause")
+        .unwrap_or_else(|| panic!("no root cause section:\n{}", md.stdout));
+    md.stdout[start..].to_string()
+}
+
+#[test]
+fn the_operators_root_cause_and_remediation_go_into_the_post_mortem() {
+    let test = Drillbook::new().playbook("incident.yaml", SHORT);
+    let dir = test.dir();
+    let (mut pty, asked) = drive(dir, |kind, _| match kind {
+        Kind::Notes => Reply::Notes(
+            &[
+                "The standby lagged behind",
+                "because a long vacuum held back WAL replay.",
+            ],
+            &["Alert on replication lag", "- Move vacuum off-peak"],
+        ),
+        _ => Reply::Word("yes"),
+    });
+    assert_eq!(pty.wait(), 0, "exit status; screen:\n{}", pty.screen);
+    assert_eq!(
+        asked,
+        [(Kind::Proceed, "check"), (Kind::Notes, "succeeded")]
+            .map(|(kind, step)| (kind, step.to_string())),
+        "screen:\n{}",
+        pty.screen
+    );
+
+    // A fact in the journal, recorded before the run's end.
+    let run = only_run(dir);
+    let records = journal(dir, &run);
+    let notes = events(&records, "post_mortem_notes", None);
+    assert_eq!(notes.len(), 1, "{records:?}");
+    assert_eq!(
+        notes[0]["root_cause"],
+        "The standby lagged behind\nbecause a long vacuum held back WAL replay."
+    );
+    assert_eq!(
+        notes[0]["remediation"],
+        serde_json::json!(["Alert on replication lag", "Move vacuum off-peak"])
+    );
+    assert_eq!(notes[0]["by"], "alice");
+    let last = records.last().expect("records");
+    assert_eq!(last["event"], "run_finished", "{last}");
+    assert!(notes[0]["seq"].as_u64() < last["seq"].as_u64());
+
+    let sections = root_cause_and_remediation(dir, &run);
+    assert!(!sections.contains("_To be written._"), "{sections}");
+    assert!(
+        sections
+            .contains("The standby lagged behind\n\nbecause a long vacuum held back WAL replay.\n"),
+        "{sections}"
+    );
+    assert!(sections.contains("_Written by alice at "), "{sections}");
+    assert!(
+        sections.contains(
+            "## Remediation\n\n- [ ] Alert on replication lag\n- [ ] Move vacuum off-peak\n"
+        ),
+        "{sections}"
+    );
+}
+
+#[test]
+fn drills_and_unattended_runs_keep_the_placeholders() {
+    let placeholders = "## Root cause\n\n_To be written._\n\n## Remediation\n\n_To be written._\n";
+
+    // A drill at a terminal is not asked: nothing is recovered, there is no root cause.
+    let test = Drillbook::new().playbook("incident.yaml", SHORT);
+    let dir = test.dir();
+    let (mut pty, asked) = drive_in(dir, "drill", |_, _| Reply::Word("yes"));
+    assert_eq!(pty.wait(), 0, "exit status; screen:\n{}", pty.screen);
+    assert!(asked.is_empty(), "{asked:?}");
+    assert!(!pty.screen.contains("Post-mortem"), "{}", pty.screen);
+    let run = only_run(dir);
+    assert!(events(&journal(dir, &run), "post_mortem_notes", None).is_empty());
+    assert_eq!(root_cause_and_remediation(dir, &run), placeholders);
+
+    // An incident with nobody at a terminal: nobody to ask.
+    let test = Drillbook::new().playbook("incident.yaml", SHORT);
+    let dir = test.dir();
+    let output = common::drillbook(dir, &["run", "incident.yaml", "--mode", "incident"]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let run = only_run(dir);
+    assert!(events(&journal(dir, &run), "post_mortem_notes", None).is_empty());
+    assert_eq!(root_cause_and_remediation(dir, &run), placeholders);
 }

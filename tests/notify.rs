@@ -142,3 +142,128 @@ steps:
             .all(|r| r["at"].as_str() <= clock_stopped.as_str())
     );
 }
+
+/// Every message is a fact in the journal — where it went, what it said (secrets masked) —
+/// and the Markdown and JSON reports list exactly the messages the receiver got.
+#[test]
+fn every_message_sent_is_journalled_and_reported() {
+    let (url, bodies) = receiver(Vec::new());
+    let base = url.trim_end_matches("/hooks/T000/B000/abcdef").to_string();
+    let token = "tok-9f8e7d6c5b4a";
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: comms
+secrets: [SLACK_WEBHOOK, STATUS_TOKEN]
+vars:
+  status_api: ""
+steps:
+  - id: declare
+    kind: notify
+    webhook: "{{ secrets.SLACK_WEBHOOK }}"
+    message: "Incident {{ run.id }} declared\nwith token {{ secrets.STATUS_TOKEN }} in it"
+  - id: updates
+    kind: notify
+    url: "{{ vars.status_api }}"
+    headers:
+      Authorization: "Bearer {{ secrets.STATUS_TOKEN }}"
+    body: '{ "status": "investigating", "token": "{{ secrets.STATUS_TOKEN }}" }'
+    every: 200ms
+  - { id: recover, kind: wait, duration: 1s, clock: stop, needs: [declare] }
+  - id: restored
+    kind: notify
+    needs: [recover]
+    webhook: "{{ secrets.SLACK_WEBHOOK }}"
+    message: "Restored"
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let output = common::run_binary_with(
+        &dir,
+        &[
+            "run".into(),
+            "p.yaml".into(),
+            "--var".into(),
+            format!("status_api={base}/api/v1/incidents?key=abc"),
+        ],
+        &[
+            ("SLACK_WEBHOOK".into(), url.clone()),
+            ("STATUS_TOKEN".into(), token.into()),
+        ],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let run = only_run(&dir);
+    let received = bodies.lock().expect("lock").clone();
+    assert!(received.len() >= 5, "{received:?}");
+
+    // The journal: one fact per message received, saying where it went and what it said.
+    let records = journal(&dir, &run);
+    let mut sent: Vec<&serde_json::Value> = Vec::new();
+    for step in ["declare", "updates", "restored"] {
+        sent.extend(events(&records, "step_finished", Some(step)));
+    }
+    let repeats = events(&records, "notification_repeated", Some("updates"));
+    sent.extend(repeats.iter().copied());
+    assert_eq!(sent.len(), received.len(), "{sent:?}\n{received:?}");
+    let host = base.trim_start_matches("http://");
+    let declare = events(&records, "step_finished", Some("declare"))[0];
+    assert_eq!(declare["outputs"]["to"], format!("webhook {host}"));
+    assert_eq!(
+        declare["outputs"]["message"],
+        format!("Incident {run} declared\nwith token *** in it")
+    );
+    let api = format!("POST {host}/api/v1/incidents");
+    assert!(!repeats.is_empty());
+    for repeat in &repeats {
+        assert_eq!(repeat["to"], api.as_str(), "{repeat}");
+        assert_eq!(
+            repeat["message"], r#"{ "status": "investigating", "token": "***" }"#,
+            "{repeat}"
+        );
+    }
+    // The receiver got the secret; the journal never holds it, nor the webhook's path.
+    assert!(received[0].contains(token), "{received:?}");
+    let text =
+        std::fs::read_to_string(dir.join(".drillbook/runs").join(&run).join("journal.jsonl"))
+            .expect("journal");
+    for secret in [token, "abcdef"] {
+        assert!(!text.contains(secret), "{secret} in\n{text}");
+    }
+
+    // The post-mortem: a row per message received, and a count per step.
+    let md = common::drillbook(&dir, &["report", &run, "--format", "md"]);
+    assert_eq!(md.status, 0, "{}", md.stderr);
+    let section = md
+        .stdout
+        .split("\n## Communication\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap_or_else(|| panic!("no Communication section:\n{}", md.stdout));
+    let rows: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| ---") && !l.starts_with("| Time"))
+        .collect();
+    assert_eq!(rows.len(), received.len(), "{section}");
+    assert!(
+        rows.iter().all(|row| row.ends_with("| delivered |")),
+        "{section}"
+    );
+    assert!(
+        section.contains(&format!("- `updates` sent {} times", repeats.len() + 1)),
+        "{section}"
+    );
+    assert!(section.contains("- `declare` sent 1 time\n"), "{section}");
+    assert!(!md.stdout.contains(token) && !md.stdout.contains("abcdef"));
+
+    // The JSON report: the same messages, as an array.
+    let json = common::drillbook(&dir, &["report", &run, "--format", "json"]);
+    assert_eq!(json.status, 0, "{}", json.stderr);
+    let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("json report");
+    let notifications = report["notifications"].as_array().expect("notifications");
+    assert_eq!(notifications.len(), received.len(), "{notifications:?}");
+    assert!(notifications.iter().all(|n| n["delivered"] == true));
+    let repeated = notifications.iter().filter(|n| n["repeat"] == true).count();
+    assert_eq!(repeated, repeats.len());
+    assert_eq!(notifications.last().expect("last")["step"], "restored");
+}

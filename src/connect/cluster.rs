@@ -135,9 +135,9 @@ struct Record {
 
 /// The OS user the server programs run as, when it is not ourselves.
 #[derive(Clone, Copy)]
-struct ServerUser {
-    uid: u32,
-    gid: u32,
+pub(crate) struct ServerUser {
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 impl Cluster {
@@ -574,7 +574,8 @@ fn server_user() -> Result<Option<ServerUser>, ClusterError> {
         .ok_or_else(|| ClusterError::NoServerUser(SERVER_OS_USER.to_string()))
 }
 
-fn lookup_user(name: &str) -> Option<ServerUser> {
+/// The ids of the OS user `name`, if it exists.
+pub(crate) fn lookup_user(name: &str) -> Option<ServerUser> {
     let name = CString::new(name).ok()?;
     // SAFETY: passwd is plain data; all-zero is a valid value that getpwnam_r overwrites.
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };

@@ -53,12 +53,17 @@ pub(crate) struct RunFields {
     pub rto: Option<Duration>,
     pub rpo: Option<Duration>,
     pub dry_run: bool,
+    /// Where the RTO clock is projected to stop (`run.eta`, `run.projected`, `run.over_rto`);
+    /// `None` for a dry run.
+    pub projection: Option<Arc<crate::projection::Projection>>,
 }
 
 pub(crate) struct Context {
     env: minijinja::Environment<'static>,
     vars: Value,
     secrets: Value,
+    /// The run's mode's `targets:`, rendered (`target.NAME`).
+    targets: Value,
     steps: Arc<Steps>,
     run: RunFields,
 }
@@ -73,9 +78,16 @@ impl Context {
             env: template::environment(),
             vars: Value::from(Serde(vars)),
             secrets: Value::from(Serde(secrets)),
+            targets: Value::from(Serde(BTreeMap::<String, String>::new())),
             steps: Arc::new(Steps::default()),
             run,
         }
+    }
+
+    /// The same context with `target.NAME` reading `targets`.
+    pub(crate) fn with_targets(mut self, targets: &BTreeMap<String, String>) -> Context {
+        self.targets = Value::from(Serde(targets));
+        self
     }
 
     pub(crate) fn set_step(&self, id: &str, view: StepView) {
@@ -86,7 +98,22 @@ impl Context {
 
     fn globals(&self, current_step: &str) -> Value {
         let clock_start = self.run.declared_at.unwrap_or(self.run.started_at);
-        let elapsed = Timestamp::now().duration_since(clock_start);
+        let now = Timestamp::now();
+        let elapsed = now.duration_since(clock_start);
+        let projection = self.run.projection.as_deref();
+        let projected = projection.and_then(|p| p.projected(now));
+        // Without a projection, the time elapsed is all that is known.
+        let over_rto = match projection {
+            Some(projection) => projection.over_rto(now),
+            None => self
+                .run
+                .rto
+                .is_some_and(|rto| elapsed > crate::report::signed(rto)),
+        };
+        let eta = projection.and_then(|p| p.eta(now)).map_or_else(
+            || "unknown".to_string(),
+            |at| at.strftime("%H:%M UTC").to_string(),
+        );
         let run = minijinja::context! {
             id => &self.run.id,
             mode => match self.run.mode { Mode::Drill => "drill", Mode::Incident => "incident" },
@@ -97,13 +124,16 @@ impl Context {
             rto => self.run.rto.map(|d| d.to_string()),
             rpo => self.run.rpo.map(|d| d.to_string()),
             current_step => current_step,
-            eta => "unknown",
+            eta => eta,
+            projected => projected.map_or_else(|| "unknown".to_string(), crate::report::format_duration),
+            over_rto => over_rto,
             status => "running",
             dry_run => self.run.dry_run,
         };
         minijinja::context! {
             vars => self.vars.clone(),
             secrets => self.secrets.clone(),
+            target => self.targets.clone(),
             steps => Value::from_dyn_object(self.steps.clone()),
             run => run,
         }
@@ -206,6 +236,7 @@ mod tests {
                 rto: None,
                 rpo: None,
                 dry_run: false,
+                projection: None,
             },
         )
     }
@@ -234,6 +265,70 @@ mod tests {
                 .expect("eval")
         );
         assert!(!context.eval("run.mode == 'incident'", "x").expect("eval"));
+    }
+
+    #[test]
+    fn run_fields_project_the_clock_stop_from_history() {
+        use crate::predict::{History, PlanStep};
+        use crate::report::fixtures::{Journal, planned};
+        let mut stop = planned("recover", "command");
+        stop.clock_stop = true;
+        // The one earlier run took an hour against a 30 minute objective.
+        let mut past = Journal::start(vec![stop.clone()], Some("30m"), None, None);
+        past.ok("recover", 0, 3_600).finish(3_600, 3);
+        let past = past.state();
+        let started_at = Timestamp::now();
+        let rto = Duration::parse("30m").ok();
+        let projection = Arc::new(crate::projection::Projection::new(
+            vec![PlanStep::from_planned(&stop)],
+            &History::from_runs(&[&past]),
+            rto,
+            started_at,
+        ));
+        let context = Context::new(
+            &BTreeMap::new(),
+            &BTreeMap::new(),
+            RunFields {
+                id: "r2".into(),
+                mode: Mode::Drill,
+                playbook: "p".into(),
+                started_at,
+                declared_at: None,
+                rto,
+                rpo: None,
+                dry_run: false,
+                projection: Some(projection),
+            },
+        );
+        assert!(context.eval("run.over_rto", "notify").expect("eval"));
+        let projected = context
+            .render("{{ run.projected }}", "notify")
+            .expect("render");
+        assert!(
+            projected.starts_with("1h00m") || projected.starts_with("59m"),
+            "{projected}"
+        );
+        let eta = context.render("{{ run.eta }}", "notify").expect("render");
+        let expected = (started_at + jiff::SignedDuration::from_hours(1))
+            .strftime("%H:%M UTC")
+            .to_string();
+        assert_eq!(eta, expected);
+
+        // Without history nothing is projected, and a young run is not over its RTO.
+        let plain = context_with_rto();
+        assert_eq!(
+            plain
+                .render("{{ run.eta }} {{ run.projected }}", "x")
+                .expect("render"),
+            "unknown unknown"
+        );
+        assert!(!plain.eval("run.over_rto", "x").expect("eval"));
+    }
+
+    fn context_with_rto() -> Context {
+        let mut fields = context().run;
+        fields.rto = Duration::parse("30m").ok();
+        Context::new(&BTreeMap::new(), &BTreeMap::new(), fields)
     }
 
     #[test]

@@ -48,6 +48,23 @@ pub enum Go {
     Abort { by: String },
 }
 
+/// What the incident operator writes for the post-mortem when the run is over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Free text; lines kept.
+    pub root_cause: String,
+    /// One item per entry.
+    pub remediation: Vec<String>,
+    pub by: String,
+}
+
+impl Notes {
+    /// Nothing was written: the report keeps its placeholders.
+    pub fn is_empty(&self) -> bool {
+        self.root_cause.trim().is_empty() && self.remediation.iter().all(|i| i.trim().is_empty())
+    }
+}
+
 /// Answers questions. Calls may block (a terminal prompt); the runner calls them off the async
 /// threads, one at a time.
 pub trait Operator: Send + Sync {
@@ -56,6 +73,13 @@ pub trait Operator: Send + Sync {
     fn ask(&self, question: &Question) -> Reply;
     /// Incident mode: shown before each step.
     fn confirm(&self, step: &str, summary: &str, elapsed: Duration, rto: Option<Duration>) -> Go;
+    /// Incident mode, once the steps are over (`outcome` says how: "succeeded", "failed"…):
+    /// the root cause and remediation for the post-mortem, while the people who know them are
+    /// still at the keyboard. `None` where nobody can answer; the report then keeps its
+    /// "to be written" placeholders.
+    fn post_mortem(&self, _outcome: &str) -> Option<Notes> {
+        None
+    }
 }
 
 /// Sees every journal record (already masked) and progress reports.

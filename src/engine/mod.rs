@@ -11,6 +11,7 @@ pub mod human;
 mod retry;
 mod run;
 mod step;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use crate::event::{Event, Mode, PlannedStep, Status};
 use crate::journal::Journal;
 use crate::lock::{LockError, RunLock};
 use crate::model::Playbook;
+use crate::projection::Projection;
 use crate::runs::{self, StateDir};
 use crate::secrets::{Masker, Secrets};
 use crate::state::RunState;
@@ -61,6 +63,9 @@ pub struct RunOptions {
     pub max_parallel: usize,
     /// Colour in diagnostics (a terminal without NO_COLOR).
     pub color: bool,
+    /// Runs already in the state directory (the caller reads them): those of this playbook
+    /// predict this one's RTO.
+    pub past_runs: Vec<RunState>,
 }
 
 pub struct ResumeOptions {
@@ -69,6 +74,8 @@ pub struct ResumeOptions {
     pub secrets_file: Option<PathBuf>,
     pub operator: String,
     pub state_dir: StateDir,
+    /// Runs already in the state directory, as for [`RunOptions::past_runs`].
+    pub past_runs: Vec<RunState>,
 }
 
 /// A run ready to go: lock held, journal open, secrets resolved.
@@ -81,6 +88,8 @@ pub struct Prepared {
     /// When the RTO clock started (declared incident time or the first start).
     pub clock_start: Timestamp,
     pub masker: Masker,
+    /// Where the RTO clock is projected to stop, for the display; the engine keeps it current.
+    pub projection: Arc<Projection>,
     journal: Journal,
     _lock: RunLock,
     first_event: Event,
@@ -106,7 +115,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         }
     }
     let file = std::path::absolute(&options.file).unwrap_or(options.file.clone());
-    let secrets = resolve_secrets(&playbook, options.secrets_file.as_deref())?;
+    let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
     let run_id = match options.run_id {
         Some(id) => {
             runs::check_run_id(&id).map_err(Refusal::usage)?;
@@ -118,6 +127,12 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         None => runs::new_run_id(),
     };
     let started_at = Timestamp::now();
+    let projection = projection(
+        &playbook,
+        &options.past_runs,
+        None,
+        options.declared_at.unwrap_or(started_at),
+    );
     let fields = RunFields {
         id: run_id.clone(),
         mode: options.mode,
@@ -127,8 +142,14 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
         dry_run: false,
+        projection: Some(projection.clone()),
     };
     let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
+    let context = targeted(
+        &playbook,
+        options.mode,
+        Context::new(&vars, secrets.as_map(), fields),
+    )?;
     let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
     let run_dir = options.state_dir.run_dir(&run_id);
     let journal = Journal::create(&run_dir).map_err(|e| Refusal {
@@ -165,10 +186,11 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         operator: options.operator,
         clock_start: options.declared_at.unwrap_or(started_at),
         masker: secrets.masker(),
+        projection,
         journal,
         _lock: lock,
         first_event,
-        context: Context::new(&vars, secrets.as_map(), fields),
+        context,
         prior,
         approve: options.approve,
         approve_all: options.approve_all,
@@ -214,7 +236,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let secrets_file = options
         .secrets_file
         .or_else(|| state.secrets_file.as_ref().map(PathBuf::from));
-    let secrets = resolve_secrets(&playbook, secrets_file.as_deref())?;
+    let secrets = targets::secrets(&playbook, state.mode, secrets_file.as_deref())?;
     let lock = lock(dir, &playbook.name, &state.run_id)?;
     // Read again under the lock: a process that held it may have written more.
     let run_dir = dir.run_dir(&state.run_id);
@@ -223,6 +245,13 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         code: exit::STEP_FAILED,
     })?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
+    let projection = projection(
+        &playbook,
+        &options.past_runs,
+        Some(&state.run_id),
+        state.clock_start(),
+    );
+    projection.resume_from(&state);
     let fields = RunFields {
         id: state.run_id.clone(),
         mode: state.mode,
@@ -232,6 +261,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
         dry_run: false,
+        projection: Some(projection.clone()),
     };
     let prior = playbook
         .steps
@@ -251,10 +281,15 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         operator: options.operator,
         clock_start: state.clock_start(),
         masker: secrets.masker(),
+        projection,
         journal,
         _lock: lock,
         first_event,
-        context: Context::new(&state.vars, secrets.as_map(), fields),
+        context: targeted(
+            &playbook,
+            state.mode,
+            Context::new(&state.vars, secrets.as_map(), fields),
+        )?,
         prior,
         approve: Vec::new(),
         approve_all: false,
@@ -271,6 +306,10 @@ pub async fn execute(
     observers: Vec<Arc<dyn Observer>>,
 ) -> Result<(u8, RunState), String> {
     let journal_path = prepared.journal.path().to_path_buf();
+    // The projection sees each record first, so the displays read it up to date.
+    let observers = std::iter::once(prepared.projection.clone() as Arc<dyn Observer>)
+        .chain(observers)
+        .collect();
     let emitter = emit::Emitter::new(prepared.journal, prepared.masker.clone(), observers);
     emitter.emit(prepared.first_event)?;
     let http = reqwest::Client::builder()
@@ -295,6 +334,7 @@ pub async fn execute(
         prior: prepared.prior,
         asking: tokio::sync::Mutex::new(()),
         repeating: tokio_util::sync::CancellationToken::new(),
+        sending: tokio::sync::RwLock::new(()),
         playbook: prepared.playbook,
     };
     // A resumed run finds its throwaway clusters as it left them: started again if they
@@ -316,12 +356,45 @@ pub async fn execute(
     }
     let state = fold(&journal_path)?;
     let code = run::final_exit(code, &state);
+    post_mortem_notes(&shared, code, &state).await?;
     shared
         .emitter
         .emit(Event::RunFinished { exit_code: code })?;
     shared.emitter.finish();
     let state = fold(&journal_path)?;
     Ok((code, state))
+}
+
+/// Incident mode at a terminal: once the run is over for good, whatever its outcome, the
+/// operator is asked for the root cause and the remediation, and the answer is journalled
+/// (masked like everything else) for the post-mortem. A run that paused (exit 4) or was
+/// interrupted (130) is not over: it is asked when a resume ends it.
+async fn post_mortem_notes(shared: &run::Shared, code: u8, state: &RunState) -> Result<(), String> {
+    let over = !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED);
+    if shared.mode != Mode::Incident || !over || !shared.operator.interactive() {
+        return Ok(());
+    }
+    let mut ended = state.clone();
+    ended.finished = Some((Timestamp::now(), code));
+    let outcome = crate::report::outcome(&ended).replace('_', " ");
+    let operator = shared.operator.clone();
+    let notes = tokio::task::spawn_blocking(move || operator.post_mortem(&outcome))
+        .await
+        .ok()
+        .flatten();
+    if let Some(notes) = notes.filter(|notes| !notes.is_empty()) {
+        shared.emitter.emit(Event::PostMortemNotes {
+            root_cause: notes.root_cause.trim().to_owned(),
+            remediation: notes
+                .remediation
+                .into_iter()
+                .map(|item| item.trim().to_owned())
+                .filter(|item| !item.is_empty())
+                .collect(),
+            by: notes.by,
+        })?;
+    }
+    Ok(())
 }
 
 fn fold(path: &Path) -> Result<RunState, String> {
@@ -359,12 +432,13 @@ pub fn approve(
             "the question on `{step}` expired at {expired}; an expired approval counts as rejected (`drillbook resume {run_id}` records it)"
         )));
     }
-    let earlier = step_state.approvals_for(question.ask, question.asked_at);
+    let since = step_state.decision_window();
+    let earlier = step_state.approvals_for(question.ask, since);
     if approved
         && step_state
             .approvals
             .iter()
-            .any(|d| d.approved && d.by == by && d.ask == question.ask && d.at >= question.asked_at)
+            .any(|d| d.approved && d.by == by && d.ask == question.ask && d.at >= since)
     {
         return Err(Refusal::usage(format!(
             "{by} already approved `{step}`; it needs {} different people",
@@ -415,7 +489,7 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
         message: invalid.render(options.color),
         code: exit::INVALID,
     })?;
-    let secrets = resolve_secrets(&playbook, options.secrets_file.as_deref())?;
+    let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
     let masker = secrets.masker();
     let fields = RunFields {
         id: options.run_id.clone().unwrap_or_else(|| "dry-run".into()),
@@ -426,9 +500,14 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
         dry_run: true,
+        projection: None,
     };
     let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
-    let context = Context::new(&vars, secrets.as_map(), fields);
+    let context = targeted(
+        &playbook,
+        options.mode,
+        Context::new(&vars, secrets.as_map(), fields),
+    )?;
     for step in &playbook.steps {
         let outputs = step
             .kind
@@ -510,6 +589,30 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
     }
 }
 
+/// The projection of a run of `playbook`, from the past runs of the same playbook (other than
+/// `this` run, when resuming one).
+fn projection(
+    playbook: &Playbook,
+    runs: &[RunState],
+    this: Option<&str>,
+    clock_start: Timestamp,
+) -> Arc<Projection> {
+    let past: Vec<&RunState> = crate::history::runs_of(runs, &playbook.name)
+        .into_iter()
+        .filter(|run| Some(run.run_id.as_str()) != this)
+        .collect();
+    Arc::new(Projection::new(
+        playbook
+            .steps
+            .iter()
+            .map(crate::predict::PlanStep::from_model)
+            .collect(),
+        &crate::predict::History::from_runs(&past),
+        playbook.objectives.rto,
+        clock_start,
+    ))
+}
+
 fn planned(playbook: &Playbook) -> Vec<PlannedStep> {
     playbook
         .steps
@@ -527,9 +630,15 @@ fn planned(playbook: &Playbook) -> Vec<PlannedStep> {
         .collect()
 }
 
-fn resolve_secrets(playbook: &Playbook, file: Option<&Path>) -> Result<Secrets, Refusal> {
-    Secrets::resolve(&playbook.secrets, file, |name| std::env::var(name).ok())
-        .map_err(|e| Refusal::usage(e.to_string()))
+/// The context with this mode's targets; a drill whose targets are live ones is refused.
+fn targeted(playbook: &Playbook, mode: Mode, context: Context) -> Result<Context, Refusal> {
+    let resolved = targets::resolve(playbook, mode, &context)?;
+    if mode == Mode::Drill {
+        for note in targets::check_drill(playbook, &resolved, &context)? {
+            tracing::warn!("{note}");
+        }
+    }
+    Ok(context.with_targets(&resolved))
 }
 
 /// The playbook's variables with `--var` overrides applied and templates rendered.
@@ -562,6 +671,7 @@ fn resolve_vars(
             rto: fields.rto,
             rpo: fields.rpo,
             dry_run: fields.dry_run,
+            projection: fields.projection.clone(),
         },
     );
     for (name, value) in vars.iter_mut() {
@@ -645,6 +755,7 @@ steps:
             declared_at: None,
             max_parallel: 1,
             color: false,
+            past_runs: Vec::new(),
         })
         .expect("prepare");
         let real = std::time::Instant::now();

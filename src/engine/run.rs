@@ -42,9 +42,18 @@ pub(crate) struct Shared {
     pub asking: tokio::sync::Mutex<()>,
     /// Stops `every:` notifications: cancelled when the clock stops or the main steps end.
     pub repeating: CancellationToken,
+    /// Held (shared) by a repeat while it sends; taken whole by `stop_repeats`, so a message
+    /// already on its way is delivered and journalled before the stop is.
+    pub sending: tokio::sync::RwLock<()>,
 }
 
 impl Shared {
+    /// No `every:` notification starts after this returns, and none is still being sent.
+    pub(crate) async fn stop_repeats(&self) {
+        self.repeating.cancel();
+        let _idle = self.sending.write().await;
+    }
+
     pub(crate) fn elapsed(&self) -> Duration {
         Timestamp::now()
             .duration_since(self.clock_start)
@@ -158,6 +167,7 @@ impl Runner {
         let mut tasks: JoinSet<(usize, Result<End, Fatal>)> = JoinSet::new();
         let mut cleanup_phase = false;
         let mut paused = false;
+        super::step::resume_repeats(&self.shared);
 
         loop {
             self.start_ready(
@@ -191,7 +201,7 @@ impl Runner {
                     }
                 }
                 cleanup_phase = true;
-                self.shared.repeating.cancel();
+                self.shared.stop_repeats().await;
                 continue;
             }
             let (index, end) = tokio::select! {
@@ -235,7 +245,7 @@ impl Runner {
         } else {
             exit::OK
         };
-        self.shared.repeating.cancel();
+        self.shared.stop_repeats().await;
         Ok(exit)
     }
 

@@ -433,9 +433,9 @@ async fn attempts(
             ),
         };
         if step.clock_stop && status == Status::Succeeded {
-            // Before the clock stop is recorded: a repeat still sending is cancelled, so none
-            // is recorded after it.
-            shared.repeating.cancel();
+            // Before the clock stop is recorded: a repeat still sending finishes first, so
+            // every message is journalled and none after it.
+            shared.stop_repeats().await;
         }
         shared.emitter.emit(Event::StepFinished {
             step: step.id.clone(),
@@ -486,6 +486,34 @@ async fn attempts(
     Ok(End::Final(status))
 }
 
+/// A resumed run is live again: the `every:` notifications it had started repeat again (the
+/// first `every` after the resume) unless the clock already stopped.
+pub(crate) fn resume_repeats(shared: &Arc<Shared>) {
+    let succeeded = |prior: &Option<StepState>| {
+        prior
+            .as_ref()
+            .is_some_and(|p| p.status == Status::Succeeded)
+    };
+    let clock_stopped = shared
+        .playbook
+        .steps
+        .iter()
+        .zip(&shared.prior)
+        .any(|(step, prior)| step.clock_stop && succeeded(prior));
+    if clock_stopped {
+        return;
+    }
+    for (index, (step, prior)) in shared.playbook.steps.iter().zip(&shared.prior).enumerate() {
+        if let (StepConfig::Notify(notify), Some(p)) = (&step.params, prior)
+            && let Some(every) = notify.every
+            && p.status == Status::Succeeded
+        {
+            let attempt = p.attempts.last().map_or(1, |a| a.number);
+            tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
+        }
+    }
+}
+
 /// Sends a notify step again every `every` while the run is live: until the clock-stop step
 /// succeeds or the main steps are over. Each send renders the message again, so it carries
 /// the current progress (`run.elapsed`, `run.current_step`…).
@@ -497,18 +525,35 @@ async fn repeat(shared: Arc<Shared>, index: usize, attempt: u32, every: Duration
             _ = tokio::time::sleep(every) => {}
             _ = stop.cancelled() => return,
         }
-        let error = match run_once(&shared, step, attempt, &stop, None).await {
-            Outcome::Done(_) => None,
-            Outcome::Failed(failure) if failure.cancelled => return,
-            Outcome::Failed(failure) => Some(failure.message),
-            Outcome::TimedOut(limit) => Some(format!(
-                "timed out after {}",
-                crate::duration::Duration(limit)
-            )),
+        let _sending = shared.sending.read().await;
+        if stop.is_cancelled() {
+            return;
+        }
+        // Not cancelled midway: a message the receiver may already have is journalled.
+        let (error, outputs) =
+            match run_once(&shared, step, attempt, &CancellationToken::new(), None).await {
+                Outcome::Done(done) => (None, done.outputs),
+                Outcome::Failed(failure) => (Some(failure.message), failure.outputs),
+                Outcome::TimedOut(limit) => (
+                    Some(format!(
+                        "timed out after {}",
+                        crate::duration::Duration(limit)
+                    )),
+                    Default::default(),
+                ),
+            };
+        // Where it went and what it said, as the step's own outputs record them.
+        let text = |key: &str| {
+            outputs
+                .get(key)
+                .and_then(|value| value.as_str())
+                .map(str::to_owned)
         };
         let event = Event::NotificationRepeated {
             step: step.id.clone(),
             error,
+            to: text("to"),
+            message: text("message"),
         };
         if shared.emitter.emit(event).is_err() {
             return;

@@ -25,13 +25,26 @@ const TEMPLATE_NAME: &str = "report.html.j2";
 const TEMPLATE: &str = include_str!("report.html.j2");
 
 pub(crate) fn render(state: &RunState) -> String {
+    render_with_history(state, &[])
+}
+
+/// The report with the "RTO against previous runs" section, from the history rows of the
+/// run's playbook (the section is left out when no earlier run finished).
+pub(crate) fn render_with_history(state: &RunState, history: &[crate::history::Row]) -> String {
+    let rto_history = serde_json::to_value(super::rto_history::chart(state, history))
+        .map(|json| json_value(&json))
+        .unwrap_or_else(|_| minijinja::Value::from(()));
     let mut env = minijinja::Environment::new();
     // A typo in the template fails loudly in the tests instead of printing nothing.
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let rendered = env
         .add_template(TEMPLATE_NAME, TEMPLATE)
         .and_then(|()| env.get_template(TEMPLATE_NAME))
-        .and_then(|template| template.render(to_value(&view(state))));
+        .and_then(|template| {
+            template.render(
+                minijinja::context! { rto_history => rto_history, ..to_value(&view(state)) },
+            )
+        });
     match rendered {
         Ok(mut html) => {
             if !html.ends_with('\n') {
@@ -89,6 +102,20 @@ struct View {
     steps: Vec<StepRow>,
     failures: Vec<Failure>,
     gantt: Gantt,
+    /// Every message notify steps sent or tried to send, and a count per step.
+    messages: Vec<MessageRow>,
+    message_counts: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct MessageRow {
+    time: String,
+    step: String,
+    repeat: bool,
+    to: String,
+    message: String,
+    result: String,
+    delivered: bool,
 }
 
 #[derive(Serialize)]
@@ -242,7 +269,30 @@ fn view(state: &RunState) -> View {
             })
             .collect(),
         gantt: gantt(state),
+        messages: messages(state),
+        message_counts: super::communication::counts(state)
+            .iter()
+            .map(|count| format!("{} {}", count.step, super::communication::tally(count)))
+            .collect(),
     }
+}
+
+/// The messages in time order, worded as in the Markdown post-mortem.
+fn messages(state: &RunState) -> Vec<MessageRow> {
+    use super::communication::{headline, result, to};
+    let mut sent: Vec<_> = state.notifications.iter().collect();
+    sent.sort_by_key(|notification| notification.at);
+    sent.into_iter()
+        .map(|notification| MessageRow {
+            time: format_clock(notification.at, state.started_at),
+            step: notification.step.clone(),
+            repeat: notification.repeat,
+            to: to(notification).to_owned(),
+            message: headline(notification),
+            result: result(notification),
+            delivered: notification.ok(),
+        })
+        .collect()
 }
 
 fn objective_row(name: &'static str, measure: &Measure, missing: &'static str) -> ObjectiveRow {
@@ -534,6 +584,23 @@ mod tests {
             let name = rest.bytes().take_while(u8::is_ascii_lowercase).count();
             name > 0 && rest[name..].starts_with('=')
         })
+    }
+
+    #[test]
+    fn messages_sent_are_a_table_with_counts_per_step() {
+        let html = render(&super::super::fixtures::communication_run());
+        assert!(html.contains("<h2>Messages sent</h2>"), "{html}");
+        assert_eq!(html.matches("<tr class=\"message\">").count(), 7, "{html}");
+        assert!(
+            html.contains("declare sent 1 time, 1 failed · updates sent 3 times, 1 failed · restored sent 1 time"),
+            "{html}"
+        );
+        // The message is journal text: escaped like the rest.
+        assert!(
+            html.contains("Recovered | all &lt;b&gt;good&lt;&#x2f;b&gt;"),
+            "{html}"
+        );
+        assert!(!render(&failed_run()).contains("Messages sent"));
     }
 
     #[test]

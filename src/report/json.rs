@@ -40,6 +40,28 @@ struct Report<'a> {
     resumes: Vec<Resume<'a>>,
     interruptions: Vec<Interruption<'a>>,
     steps: Vec<Step<'a>>,
+    notifications: Vec<NotificationJson<'a>>,
+    post_mortem_notes: Option<NotesJson<'a>>,
+}
+
+/// One message a notify step sent or tried to send (`every:` repeats included).
+#[derive(Serialize)]
+struct NotificationJson<'a> {
+    step: &'a str,
+    at: Timestamp,
+    repeat: bool,
+    to: Option<&'a str>,
+    message: Option<&'a str>,
+    delivered: bool,
+    error: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct NotesJson<'a> {
+    root_cause: &'a str,
+    remediation: &'a [String],
+    by: &'a str,
+    at: Timestamp,
 }
 
 #[derive(Serialize)]
@@ -198,6 +220,25 @@ fn report(state: &RunState) -> Report<'_> {
                 human_wait_seconds: seconds(step.human_wait),
             })
             .collect(),
+        notifications: state
+            .notifications
+            .iter()
+            .map(|notification| NotificationJson {
+                step: &notification.step,
+                at: notification.at,
+                repeat: notification.repeat,
+                to: notification.to.as_deref(),
+                message: notification.message.as_deref(),
+                delivered: notification.ok(),
+                error: notification.error.as_deref(),
+            })
+            .collect(),
+        post_mortem_notes: state.notes.as_ref().map(|notes| NotesJson {
+            root_cause: &notes.root_cause,
+            remediation: &notes.remediation,
+            by: &notes.by,
+            at: notes.at,
+        }),
     }
 }
 
@@ -256,6 +297,39 @@ mod tests {
         assert_eq!(report["duration_seconds"], 204.0);
         assert_eq!(report["resumes"], json!([]));
         assert_eq!(report["interruptions"], json!([]));
+        assert_eq!(report["notifications"], json!([]));
+        assert_eq!(report["post_mortem_notes"], Value::Null);
+    }
+
+    #[test]
+    fn notifications_are_listed_with_where_what_and_whether_delivered() {
+        let text = render(&super::super::fixtures::communication_run());
+        let report: Value = serde_json::from_str(&text).expect("json");
+        let notifications = report["notifications"].as_array().expect("array");
+        assert_eq!(notifications.len(), 7);
+        assert_eq!(
+            notifications[0],
+            json!({
+                "step": "declare",
+                "at": "2027-01-15T08:00:02Z",
+                "repeat": false,
+                "to": "webhook hooks.slack.com",
+                "message": "Incident declared: database down\nDetails in #inc",
+                "delivered": false,
+                "error": "the receiver answered HTTP 500 Internal Server Error: ok"
+            })
+        );
+        assert_eq!(notifications[4]["repeat"], true);
+        assert_eq!(notifications[4]["delivered"], false);
+        assert_eq!(
+            notifications[4]["to"],
+            "POST status.example.com/api/v1/incidents"
+        );
+        let delivered = notifications
+            .iter()
+            .filter(|n| n["delivered"] == true)
+            .count();
+        assert_eq!(delivered, 5);
     }
 
     #[test]
@@ -394,6 +468,11 @@ mod tests {
         }
         let mut found = Vec::new();
         walk(&parsed(), "", &mut found);
+        let communication: Value =
+            serde_json::from_str(&render(&super::super::fixtures::communication_run()))
+                .expect("json");
+        assert!(communication["post_mortem_notes"].is_object());
+        walk(&communication, "", &mut found);
         found.sort();
         found.dedup();
         assert!(found.len() > 40, "{found:?}");

@@ -1,6 +1,7 @@
 //! A post-mortem skeleton in Markdown: the facts the journal knows (summary, timeline,
-//! approvals, what failed), then empty sections for what only people can write (root cause,
-//! remediation). Pasted into a wiki or an issue, it renders as tables.
+//! approvals, the messages sent, what failed), then what only people can write (root cause,
+//! remediation): the incident operator's notes when they were given at the end of the run,
+//! otherwise placeholders to fill in. Pasted into a wiki or an issue, it renders as tables.
 
 use std::fmt::Write;
 
@@ -9,6 +10,7 @@ use jiff::Timestamp;
 use crate::event::Status;
 use crate::state::RunState;
 
+use super::communication;
 use super::{
     Measure, ask_name, decision_phrase, format_clock, format_duration, format_margin, format_time,
     is_failure, mode_name, objectives, outcome, recovery_time, report_steps, short_hash,
@@ -35,12 +37,79 @@ pub(crate) fn render(state: &RunState) -> String {
     summary(&mut out, state);
     timeline(&mut out, state);
     approvals(&mut out, state);
+    communication(&mut out, state);
     failures(&mut out, state);
-    let _ = write!(
-        out,
-        "## Root cause\n\n{TO_BE_WRITTEN}\n\n## Remediation\n\n{TO_BE_WRITTEN}\n"
-    );
+    notes(&mut out, state);
     out
+}
+
+/// Root cause and remediation as the operator wrote them at the end of the incident; what
+/// was left empty (or never asked: an unattended run, a drill) stays to be written.
+fn notes(out: &mut String, state: &RunState) {
+    let notes = state.notes.as_ref();
+    out.push_str("## Root cause\n\n");
+    let cause = notes.map(|n| n.root_cause.trim()).unwrap_or_default();
+    if cause.is_empty() {
+        let _ = writeln!(out, "{TO_BE_WRITTEN}\n");
+    } else {
+        // Each line the operator typed stays a line of its own.
+        for line in cause.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let _ = writeln!(out, "{}\n", inline(line));
+        }
+    }
+    if let Some(notes) = notes {
+        let _ = writeln!(
+            out,
+            "_Written by {} at {}, when the run ended._\n",
+            inline(&notes.by),
+            format_time(notes.at)
+        );
+    }
+    out.push_str("## Remediation\n\n");
+    let items = notes.map(|n| n.remediation.as_slice()).unwrap_or_default();
+    if items.is_empty() {
+        let _ = writeln!(out, "{TO_BE_WRITTEN}");
+    } else {
+        for item in items {
+            let _ = writeln!(out, "- [ ] {}", inline(item));
+        }
+    }
+}
+
+/// Every message sent, in time order, with where it went and whether it arrived, then how many
+/// each step sent: the record of who was told what, and when.
+fn communication(out: &mut String, state: &RunState) {
+    out.push_str("## Communication\n\n");
+    if state.notifications.is_empty() {
+        out.push_str("_No messages were sent._\n\n");
+        return;
+    }
+    let mut sent: Vec<_> = state.notifications.iter().collect();
+    sent.sort_by_key(|notification| notification.at);
+    out.push_str("| Time (UTC) | Step | To | Message | Result |\n");
+    out.push_str("| --- | --- | --- | --- | --- |\n");
+    for notification in sent {
+        let _ = writeln!(
+            out,
+            "| {} | `{}`{} | {} | {} | {} |",
+            format_clock(notification.at, state.started_at),
+            cell(&notification.step),
+            if notification.repeat { " (repeat)" } else { "" },
+            cell(communication::to(notification)),
+            cell(&communication::headline(notification)),
+            cell(&communication::result(notification))
+        );
+    }
+    out.push('\n');
+    for count in communication::counts(state) {
+        let _ = writeln!(
+            out,
+            "- `{}` {}",
+            cell(count.step),
+            communication::tally(&count)
+        );
+    }
+    out.push('\n');
 }
 
 fn summary(out: &mut String, state: &RunState) {
@@ -242,6 +311,26 @@ fn timeline(out: &mut String, state: &RunState) {
                 who: String::new(),
             });
         }
+    }
+    for notification in &state.notifications {
+        let what = match (notification.repeat, notification.ok()) {
+            (false, true) => "message sent",
+            (true, true) => "message sent again",
+            (false, false) => "message not delivered",
+            (true, false) => "repeated message not delivered",
+        };
+        let detail = match &notification.error {
+            None => communication::headline(notification),
+            Some(error) => first_line(error).to_owned(),
+        };
+        rows.push(Row {
+            at: Some(notification.at),
+            step: notification.step.clone(),
+            event: format!("{what} ({}): {detail}", communication::to(notification)),
+            duration: String::new(),
+            attempts: String::new(),
+            who: String::new(),
+        });
     }
     if let Some((at, code)) = state.finished {
         rows.push(Row {
@@ -445,6 +534,7 @@ mod tests {
                 "## Summary",
                 "## Timeline",
                 "## Approvals",
+                "## Communication",
                 "## What failed",
                 "## Root cause",
                 "## Remediation"
@@ -610,6 +700,102 @@ mod tests {
             "{timeline}"
         );
         assert!(section(&text, "What failed").contains("_Nothing failed._"));
+    }
+
+    #[test]
+    fn communication_lists_every_message_and_counts_per_step() {
+        use super::super::fixtures::communication_run;
+        let state = communication_run();
+        let text = render(&state);
+        let communication = section(&text, "Communication");
+        let rows: Vec<&str> = communication
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| ---") && !l.starts_with("| Time"))
+            .collect();
+        assert_eq!(rows.len(), state.notifications.len(), "{communication}");
+        assert_eq!(
+            rows,
+            [
+                "| 08:00:02 | `declare` | webhook hooks.slack.com | Incident declared: database down | failed: the receiver answered HTTP 500 Internal Server Error: ok |",
+                "| 08:00:04 | `declare` | webhook hooks.slack.com | Incident declared: database down | delivered |",
+                "| 08:00:06 | `updates` | POST status.example.com/api/v1/incidents | {\"status\":\"investigating\"} | delivered |",
+                "| 08:01:06 | `updates` (repeat) | POST status.example.com/api/v1/incidents | {\"status\":\"investigating\"} | delivered |",
+                "| 08:02:06 | `updates` (repeat) | POST status.example.com/api/v1/incidents | {\"status\":\"investigating\"} | failed: could not send the notification: connection failed |",
+                "| 08:03:06 | `updates` (repeat) | POST status.example.com/api/v1/incidents | {\"status\":\"investigating\"} | delivered |",
+                "| 08:03:22 | `restored` | webhook hooks.slack.com | Recovered \\| all &lt;b>good&lt;/b> | delivered |",
+            ],
+            "{communication}"
+        );
+        assert!(
+            communication.contains(
+                "- `declare` sent 1 time, 1 failed\n- `updates` sent 3 times, 1 failed\n- `restored` sent 1 time\n"
+            ),
+            "{communication}"
+        );
+        let timeline = section(&text, "Timeline");
+        assert!(
+            timeline.contains(
+                "| 08:01:06 | `updates` | message sent again (POST status.example.com/api/v1/incidents): {\"status\":\"investigating\"} |"
+            ),
+            "{timeline}"
+        );
+        assert!(
+            timeline.contains(
+                "| 08:02:06 | `updates` | repeated message not delivered (POST status.example.com/api/v1/incidents): could not send the notification: connection failed |"
+            ),
+            "{timeline}"
+        );
+        assert_eq!(timeline.matches("message").count(), 7, "{timeline}");
+        // A run that sent nothing says so.
+        assert!(
+            section(&render(&failed_run()), "Communication").contains("_No messages were sent._")
+        );
+    }
+
+    #[test]
+    fn the_operators_notes_replace_the_placeholders() {
+        use super::super::fixtures::{Journal, planned};
+        use crate::event::Event;
+        let mut journal = Journal::start(vec![planned("a", "command")], None, None, None);
+        journal.ok("a", 0, 5).push(
+            6,
+            Event::PostMortemNotes {
+                root_cause: "WAL archiving stalled\nand the <disk> filled up".into(),
+                remediation: vec!["alert on archive lag".into(), "cap WAL | size".into()],
+                by: "erin".into(),
+            },
+        );
+        journal.finish(7, 0);
+        let text = render(&journal.state());
+        let cause = section(&text, "Root cause");
+        assert!(!cause.contains(TO_BE_WRITTEN), "{cause}");
+        assert!(
+            cause.contains("WAL archiving stalled\n\nand the &lt;disk> filled up\n"),
+            "{cause}"
+        );
+        assert!(
+            cause.contains("_Written by erin at 2027-01-15 08:00:06 UTC, when the run ended._"),
+            "{cause}"
+        );
+        let remediation = section(&text, "Remediation");
+        assert_eq!(
+            remediation,
+            "## Remediation\n\n- [ ] alert on archive lag\n- [ ] cap WAL | size\n"
+        );
+
+        // Only a remediation was written: the root cause is still to be written.
+        let mut journal = Journal::start(vec![planned("a", "command")], None, None, None);
+        journal.push(
+            6,
+            Event::PostMortemNotes {
+                root_cause: String::new(),
+                remediation: vec!["x".into()],
+                by: "erin".into(),
+            },
+        );
+        let text = render(&journal.state());
+        assert!(section(&text, "Root cause").contains(TO_BE_WRITTEN));
+        assert!(!section(&text, "Remediation").contains(TO_BE_WRITTEN));
     }
 
     #[test]

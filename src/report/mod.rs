@@ -13,10 +13,12 @@ use crate::duration::Duration;
 use crate::event::{Ask, Mode, PlannedStep, Status};
 use crate::state::{Decision, RunState, StepState};
 
+mod communication;
 mod html;
 mod json;
 mod junit;
 mod markdown;
+mod rto_history;
 mod text;
 
 /// The report formats `drillbook report --format` offers.
@@ -43,6 +45,13 @@ pub fn render(state: &RunState, format: Format) -> String {
         Format::Junit => junit::render(state),
         Format::Html => html::render(state),
     }
+}
+
+/// The HTML report with the RTO of earlier runs of the same playbook beside this one's
+/// (`history`: the playbook's rows from [`crate::history`]). The other formats are about the run
+/// alone.
+pub(crate) fn render_html(state: &RunState, history: &[crate::history::Row]) -> String {
+    html::render_with_history(state, history)
 }
 
 /// One objective against what the run achieved.
@@ -502,6 +511,121 @@ pub(crate) mod fixtures {
         pub(crate) fn state(&self) -> RunState {
             RunState::fold(&self.records).expect("fold")
         }
+    }
+
+    /// Outputs of a notify step's send.
+    pub(crate) fn sent(to: &str, message: &str) -> BTreeMap<String, serde_json::Value> {
+        BTreeMap::from([
+            ("to".into(), to.into()),
+            ("message".into(), message.into()),
+            ("status".into(), 200.into()),
+        ])
+    }
+
+    pub(crate) const DECLARE_HOOK: &str = "webhook hooks.slack.com";
+    pub(crate) const STATUS_API: &str = "POST status.example.com/api/v1/incidents";
+
+    /// An incident with its messages: `declare` fails once (HTTP 500) then posts; `updates`
+    /// calls a status page, then repeats every minute — once failing — until `recover` stops
+    /// the clock; `restored` posts a message with a `|` in it; erin writes post-mortem notes.
+    pub(crate) fn communication_run() -> RunState {
+        let mut recover = planned("recover", "command");
+        recover.clock_stop = true;
+        let plan = vec![
+            planned("declare", "notify"),
+            planned("updates", "notify"),
+            recover,
+            planned("restored", "notify"),
+        ];
+        let mut journal = Journal::start(plan, Some("30m"), None, None);
+        let repeated = |error: Option<&str>| Event::NotificationRepeated {
+            step: "updates".into(),
+            error: error.map(str::to_owned),
+            to: Some(STATUS_API.into()),
+            message: Some(r#"{"status":"investigating"}"#.into()),
+        };
+        journal
+            .attempt(
+                "declare",
+                1,
+                1,
+                2,
+                Status::Failed,
+                Some("the receiver answered HTTP 500 Internal Server Error: ok"),
+                sent(
+                    DECLARE_HOOK,
+                    "Incident declared: database down\nDetails in #inc",
+                ),
+                vec![],
+            )
+            .attempt(
+                "declare",
+                2,
+                3,
+                4,
+                Status::Succeeded,
+                None,
+                sent(
+                    DECLARE_HOOK,
+                    "Incident declared: database down\nDetails in #inc",
+                ),
+                vec!["delivered: HTTP 200 OK".into()],
+            )
+            .attempt(
+                "updates",
+                1,
+                5,
+                6,
+                Status::Succeeded,
+                None,
+                sent(STATUS_API, r#"{"status":"investigating"}"#),
+                vec![],
+            )
+            .push(
+                6,
+                Event::StepStarted {
+                    step: "recover".into(),
+                    attempt: 1,
+                    params: serde_json::Value::Null,
+                },
+            )
+            .push(66, repeated(None))
+            .push(
+                126,
+                repeated(Some("could not send the notification: connection failed")),
+            )
+            .push(186, repeated(None))
+            .push(
+                200,
+                Event::StepFinished {
+                    step: "recover".into(),
+                    attempt: 1,
+                    status: Status::Succeeded,
+                    outputs: BTreeMap::new(),
+                    error: None,
+                    evidence: vec![],
+                },
+            )
+            .attempt(
+                "restored",
+                1,
+                201,
+                202,
+                Status::Succeeded,
+                None,
+                sent(DECLARE_HOOK, "Recovered | all <b>good</b>"),
+                vec![],
+            )
+            .push(
+                205,
+                Event::PostMortemNotes {
+                    root_cause: "A full disk on the primary.".into(),
+                    remediation: vec!["Alert on disk usage.".into()],
+                    by: "erin".into(),
+                },
+            )
+            .finish(210, 0);
+        journal.state()
     }
 
     /// The error of the failed step: HTML in it must come out escaped, `|` must not break a

@@ -7,6 +7,7 @@ use std::fmt::Write;
 use crate::event::{PlannedStep, Status};
 use crate::state::{RunState, StepState};
 
+use super::communication;
 use super::{
     Measure, decision_phrase, format_clock, format_duration, format_margin, format_time,
     is_failure, objectives, outcome, recovery_time, report_steps, step_duration, total_duration,
@@ -21,6 +22,7 @@ pub(crate) fn render(state: &RunState) -> String {
     header(&mut out, state);
     out.push('\n');
     steps(&mut out, state);
+    messages(&mut out, state);
     footer(&mut out, state);
     out
 }
@@ -240,6 +242,41 @@ fn details(out: &mut String, state: &RunState, step: &StepState, indent: &str) {
     }
 }
 
+/// "messages sent: 6 (declare 1, updates 4, restored 1)", then each message that did not
+/// arrive: whoever was meant to be told may not know.
+fn messages(out: &mut String, state: &RunState) {
+    if state.notifications.is_empty() {
+        return;
+    }
+    let counts = communication::counts(state);
+    let per_step: Vec<String> = counts
+        .iter()
+        .filter(|count| count.sent > 0)
+        .map(|count| format!("{} {}", count.step, count.sent))
+        .collect();
+    let failed: usize = counts.iter().map(|count| count.failed).sum();
+    out.push('\n');
+    let mut line = format!("messages sent: {}", communication::delivered(state));
+    if !per_step.is_empty() {
+        let _ = write!(line, " ({})", per_step.join(", "));
+    }
+    if failed > 0 {
+        let _ = write!(line, " · {failed} failed");
+    }
+    let _ = writeln!(out, "{line}");
+    for notification in state.notifications.iter().filter(|n| !n.ok()) {
+        let _ = writeln!(
+            out,
+            "  ✗ {} at {}{} to {}: {}",
+            notification.step,
+            format_clock(notification.at, state.started_at),
+            if notification.repeat { " (repeat)" } else { "" },
+            communication::to(notification),
+            communication::result(notification)
+        );
+    }
+}
+
 fn footer(out: &mut String, state: &RunState) {
     let waiting: Vec<&str> = state
         .steps
@@ -326,6 +363,18 @@ mod tests {
         assert!(!text.contains("| stderr line 2\n"), "{text}");
         // The succeeded step's evidence is not repeated in the summary.
         assert!(!text.contains("newest complete backup"), "{text}");
+    }
+
+    #[test]
+    fn messages_are_counted_per_step_and_failures_listed() {
+        let text = render(&super::super::fixtures::communication_run());
+        assert!(
+            text.contains(
+                "\nmessages sent: 5 (declare 1, updates 3, restored 1) · 2 failed\n  ✗ declare at 08:00:02 to webhook hooks.slack.com: failed: the receiver answered HTTP 500 Internal Server Error: ok\n  ✗ updates at 08:02:06 (repeat) to POST status.example.com/api/v1/incidents: failed: could not send the notification: connection failed\n"
+            ),
+            "{text}"
+        );
+        assert!(!render(&failed_run()).contains("messages sent"));
     }
 
     #[test]

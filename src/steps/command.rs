@@ -28,6 +28,10 @@ pub struct Command {
     /// Exit statuses that count as success (default `[0]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_codes: Option<Vec<i32>>,
+    /// Run as this OS user, e.g. `postgres` for `pg_ctl` and `pg_rewind`, which refuse to run
+    /// as root. drillbook must then run as root, or as that user already.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 pub const OUTPUTS: &[&str] = &["exit_code", "stdout", "stderr"];
@@ -54,6 +58,23 @@ impl Command {
                 "`run` needs a program: [program, arg, ...]",
             ));
         }
+    }
+}
+
+/// The ids to start the program with to run it as `user`: none when we are that user already.
+fn switch_to(user: &str) -> Result<Option<(u32, u32)>, StepFailure> {
+    let found = crate::connect::cluster::lookup_user(user)
+        .ok_or_else(|| StepFailure::new(format!("`user`: no OS user `{user}` on this host")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if me == found.uid {
+        Ok(None)
+    } else if me == 0 {
+        Ok(Some((found.uid, found.gid)))
+    } else {
+        Err(StepFailure::new(format!(
+            "`user`: cannot run as `{user}`: drillbook is not running as root or as `{user}`"
+        )))
     }
 }
 
@@ -91,6 +112,16 @@ impl Command {
         }
         if let Some(dir) = &self.workdir {
             command.current_dir(render(dir)?);
+        }
+        if let Some(user) = &self.user
+            && let Some((uid, gid)) = switch_to(&render(user)?)?
+        {
+            // As root, std also drops root's supplementary groups. Our own directory may be
+            // private to root: the other user starts at / unless `workdir` says.
+            command.uid(uid).gid(gid);
+            if self.workdir.is_none() {
+                command.current_dir("/");
+            }
         }
         let shown = ctx.masker.mask(program);
         let mut child = command.spawn().map_err(|e| {

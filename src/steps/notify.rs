@@ -36,7 +36,7 @@ pub struct Notify {
     pub every: Option<Duration>,
 }
 
-pub const OUTPUTS: &[&str] = &["status", "sent"];
+pub const OUTPUTS: &[&str] = &["status", "sent", "to", "message", "response"];
 pub const IDEMPOTENT: bool = true;
 
 impl Notify {
@@ -100,58 +100,77 @@ impl Notify {
 
 impl Notify {
     /// Sends the message once. The runner retries (notify steps default to 3 attempts).
+    ///
+    /// What was sent, and where to, goes into the outputs (`to`, `message`) whether or not the
+    /// receiver accepted it: people were (or were not) told something, and the post-mortem's
+    /// communication log is built from exactly that.
     pub(crate) async fn run(
         &self,
         ctx: &super::StepContext<'_>,
     ) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
-        let request = match (&self.webhook, &self.url) {
+        let (request, to, message) = match (&self.webhook, &self.url) {
             (Some(webhook), _) => {
                 let message = render(self.message.as_deref().unwrap_or_default())?;
-                ctx.http
-                    .post(render(webhook)?)
-                    .json(&serde_json::json!({ "text": message }))
+                let webhook = render(webhook)?;
+                let to = webhook_target(&webhook);
+                let request = ctx
+                    .http
+                    .post(webhook)
+                    .json(&serde_json::json!({ "text": message }));
+                (request, to, message)
             }
             (None, Some(url)) => {
                 let method = self.method.as_deref().unwrap_or("POST");
                 let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
                     .map_err(|_| StepFailure::new(format!("`{method}` is not an HTTP method")))?;
-                let mut request = ctx.http.request(method, render(url)?);
+                let url = render(url)?;
+                let to = format!("{method} {}", api_target(&url, ctx.masker));
+                let mut request = ctx.http.request(method, url);
                 for (name, value) in &self.headers {
                     request = request.header(name, render(value)?);
                 }
-                let body = match (&self.body, &self.message) {
+                let (body, sent) = match (&self.body, &self.message) {
                     (Some(body), _) => {
                         let body = render(body)?;
-                        serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
-                            StepFailure::new(format!("`body` did not render to JSON: {e}"))
-                        })?
+                        let value =
+                            serde_json::from_str::<serde_json::Value>(&body).map_err(|e| {
+                                StepFailure::new(format!("`body` did not render to JSON: {e}"))
+                            })?;
+                        (value, body)
                     }
-                    (None, message) => serde_json::json!({
-                        "text": render(message.as_deref().unwrap_or_default())?
-                    }),
+                    (None, message) => {
+                        let text = render(message.as_deref().unwrap_or_default())?;
+                        (serde_json::json!({ "text": text }), text)
+                    }
                 };
-                request.json(&body)
+                (request.json(&body), to, sent)
             }
             (None, None) => return Err(StepFailure::new("nothing to notify")),
         };
+        let mut outputs = BTreeMap::new();
+        outputs.insert("to".to_string(), to.into());
+        outputs.insert("message".to_string(), kept(&message, ctx.masker).into());
         let response = tokio::select! {
             response = request.send() => response,
             _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
         };
         // reqwest errors can quote the URL, and a webhook URL is a secret: say only what failed.
-        let response = response.map_err(|e| {
-            StepFailure::new(format!(
-                "could not send the notification: {}",
-                describe_http_error(&e)
-            ))
-        })?;
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                let mut failure = StepFailure::new(format!(
+                    "could not send the notification: {}",
+                    describe_http_error(&error)
+                ));
+                failure.outputs = outputs;
+                return Err(failure);
+            }
+        };
         let status = response.status();
-        let sent = jiff::Timestamp::now().to_string();
-        let mut done = super::Done::default();
-        done.outputs.insert("status".into(), status.as_u16().into());
-        done.outputs.insert("sent".into(), sent.into());
+        outputs.insert("status".into(), status.as_u16().into());
+        outputs.insert("sent".into(), jiff::Timestamp::now().to_string().into());
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             let body: String = body.chars().take(200).collect();
@@ -159,12 +178,78 @@ impl Notify {
                 "the receiver answered HTTP {status}: {}",
                 ctx.masker.mask(body.trim())
             ));
-            failure.outputs = done.outputs;
+            failure.outputs = outputs;
             return Err(failure);
         }
-        done.evidence.push(format!("delivered: HTTP {status}"));
-        Ok(done)
+        // What the API answered, for later steps: a status page returns the incident it
+        // opened, whose id the update that resolves it needs
+        // (`{{ steps.open.outputs.response.id }}`). JSON when it is JSON, else the text.
+        let body = response.bytes().await.unwrap_or_default();
+        let parsed = (body.len() <= 16 * 1024)
+            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+            .flatten();
+        let answer = match parsed {
+            Some(mut json) => {
+                ctx.masker.mask_json(&mut json);
+                json
+            }
+            None => kept(&String::from_utf8_lossy(&body), ctx.masker).into(),
+        };
+        outputs.insert("response".into(), answer);
+        Ok(super::Done {
+            outputs,
+            evidence: vec![format!("delivered: HTTP {status}")],
+        })
     }
+}
+
+/// How much of a message the journal keeps: enough to read what people were told, without a
+/// large status-page body bloating every record (and every repeat).
+const KEPT_CHARS: usize = 2_000;
+
+/// The message as the journal keeps it: masked first, then cut, so that a cut can never leave
+/// half a secret that the masker would no longer recognise.
+fn kept(message: &str, masker: &crate::secrets::Masker) -> String {
+    let masked = masker.mask(message);
+    match masked.char_indices().nth(KEPT_CHARS) {
+        Some((end, _)) => format!("{}…", &masked[..end]),
+        None => masked,
+    }
+}
+
+/// "webhook hooks.slack.com": a webhook URL is a credential (whoever has it can post), so only
+/// its host is named.
+fn webhook_target(url: &str) -> String {
+    match reqwest::Url::parse(url).ok().as_ref().and_then(authority) {
+        Some(host) => format!("webhook {host}"),
+        None => "webhook".into(),
+    }
+}
+
+/// "status.example.com/api/v1/incidents": host and path, never the user, password, query or
+/// fragment (where tokens travel). A secret inside the path is masked; when the URL as a whole
+/// is a secret, only its host is named.
+fn api_target(url: &str, masker: &crate::secrets::Masker) -> String {
+    if let Ok(masked) = reqwest::Url::parse(&masker.mask(url))
+        && let Some(host) = authority(&masked)
+    {
+        let path = masked.path();
+        return format!("{host}{}", if path == "/" { "" } else { path });
+    }
+    reqwest::Url::parse(url)
+        .ok()
+        .as_ref()
+        .and_then(authority)
+        .unwrap_or_else(|| "the API".into())
+}
+
+/// Host and, when not the scheme's default, port.
+fn authority(url: &reqwest::Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
 }
 
 fn describe_http_error(error: &reqwest::Error) -> &'static str {
@@ -178,5 +263,64 @@ fn describe_http_error(error: &reqwest::Error) -> &'static str {
         "too many redirects"
     } else {
         "request failed"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::Masker;
+
+    #[test]
+    fn a_webhook_is_named_by_its_host_only() {
+        assert_eq!(
+            webhook_target("https://hooks.slack.com/services/T000/B000/abcdef"),
+            "webhook hooks.slack.com"
+        );
+        assert_eq!(
+            webhook_target("http://127.0.0.1:8080/hooks/x"),
+            "webhook 127.0.0.1:8080"
+        );
+        assert_eq!(webhook_target("not a url"), "webhook");
+    }
+
+    #[test]
+    fn an_api_is_named_by_host_and_path_without_credentials_or_query() {
+        let none = Masker::default();
+        assert_eq!(
+            api_target(
+                "https://bot:pw@status.example.com/api/v1/incidents?token=t#x",
+                &none
+            ),
+            "status.example.com/api/v1/incidents"
+        );
+        assert_eq!(
+            api_target("https://status.example.com/", &none),
+            "status.example.com"
+        );
+        let page = Masker::new(["page-7f3a"]).expect("masker");
+        assert_eq!(
+            api_target("https://api.example.com/pages/page-7f3a/incidents", &page),
+            "api.example.com/pages/***/incidents"
+        );
+        // The whole URL is a secret: its host is all that is named.
+        let whole = Masker::new(["https://api.example.com/t/abc"]).expect("masker");
+        assert_eq!(
+            api_target("https://api.example.com/t/abc", &whole),
+            "api.example.com"
+        );
+    }
+
+    #[test]
+    fn a_kept_message_is_masked_before_it_is_cut() {
+        let secret = "s3cr3t-value";
+        let masker = Masker::new([secret]).expect("masker");
+        // The secret straddles the cut: cut first, and its first half would survive.
+        let message = format!("{}{secret} and more", "x".repeat(KEPT_CHARS - 4));
+        let cut = kept(&message, &masker);
+        assert!(!cut.contains("s3cr"), "{cut}");
+        assert!(cut.ends_with('…'), "{cut}");
+        assert_eq!(cut.chars().count(), KEPT_CHARS + 1);
+        assert_eq!(kept(&"é".repeat(10), &masker), "é".repeat(10));
     }
 }

@@ -40,8 +40,10 @@ pub enum PromoteMethod {
 }
 
 pub const OUTPUTS: &[&str] = &["previous", "current"];
-/// Promoting twice is not something to do without asking.
-pub const IDEMPOTENT: bool = false;
+/// Safe to run again after a crash: `standby` asks the server first and does not promote a
+/// primary again ("already a primary"), and `repoint` writes a value, so writing it twice
+/// leaves the same file (or secret). A drill killed right after the promote resumes on its own.
+pub const IDEMPOTENT: bool = true;
 
 impl Promote {
     pub fn summary(&self) -> String {
@@ -213,6 +215,23 @@ async fn promote_standby(
     Ok(done)
 }
 
+/// The new URL as messages may show it (password masked), if it is one the application can
+/// use: a PostgreSQL URL or conninfo string is parsed as libpq would; another (`s3://bucket/prefix` for a storage
+/// switch, `redis://…`) must at least be a URL.
+fn shown_new_url(url: &str) -> Result<String, String> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    if matches!(scheme, None | Some("postgres" | "postgresql")) {
+        return crate::connect::postgres::Target::parse(url)
+            .map(|target| target.shown_url())
+            .map_err(|e| e.to_string());
+    }
+    let mut parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    }
+    Ok(parsed.to_string())
+}
+
 /// A new value for the application's connection variable.
 struct Repoint {
     variable: String,
@@ -245,9 +264,8 @@ impl Repoint {
         }
         // The application is about to use this URL: a value that does not even parse would
         // take it down, so refuse it before touching anything.
-        let shown = crate::connect::postgres::Target::parse(&url)
-            .map_err(|e| StepFailure::new(format!("the new `url` is refused: {e}")))?
-            .shown_url();
+        let shown = shown_new_url(&url)
+            .map_err(|e| StepFailure::new(format!("the new `url` is refused: {e}")))?;
         Ok(Repoint {
             variable,
             url,
@@ -357,9 +375,7 @@ fn shown_url(value: &str) -> String {
     if value.trim().is_empty() {
         return "(empty)".into();
     }
-    crate::connect::postgres::Target::parse(value)
-        .map(|target| target.shown_url())
-        .unwrap_or_else(|_| "(unparsable)".into())
+    shown_new_url(value).unwrap_or_else(|_| "(unparsable)".into())
 }
 
 /// What rewriting an env file did.

@@ -520,17 +520,22 @@ async fn http(check: &Check, url: &str, ctx: &StepContext<'_>) -> Result<Verdict
     if status != wanted {
         problems.push(format!("status {status}, expected {wanted}"));
     }
-    if let Some(text) = &check.contains
-        && !body.contains(text.as_str())
-    {
-        problems.push(format!("the body does not contain `{text}`"));
+    let mut found = String::new();
+    if let Some(text) = &check.contains {
+        let text = (ctx.render)(text)?;
+        let shown = ctx.masker.mask(&text);
+        if body.contains(text.as_str()) {
+            found = format!(", the body contains `{shown}`");
+        } else {
+            problems.push(format!("the body does not contain `{shown}`"));
+        }
     }
     if let Some(limit) = check.max_latency
         && latency > limit.0
     {
         problems.push(format!("{} ms, slower than {limit}", latency.as_millis()));
     }
-    let measured = format!("status {status} in {} ms", latency.as_millis());
+    let measured = format!("status {status} in {} ms{found}", latency.as_millis());
     Ok(if problems.is_empty() {
         Verdict::new(true, measured)
     } else {

@@ -29,6 +29,8 @@ pub struct Header {
     /// When the RTO clock started: may be before this process started (`--declared-at`, or a
     /// resumed run).
     pub started: Instant,
+    /// Where the RTO clock is projected to stop, from past runs of the playbook.
+    pub projection: Option<std::sync::Arc<crate::projection::Projection>>,
 }
 
 /// Who is answering: the `--as` value when given, else the logged-in user. Falls back to
@@ -128,6 +130,26 @@ impl Budget {
     }
 }
 
+/// The projected clock stop in words, and whether it is past the objective:
+/// "projected 27m00s of RTO 30m", "WARNING: projected 34m00s exceeds the RTO 30m".
+pub(crate) fn projected_text(projected: Duration, rto: Option<Duration>) -> (String, bool) {
+    match rto {
+        Some(rto) if projected > rto => (
+            format!(
+                "WARNING: projected {} exceeds the RTO {}",
+                compact(projected),
+                objective(rto)
+            ),
+            true,
+        ),
+        Some(rto) => (
+            format!("projected {} of RTO {}", compact(projected), objective(rto)),
+            false,
+        ),
+        None => (format!("projected {}", compact(projected)), false),
+    }
+}
+
 /// What a step is waiting for, by the kind of question.
 pub(crate) fn waiting_for(ask: Ask) -> &'static str {
     match ask {
@@ -190,6 +212,26 @@ mod tests {
         for (duration, text) in cases {
             assert_eq!(compact(duration), text, "{duration:?}");
         }
+    }
+
+    #[test]
+    fn projections_warn_past_the_objective() {
+        let rto = Some(Duration::from_secs(1_800));
+        assert_eq!(
+            projected_text(Duration::from_secs(1_620), rto),
+            ("projected 27m00s of RTO 30m".to_string(), false)
+        );
+        assert_eq!(
+            projected_text(Duration::from_secs(2_040), rto),
+            (
+                "WARNING: projected 34m00s exceeds the RTO 30m".to_string(),
+                true
+            )
+        );
+        assert_eq!(
+            projected_text(Duration::from_secs(60), None),
+            ("projected 1m00s".to_string(), false)
+        );
     }
 
     #[test]

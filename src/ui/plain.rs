@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{BinaryBytes, HumanCount};
@@ -12,6 +12,7 @@ use jiff::Timestamp;
 use super::{compact, decision, one_line, waiting_for};
 use crate::engine::human::Observer;
 use crate::event::{Ask, Event, Mode, Record, Status};
+use crate::projection::Projection;
 use crate::steps::{Progress, Unit};
 
 /// Often enough to show a long transfer is alive, rarely enough not to drown the log.
@@ -21,12 +22,15 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 pub struct Plain {
     run_id: String,
     log: Mutex<Log>,
+    projection: Option<Arc<Projection>>,
 }
 
 #[derive(Default)]
 struct Log {
     started: HashMap<String, Timestamp>,
     last_progress: HashMap<String, Instant>,
+    /// The projection went past the RTO and the log said so (once is enough).
+    warned: bool,
 }
 
 impl Plain {
@@ -35,6 +39,35 @@ impl Plain {
         Plain {
             run_id: run_id.into(),
             log: Mutex::new(Log::default()),
+            projection: None,
+        }
+    }
+
+    /// Says what past runs predict at the start, and warns once if, as steps end, the RTO
+    /// clock is projected to stop past the objective.
+    pub fn with_projection(mut self, projection: Arc<Projection>) -> Plain {
+        self.projection = Some(projection);
+        self
+    }
+
+    /// The projection's line after `event`, if it calls for one.
+    fn projection_text(&self, event: &Event, at: Timestamp) -> Option<String> {
+        let projection = self.projection.as_ref()?;
+        match event {
+            Event::RunStarted { .. } | Event::RunResumed { .. } => {
+                projection.prediction().map(|p| p.to_string())
+            }
+            Event::StepFinished { .. } | Event::StepSkipped { .. } => {
+                let projected = projection.running_projection(at)?;
+                let (text, over) = super::projected_text(projected, projection.rto().map(|d| d.0));
+                let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+                if !over || log.warned {
+                    return None;
+                }
+                log.warned = true;
+                Some(text)
+            }
+            _ => None,
         }
     }
 }
@@ -60,6 +93,9 @@ impl Observer for Plain {
             }
         };
         if let Some(text) = event_text(&record.event, &self.run_id, took) {
+            write_line(&format!("{} {text}", timestamp(record.at)));
+        }
+        if let Some(text) = self.projection_text(&record.event, record.at) {
             write_line(&format!("{} {text}", timestamp(record.at)));
         }
     }
@@ -164,10 +200,13 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             decision(*ask, *approved, by, reason.as_deref(), *pre_approved)
         ),
         Event::Interrupted { reason } => format!("run {run_id} interrupted: {}", one_line(reason)),
-        Event::NotificationRepeated { step, error } => match error {
+        Event::NotificationRepeated { step, error, .. } => match error {
             None => format!("{step} sent again"),
             Some(error) => format!("{step} could not be sent again: {}", one_line(error)),
         },
+        Event::PostMortemNotes { by, .. } => {
+            format!("run {run_id}: post-mortem notes recorded by {by}")
+        }
         Event::RunFinished { exit_code } => {
             format!("run {run_id} finished (exit code {exit_code})")
         }

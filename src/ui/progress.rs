@@ -11,7 +11,7 @@ use dialoguer::console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use jiff::Timestamp;
 
-use super::{Budget, Header, compact, decision, objective, one_line, waiting_for};
+use super::{Budget, Header, compact, decision, objective, one_line, projected_text, waiting_for};
 use crate::engine::human::Observer;
 use crate::event::{Ask, Event, Mode, Record, Status};
 use crate::steps::{Progress, Unit};
@@ -183,6 +183,19 @@ impl Terminal {
     }
 }
 
+impl Terminal {
+    /// What past runs predict for this one, said once at the start.
+    fn prediction_line(&self) -> Option<Line> {
+        let prediction = self.header.projection.as_ref()?.prediction()?;
+        let tone = if prediction.may_miss() {
+            Tone::Caution
+        } else {
+            Tone::Plain
+        };
+        Some(Line::new("◷", tone, prediction.to_string()))
+    }
+}
+
 impl Display {
     fn bars(&self) -> impl Iterator<Item = &ProgressBar> {
         self.top
@@ -207,11 +220,22 @@ impl Observer for Terminal {
         let mut display = self.display();
         let display = &mut *display;
         match &record.event {
-            Event::RunStarted { .. } | Event::RunFinished { .. } => {}
-            Event::RunResumed { operator, .. } => self.say(
-                display,
-                Line::new("↺", Tone::Plain, format!("resumed by {operator}")),
-            ),
+            // The notes were typed at this terminal: nothing to repeat.
+            Event::RunFinished { .. } | Event::PostMortemNotes { .. } => {}
+            Event::RunStarted { .. } => {
+                if let Some(line) = self.prediction_line() {
+                    self.say(display, line);
+                }
+            }
+            Event::RunResumed { operator, .. } => {
+                self.say(
+                    display,
+                    Line::new("↺", Tone::Plain, format!("resumed by {operator}")),
+                );
+                if let Some(line) = self.prediction_line() {
+                    self.say(display, line);
+                }
+            }
             Event::StepStarted { step, attempt, .. } => {
                 display.started.insert(step.clone(), record.at);
                 if !display.finished {
@@ -273,7 +297,7 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
-            Event::NotificationRepeated { step, error } => {
+            Event::NotificationRepeated { step, error, .. } => {
                 let line = match error {
                     None => Line::new("✉", Tone::Plain, format!("{step}  sent again")),
                     Some(error) => Line::new(
@@ -414,7 +438,11 @@ fn header_style(header: &Header) -> ProgressStyle {
     style("{header}").with_key(
         "header",
         move |_: &ProgressState, out: &mut dyn fmt::Write| {
-            let line = header_line(&header, header.started.elapsed());
+            let projected = header
+                .projection
+                .as_ref()
+                .and_then(|projection| projection.running_projection(Timestamp::now()));
+            let line = header_line(&header, header.started.elapsed(), projected);
             let _ = out.write_str(&line.render(header.color));
         },
     )
@@ -460,9 +488,14 @@ impl HeaderLine {
     }
 }
 
-/// "quickstart · 20261124-1450 · DRILL · elapsed 4m05s / RTO 30m (13%)". Past the objective it
-/// says so in words too, because colour is not always there to say it.
-pub(crate) fn header_line(header: &Header, elapsed: Duration) -> HeaderLine {
+/// "quickstart · 20261124-1450 · DRILL · elapsed 4m05s / RTO 30m (13%)", then where past runs
+/// project the clock to stop, when they do. Past the objective (or projected past it) it says
+/// so in words too, because colour is not always there to say it.
+pub(crate) fn header_line(
+    header: &Header,
+    elapsed: Duration,
+    projected: Option<Duration>,
+) -> HeaderLine {
     let mode = match header.mode {
         Mode::Drill => "DRILL",
         Mode::Incident => "INCIDENT",
@@ -482,6 +515,13 @@ pub(crate) fn header_line(header: &Header, elapsed: Duration) -> HeaderLine {
             text = format!("⚠ {text} · over RTO by {}", compact(over));
             tone = Tone::Alarm;
         } else if budget.percent >= CAUTION_PERCENT {
+            tone = Tone::Caution;
+        }
+    }
+    if let Some(projected) = projected {
+        let (words, over) = projected_text(projected, header.rto);
+        text = format!("{text} · {words}");
+        if over && tone == Tone::Plain {
             tone = Tone::Caution;
         }
     }
@@ -573,6 +613,7 @@ mod tests {
             operator: "alice".into(),
             color: false,
             started: Instant::now(),
+            projection: None,
         }
     }
 
@@ -580,7 +621,7 @@ mod tests {
 
     #[test]
     fn the_header_shows_the_clock_against_the_objective() {
-        let line = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(245));
+        let line = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(245), None);
         assert_eq!(
             line.text,
             "quickstart · 20261124-145000-ab12 · DRILL · elapsed 4m05s / RTO 30m (13%)"
@@ -593,7 +634,7 @@ mod tests {
         let mut header = header(None);
         header.mode = Mode::Incident;
         header.dry_run = true;
-        let line = header_line(&header, Duration::from_millis(12_345));
+        let line = header_line(&header, Duration::from_millis(12_345), None);
         assert_eq!(
             line.text,
             "quickstart · 20261124-145000-ab12 · INCIDENT (dry run) · elapsed 12.3s"
@@ -603,11 +644,11 @@ mod tests {
 
     #[test]
     fn the_header_warns_near_and_past_the_objective() {
-        let near = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_500));
+        let near = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_500), None);
         assert_eq!(near.tone, Tone::Caution);
         assert!(near.text.ends_with("(83%)"), "{}", near.text);
 
-        let over = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_930));
+        let over = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_930), None);
         assert_eq!(over.tone, Tone::Alarm);
         assert_eq!(
             over.text,
@@ -617,8 +658,36 @@ mod tests {
     }
 
     #[test]
+    fn the_header_shows_the_projection_and_warns_when_it_is_over() {
+        let within = header_line(
+            &header(Some(HALF_HOUR)),
+            Duration::from_secs(245),
+            Some(Duration::from_secs(1_620)),
+        );
+        assert_eq!(
+            within.text,
+            "quickstart · 20261124-145000-ab12 · DRILL · elapsed 4m05s / RTO 30m (13%) \
+             · projected 27m00s of RTO 30m"
+        );
+        assert_eq!(within.tone, Tone::Plain);
+
+        let over = header_line(
+            &header(Some(HALF_HOUR)),
+            Duration::from_secs(245),
+            Some(Duration::from_secs(2_040)),
+        );
+        assert!(
+            over.text
+                .ends_with(" · WARNING: projected 34m00s exceeds the RTO 30m"),
+            "{}",
+            over.text
+        );
+        assert_eq!(over.tone, Tone::Caution);
+    }
+
+    #[test]
     fn the_header_is_coloured_only_when_allowed() {
-        let over = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_930));
+        let over = header_line(&header(Some(HALF_HOUR)), Duration::from_secs(1_930), None);
         assert!(!over.render(false).contains('\u{1b}'));
         assert!(over.render(true).contains('\u{1b}'));
     }

@@ -12,7 +12,7 @@ use dialoguer::theme::SimpleTheme;
 
 use super::progress::Terminal;
 use super::{Budget, compact, objective};
-use crate::engine::human::{Go, Operator, Question, Reply};
+use crate::engine::human::{Go, Notes, Operator, Question, Reply};
 use crate::event::Ask;
 
 /// What a conversation needs from a terminal, so the logic can be tested with a script.
@@ -85,6 +85,10 @@ impl Operator for Terminal {
         self.converse(|console| {
             confirm(console, step, summary, elapsed, rto, &self.header.operator)
         })
+    }
+
+    fn post_mortem(&self, outcome: &str) -> Option<Notes> {
+        self.converse(|console| post_mortem(console, outcome, &self.header.operator))
     }
 }
 
@@ -266,6 +270,75 @@ pub(crate) fn confirm(
             _ => conversation.say("  please answer yes, skip or abort"),
         }
     }
+}
+
+/// The end of an incident: the root cause (several lines) and the remediation items (one per
+/// line), each ended by an empty line. Every answer may be empty — at 4am "we don't know yet"
+/// is honest, and the report then says the section is still to be written. Whatever was typed
+/// before the terminal went away is kept.
+pub(crate) fn post_mortem(
+    conversation: &mut impl Conversation,
+    outcome: &str,
+    operator: &str,
+) -> Option<Notes> {
+    conversation.say("");
+    conversation.heading(&format!("Post-mortem notes: the run {outcome}"));
+    conversation.say("  For the report: what caused the incident, then what must change.");
+    conversation.say("  Several lines each; an empty line ends an answer (Enter alone skips it).");
+    let mut notes = Notes {
+        by: operator.to_string(),
+        ..Notes::default()
+    };
+    let mut cause: Vec<String> = Vec::new();
+    let mut gone = false;
+    loop {
+        // Numbered, so that each line's prompt differs from the one just answered.
+        let prompt = match cause.len() {
+            0 => "Root cause".to_owned(),
+            n => format!("Root cause, line {}", n + 1),
+        };
+        let Some(line) = conversation.read(&prompt, true) else {
+            gone = true;
+            break;
+        };
+        if line.trim().is_empty() {
+            break;
+        }
+        cause.push(line.trim_end().to_string());
+    }
+    notes.root_cause = cause.join("\n");
+    // Nobody is left to ask for the remediation when the terminal went away mid-cause.
+    if gone {
+        return conclude(conversation, notes);
+    }
+    loop {
+        let prompt = format!("Remediation item {}", notes.remediation.len() + 1);
+        let Some(line) = conversation.read(&prompt, true) else {
+            break;
+        };
+        let item = line.trim();
+        // People type list markers out of habit; the report adds its own.
+        let item = item
+            .strip_prefix("- ")
+            .or_else(|| item.strip_prefix("* "))
+            .unwrap_or(item)
+            .trim();
+        if item.is_empty() {
+            break;
+        }
+        notes.remediation.push(item.to_string());
+    }
+    conclude(conversation, notes)
+}
+
+/// Says what became of the notes: `None` when nothing was written.
+fn conclude(conversation: &mut impl Conversation, notes: Notes) -> Option<Notes> {
+    if notes.is_empty() {
+        conversation.say("  nothing written: the report leaves both sections to be written");
+        return None;
+    }
+    conversation.say("  recorded for the post-mortem");
+    Some(notes)
 }
 
 fn normalize(answer: &str) -> String {
@@ -505,6 +578,58 @@ mod tests {
             ask(&mut script, &question(Ask::Gate), "alice"),
             Reply::Unavailable
         );
+    }
+
+    #[test]
+    fn post_mortem_notes_take_lines_until_an_empty_one() {
+        let mut script = Script::new(&[
+            "The primary's disk filled up ",
+            "  because WAL archiving had stalled.",
+            "",
+            "- alert on archive lag",
+            "* cap WAL size",
+            "",
+        ]);
+        let notes = post_mortem(&mut script, "succeeded", "erin").expect("notes");
+        assert_eq!(
+            notes,
+            Notes {
+                root_cause: "The primary's disk filled up\n  because WAL archiving had stalled."
+                    .into(),
+                remediation: vec!["alert on archive lag".into(), "cap WAL size".into()],
+                by: "erin".into(),
+            }
+        );
+        assert_eq!(script.transcript[1], "Post-mortem notes: the run succeeded");
+        assert_eq!(
+            script.prompts(),
+            [
+                "Root cause",
+                "Root cause, line 2",
+                "Root cause, line 3",
+                "Remediation item 1",
+                "Remediation item 2",
+                "Remediation item 3",
+            ]
+        );
+    }
+
+    #[test]
+    fn post_mortem_notes_may_be_left_empty_or_cut_short() {
+        let mut script = Script::new(&["", ""]);
+        assert_eq!(post_mortem(&mut script, "failed", "erin"), None);
+        assert_eq!(script.prompts(), ["Root cause", "Remediation item 1"]);
+
+        let mut script = Script::new(&["", "fix the alert"]);
+        let notes = post_mortem(&mut script, "failed", "erin").expect("notes");
+        assert_eq!(notes.root_cause, "");
+        assert_eq!(notes.remediation, ["fix the alert"]);
+
+        // The terminal went away mid-answer: what was typed is kept.
+        let mut script = Script::new(&["a bad deploy"]);
+        let notes = post_mortem(&mut script, "failed", "erin").expect("notes");
+        assert_eq!(notes.root_cause, "a bad deploy");
+        assert!(notes.remediation.is_empty());
     }
 
     #[test]

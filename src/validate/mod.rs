@@ -5,6 +5,7 @@ mod graph;
 pub(crate) mod raw;
 mod references;
 mod steps;
+mod targets;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -175,6 +176,8 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         secrets.push(secret.value.clone());
     }
 
+    let targets = targets::read(root, top.targets.as_ref(), out);
+
     let main = step_nodes(root, "steps", true, out);
     let cleanup = step_nodes(root, "cleanup", false, out);
     let steps = steps::read_steps(&main, &cleanup, out);
@@ -183,11 +186,21 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         text,
         vars: vars.keys().map(String::as_str).collect(),
         secrets: secrets.iter().map(String::as_str).collect(),
+        targets: targets
+            .drill
+            .keys()
+            .chain(targets.live.keys())
+            .map(String::as_str)
+            .collect(),
         steps: &steps,
         ancestors: graph.as_ref(),
     };
     references::check_steps(&context, out);
     references::check_vars(&context, root.get("vars"), out);
+    for mode in ["drill", "live"] {
+        let values = root.get("targets").and_then(|t| t.get(mode));
+        references::check_vars(&context, values, out);
+    }
 
     let steps = steps
         .into_iter()
@@ -200,6 +213,7 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         objectives,
         vars,
         secrets,
+        targets,
         steps,
     })
 }
@@ -213,6 +227,7 @@ struct Top {
     objectives: Option<raw::ObjectivesRaw>,
     vars: Option<BTreeMap<String, Spanned<String>>>,
     secrets: Option<Vec<Spanned<String>>>,
+    targets: Option<raw::TargetsRaw>,
 }
 
 fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
@@ -276,6 +291,7 @@ fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
         }),
         vars: field(root, "vars", out),
         secrets: field(root, "secrets", out),
+        targets: field(root, "targets", out),
     }
 }
 

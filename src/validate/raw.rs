@@ -34,6 +34,12 @@ pub(crate) struct PlaybookRaw {
     /// `{{ secrets.NAME }}`, and never written anywhere.
     #[serde(default)]
     pub secrets: Option<Vec<Spanned<String>>>,
+    /// What the steps act on, declared apart for drills and for live incidents: the same
+    /// names under `drill:` and `live:`, readable as `{{ target.NAME }}` (a template of vars
+    /// and secrets). A drill reads `drill:`; it refuses to start when one of its targets is
+    /// the same host and database (bucket, file) as a live one.
+    #[serde(default)]
+    pub targets: Option<TargetsRaw>,
     /// The steps. Without `needs`, a step depends on the one listed before it.
     pub steps: StepList,
     /// Steps that always run at the end, after success, failure or interruption.
@@ -51,6 +57,15 @@ pub(crate) struct ObjectivesRaw {
     /// Recovery point objective: the most data, in time, the recovery may lose.
     #[serde(default)]
     pub rpo: Option<Duration>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TargetsRaw {
+    /// The targets a drill acts on (staging, the failover lab).
+    pub drill: BTreeMap<String, Spanned<String>>,
+    /// The targets a live incident acts on (production).
+    pub live: BTreeMap<String, Spanned<String>>,
 }
 
 /// The keys every step has, whatever its kind.

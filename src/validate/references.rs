@@ -40,12 +40,15 @@ pub(crate) struct Context<'a> {
     pub text: &'a str,
     pub vars: BTreeSet<&'a str>,
     pub secrets: BTreeSet<&'a str>,
+    /// The names declared under `targets:` (the same in `drill:` and `live:`).
+    pub targets: BTreeSet<&'a str>,
     pub steps: &'a [StepInfo<'a>],
     /// `None` when the graph has a cycle: upstream questions have no answer then.
     pub ancestors: Option<&'a Upstream>,
 }
 
-/// Where a template string sits: the step reading it (none for vars).
+/// Where a template string sits: the step reading it, or a variable or target (resolved
+/// before any step runs).
 #[derive(Clone, Copy)]
 enum Reader {
     Step(usize),
@@ -80,6 +83,8 @@ pub(crate) fn check_steps(context: &Context, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// The templates of `vars:` values, or of one `targets:` mode's values: resolved before any
+/// step runs, from vars and secrets.
 pub(crate) fn check_vars(context: &Context, vars: Option<&Node>, out: &mut Vec<Diagnostic>) {
     let env = template::environment();
     for (_, value) in vars.and_then(Node::as_map).unwrap_or_default() {
@@ -140,6 +145,15 @@ fn check_path(
                 (1, format!("undeclared secret `secrets.{name}`"), did_you_mean(name, context.secrets.iter().copied()), Some("add it to `secrets:`".into()))
             })
         }
+        "target" => {
+            let name = second?;
+            if let Reader::Vars = reader {
+                return Some((0, "variables and targets cannot read targets".into(), None, Some("they are resolved before targets are".into())));
+            }
+            (!context.targets.contains(name)).then(|| {
+                (1, format!("undeclared target `target.{name}`"), did_you_mean(name, context.targets.iter().copied()), Some("declare it under `targets:`, in both `drill:` and `live:`".into()))
+            })
+        }
         "run" => {
             let name = second?;
             (!RUN_FIELDS.contains(&name)).then(|| {
@@ -157,7 +171,7 @@ fn check_path(
             } else {
                 did_you_mean(name, template::ROOTS.iter().copied())
             },
-            Some("templates read vars.NAME, secrets.NAME, steps.ID.outputs.NAME, run.FIELD and now()".into()),
+            Some("templates read vars.NAME, secrets.NAME, target.NAME, steps.ID.outputs.NAME, run.FIELD and now()".into()),
         )),
     }
 }
@@ -212,7 +226,8 @@ fn check_step_path(
         ));
     }
     match segments.get(2) {
-        None => None,
+        // Its status is known whenever it ran or was skipped, e.g. for a cleanup step's `when`.
+        None | Some(&"status") => None,
         Some(&"outputs") => {
             let output = *segments.get(3)?;
             let kind = target_step.kind?;
@@ -231,8 +246,10 @@ fn check_step_path(
         Some(other) => Some((
             2,
             format!("unknown field `steps.{id}.{other}`"),
-            did_you_mean(other, ["outputs"]),
-            Some(format!("write steps.{id}.outputs.NAME")),
+            did_you_mean(other, ["outputs", "status"]),
+            Some(format!(
+                "write steps.{id}.outputs.NAME or steps.{id}.status"
+            )),
         )),
     }
 }

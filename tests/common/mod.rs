@@ -5,6 +5,7 @@
 pub mod s3;
 
 pub mod drill;
+pub mod http;
 pub mod pg;
 
 use std::io::Read;

@@ -1,0 +1,53 @@
+//! `targets:`: what the steps act on, declared apart for drills and live incidents. Both
+//! modes must name the same targets, so that a step reading `target.NAME` has a value in
+//! either mode.
+
+use std::collections::BTreeMap;
+
+use super::raw::TargetsRaw;
+use crate::diagnostic::Diagnostic;
+use crate::loader::Spanned;
+use crate::loader::node::Node;
+use crate::model::Targets;
+
+pub(crate) fn read(root: &Node, raw: Option<&TargetsRaw>, out: &mut Vec<Diagnostic>) -> Targets {
+    let Some(raw) = raw else {
+        return Targets::default();
+    };
+    let node = root.get("targets").unwrap_or(root);
+    let modes = [
+        ("drill", &raw.drill, &raw.live, "live"),
+        ("live", &raw.live, &raw.drill, "drill"),
+    ];
+    for (mode, these, others, other) in modes {
+        let mode_node = node.get(mode).unwrap_or(node);
+        for name in these.keys() {
+            let key = mode_node.key(name).unwrap_or(mode_node);
+            if !super::steps::is_identifier(name) {
+                out.push(
+                    Diagnostic::new(
+                        key.pos,
+                        key.len,
+                        format!("target name `{name}` is not an identifier"),
+                    )
+                    .help("use letters, digits and underscores (templates read it as target.NAME)"),
+                );
+            }
+            if !others.contains_key(name) {
+                out.push(
+                    Diagnostic::new(key.pos, key.len, format!("target `{name}` is declared for {mode} runs but not under `{other}:`"))
+                        .help("declare every target in both `drill:` and `live:`, so a step reads it in either mode"),
+                );
+            }
+        }
+    }
+    let values = |map: &BTreeMap<String, Spanned<String>>| {
+        map.iter()
+            .map(|(name, value)| (name.clone(), value.value.clone()))
+            .collect()
+    };
+    Targets {
+        drill: values(&raw.drill),
+        live: values(&raw.live),
+    }
+}
