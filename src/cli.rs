@@ -685,20 +685,7 @@ fn list_runs(dir: &StateDir) -> u8 {
             report::format_duration(end.duration_since(state.started_at)),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in &rows {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
-    print(&out);
+    print(&report::columns(&rows, ""));
     for (id, error) in broken {
         eprintln!("warning: run {id}: {error}");
     }

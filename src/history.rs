@@ -207,17 +207,7 @@ pub(crate) fn render_text(entries: &[Entry]) -> String {
         let _ = writeln!(out, "{}", entry.name);
         let mut rows = vec![HEADINGS.map(str::to_string)];
         rows.extend(entry.rows.iter().map(cells));
-        let widths: Vec<usize> = (0..HEADINGS.len())
-            .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-            .collect();
-        for row in &rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, width)| format!("{cell:<width$}"))
-                .collect();
-            let _ = writeln!(out, "  {}", line.join("  ").trim_end());
-        }
+        out.push_str(&crate::report::columns(&rows, "  "));
         let _ = writeln!(out, "trend: {}", entry.trend);
         let _ = writeln!(out, "{}", entry.next());
     }

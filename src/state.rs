@@ -466,6 +466,50 @@ mod tests {
         }
     }
 
+    /// `--approve-all` records the operator's yes just before the gate asks; with two
+    /// approvers, one more person's yes settles it, as the engine counts it.
+    #[test]
+    fn a_pre_approval_before_the_question_counts_towards_four_eyes() {
+        let decided = |seq, second, by: &str, pre_approved| {
+            record(
+                seq,
+                second,
+                Event::ApprovalDecided {
+                    step: "gate".into(),
+                    ask: Ask::Gate,
+                    approved: true,
+                    by: by.into(),
+                    reason: None,
+                    pre_approved,
+                },
+            )
+        };
+        let mut records = vec![
+            record(0, 0, started()),
+            decided(1, 1, "alice", true),
+            record(
+                2,
+                2,
+                Event::ApprovalRequested {
+                    step: "gate".into(),
+                    ask: Ask::Gate,
+                    prompt: "go?".into(),
+                    approvers: 2,
+                    expires_at: None,
+                },
+            ),
+        ];
+        let waiting = RunState::fold(&records).expect("fold");
+        let gate = waiting.step("gate").expect("gate");
+        assert_eq!(gate.status, Status::WaitingApproval);
+        assert_eq!(gate.approvals_for(Ask::Gate, gate.decision_window()), 1);
+        records.push(decided(3, 30, "bob", false));
+        let settled = RunState::fold(&records).expect("fold");
+        let gate = settled.step("gate").expect("gate");
+        assert!(gate.question.is_none(), "alice and bob: two people");
+        assert_eq!(gate.status, Status::Pending);
+    }
+
     #[test]
     fn folds_attempts_outputs_and_human_wait() {
         let records = vec![

@@ -186,6 +186,26 @@ pub fn outcome(state: &RunState) -> &'static str {
 /// `1h02m`. Precision drops as durations grow because nobody reading a recovery report needs
 /// the seconds of a two-hour run; digits are truncated, never rounded up, so `59.96s` does not
 /// read as a minute.
+/// Rows as left-aligned columns two spaces apart, each line starting with `indent` (trailing
+/// spaces trimmed): the text tables of `runs` and `history`.
+pub fn columns<const N: usize>(rows: &[[String; N]], indent: &str) -> String {
+    let widths: Vec<usize> = (0..N)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        out.push_str(indent);
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 pub fn format_duration(d: SignedDuration) -> String {
     let sign = if d.is_negative() && d.as_millis() != 0 {
         "-"
