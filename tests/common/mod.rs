@@ -216,15 +216,21 @@ pub fn only_run(dir: &Path) -> String {
 
 /// A run's journal records, as JSON (a torn last line is skipped).
 pub fn journal(dir: &Path, run_id: &str) -> Vec<serde_json::Value> {
+    journal_so_far(dir, run_id).expect("journal")
+}
+
+/// The same while the run may still be starting: its directory can exist a moment before its
+/// journal does.
+fn journal_so_far(dir: &Path, run_id: &str) -> std::io::Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(
         dir.join(".drillbook/runs")
             .join(run_id)
             .join("journal.jsonl"),
-    )
-    .expect("journal");
-    text.lines()
+    )?;
+    Ok(text
+        .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
-        .collect()
+        .collect())
 }
 
 /// Records of one event kind, optionally for one step.
@@ -269,7 +275,8 @@ pub fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
 
 /// Whether the (only) run in `dir` has journaled the start of `step` (any step for `None`).
 pub fn step_started(dir: &Path, step: Option<&str>) -> bool {
-    run_ids(dir)
-        .first()
-        .is_some_and(|run| !events(&journal(dir, run), "step_started", step).is_empty())
+    run_ids(dir).first().is_some_and(|run| {
+        journal_so_far(dir, run)
+            .is_ok_and(|records| !events(&records, "step_started", step).is_empty())
+    })
 }
