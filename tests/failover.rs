@@ -379,6 +379,8 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
         "RTO",
         "RPO",
         "## Approvals",
+        "bob",
+        "## Communication",
         "promote_standby",
         "met",
     ] {

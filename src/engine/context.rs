@@ -24,15 +24,34 @@ pub(crate) struct StepView {
     pub skipped_reason: Option<String>,
 }
 
+/// The steps templates can read; in a dry run (`placeholders`), every output reads as a
+/// placeholder.
 #[derive(Debug, Default)]
-struct Steps(RwLock<BTreeMap<String, StepView>>);
+struct Steps(RwLock<BTreeMap<String, StepView>>, bool);
+
+/// What a dry run shows for a value a step will only produce when it runs: `<step.output>`,
+/// and for a field of it (a status page's `response.id`), `<step.output.field>`.
+#[derive(Debug)]
+struct Placeholder(String);
+
+impl Object for Placeholder {
+    fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
+        Some(Value::from_object(Placeholder(format!("{}.{key}", self.0))))
+    }
+
+    fn render(self: &Arc<Self>, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{}>", self.0)
+    }
+}
 
 impl Object for Steps {
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let steps = self.0.read().ok()?;
-        let view = steps.get(key.as_str()?)?;
+        let id = key.as_str()?;
+        let view = steps.get(id)?;
         // A step that did not succeed has no outputs: reading one is an error, not "".
         let outputs = match view.status {
+            Status::Succeeded if self.1 => Value::from_object(Placeholder(id.to_string())),
             Status::Succeeded => Value::from(Serde(&view.outputs)),
             _ => Value::from(Serde(BTreeMap::<String, String>::new())),
         };
@@ -79,7 +98,7 @@ impl Context {
             vars: Value::from(Serde(vars)),
             secrets: Value::from(Serde(secrets)),
             targets: Value::from(Serde(BTreeMap::<String, String>::new())),
-            steps: Arc::new(Steps::default()),
+            steps: Arc::new(Steps(RwLock::default(), run.dry_run)),
             run,
         }
     }
