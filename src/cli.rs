@@ -76,6 +76,10 @@ enum Command {
         /// Who is resuming (default: the OS user).
         #[arg(long = "as", value_name = "NAME")]
         operator: Option<String>,
+        /// Give a variable again (repeatable): one the journal could only keep with a secret's
+        /// value masked in it.
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -242,12 +246,14 @@ pub fn main() -> ExitCode {
             accept_changed_playbook,
             secrets_file,
             operator,
+            vars,
             state,
         } => {
             let options = ResumeOptions {
                 run_id,
                 accept_changed_playbook,
                 secrets_file,
+                vars,
                 operator: crate::ui::operator_name(operator),
                 past_runs: finished_runs(&StateDir::new(state.state_dir.clone())),
                 state_dir: StateDir::new(state.state_dir),

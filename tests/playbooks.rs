@@ -136,7 +136,15 @@ fn every_playbook_dry_runs_with_every_template_resolved() {
             run = run.env(secret, &value);
         }
         let output = run.run();
-        assert_eq!(output.status, 0, "{file}:\n{}\n{}", output.stdout, output.stderr);
-        assert!(output.stdout.contains("nothing was touched"), "{}", output.stdout);
+        assert_eq!(
+            output.status, 0,
+            "{file}:\n{}\n{}",
+            output.stdout, output.stderr
+        );
+        assert!(
+            output.stdout.contains("nothing was touched"),
+            "{}",
+            output.stdout
+        );
     }
 }

@@ -96,3 +96,52 @@ steps:
         .expect("log");
     assert!(log.contains("step_finished"), "the log is empty:\n{log}");
 }
+
+/// The journal keeps variables masked. A variable holding a secret's value comes back whole
+/// on resume when the playbook's default gives it; one given with `--var` must be given again,
+/// and the resume says so instead of running with `***` in it.
+#[test]
+fn a_resumed_run_gets_its_variables_back_unmasked() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: vars-on-resume
+secrets: [TOKEN]
+vars:
+  from_default: "out-{{ secrets.TOKEN }}-default.txt"
+  given: "unset"
+steps:
+  - id: gate
+    kind: approval
+    prompt: "go?"
+  - id: write
+    kind: command
+    run: [sh, -c, 'echo "$1" > "$0"', "{{ vars.from_default }}", "{{ vars.given }}"]
+"#,
+    );
+    let dir = test.dir();
+    let env = [("TOKEN".to_string(), "tok42".to_string())];
+    let run = |args: &[&str]| {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        common::run_binary_with(dir, &args, &env, std::time::Duration::from_secs(20))
+    };
+    let output = run(&["run", "p.yaml", "--var", "given=x-tok42-y"]);
+    assert_eq!(output.status, 4, "{}", output.stderr);
+    let id = only_run(dir);
+    assert_eq!(drillbook(dir, &["approve", &id, "gate"]).status, 0);
+
+    let refused = run(&["resume", &id]);
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("variable `given`") && refused.stderr.contains("--var given=VALUE"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!refused.stderr.contains("tok42"), "{}", refused.stderr);
+
+    let output = run(&["resume", &id, "--var", "given=x-tok42-y"]);
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let written = std::fs::read_to_string(dir.join("out-tok42-default.txt"))
+        .expect("the default var came back whole, secret included");
+    assert_eq!(written.trim(), "x-tok42-y");
+}

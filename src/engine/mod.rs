@@ -76,6 +76,8 @@ pub struct ResumeOptions {
     pub state_dir: StateDir,
     /// Runs already in the state directory, as for [`RunOptions::past_runs`].
     pub past_runs: Vec<RunState>,
+    /// `--var` given again: for a variable the journal could only keep masked.
+    pub vars: Vec<(String, String)>,
 }
 
 /// A run ready to go: lock held, journal open, secrets resolved.
@@ -268,6 +270,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         .iter()
         .map(|step| state.step(&step.id).cloned())
         .collect();
+    let vars = recover_vars(&playbook, &state, &options.vars, &secrets, &fields)?;
     let first_event = Event::RunResumed {
         operator: options.operator.clone(),
         pid: std::process::id(),
@@ -288,7 +291,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         context: targeted(
             &playbook,
             state.mode,
-            Context::new(&state.vars, secrets.as_map(), fields),
+            Context::new(&vars, secrets.as_map(), fields),
         )?,
         prior,
         approve: Vec::new(),
@@ -678,6 +681,50 @@ fn resolve_vars(
         *value = context
             .render(value, "")
             .map_err(|e| Refusal::usage(format!("variable `{name}`: {e}")))?;
+    }
+    Ok(vars)
+}
+
+/// The variables a resumed run continues with. The journal keeps them masked (a variable may
+/// hold a secret's value), so a recorded value with a mask in it is not what the run used: it
+/// comes from the playbook when the default renders to the recorded text, or from `--var`
+/// given again; otherwise the resume is refused, naming the variable, rather than continuing
+/// with `***` in a path or a URL.
+fn recover_vars(
+    playbook: &Playbook,
+    state: &RunState,
+    given: &[(String, String)],
+    secrets: &Secrets,
+    fields: &RunFields,
+) -> Result<BTreeMap<String, String>, Refusal> {
+    for (name, _) in given {
+        if !state.vars.contains_key(name) {
+            return Err(Refusal::usage(format!(
+                "--var {name}: run {} has no variable `{name}`",
+                state.run_id
+            )));
+        }
+    }
+    let defaults = resolve_vars(playbook, &[], secrets, fields).unwrap_or_default();
+    let masker = secrets.masker();
+    let mut vars = BTreeMap::new();
+    for (name, recorded) in &state.vars {
+        let value = if let Some((_, value)) = given.iter().rev().find(|(n, _)| n == name) {
+            value.clone()
+        } else if !recorded.contains(crate::secrets::MASK) {
+            recorded.clone()
+        } else {
+            match defaults.get(name) {
+                Some(default) if masker.mask(default) == *recorded => default.clone(),
+                _ => {
+                    return Err(Refusal::usage(format!(
+                        "cannot resume run {run}: variable `{name}` was journalled as `{recorded}`, with a secret's value masked in it; give it again: drillbook resume {run} --var {name}=VALUE",
+                        run = state.run_id
+                    )));
+                }
+            }
+        };
+        vars.insert(name.clone(), value);
     }
     Ok(vars)
 }
