@@ -296,6 +296,15 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
     assert_eq!(redis_keys(13), "0", "the cache was flushed");
 
     let report = json_report(lab.dir.path(), "drill-1");
+    // The standby had replayed everything it received: no lag, on an idle primary too.
+    let lag = step(&report, "assess")["outputs"]["replication_lag"]
+        .as_str()
+        .expect("replication lag")
+        .to_string();
+    assert!(
+        lag.ends_with("ms") || (lag.ends_with('s') && !lag.contains(['m', 'h', 'd'])),
+        "a lag under a minute: {lag}"
+    );
     let smoke = step(&report, "smoke");
     assert_eq!(smoke["status"], "succeeded", "{smoke}");
     let smoke_text = smoke.to_string();

@@ -189,7 +189,10 @@ impl Assess {
     }
 }
 
-/// How far a streaming standby's replay is behind, as `pg_last_xact_replay_timestamp()` says.
+/// How far a streaming standby's replay is behind: nothing when it is streaming and has
+/// replayed all it received; otherwise the time since the last transaction it replayed
+/// (`pg_last_xact_replay_timestamp()`), which on an idle primary keeps growing although
+/// nothing is missing — hence the first case.
 async fn replication_lag(url: &str) -> Result<String, StepFailure> {
     let target = Target::parse(url).map_err(StepFailure::of)?;
     let client = target
@@ -199,7 +202,11 @@ async fn replication_lag(url: &str) -> Result<String, StepFailure> {
     let row = client
         .query_one(
             "SELECT pg_is_in_recovery(),
-                    extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8",
+                    CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
+                          AND EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming')
+                         THEN 0
+                         ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp())
+                    END::float8",
             &[],
         )
         .await
