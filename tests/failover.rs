@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use common::drill::{drill, json_report, shipped, step};
 use common::http::Receiver;
+use common::pg::psql_url as psql;
 use common::s3::S3Server;
 use common::{journal, wait_for};
 
@@ -115,30 +116,6 @@ fn lab_app() -> PathBuf {
         app.display()
     );
     app
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let output = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-d",
-            url,
-            "-c",
-            sql,
-        ])
-        .output()
-        .expect("psql");
-    assert!(
-        output.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
 fn redis_keys(db: u32) -> String {

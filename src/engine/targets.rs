@@ -10,7 +10,7 @@ use super::context::Context;
 use crate::connect::place::Place;
 use crate::event::Mode;
 use crate::model::Playbook;
-use crate::secrets::Secrets;
+use crate::secrets::{Secrets, SecretsError};
 
 /// The playbook's secrets for a run in `mode`. A secret read only by the other mode's targets
 /// is not needed (a drill must not need production's credentials); it is used when set, so
@@ -22,16 +22,28 @@ pub(super) fn secrets(
 ) -> Result<Secrets, Refusal> {
     let env = |name: &str| std::env::var(name).ok();
     let optional = other_mode_only(playbook, mode);
-    let names: Vec<String> = playbook
-        .secrets
-        .iter()
-        .filter(|name| {
-            !optional.contains(name.as_str())
-                || Secrets::resolve(&[name.to_string()], file, env).is_ok()
-        })
-        .cloned()
-        .collect();
-    Secrets::resolve(&names, file, env).map_err(|e| Refusal::usage(e.to_string()))
+    let refused = |e: SecretsError| Refusal::usage(e.to_string());
+    match Secrets::resolve(&playbook.secrets, file, env) {
+        // The optional ones that are missing are left out; any other missing one is an error.
+        Err(SecretsError::Missing { names }) => {
+            let required: Vec<String> = names
+                .iter()
+                .filter(|name| !optional.contains(name.as_str()))
+                .cloned()
+                .collect();
+            if !required.is_empty() {
+                return Err(refused(SecretsError::Missing { names: required }));
+            }
+            let available: Vec<String> = playbook
+                .secrets
+                .iter()
+                .filter(|name| !names.contains(name))
+                .cloned()
+                .collect();
+            Secrets::resolve(&available, file, env).map_err(refused)
+        }
+        resolved => resolved.map_err(refused),
+    }
 }
 
 /// This mode's targets, rendered (from vars and secrets).
@@ -90,26 +102,32 @@ pub(super) fn check_drill(
     }
 }
 
-/// Secrets read by the other mode's targets and by nothing a run in `mode` renders.
+/// Secrets read only by what a run in `mode` never renders: the other mode's targets and, in
+/// a drill, the steps it skips as live-only.
 fn other_mode_only(playbook: &Playbook, mode: Mode) -> BTreeSet<&str> {
     let other = match mode {
         Mode::Drill => &playbook.targets.live,
         Mode::Incident => &playbook.targets.drill,
     };
-    let mut read_here = BTreeSet::new();
-    let mut texts: Vec<String> = playbook.vars.values().cloned().collect();
-    texts.extend(playbook.targets.of(mode).values().cloned());
+    let mut here: Vec<String> = playbook.vars.values().cloned().collect();
+    here.extend(playbook.targets.of(mode).values().cloned());
+    let mut there: Vec<String> = other.values().cloned().collect();
     for step in &playbook.steps {
+        let texts = if mode == Mode::Drill && step.live_only {
+            &mut there
+        } else {
+            &mut here
+        };
         if let Ok(params) = serde_json::to_value(&step.params) {
-            strings(&params, &mut texts);
+            strings(&params, texts);
         }
         texts.extend(step.when.iter().map(|when| format!("{{{{ {when} }}}}")));
         texts.extend(step.approval.iter().map(|gate| gate.prompt.clone()));
     }
-    for text in &texts {
-        read_here.extend(secret_names(text));
-    }
-    let read_there: BTreeSet<String> = other.values().flat_map(|v| secret_names(v)).collect();
+    let names = |texts: &[String]| -> BTreeSet<String> {
+        texts.iter().flat_map(|text| secret_names(text)).collect()
+    };
+    let (read_here, read_there) = (names(&here), names(&there));
     playbook
         .secrets
         .iter()
@@ -137,4 +155,37 @@ fn secret_names(text: &str) -> Vec<String> {
                 .map(|name| name.split('.').next().unwrap_or(name).to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAYBOOK: &str = r#"version: 1
+name: t
+secrets: [LIVE_DB, DRILL_DB, PAGE_TOKEN, WEBHOOK]
+targets:
+  live: { db: "{{ secrets.LIVE_DB }}" }
+  drill: { db: "{{ secrets.DRILL_DB }}" }
+steps:
+  - id: announce
+    kind: notify
+    webhook: "{{ secrets.WEBHOOK }}"
+    message: "{{ target.db }}"
+  - id: public_page
+    kind: notify
+    live_only: true
+    url: "https://status.example/api"
+    headers: { Authorization: "{{ secrets.PAGE_TOKEN }}" }
+    body: "{}"
+"#;
+
+    #[test]
+    fn a_drill_needs_neither_live_targets_nor_live_only_steps_secrets() {
+        let playbook = crate::validate::validate(PLAYBOOK).expect("valid");
+        let drill = other_mode_only(&playbook, Mode::Drill);
+        assert_eq!(drill, BTreeSet::from(["LIVE_DB", "PAGE_TOKEN"]));
+        let incident = other_mode_only(&playbook, Mode::Incident);
+        assert_eq!(incident, BTreeSet::from(["DRILL_DB"]));
+    }
 }

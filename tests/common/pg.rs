@@ -65,22 +65,19 @@ impl Drop for TestDb {
 
 /// Runs SQL with psql and returns its unaligned, tuples-only output; panics on error.
 pub fn psql(database: &str, sql: &str) -> String {
+    psql_with(&["-h", "127.0.0.1", "-U", "postgres", "-d", database], sql)
+}
+
+/// The same against a connection URL (a cluster of the test's own).
+pub fn psql_url(url: &str, sql: &str) -> String {
+    psql_with(&["-d", url], sql)
+}
+
+fn psql_with(connection: &[&str], sql: &str) -> String {
     let output = Command::new("psql")
-        .args([
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-c",
-        ])
+        .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+        .args(connection)
+        .arg("-c")
         .arg(sql)
         .output()
         .expect("psql");
