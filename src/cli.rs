@@ -8,20 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::engine::{self, Prepared, Refusal, ResumeOptions, RunOptions};
 use crate::event::Mode;
+use crate::outcome::Outcome;
 use crate::plan::Plan;
 use crate::report;
 use crate::runs::StateDir;
 use crate::validate;
-
-/// Exit codes, as DESIGN.md defines them.
-pub mod exit {
-    pub const OK: u8 = 0;
-    pub const STEP_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const OBJECTIVE_MISSED: u8 = 3;
-    pub const WAITING_FOR_APPROVAL: u8 = 4;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 #[derive(Parser)]
 #[command(
@@ -273,7 +264,7 @@ pub fn main() -> ExitCode {
             match engine::approve(&dir, &run_id, &step, !reject, &by, reason) {
                 Ok(message) => {
                     eprintln!("{message}");
-                    exit::OK
+                    Outcome::Succeeded
                 }
                 Err(refusal) => refuse(refusal),
             }
@@ -305,10 +296,10 @@ pub fn main() -> ExitCode {
         } => due(&StateDir::new(state.state_dir), &playbooks, every, format),
         Command::Schema => {
             print(&crate::schema::playbook_schema_json());
-            exit::OK
+            Outcome::Succeeded
         }
     };
-    ExitCode::from(code)
+    code.into()
 }
 
 /// Colour on stderr only for a terminal, and never when NO_COLOR is set.
@@ -321,8 +312,8 @@ fn print(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
-fn validate_files(files: &[PathBuf]) -> u8 {
-    let mut code = exit::OK;
+fn validate_files(files: &[PathBuf]) -> Outcome {
+    let mut code = Outcome::Succeeded;
     for file in files {
         match validate::load(file) {
             Ok((source, playbook)) => {
@@ -335,19 +326,19 @@ fn validate_files(files: &[PathBuf]) -> u8 {
             }
             Err(invalid) => {
                 eprint!("{}", invalid.render(color()));
-                code = exit::INVALID;
+                code = Outcome::Invalid;
             }
         }
     }
     code
 }
 
-fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -> u8 {
+fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -> Outcome {
     let playbook = match validate::load(file) {
         Ok((_, playbook)) => playbook,
         Err(invalid) => {
             eprint!("{}", invalid.render(color()));
-            return exit::INVALID;
+            return Outcome::Invalid;
         }
     };
     let plan = Plan::new(playbook);
@@ -379,7 +370,7 @@ fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -> u8 {
         PlanFormat::Mermaid => plan.render_mermaid(),
         PlanFormat::Json => plan.render_json(prediction().map(|p| p.to_json())),
     });
-    exit::OK
+    Outcome::Succeeded
 }
 
 /// The runs in the state directory, for history and prediction. A journal that cannot be read
@@ -392,7 +383,7 @@ fn finished_runs(dir: &StateDir) -> Vec<crate::state::RunState> {
     runs
 }
 
-fn history(dir: &StateDir, playbook: Option<&str>, format: HistoryFormat) -> u8 {
+fn history(dir: &StateDir, playbook: Option<&str>, format: HistoryFormat) -> Outcome {
     let runs = finished_runs(dir);
     let known = crate::history::playbooks(&runs);
     let names = match playbook {
@@ -415,14 +406,14 @@ fn history(dir: &StateDir, playbook: Option<&str>, format: HistoryFormat) -> u8 
             ),
             None => eprintln!("no finished runs in {}", dir.root().display()),
         }
-        return exit::OK;
+        return Outcome::Succeeded;
     }
     print(&match format {
         HistoryFormat::Text => crate::history::render_text(&entries),
         HistoryFormat::Md => crate::history::render_markdown(&entries),
         HistoryFormat::Json => crate::history::render_json(&entries),
     });
-    exit::OK
+    Outcome::Succeeded
 }
 
 /// The playbook `history` was asked about: a file (its name, from the loader) or a name with
@@ -439,10 +430,7 @@ fn history_name(arg: &str, known: &[String], dir: &StateDir) -> Result<String, R
     if looks_like_file {
         return match validate::load(path) {
             Ok((_, playbook)) => Ok(playbook.name),
-            Err(invalid) => Err(Refusal {
-                message: invalid.render(color()),
-                code: exit::INVALID,
-            }),
+            Err(invalid) => Err(Refusal::Invalid(invalid)),
         };
     }
     let hint = crate::diagnostic::did_you_mean(arg, known.iter().map(String::as_str))
@@ -453,13 +441,10 @@ fn history_name(arg: &str, known: &[String], dir: &StateDir) -> Result<String, R
     } else {
         format!("those with runs: {}", known.join(", "))
     };
-    Err(Refusal {
-        message: format!(
-            "no finished runs of a playbook named `{arg}` in {} ({listed}){hint}; give a playbook name or a playbook file",
-            dir.root().display()
-        ),
-        code: exit::INVALID,
-    })
+    Err(Refusal::Usage(format!(
+        "no finished runs of a playbook named `{arg}` in {} ({listed}){hint}; give a playbook name or a playbook file",
+        dir.root().display()
+    )))
 }
 
 fn due(
@@ -467,7 +452,7 @@ fn due(
     files: &[PathBuf],
     every: crate::duration::Duration,
     format: DueFormat,
-) -> u8 {
+) -> Outcome {
     let runs = finished_runs(dir);
     let mut candidates = Vec::new();
     if files.is_empty() {
@@ -499,7 +484,7 @@ fn due(
                 }),
                 Err(invalid) => {
                     eprint!("{}", invalid.render(color()));
-                    return exit::INVALID;
+                    return Outcome::Invalid;
                 }
             }
         }
@@ -514,23 +499,19 @@ fn due(
         DueFormat::Json => crate::due::render_json(&verdicts, every),
     });
     if verdicts.iter().any(|verdict| verdict.due) {
-        exit::STEP_FAILED
+        Outcome::Failed
     } else {
-        exit::OK
+        Outcome::Succeeded
     }
 }
 
-fn refuse(refusal: Refusal) -> u8 {
-    let message = refusal.message.trim_end();
-    if message.starts_with("error") || message.contains("\n") && message.contains("-->") {
-        eprintln!("{message}");
-    } else {
-        eprintln!("error: {message}");
-    }
-    refusal.code
+/// Says why on standard error, and exits accordingly.
+fn refuse(refusal: Refusal) -> Outcome {
+    eprint!("{}", refusal.render(color()));
+    refusal.outcome()
 }
 
-fn run(args: RunArgs, verbose: u8) -> u8 {
+fn run(args: RunArgs, verbose: u8) -> Outcome {
     let past_runs = if args.dry_run {
         Vec::new()
     } else {
@@ -551,14 +532,13 @@ fn run(args: RunArgs, verbose: u8) -> u8 {
         state_dir: StateDir::new(args.state.state_dir),
         declared_at: args.declared_at,
         max_parallel: usize::from(args.max_parallel),
-        color: color(),
         past_runs,
     };
     if args.dry_run {
         return match engine::dry_run(options) {
             Ok(text) => {
                 print(&text);
-                exit::OK
+                Outcome::Succeeded
             }
             Err(refusal) => refuse(refusal),
         };
@@ -567,7 +547,7 @@ fn run(args: RunArgs, verbose: u8) -> u8 {
 }
 
 /// Sets up the log and the display for a prepared run, runs it, prints the summary.
-fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
+fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> Outcome {
     let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(refusal),
@@ -575,8 +555,8 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
     init_log(&prepared.run_dir, verbose);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let (operator, observers): (
-        std::sync::Arc<dyn engine::human::Operator>,
-        Vec<std::sync::Arc<dyn engine::human::Observer>>,
+        std::sync::Arc<dyn crate::human::Operator>,
+        Vec<std::sync::Arc<dyn crate::human::Observer>>,
     ) = if interactive {
         let elapsed = jiff::Timestamp::now()
             .duration_since(prepared.clock_start)
@@ -598,7 +578,7 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
         (terminal.clone(), vec![terminal])
     } else {
         (
-            std::sync::Arc::new(engine::human::Nobody),
+            std::sync::Arc::new(crate::human::Nobody),
             vec![std::sync::Arc::new(
                 crate::ui::Plain::new(&prepared.run_id)
                     .with_projection(prepared.projection.clone()),
@@ -613,7 +593,7 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return exit::STEP_FAILED;
+            return Outcome::Failed;
         }
     };
     let result = runtime.block_on(engine::execute(prepared, operator, observers));
@@ -622,7 +602,7 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
     match result {
         Ok((code, state)) => {
             print(&report::render(&state, report::Format::Text));
-            if code == exit::WAITING_FOR_APPROVAL {
+            if code == Outcome::WaitingApproval {
                 for step in state.steps.iter().filter(|s| s.question.is_some()) {
                     eprintln!(
                         "waiting for a decision on `{}`: drillbook approve {run_id} {} [--reject], then drillbook resume {run_id}",
@@ -634,7 +614,7 @@ fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> u8 {
         }
         Err(error) => {
             eprintln!("error: run {run_id} stopped: {error}");
-            exit::STEP_FAILED
+            Outcome::Failed
         }
     }
 }
@@ -663,11 +643,11 @@ fn init_log(run_dir: &std::path::Path, verbose: u8) {
         .try_init();
 }
 
-fn list_runs(dir: &StateDir) -> u8 {
+fn list_runs(dir: &StateDir) -> Outcome {
     let (runs, broken) = dir.list();
     if runs.is_empty() && broken.is_empty() {
         eprintln!("no runs in {}", dir.root().display());
-        return exit::OK;
+        return Outcome::Succeeded;
     }
     let mut rows = vec![[
         "RUN".to_string(),
@@ -682,32 +662,29 @@ fn list_runs(dir: &StateDir) -> u8 {
         rows.push([
             state.run_id.clone(),
             state.playbook.clone(),
-            match state.mode {
-                Mode::Drill => "drill".into(),
-                Mode::Incident => "incident".into(),
-            },
+            state.mode.name().into(),
             run_status(state).into(),
             state.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
-            report::format_duration(end.duration_since(state.started_at)),
+            crate::format::format_duration(end.duration_since(state.started_at)),
         ]);
     }
-    print(&report::columns(&rows, ""));
+    print(&crate::format::columns(&rows, ""));
     for (id, error) in broken {
         eprintln!("warning: run {id}: {error}");
     }
-    exit::OK
+    Outcome::Succeeded
 }
 
 /// A run's outcome, or for an unfinished one whether its process is still alive.
 fn run_status(state: &crate::state::RunState) -> &'static str {
-    match report::outcome(state) {
+    match state.outcome_name() {
         "unfinished" if std::path::Path::new(&format!("/proc/{}", state.pid)).exists() => "running",
         "unfinished" => "stopped",
         outcome => outcome,
     }
 }
 
-fn status(dir: &StateDir, run_id: &str) -> u8 {
+fn status(dir: &StateDir, run_id: &str) -> Outcome {
     match dir.load(run_id) {
         Ok(state) => {
             print(&report::render(&state, report::Format::Text));
@@ -717,27 +694,24 @@ fn status(dir: &StateDir, run_id: &str) -> u8 {
                     step.id, step.id
                 ));
             }
-            if report::outcome(&state) == "unfinished" {
+            if state.outcome().is_none() {
                 print(&format!("\nstatus: {}\n", run_status(&state)));
             }
-            exit::OK
+            Outcome::Succeeded
         }
-        Err(error) => refuse(Refusal {
-            message: error,
-            code: exit::INVALID,
-        }),
+        Err(error) => refuse(Refusal::Usage(error)),
     }
 }
 
-fn write_report(dir: &StateDir, run_id: &str, format: ReportFormat, output: Option<PathBuf>) -> u8 {
+fn write_report(
+    dir: &StateDir,
+    run_id: &str,
+    format: ReportFormat,
+    output: Option<PathBuf>,
+) -> Outcome {
     let state = match dir.load(run_id) {
         Ok(state) => state,
-        Err(error) => {
-            return refuse(Refusal {
-                message: error,
-                code: exit::INVALID,
-            });
-        }
+        Err(error) => return refuse(Refusal::Usage(error)),
     };
     let text = match format {
         ReportFormat::Text => report::render(&state, report::Format::Text),
@@ -747,24 +721,24 @@ fn write_report(dir: &StateDir, run_id: &str, format: ReportFormat, output: Opti
         // The HTML report shows this run's RTO beside the earlier runs of its playbook.
         ReportFormat::Html => {
             let runs = finished_runs(dir);
-            let rows: Vec<crate::history::Row> = crate::history::runs_of(&runs, &state.playbook)
+            let rows: Vec<crate::measure::Row> = crate::history::runs_of(&runs, &state.playbook)
                 .into_iter()
-                .map(crate::history::Row::of)
+                .map(crate::measure::Row::of)
                 .collect();
             report::render_html(&state, &rows)
         }
     };
     match output {
         Some(path) => match std::fs::write(&path, text) {
-            Ok(()) => exit::OK,
-            Err(error) => refuse(Refusal {
-                message: format!("cannot write {}: {error}", path.display()),
-                code: exit::STEP_FAILED,
-            }),
+            Ok(()) => Outcome::Succeeded,
+            Err(error) => refuse(Refusal::Failed(format!(
+                "cannot write {}: {error}",
+                path.display()
+            ))),
         },
         None => {
             print(&text);
-            exit::OK
+            Outcome::Succeeded
         }
     }
 }

@@ -5,7 +5,13 @@
 
 use std::fmt::Write as _;
 
-use crate::loader::Pos;
+/// A place in the playbook's text: 1-based line and column, and the byte offset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+    pub offset: usize,
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Diagnostic {

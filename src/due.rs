@@ -80,7 +80,7 @@ pub(crate) fn check(
                 passed.run_id
             ),
         ),
-        Ok(_) if age > crate::report::signed(every) => {
+        Ok(_) if age > every.signed() => {
             verdict(true, format!("last passed {when} (every {every})"))
         }
         Ok(_) => verdict(false, format!("passed {when} (run {})", passed.run_id)),
@@ -149,7 +149,7 @@ pub(crate) fn render_json(verdicts: &[Verdict], every: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{BASE, Journal};
+    use crate::fixtures::{BASE, Journal};
 
     const HASH: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
 

@@ -62,6 +62,12 @@ impl Duration {
         Ok(Duration(std::time::Duration::from_millis(total)))
     }
 
+    /// As a signed duration, for arithmetic with times (margins, elapsed against objectives).
+    pub fn signed(self) -> jiff::SignedDuration {
+        // A std Duration beyond SignedDuration's ~292 billion years is not a real objective.
+        jiff::SignedDuration::try_from(self.0).unwrap_or(jiff::SignedDuration::MAX)
+    }
+
     pub fn as_std(self) -> std::time::Duration {
         self.0
     }

@@ -61,6 +61,22 @@ pub enum Mode {
     Incident,
 }
 
+impl Mode {
+    /// The word on disk, in reports and in templates (`run.mode`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Drill => "drill",
+            Mode::Incident => "incident",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What a human is asked about a step.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +88,16 @@ pub enum Ask {
     Attest,
     /// The step was running when the run stopped and is not safe to repeat blindly: run it again?
     Rerun,
+}
+
+impl Ask {
+    pub fn name(self) -> &'static str {
+        match self {
+            Ask::Gate => "gate",
+            Ask::Attest => "attest",
+            Ask::Rerun => "rerun",
+        }
+    }
 }
 
 /// A step as planned, recorded at the start of the run.

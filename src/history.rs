@@ -8,51 +8,16 @@ use std::fmt::Write as _;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::event::Mode;
+use crate::format::{columns, format_duration};
+use crate::measure::{Measure, Row};
+use crate::outcome::Outcome;
 use crate::predict::{Forecast, History, PlanStep, Prediction, PredictionJson};
-use crate::report::{self, Measure};
 use crate::state::RunState;
-
-/// One finished run as the history shows it.
-#[derive(Clone, Debug)]
-pub(crate) struct Row {
-    pub run_id: String,
-    pub started_at: Timestamp,
-    pub mode: Mode,
-    /// [`report::outcome`]: `succeeded`, `objective_missed` or `failed`.
-    pub verdict: &'static str,
-    pub exit_code: u8,
-    pub rto: Measure,
-    pub rpo: Measure,
-    pub playbook_hash: String,
-}
-
-impl Row {
-    pub(crate) fn of(state: &RunState) -> Row {
-        let measured = report::objectives(state);
-        Row {
-            run_id: state.run_id.clone(),
-            started_at: state.started_at,
-            mode: state.mode,
-            verdict: report::outcome(state),
-            exit_code: state.finished.map_or(0, |(_, code)| code),
-            rto: measured.rto,
-            rpo: measured.rpo,
-            playbook_hash: state.playbook_hash.clone(),
-        }
-    }
-}
 
 /// Whether a run is history: it is over (a run waiting for approval or interrupted can still
 /// be resumed) and it did something (not a dry run).
 pub(crate) fn is_over(state: &RunState) -> bool {
-    !state.dry_run
-        && state.finished.is_some_and(|(_, code)| {
-            !matches!(
-                code,
-                crate::cli::exit::WAITING_FOR_APPROVAL | crate::cli::exit::INTERRUPTED
-            )
-        })
+    !state.dry_run && state.outcome().is_some_and(Outcome::is_over)
 }
 
 /// The runs of `playbook` that are history, oldest first.
@@ -85,7 +50,7 @@ pub(crate) fn playbooks(runs: &[RunState]) -> Vec<String> {
 /// the newest run's plan, weighed with all of them.
 pub(crate) fn next_run(runs: &[&RunState]) -> Option<Prediction> {
     let newest = runs.last()?;
-    let steps = newest.plan.iter().map(PlanStep::from_planned).collect();
+    let steps = PlanStep::of_run(newest);
     Forecast::new(steps, &History::from_runs(runs), newest.rto).map(|f| f.prediction())
 }
 
@@ -109,7 +74,7 @@ pub(crate) fn trend(rows: &[Row]) -> String {
     let Some(median) = crate::predict::median(&before) else {
         return format!(
             "RTO {}; no earlier run reached the clock stop to compare with",
-            report::format_duration(achieved)
+            format_duration(achieved)
         );
     };
     let which = if before.len() == 1 {
@@ -129,7 +94,7 @@ pub(crate) fn trend(rows: &[Row]) -> String {
     } else {
         format!("as fast as {which}")
     };
-    format!("RTO {}, {comparison}", report::format_duration(achieved))
+    format!("RTO {}, {comparison}", format_duration(achieved))
 }
 
 /// One playbook's history, ready to print.
@@ -168,7 +133,7 @@ fn date(at: Timestamp) -> String {
 fn against(measure: &Measure) -> String {
     let achieved = measure
         .achieved
-        .map(report::format_duration)
+        .map(format_duration)
         .unwrap_or_else(|| "—".into());
     let objective = measure
         .objective
@@ -181,7 +146,7 @@ fn cells(row: &Row) -> [String; 6] {
     [
         date(row.started_at),
         row.run_id.clone(),
-        report::mode_name(row.mode).to_string(),
+        row.mode.name().to_string(),
         row.verdict.to_string(),
         against(&row.rto),
         against(&row.rpo),
@@ -207,7 +172,7 @@ pub(crate) fn render_text(entries: &[Entry]) -> String {
         let _ = writeln!(out, "{}", entry.name);
         let mut rows = vec![HEADINGS.map(str::to_string)];
         rows.extend(entry.rows.iter().map(cells));
-        out.push_str(&crate::report::columns(&rows, "  "));
+        out.push_str(&columns(&rows, "  "));
         let _ = writeln!(out, "trend: {}", entry.trend);
         let _ = writeln!(out, "{}", entry.next());
     }
@@ -280,7 +245,8 @@ struct JsonRun<'a> {
 /// millisecond), `null` where nothing was achieved or promised.
 pub(crate) fn render_json(entries: &[Entry]) -> String {
     let seconds = |d: Option<SignedDuration>| d.map(|d| d.as_millis() as f64 / 1000.0);
-    let objective = |measure: &Measure| seconds(measure.objective.map(report::signed));
+    let objective =
+        |measure: &Measure| seconds(measure.objective.map(crate::duration::Duration::signed));
     let history = JsonHistory {
         playbooks: entries
             .iter()
@@ -292,7 +258,7 @@ pub(crate) fn render_json(entries: &[Entry]) -> String {
                     .map(|row| JsonRun {
                         run_id: &row.run_id,
                         started_at: row.started_at.to_string(),
-                        mode: report::mode_name(row.mode),
+                        mode: row.mode.name(),
                         verdict: row.verdict,
                         exit_code: row.exit_code,
                         rto_seconds: seconds(row.rto.achieved),
@@ -315,7 +281,7 @@ pub(crate) fn render_json(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{Journal, planned};
+    use crate::fixtures::{Journal, planned};
 
     /// A finished run of `database-restore` whose clock stops after `seconds` (or never).
     fn run(id: &str, start: i64, seconds: Option<i64>, code: u8) -> RunState {
@@ -328,14 +294,14 @@ mod tests {
         journal.finish(seconds.unwrap_or(1), code);
         let mut state = journal.state();
         state.run_id = id.into();
-        state.started_at = crate::report::fixtures::at(start);
+        state.started_at = crate::fixtures::at(start);
         // The fixture starts the clock at its own base: keep RTOs as given.
         for step in &mut state.steps {
             for attempt in &mut step.attempts {
-                attempt.started_at = crate::report::fixtures::at(start);
+                attempt.started_at = crate::fixtures::at(start);
                 attempt.finished_at = attempt
                     .finished_at
-                    .map(|_| crate::report::fixtures::at(start + seconds.unwrap_or(0)));
+                    .map(|_| crate::fixtures::at(start + seconds.unwrap_or(0)));
             }
         }
         state

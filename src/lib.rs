@@ -2,7 +2,9 @@
 //!
 //! The pipeline is visible in the modules: [`loader`] reads YAML into a positioned tree,
 //! [`validate`] turns it into a [`model::Playbook`] (or every error at once), [`plan`] makes
-//! it a DAG. Each step kind lives in its own file under [`steps`].
+//! it a DAG, [`engine`] runs it into a journal, [`state`] folds the journal back, and
+//! [`report`] tells what happened. Each step kind lives in its own file under [`steps`].
+//! ARCHITECTURE.md gives the layers and what each may import.
 
 pub mod checksums;
 pub mod cli;
@@ -12,14 +14,21 @@ pub mod due;
 pub mod duration;
 pub mod engine;
 pub mod event;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod format;
 pub mod history;
+pub mod human;
 pub mod journal;
 pub mod loader;
 pub mod lock;
 pub mod manifest;
+pub mod measure;
 pub mod model;
+pub mod outcome;
 pub mod plan;
 pub mod predict;
+pub mod progress;
 pub mod projection;
 pub mod report;
 pub mod runs;

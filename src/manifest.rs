@@ -61,11 +61,6 @@ impl Manifest {
     }
 }
 
-/// Bytes as lowercase hex, as SHA-256 digests are written in manifests.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `20261124T181500.123Z.dump`: sortable, and safe as a file name.
 pub fn dump_key(at: Timestamp) -> String {
     format!("{}{DUMP_SUFFIX}", at.strftime("%Y%m%dT%H%M%S%.3fZ"))

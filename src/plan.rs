@@ -234,18 +234,18 @@ impl Plan {
         out
     }
 
-    /// The plan for tools. `prediction` is what past runs say about this one
-    /// (`Prediction::to_json`), or `null` without history.
-    pub fn render_json(&self, prediction: Option<crate::predict::PredictionJson>) -> String {
+    /// The plan for tools. `prediction` is what past runs say about this one (the caller
+    /// gives the prediction's JSON form), or `null` without history.
+    pub fn render_json(&self, prediction: Option<impl Serialize>) -> String {
         #[derive(Serialize)]
-        struct JsonPlan<'a> {
+        struct JsonPlan<'a, P> {
             name: &'a str,
             objectives: &'a crate::model::Objectives,
             stages: Vec<Vec<&'a str>>,
             cleanup_stages: Vec<Vec<&'a str>>,
             critical_path: Vec<&'a str>,
             steps: &'a [crate::model::Step],
-            prediction: Option<crate::predict::PredictionJson>,
+            prediction: Option<P>,
         }
         let ids = |stages: &'_ [Vec<usize>]| -> Vec<Vec<&str>> {
             stages

@@ -18,8 +18,9 @@ use jiff::SignedDuration;
 
 use crate::duration::Duration;
 use crate::event::{PlannedStep, Status};
-use crate::report::format_duration;
+use crate::format::format_duration;
 use crate::state::{RunState, StepState};
+use crate::steps::Kind;
 
 /// Only the newest runs count: they describe the systems as they are now.
 pub(crate) const MAX_RUNS: usize = 20;
@@ -32,27 +33,44 @@ const TIE_BREAK: f64 = 1e-9;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PlanStep {
     pub id: String,
-    pub kind: String,
+    pub kind: Option<Kind>,
     pub needs: Vec<String>,
     pub cleanup: bool,
     pub clock_stop: bool,
 }
 
 impl PlanStep {
-    pub(crate) fn from_planned(step: &PlannedStep) -> PlanStep {
+    /// A step of a run's recorded plan, with the kind the journal's fold parsed.
+    pub(crate) fn from_planned(step: &PlannedStep, kind: Option<Kind>) -> PlanStep {
         PlanStep {
             id: step.id.clone(),
-            kind: step.kind.clone(),
+            kind,
             needs: step.needs.clone(),
             cleanup: step.cleanup,
             clock_stop: step.clock_stop,
         }
     }
 
+    /// The plan a run recorded.
+    pub(crate) fn of_run(run: &RunState) -> Vec<PlanStep> {
+        run.plan
+            .iter()
+            .map(|step| PlanStep::from_planned(step, run.step(&step.id).and_then(|s| s.kind)))
+            .collect()
+    }
+
+    /// A hand-made plan, for tests: kinds parsed from their names.
+    #[cfg(test)]
+    pub(crate) fn of_plan(plan: &[PlannedStep]) -> Vec<PlanStep> {
+        plan.iter()
+            .map(|step| PlanStep::from_planned(step, Kind::parse(&step.kind)))
+            .collect()
+    }
+
     pub(crate) fn from_model(step: &crate::model::Step) -> PlanStep {
         PlanStep {
             id: step.id.clone(),
-            kind: step.kind.name().to_string(),
+            kind: Some(step.kind),
             needs: step.needs.clone(),
             cleanup: step.cleanup,
             clock_stop: step.clock_stop,
@@ -104,7 +122,7 @@ impl History {
     /// for the kinds whose time follows the data; `None` when the step never succeeded before.
     pub(crate) fn estimate(&self, step: &PlanStep) -> Option<Estimate> {
         let samples = self.samples.get(&step.id)?;
-        let newest = if scales_with_size(&step.kind) {
+        let newest = if step.kind.is_some_and(Kind::scales_with_size) {
             samples.iter().rev().find_map(|sample| sample.bytes)
         } else {
             None
@@ -124,11 +142,6 @@ impl History {
             p90: nearest_rank(&seconds, 90.0)?,
         })
     }
-}
-
-/// The kinds whose duration grows with the bytes they move.
-fn scales_with_size(kind: &str) -> bool {
-    matches!(kind, "backup" | "restore" | "sync")
 }
 
 /// A succeeded step's active time and size. Attempts cut short by a crash (no end recorded)
@@ -386,8 +399,7 @@ pub struct Prediction {
 impl Prediction {
     /// A bad but not unusual run (the 90th percentile) would miss the objective.
     pub(crate) fn may_miss(&self) -> bool {
-        self.rto
-            .is_some_and(|rto| self.p90 > crate::report::signed(rto))
+        self.rto.is_some_and(|rto| self.p90 > rto.signed())
     }
 
     /// The stable JSON form `history` and `plan --format json` share.
@@ -396,7 +408,7 @@ impl Prediction {
         PredictionJson {
             median_seconds: seconds(self.median),
             p90_seconds: seconds(self.p90),
-            rto_seconds: self.rto.map(|rto| seconds(crate::report::signed(rto))),
+            rto_seconds: self.rto.map(|rto| seconds(rto.signed())),
             runs: self.runs,
             unknown_steps: self.unknown_steps,
             critical_path: self.critical_path.clone(),
@@ -456,7 +468,7 @@ mod tests {
 
     use super::*;
     use crate::event::Event;
-    use crate::report::fixtures::{Journal, planned};
+    use crate::fixtures::{Journal, planned};
 
     fn step(id: &str, kind: &str, needs: &[&str]) -> PlannedStep {
         let mut step = planned(id, kind);
@@ -491,7 +503,7 @@ mod tests {
     fn forecast(plan: &[PlannedStep], runs: &[RunState]) -> Forecast {
         let refs: Vec<&RunState> = runs.iter().collect();
         Forecast::new(
-            plan.iter().map(PlanStep::from_planned).collect(),
+            PlanStep::of_plan(plan),
             &History::from_runs(&refs),
             Duration::parse("30m").ok(),
         )

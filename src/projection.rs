@@ -9,8 +9,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
-use crate::engine::human::Observer;
 use crate::event::{Event, Record, Status};
+use crate::human::Observer;
 use crate::predict::{self, Forecast, History, PlanStep, Prediction, Progress};
 use crate::state::RunState;
 
@@ -162,7 +162,7 @@ impl Projection {
         let known = self
             .projected(now)
             .unwrap_or_else(|| now.duration_since(self.clock_start));
-        known > crate::report::signed(rto)
+        known > rto.signed()
     }
 }
 
@@ -193,7 +193,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::report::fixtures::{Journal, at, planned};
+    use crate::fixtures::{Journal, at, planned};
 
     fn plan() -> Vec<crate::event::PlannedStep> {
         let mut b = planned("b", "command");
@@ -205,7 +205,7 @@ mod tests {
     fn projection(history: &[RunState]) -> Projection {
         let runs: Vec<&RunState> = history.iter().collect();
         Projection::new(
-            plan().iter().map(PlanStep::from_planned).collect(),
+            PlanStep::of_plan(&plan()),
             &History::from_runs(&runs),
             Duration::parse("5m").ok(),
             at(0),

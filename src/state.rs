@@ -7,6 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
 use crate::event::{Ask, Event, Mode, PlannedStep, Record, Status};
+use crate::outcome::Outcome;
+use crate::steps::Kind;
 
 #[derive(Clone, Debug)]
 pub struct RunState {
@@ -76,6 +78,9 @@ pub struct PostMortemNotes {
 #[derive(Clone, Debug)]
 pub struct StepState {
     pub id: String,
+    /// Its kind, from the plan that names it (parsed once, here); `None` for a kind this
+    /// version does not know.
+    pub kind: Option<Kind>,
     pub status: Status,
     pub attempts: Vec<Attempt>,
     pub outputs: BTreeMap<String, serde_json::Value>,
@@ -124,6 +129,7 @@ impl StepState {
     fn new(id: &str) -> StepState {
         StepState {
             id: id.to_owned(),
+            kind: None,
             status: Status::Pending,
             attempts: Vec::new(),
             outputs: BTreeMap::new(),
@@ -186,6 +192,24 @@ impl RunState {
         &mut self.steps[index]
     }
 
+    /// Every planned step with its state, in plan order.
+    pub fn planned_steps(&self) -> Vec<(&PlannedStep, &StepState)> {
+        self.plan
+            .iter()
+            .filter_map(|plan| Some((plan, self.step(&plan.id)?)))
+            .collect()
+    }
+
+    /// How the run ended, from its recorded exit code; `None` while it has not.
+    pub fn outcome(&self) -> Option<Outcome> {
+        self.finished.map(|(_, code)| Outcome::from_code(code))
+    }
+
+    /// The outcome's word, or `unfinished`.
+    pub fn outcome_name(&self) -> &'static str {
+        self.outcome().map_or("unfinished", Outcome::name)
+    }
+
     /// When the RTO clock started: the declared incident time, or the run's start.
     pub fn clock_start(&self) -> Timestamp {
         self.declared_at.unwrap_or(self.started_at)
@@ -199,11 +223,19 @@ impl RunState {
             .fold(SignedDuration::ZERO, |a, b| a + b)
     }
 
-    /// Whether the plan says `id` is a notify step: its finishes are messages sent.
-    fn is_notify(&self, id: &str) -> bool {
-        self.plan
-            .iter()
-            .any(|planned| planned.id == id && planned.kind == "notify")
+    /// Whether `id` is a step whose finishes are messages sent (a notify step).
+    fn sends_messages(&self, id: &str) -> bool {
+        self.step(id)
+            .and_then(|step| step.kind)
+            .is_some_and(Kind::sends_messages)
+    }
+
+    /// The plan's steps in the state, with their kinds.
+    fn adopt_plan(&mut self, plan: &[PlannedStep]) {
+        self.plan = plan.to_vec();
+        for planned in plan {
+            self.step_mut(&planned.id).kind = Kind::parse(&planned.kind);
+        }
     }
 
     /// Folds a journal into a state. The first record must start the run.
@@ -248,8 +280,8 @@ impl RunState {
             vars: vars.clone(),
             secrets_file: secrets_file.clone(),
             max_parallel: *max_parallel,
-            plan: steps.clone(),
-            steps: steps.iter().map(|s| StepState::new(&s.id)).collect(),
+            plan: Vec::new(),
+            steps: Vec::new(),
             resumes: Vec::new(),
             interruptions: Vec::new(),
             finished: None,
@@ -257,6 +289,7 @@ impl RunState {
             notifications: Vec::new(),
             notes: None,
         };
+        state.adopt_plan(steps);
         for record in &records[1..] {
             state.apply(record);
         }
@@ -279,10 +312,7 @@ impl RunState {
                 self.playbook_hash = playbook_hash.clone();
                 self.finished = None;
                 if let Some(plan) = steps {
-                    self.plan = plan.clone();
-                    for planned in plan {
-                        self.step_mut(&planned.id);
-                    }
+                    self.adopt_plan(plan);
                 }
             }
             Event::StepStarted { step, attempt, .. } => {
@@ -306,7 +336,7 @@ impl RunState {
                 error,
                 evidence,
             } => {
-                if self.is_notify(step) && *status != Status::Cancelled {
+                if self.sends_messages(step) && *status != Status::Cancelled {
                     self.notifications.push(Notification {
                         step: step.clone(),
                         at,
@@ -437,6 +467,22 @@ fn text_output(outputs: &BTreeMap<String, serde_json::Value>, name: &str) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcome_follows_the_exit_code() {
+        let mut journal = crate::fixtures::Journal::start(vec![], None, None, None);
+        assert_eq!(journal.state().outcome_name(), "unfinished");
+        for (code, word) in [
+            (0, "succeeded"),
+            (1, "failed"),
+            (3, "objective_missed"),
+            (4, "waiting_approval"),
+            (130, "interrupted"),
+        ] {
+            journal.finish(10, code);
+            assert_eq!(journal.state().outcome_name(), word, "exit {code}");
+        }
+    }
 
     fn record(seq: u64, second: i64, event: Event) -> Record {
         Record {

@@ -124,10 +124,7 @@ impl Context {
         // Without a projection, the time elapsed is all that is known.
         let over_rto = match projection {
             Some(projection) => projection.over_rto(now),
-            None => self
-                .run
-                .rto
-                .is_some_and(|rto| elapsed > crate::report::signed(rto)),
+            None => self.run.rto.is_some_and(|rto| elapsed > rto.signed()),
         };
         let eta = projection.and_then(|p| p.eta(now)).map_or_else(
             || "unknown".to_string(),
@@ -135,16 +132,16 @@ impl Context {
         );
         let run = minijinja::context! {
             id => &self.run.id,
-            mode => match self.run.mode { Mode::Drill => "drill", Mode::Incident => "incident" },
+            mode => self.run.mode.name(),
             playbook => &self.run.playbook,
             started_at => self.run.started_at.to_string(),
             declared_at => clock_start.to_string(),
-            elapsed => crate::report::format_duration(elapsed),
+            elapsed => crate::format::format_duration(elapsed),
             rto => self.run.rto.map(|d| d.to_string()),
             rpo => self.run.rpo.map(|d| d.to_string()),
             current_step => current_step,
             eta => eta,
-            projected => projected.map_or_else(|| "unknown".to_string(), crate::report::format_duration),
+            projected => projected.map_or_else(|| "unknown".to_string(), crate::format::format_duration),
             over_rto => over_rto,
             status => "running",
             dry_run => self.run.dry_run,
@@ -288,8 +285,8 @@ mod tests {
 
     #[test]
     fn run_fields_project_the_clock_stop_from_history() {
-        use crate::predict::{History, PlanStep};
-        use crate::report::fixtures::{Journal, planned};
+        use crate::fixtures::{Journal, planned};
+        use crate::predict::History;
         let mut stop = planned("recover", "command");
         stop.clock_stop = true;
         // The one earlier run took an hour against a 30 minute objective.
@@ -299,7 +296,7 @@ mod tests {
         let started_at = Timestamp::now();
         let rto = Duration::parse("30m").ok();
         let projection = Arc::new(crate::projection::Projection::new(
-            vec![PlanStep::from_planned(&stop)],
+            crate::predict::PlanStep::of_plan(&[stop]),
             &History::from_runs(&[&past]),
             rto,
             started_at,

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use crate::event::{Event, Record};
 use crate::journal::Journal;
+use crate::progress::Progress;
 use crate::secrets::Masker;
-use crate::steps::Progress;
 
-use super::human::Observer;
+use crate::human::Observer;
 
 pub(crate) struct Emitter {
     journal: Mutex<Journal>,

@@ -7,7 +7,8 @@
 
 mod context;
 mod emit;
-pub mod human;
+
+mod refusal;
 mod retry;
 mod run;
 mod step;
@@ -19,35 +20,20 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use crate::cli::exit;
 use crate::event::{Event, Mode, PlannedStep, Status};
 use crate::journal::Journal;
-use crate::lock::{LockError, RunLock};
+use crate::lock::RunLock;
 use crate::model::Playbook;
+use crate::outcome::Outcome;
 use crate::projection::Projection;
 use crate::runs::{self, StateDir};
 use crate::secrets::{Masker, Secrets};
 use crate::state::RunState;
 use crate::validate;
 
+use crate::human::{Observer, Operator};
 use context::{Context, RunFields};
-use human::{Observer, Operator};
-
-/// Why a run did not start (or was refused), with the exit code to leave with.
-#[derive(Debug)]
-pub struct Refusal {
-    pub message: String,
-    pub code: u8,
-}
-
-impl Refusal {
-    fn usage(message: impl Into<String>) -> Refusal {
-        Refusal {
-            message: message.into(),
-            code: exit::INVALID,
-        }
-    }
-}
+pub use refusal::{Again, Refusal};
 
 pub struct RunOptions {
     pub file: PathBuf,
@@ -61,8 +47,6 @@ pub struct RunOptions {
     pub state_dir: StateDir,
     pub declared_at: Option<Timestamp>,
     pub max_parallel: usize,
-    /// Colour in diagnostics (a terminal without NO_COLOR).
-    pub color: bool,
     /// Runs already in the state directory (the caller reads them): those of this playbook
     /// predict this one's RTO.
     pub past_runs: Vec<RunState>,
@@ -105,10 +89,7 @@ pub struct Prepared {
 /// Validates the playbook, resolves variables and secrets, takes the lock and starts the
 /// journal of a new run.
 pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
-    let (source, playbook) = validate::load(&options.file).map_err(|invalid| Refusal {
-        message: invalid.render(options.color),
-        code: exit::INVALID,
-    })?;
+    let (source, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
     for step in options.approve.iter() {
         if playbook.step(step).is_none() {
             return Err(Refusal::usage(format!(
@@ -154,9 +135,11 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
     )?;
     let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
     let run_dir = options.state_dir.run_dir(&run_id);
-    let journal = Journal::create(&run_dir).map_err(|e| Refusal {
-        message: format!("cannot start the journal in {}: {e}", run_dir.display()),
-        code: exit::STEP_FAILED,
+    let journal = Journal::create(&run_dir).map_err(|e| {
+        Refusal::Failed(format!(
+            "cannot start the journal in {}: {e}",
+            run_dir.display()
+        ))
     })?;
     let first_event = Event::RunStarted {
         run_id: run_id.clone(),
@@ -205,27 +188,17 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
 pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let dir = &options.state_dir;
     let state = dir.load(&options.run_id).map_err(Refusal::usage)?;
-    if let Some((_, code)) = state
-        .finished
-        .filter(|(_, c)| matches!(*c, exit::OK | exit::OBJECTIVE_MISSED))
-    {
-        return Err(Refusal {
-            message: format!(
-                "run {} already finished ({}); there is nothing to resume",
-                state.run_id,
-                crate::report::outcome(&state)
-            ),
-            code,
+    if let Some(outcome) = state.outcome().filter(|outcome| outcome.recovered()) {
+        return Err(Refusal::Finished {
+            run_id: state.run_id,
+            outcome,
+            again: Again::Resume,
         });
     }
     let file = PathBuf::from(&state.file);
-    let (source, playbook) = validate::load(&file).map_err(|invalid| Refusal {
-        message: format!(
-            "cannot resume run {}: its playbook no longer validates\n{}",
-            state.run_id,
-            invalid.render(false)
-        ),
-        code: exit::INVALID,
+    let (source, playbook) = validate::load(&file).map_err(|invalid| Refusal::NoLongerValid {
+        run_id: state.run_id.clone(),
+        invalid,
     })?;
     let changed = source.hash() != state.playbook_hash;
     if changed && !options.accept_changed_playbook {
@@ -242,9 +215,11 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let lock = lock(dir, &playbook.name, &state.run_id)?;
     // Read again under the lock: a process that held it may have written more.
     let run_dir = dir.run_dir(&state.run_id);
-    let (journal, replay) = Journal::reopen(&run_dir).map_err(|e| Refusal {
-        message: format!("cannot reopen the journal of run {}: {e}", state.run_id),
-        code: exit::STEP_FAILED,
+    let (journal, replay) = Journal::reopen(&run_dir).map_err(|e| {
+        Refusal::Failed(format!(
+            "cannot reopen the journal of run {}: {e}",
+            state.run_id
+        ))
     })?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
     let projection = projection(
@@ -301,13 +276,13 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     })
 }
 
-/// Runs a prepared run to its end or its next pause. Returns the exit code and the state
+/// Runs a prepared run to its end or its next pause. Returns how it ended and the state
 /// folded from the journal (for the summary).
 pub async fn execute(
     prepared: Prepared,
     operator: Arc<dyn Operator>,
     observers: Vec<Arc<dyn Observer>>,
-) -> Result<(u8, RunState), String> {
+) -> Result<(Outcome, RunState), String> {
     let journal_path = prepared.journal.path().to_path_buf();
     // The projection sees each record first, so the displays read it up to date.
     let observers = std::iter::once(prepared.projection.clone() as Arc<dyn Observer>)
@@ -350,36 +325,33 @@ pub async fn execute(
     }
     let runner = run::Runner::new(shared, prepared.max_parallel);
     let shared = runner.shared();
-    let code = runner.run().await?;
+    let outcome = runner.run().await?;
     // Throwaway clusters go when the run is over; a run that pauses keeps them for `resume`.
-    if !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED) {
+    if outcome.is_over() {
         for removed in crate::connect::cluster::destroy_all(&clusters).await {
             tracing::info!("removed {removed}");
         }
     }
     let state = fold(&journal_path)?;
-    let code = run::final_exit(code, &state);
-    post_mortem_notes(&shared, code, &state).await?;
-    shared
-        .emitter
-        .emit(Event::RunFinished { exit_code: code })?;
+    let outcome = run::final_outcome(outcome, &state);
+    post_mortem_notes(&shared, outcome).await?;
+    shared.emitter.emit(Event::RunFinished {
+        exit_code: outcome.code(),
+    })?;
     shared.emitter.finish();
     let state = fold(&journal_path)?;
-    Ok((code, state))
+    Ok((outcome, state))
 }
 
 /// Incident mode at a terminal: once the run is over for good, whatever its outcome, the
 /// operator is asked for the root cause and the remediation, and the answer is journalled
 /// (masked like everything else) for the post-mortem. A run that paused (exit 4) or was
 /// interrupted (130) is not over: it is asked when a resume ends it.
-async fn post_mortem_notes(shared: &run::Shared, code: u8, state: &RunState) -> Result<(), String> {
-    let over = !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED);
-    if shared.mode != Mode::Incident || !over || !shared.operator.interactive() {
+async fn post_mortem_notes(shared: &run::Shared, outcome: Outcome) -> Result<(), String> {
+    if shared.mode != Mode::Incident || !outcome.is_over() || !shared.operator.interactive() {
         return Ok(());
     }
-    let mut ended = state.clone();
-    ended.finished = Some((Timestamp::now(), code));
-    let outcome = crate::report::outcome(&ended).replace('_', " ");
+    let outcome = outcome.name().replace('_', " ");
     let operator = shared.operator.clone();
     let notes = tokio::task::spawn_blocking(move || operator.post_mortem(&outcome))
         .await
@@ -448,14 +420,15 @@ pub fn approve(
             question.approvers
         )));
     }
-    let _lock = lock(state_dir, &state.playbook, run_id).map_err(|mut refusal| {
-        refusal.message.push_str("; answer at its terminal");
-        refusal
-    })?;
-    let (mut journal, _) = Journal::reopen(&state_dir.run_dir(run_id)).map_err(|e| Refusal {
-        message: format!("cannot open the journal of run {run_id}: {e}"),
-        code: exit::STEP_FAILED,
-    })?;
+    let _lock =
+        RunLock::acquire(&state_dir.lock_path(&state.playbook), run_id).map_err(|error| {
+            Refusal::Locked {
+                error,
+                at_terminal: true,
+            }
+        })?;
+    let (mut journal, _) = Journal::reopen(&state_dir.run_dir(run_id))
+        .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     journal
         .append(Event::ApprovalDecided {
             step: step.to_string(),
@@ -465,10 +438,7 @@ pub fn approve(
             reason,
             pre_approved: false,
         })
-        .map_err(|e| Refusal {
-            message: format!("cannot write the journal of run {run_id}: {e}"),
-            code: exit::STEP_FAILED,
-        })?;
+        .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
     let verb = match (question.ask, approved) {
         (crate::event::Ask::Attest, true) => "attested",
         (_, true) => "approved",
@@ -488,10 +458,7 @@ pub fn approve(
 /// What `--dry-run` shows: every step with its parameters rendered, secrets masked, step
 /// outputs as placeholders. Touches nothing: no state directory, no journal, no lock.
 pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
-    let (_, playbook) = validate::load(&options.file).map_err(|invalid| Refusal {
-        message: invalid.render(options.color),
-        code: exit::INVALID,
-    })?;
+    let (_, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
     let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
     let masker = secrets.masker();
     let fields = RunFields {
@@ -535,10 +502,7 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
     let mut out = format!(
         "Dry run of {} ({} mode): nothing was touched.\n",
         playbook.name,
-        match options.mode {
-            Mode::Drill => "drill",
-            Mode::Incident => "incident",
-        }
+        options.mode.name()
     );
     let mut errors = Vec::new();
     for step in &playbook.steps {
@@ -585,10 +549,7 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(Refusal::usage(format!(
-            "{out}\nthese templates do not resolve:\n  {}",
-            errors.join("\n  ")
-        )))
+        Err(Refusal::Unresolved { plan: out, errors })
     }
 }
 
@@ -730,12 +691,9 @@ fn recover_vars(
 }
 
 fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {
-    RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(|error| Refusal {
-        code: match error {
-            LockError::Held { .. } => exit::INVALID,
-            LockError::Io { .. } => exit::STEP_FAILED,
-        },
-        message: error.to_string(),
+    RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(|error| Refusal::Locked {
+        error,
+        at_terminal: false,
     })
 }
 
@@ -743,16 +701,12 @@ fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal
 /// an unfinished one is resumed explicitly.
 fn already_there(dir: &StateDir, run_id: &str) -> Refusal {
     match dir.load(run_id) {
-        Ok(state) => match state.finished {
-            Some((_, code)) if !matches!(code, exit::WAITING_FOR_APPROVAL | exit::INTERRUPTED) => {
-                Refusal {
-                    message: format!(
-                        "run {run_id} already ran ({}); not running it again",
-                        crate::report::outcome(&state)
-                    ),
-                    code,
-                }
-            }
+        Ok(state) => match state.outcome() {
+            Some(outcome) if outcome.is_over() => Refusal::Finished {
+                run_id: run_id.to_string(),
+                outcome,
+                again: Again::Run,
+            },
             _ => Refusal::usage(format!(
                 "run {run_id} exists and has not finished; continue it with: drillbook resume {run_id}"
             )),
@@ -801,17 +755,16 @@ steps:
             state_dir: state_dir.clone(),
             declared_at: None,
             max_parallel: 1,
-            color: false,
             past_runs: Vec::new(),
         })
         .expect("prepare");
         let real = std::time::Instant::now();
         let virtual_start = tokio::time::Instant::now();
-        let (code, state) = execute(prepared, Arc::new(human::Nobody), Vec::new())
+        let (code, state) = execute(prepared, Arc::new(crate::human::Nobody), Vec::new())
             .await
             .expect("run");
         let waited = virtual_start.elapsed();
-        assert_eq!(code, exit::OK);
+        assert_eq!(code, Outcome::Succeeded);
         let flaky = state.step("flaky").expect("flaky");
         let statuses: Vec<Status> = flaky.attempts.iter().map(|a| a.status).collect();
         assert_eq!(

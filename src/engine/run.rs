@@ -13,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, StepView};
 use super::emit::Emitter;
-use super::human::Operator;
 use super::step::{self, End, Fatal};
-use crate::cli::exit;
 use crate::event::{Ask, Event, Mode, Status};
+use crate::human::Operator;
 use crate::model::Playbook;
+use crate::outcome::Outcome;
 use crate::secrets::Masker;
 use crate::state::{RunState, StepState};
 
@@ -156,8 +156,8 @@ impl Runner {
         self.shared.clone()
     }
 
-    /// Runs to the end (or a pause for a human) and returns the exit code.
-    pub(crate) async fn run(mut self) -> Result<u8, Fatal> {
+    /// Runs to the end (or a pause for a human) and says how it ended.
+    pub(crate) async fn run(mut self) -> Result<Outcome, Fatal> {
         let main_cancel = CancellationToken::new();
         let cleanup_cancel = CancellationToken::new();
         let mut interrupts = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -237,13 +237,13 @@ impl Runner {
         }
 
         let exit = if matches!(stop, Some(Stop::Interrupted)) {
-            exit::INTERRUPTED
+            Outcome::Interrupted
         } else if paused {
-            exit::WAITING_FOR_APPROVAL
+            Outcome::WaitingApproval
         } else if stop.is_some() || self.any_failed() {
-            exit::STEP_FAILED
+            Outcome::Failed
         } else {
-            exit::OK
+            Outcome::Succeeded
         };
         self.shared.stop_repeats().await;
         Ok(exit)
@@ -390,16 +390,16 @@ fn said(status: Status) -> &'static str {
     }
 }
 
-/// Objectives decide between 0 and 3 once every step did its part.
-pub(crate) fn final_exit(code: u8, state: &RunState) -> u8 {
-    if code != exit::OK {
-        return code;
+/// Objectives decide between success and a missed objective once every step did its part.
+pub(crate) fn final_outcome(outcome: Outcome, state: &RunState) -> Outcome {
+    if outcome != Outcome::Succeeded {
+        return outcome;
     }
-    let objectives = crate::report::objectives(state);
+    let objectives = crate::measure::objectives(state);
     let missed = [objectives.rto.met, objectives.rpo.met].contains(&Some(false));
     if missed {
-        exit::OBJECTIVE_MISSED
+        Outcome::ObjectiveMissed
     } else {
-        exit::OK
+        Outcome::Succeeded
     }
 }

@@ -8,10 +8,10 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::context::StepView;
-use super::human::{Go, Question, Reply};
 use super::retry;
 use super::run::Shared;
 use crate::event::{Ask, Event, Mode, Status};
+use crate::human::{Go, Question, Reply};
 use crate::model::Step;
 use crate::state::StepState;
 use crate::steps::{Done, Kind, StepConfig, StepContext, StepFailure};
@@ -587,7 +587,7 @@ async fn run_once(
         decided: decided.map(|(by, at)| (by.as_str(), *at)),
         http: &shared.http,
         clock_start: shared.clock_start,
-        objectives: &shared.playbook.objectives,
+        rpo: shared.playbook.objectives.rpo,
     };
     let work = async {
         match step.params.run(&ctx).await {

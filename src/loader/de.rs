@@ -10,7 +10,8 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IntoDeserializer, Visitor};
 
-use super::node::{Node, Pos, Value};
+use super::node::{Node, Value};
+use crate::diagnostic::Pos;
 use crate::diagnostic::did_you_mean;
 
 /// An error found while reading a node into a raw type.

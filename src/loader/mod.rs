@@ -7,10 +7,9 @@ mod spanned;
 
 use std::path::Path;
 
-pub use node::Pos;
 pub use spanned::Spanned;
 
-use crate::diagnostic::Diagnostic;
+use crate::diagnostic::{Diagnostic, Pos};
 use node::Node;
 
 /// Playbooks are short; anything past this is a mistake (or an attack), not a procedure.

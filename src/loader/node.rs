@@ -9,13 +9,7 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// A place in the playbook's text: 1-based line and column, and the byte offset.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pos {
-    pub line: usize,
-    pub column: usize,
-    pub offset: usize,
-}
+use crate::diagnostic::Pos;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Node {

@@ -4,7 +4,7 @@ use std::marker::PhantomData;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
 
 use super::de::{SPANNED, SPANNED_FIELDS};
-use super::node::Pos;
+use crate::diagnostic::Pos;
 
 /// A raw value with the place it was written, so validation can point at it.
 #[derive(Clone, Debug)]

@@ -84,8 +84,8 @@ pub(crate) fn tally(count: &StepCount) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::communication_run;
     use super::*;
+    use crate::fixtures::communication_run;
 
     #[test]
     fn only_delivered_messages_count_as_sent() {

@@ -14,11 +14,9 @@ use serde::Serialize;
 use crate::event::Status;
 use crate::state::RunState;
 
-use super::{
-    Measure, decision_phrase, format_clock, format_duration, format_margin, format_time,
-    is_failure, mode_name, objectives, outcome, recovery_time, report_steps, run_end, short_hash,
-    signed, step_duration, total_duration,
-};
+use super::{decision_phrase, is_failure, report_steps};
+use crate::format::{format_clock, format_duration, format_margin, format_time, short_hash};
+use crate::measure::{Measure, objectives, recovery_time, run_end, step_duration, total_duration};
 
 /// The name ends in `.html.j2` so minijinja turns HTML auto-escaping on.
 const TEMPLATE_NAME: &str = "report.html.j2";
@@ -30,7 +28,7 @@ pub(crate) fn render(state: &RunState) -> String {
 
 /// The report with the "RTO against previous runs" section, from the history rows of the
 /// run's playbook (the section is left out when no earlier run finished).
-pub(crate) fn render_with_history(state: &RunState, history: &[crate::history::Row]) -> String {
+pub(crate) fn render_with_history(state: &RunState, history: &[crate::measure::Row]) -> String {
     let rto_history = serde_json::to_value(super::rto_history::chart(state, history))
         .map(|json| json_value(&json))
         .unwrap_or_else(|_| minijinja::Value::from(()));
@@ -159,7 +157,7 @@ fn view(state: &RunState) -> View {
         run_id: state.run_id.clone(),
         hash: state.playbook_hash.clone(),
         hash_short: short_hash(&state.playbook_hash).to_owned(),
-        mode: mode_name(state.mode),
+        mode: state.mode.name(),
         drill: state.mode == crate::event::Mode::Drill,
         dry_run: state.dry_run,
         operator: state.operator.clone(),
@@ -172,8 +170,8 @@ fn view(state: &RunState) -> View {
                 format_time(state.last_at)
             ),
         },
-        outcome: outcome(state),
-        outcome_class: match outcome(state) {
+        outcome: state.outcome_name(),
+        outcome_class: match state.outcome_name() {
             "succeeded" => "good",
             "failed" | "objective_missed" | "interrupted" => "bad",
             _ => "open",
@@ -463,7 +461,7 @@ pub(crate) fn gantt(state: &RunState) -> Gantt {
 
     let objective = state
         .rto
-        .map(|rto| signed(rto).as_millis() as f64)
+        .map(|rto| rto.signed().as_millis() as f64)
         .filter(|ms| *ms > 0.0);
     let latest = timed
         .iter()
@@ -555,7 +553,7 @@ pub(crate) fn gantt(state: &RunState) -> Gantt {
         rows,
         ticks,
         rto: state.rto.filter(|_| objective.is_some()).map(|rto| Marker {
-            x: x(signed(rto).as_millis() as f64),
+            x: x(rto.signed().as_millis() as f64),
             label: format!("RTO {rto}"),
         }),
     }
@@ -574,8 +572,8 @@ fn round(value: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{Journal, failed_run, planned};
     use super::*;
+    use crate::fixtures::{Journal, failed_run, planned};
 
     /// ` onclick=`, ` onload=` and the like: script by another name.
     fn has_event_handler(html: &str) -> bool {
@@ -588,7 +586,7 @@ mod tests {
 
     #[test]
     fn messages_sent_are_a_table_with_counts_per_step() {
-        let html = render(&super::super::fixtures::communication_run());
+        let html = render(&crate::fixtures::communication_run());
         assert!(html.contains("<h2>Messages sent</h2>"), "{html}");
         assert_eq!(html.matches("<tr class=\"message\">").count(), 7, "{html}");
         assert!(

@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::event::{Ask, Mode, Status};
 use crate::state::RunState;
 
-use super::{Measure, objectives, outcome, recovery_time, report_steps, signed, step_duration};
+use super::report_steps;
+use crate::measure::{Measure, objectives, recovery_time, step_duration};
 
 /// Bumped only if a field's meaning changes incompatibly (which the contract forbids); a
 /// reader can check it to be sure.
@@ -81,7 +82,7 @@ struct MeasureJson {
 impl From<&Measure> for MeasureJson {
     fn from(measure: &Measure) -> MeasureJson {
         MeasureJson {
-            objective_seconds: measure.objective.map(|o| seconds(signed(o))),
+            objective_seconds: measure.objective.map(|o| seconds(o.signed())),
             achieved_seconds: measure.achieved.map(seconds),
             margin_seconds: measure.margin().map(seconds),
             met: measure.met,
@@ -160,7 +161,7 @@ fn report(state: &RunState) -> Report<'_> {
         declared_at: state.declared_at,
         clock_started_at: state.clock_start(),
         finished_at: state.finished.map(|(at, _)| at),
-        outcome: outcome(state),
+        outcome: state.outcome_name(),
         exit_code: state.finished.map(|(_, code)| code),
         objectives: ObjectivesJson {
             rto: (&measured.rto).into(),
@@ -168,7 +169,7 @@ fn report(state: &RunState) -> Report<'_> {
         },
         human_wait_seconds: seconds(state.human_wait()),
         recovery_seconds: seconds(recovery_time(state, &measured)),
-        duration_seconds: seconds(super::total_duration(state)),
+        duration_seconds: seconds(crate::measure::total_duration(state)),
         resumes: state
             .resumes
             .iter()
@@ -262,8 +263,8 @@ pub(crate) fn render(state: &RunState) -> String {
 mod tests {
     use serde_json::{Value, json};
 
-    use super::super::fixtures::{RESTORE_ERROR, failed_run};
     use super::*;
+    use crate::fixtures::{RESTORE_ERROR, failed_run};
 
     fn parsed() -> Value {
         let text = render(&failed_run());
@@ -303,7 +304,7 @@ mod tests {
 
     #[test]
     fn notifications_are_listed_with_where_what_and_whether_delivered() {
-        let text = render(&super::super::fixtures::communication_run());
+        let text = render(&crate::fixtures::communication_run());
         let report: Value = serde_json::from_str(&text).expect("json");
         let notifications = report["notifications"].as_array().expect("array");
         assert_eq!(notifications.len(), 7);
@@ -469,8 +470,7 @@ mod tests {
         let mut found = Vec::new();
         walk(&parsed(), "", &mut found);
         let communication: Value =
-            serde_json::from_str(&render(&super::super::fixtures::communication_run()))
-                .expect("json");
+            serde_json::from_str(&render(&crate::fixtures::communication_run())).expect("json");
         assert!(communication["post_mortem_notes"].is_object());
         walk(&communication, "", &mut found);
         found.sort();

@@ -9,7 +9,8 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use crate::event::Status;
 use crate::state::{RunState, StepState};
 
-use super::{Measure, format_duration, objectives, step_duration, total_duration};
+use crate::format::format_duration;
+use crate::measure::{Measure, objectives, step_duration, total_duration};
 
 pub(crate) fn render(state: &RunState) -> String {
     let mut suite = TestSuite::new(state.playbook.as_str());
@@ -143,8 +144,8 @@ fn xml_escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{Journal, RESTORE_ERROR, failed_run, planned};
     use super::*;
+    use crate::fixtures::{Journal, RESTORE_ERROR, failed_run, planned};
 
     fn cases<'a>(document: &'a roxmltree::Document) -> Vec<roxmltree::Node<'a, 'a>> {
         document

@@ -11,10 +11,9 @@ use crate::event::Status;
 use crate::state::RunState;
 
 use super::communication;
-use super::{
-    Measure, ask_name, decision_phrase, format_clock, format_duration, format_margin, format_time,
-    is_failure, mode_name, objectives, outcome, recovery_time, report_steps, short_hash,
-};
+use super::{decision_phrase, is_failure, report_steps};
+use crate::format::{format_clock, format_duration, format_margin, format_time, short_hash};
+use crate::measure::{Measure, objectives, recovery_time};
 
 const TO_BE_WRITTEN: &str = "_To be written._";
 
@@ -24,7 +23,7 @@ pub(crate) fn render(state: &RunState) -> String {
         out,
         "# Post-mortem: {} ({})\n",
         inline(&state.playbook),
-        mode_name(state.mode)
+        state.mode.name()
     );
     if state.mode == crate::event::Mode::Drill {
         out.push_str(
@@ -128,7 +127,7 @@ fn summary(out: &mut String, state: &RunState) {
             "Mode",
             format!(
                 "{}{}",
-                mode_name(state.mode),
+                state.mode.name(),
                 if state.dry_run { " (dry run)" } else { "" }
             ),
         ),
@@ -152,7 +151,7 @@ fn summary(out: &mut String, state: &RunState) {
         .finished
         .map(|(_, code)| format!(" (exit {code})"))
         .unwrap_or_default();
-    rows.push(("Outcome", format!("**{}**{exit}", outcome(state))));
+    rows.push(("Outcome", format!("**{}**{exit}", state.outcome_name())));
     rows.push(("RTO", measure(&measured.rto, "not reached")));
     rows.push(("RPO", measure(&measured.rpo, "not measured")));
     rows.push(("Human wait", format_duration(state.human_wait())));
@@ -336,7 +335,7 @@ fn timeline(out: &mut String, state: &RunState) {
         rows.push(Row {
             at: Some(at),
             step: String::new(),
-            event: format!("run finished: {} (exit {code})", outcome(state)),
+            event: format!("run finished: {} (exit {code})", state.outcome_name()),
             duration: String::new(),
             attempts: String::new(),
             who: String::new(),
@@ -400,7 +399,7 @@ fn approvals(out: &mut String, state: &RunState) {
             out,
             "| `{}` | {} | {} | {} | {} | {} | {} |",
             cell(&step.id),
-            ask_name(decision.ask),
+            decision.ask.name(),
             decision_phrase(decision),
             cell(&decision.by),
             format_clock(decision.at, state.started_at),
@@ -511,8 +510,8 @@ fn inline(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{RESTORE_ERROR, failed_run};
     use super::*;
+    use crate::fixtures::{RESTORE_ERROR, failed_run};
 
     fn section<'a>(text: &'a str, heading: &str) -> &'a str {
         let start = text
@@ -650,8 +649,8 @@ mod tests {
 
     #[test]
     fn an_approval_comes_before_the_attempt_it_allowed_and_resumes_change_who() {
-        use super::super::fixtures::{Journal, planned};
         use crate::event::{Ask, Event};
+        use crate::fixtures::{Journal, planned};
         let mut journal = Journal::start(
             vec![planned("restore", "restore"), planned("flush", "flush")],
             None,
@@ -704,7 +703,7 @@ mod tests {
 
     #[test]
     fn communication_lists_every_message_and_counts_per_step() {
-        use super::super::fixtures::communication_run;
+        use crate::fixtures::communication_run;
         let state = communication_run();
         let text = render(&state);
         let communication = section(&text, "Communication");
@@ -754,8 +753,8 @@ mod tests {
 
     #[test]
     fn the_operators_notes_replace_the_placeholders() {
-        use super::super::fixtures::{Journal, planned};
         use crate::event::Event;
+        use crate::fixtures::{Journal, planned};
         let mut journal = Journal::start(vec![planned("a", "command")], None, None, None);
         journal.ok("a", 0, 5).push(
             6,

@@ -6,10 +6,11 @@
 use jiff::SignedDuration;
 use serde::Serialize;
 
-use crate::history::Row;
+use crate::measure::Row;
 use crate::state::RunState;
 
-use super::{Measure, format_duration, objectives, signed};
+use crate::format::format_duration;
+use crate::measure::{Measure, objectives};
 
 /// Enough runs to show a trend, few enough to stay a small section.
 const MAX_PREVIOUS: usize = 12;
@@ -67,7 +68,7 @@ pub(crate) fn chart(state: &RunState, history: &[Row]) -> Option<RtoChart> {
         this,
         true,
     ));
-    let objective = state.rto.map(signed);
+    let objective = state.rto.map(crate::duration::Duration::signed);
     let longest = bars
         .iter()
         .filter_map(|(_, _, measure, _)| measure.achieved)
@@ -107,8 +108,8 @@ fn round(value: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{Journal, at, planned};
     use super::*;
+    use crate::fixtures::{Journal, at, planned};
 
     /// A run whose clock stops `seconds` after a start `days` after the fixture's base.
     fn run(id: &str, days: i64, seconds: Option<i64>) -> RunState {

@@ -8,10 +8,9 @@ use crate::event::{PlannedStep, Status};
 use crate::state::{RunState, StepState};
 
 use super::communication;
-use super::{
-    Measure, decision_phrase, format_clock, format_duration, format_margin, format_time,
-    is_failure, objectives, outcome, recovery_time, report_steps, step_duration, total_duration,
-};
+use super::{decision_phrase, is_failure, report_steps};
+use crate::format::{format_clock, format_duration, format_margin, format_time};
+use crate::measure::{Measure, objectives, recovery_time, step_duration, total_duration};
 
 /// A failed step shows at most this many evidence lines: the last ones, where a program's
 /// output usually says what went wrong. The full evidence is in the other formats.
@@ -47,7 +46,7 @@ fn header(out: &mut String, state: &RunState) {
         out,
         "{:<12}{}{exit}",
         "outcome",
-        outcome(state).replace('_', " ").to_uppercase()
+        state.outcome_name().replace('_', " ").to_uppercase()
     );
     let ended = match state.finished {
         Some((at, _)) => format!("finished {}", format_clock(at, state.started_at)),
@@ -298,8 +297,8 @@ fn footer(out: &mut String, state: &RunState) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::{Journal, RESTORE_ERROR, failed_run, planned};
     use super::*;
+    use crate::fixtures::{Journal, RESTORE_ERROR, failed_run, planned};
 
     #[test]
     fn a_failed_run_shows_the_verdict_the_error_and_who_approved() {
@@ -367,7 +366,7 @@ mod tests {
 
     #[test]
     fn messages_are_counted_per_step_and_failures_listed() {
-        let text = render(&super::super::fixtures::communication_run());
+        let text = render(&crate::fixtures::communication_run());
         assert!(
             text.contains(
                 "\nmessages sent: 5 (declare 1, updates 3, restored 1) · 2 failed\n  ✗ declare at 08:00:02 to webhook hooks.slack.com: failed: the receiver answered HTTP 500 Internal Server Error: ok\n  ✗ updates at 08:02:06 (repeat) to POST status.example.com/api/v1/incidents: failed: could not send the notification: connection failed\n"

@@ -15,17 +15,16 @@ pub struct Approval {
     pub approvers: Option<u32>,
 }
 
-pub const OUTPUTS: &[&str] = &["approved_by", "decided_at"];
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Approval {
+    const NAME: &'static str = "approval";
+    const OUTPUTS: &'static [&'static str] = &["approved_by", "decided_at"];
+    const IDEMPOTENT: bool = true;
 
-impl Approval {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!("ask: {}", self.prompt)
     }
-}
 
-impl Approval {
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -38,14 +37,9 @@ impl Approval {
             ));
         }
     }
-}
 
-impl Approval {
     /// The gate has been passed by the time this runs: report who let it through.
-    pub(crate) fn run(
-        &self,
-        ctx: &super::StepContext<'_>,
-    ) -> Result<super::Done, super::StepFailure> {
+    async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         Ok(super::decision_outputs(ctx, "approved_by", "decided_at"))
     }
 }

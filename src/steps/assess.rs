@@ -9,8 +9,8 @@ use super::{Done, StepContext, StepFailure};
 use crate::connect::postgres::Target;
 use crate::connect::store::Store;
 use crate::duration::human_bytes;
+use crate::format::format_duration;
 use crate::manifest::{self, Manifest};
-use crate::report::format_duration;
 
 /// Lists the backups in `store`, skips incomplete ones (no manifest, size mismatch) and picks
 /// the newest good one — or the one named by `key`, or the newest taken before `before`.
@@ -41,8 +41,25 @@ pub enum OnRpoMiss {
     Fail,
 }
 
-impl Assess {
-    pub(crate) fn check(
+impl super::StepKind for Assess {
+    const NAME: &'static str = "assess";
+    const OUTPUTS: &'static [&'static str] = &[
+        "backup",
+        "taken_at",
+        "age",
+        "size",
+        "bytes",
+        "sha256",
+        "replication_lag",
+    ];
+    const IDEMPOTENT: bool = true;
+    const RPO_EVIDENCE: bool = true;
+
+    fn summary(&self) -> String {
+        format!("find the newest good backup in {}", self.store)
+    }
+
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -55,27 +72,8 @@ impl Assess {
             ));
         }
     }
-}
 
-pub const OUTPUTS: &[&str] = &[
-    "backup",
-    "taken_at",
-    "age",
-    "size",
-    "bytes",
-    "sha256",
-    "replication_lag",
-];
-pub const IDEMPOTENT: bool = true;
-
-impl Assess {
-    pub fn summary(&self) -> String {
-        format!("find the newest good backup in {}", self.store)
-    }
-}
-
-impl Assess {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let store = Store::open(&render(&self.store)?)
             .await
@@ -150,7 +148,7 @@ impl Assess {
             human_bytes(manifest.size),
             manifest.sha256
         ));
-        if let Some(rpo) = ctx.objectives.rpo {
+        if let Some(rpo) = ctx.rpo {
             let within = age.unsigned_abs() <= rpo.0 || age.is_negative();
             let verdict = if within { "within" } else { "over" };
             let line = format!(

@@ -50,18 +50,18 @@ pub enum DumpFormat {
     Directory,
 }
 
-pub const OUTPUTS: &[&str] = &["key", "manifest", "size", "sha256", "taken_at"];
-/// A second run writes a second backup under a new key: harmless.
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Backup {
+    const NAME: &'static str = "backup";
+    const OUTPUTS: &'static [&'static str] = &["key", "manifest", "size", "sha256", "taken_at"];
+    /// A second run writes a second backup under a new key: harmless.
+    const IDEMPOTENT: bool = true;
+    const SCALES_WITH_SIZE: bool = true;
 
-impl Backup {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!("pg_dump into {}", self.store)
     }
-}
 
-impl Backup {
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -81,13 +81,8 @@ impl Backup {
             ));
         }
     }
-}
 
-/// How long a connection to the database may take before the step says so.
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-impl Backup {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let database = render(&self.database)?;
         let store = Store::open(&render(&self.store)?)
@@ -315,6 +310,9 @@ impl Backup {
     }
 }
 
+/// How long a connection to the database may take before the step says so.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// `database: demo` makes a small database in a throwaway cluster to back up.
 pub const DEMO: &str = "demo";
 /// Where a run's throwaway clusters live, under its directory.
@@ -458,7 +456,7 @@ impl DumpStream {
     }
 
     fn finish(self) -> (u64, String) {
-        (self.size, manifest::hex(&self.hasher.finalize()))
+        (self.size, crate::format::hex(&self.hasher.finalize()))
     }
 }
 

@@ -34,18 +34,21 @@ pub struct Command {
     pub user: Option<String>,
 }
 
-pub const OUTPUTS: &[&str] = &["exit_code", "stdout", "stderr"];
-/// An arbitrary program may not be safe to repeat.
-pub const IDEMPOTENT: bool = false;
+impl super::StepKind for Command {
+    const NAME: &'static str = "command";
+    const OUTPUTS: &'static [&'static str] = &["exit_code", "stdout", "stderr"];
+    /// An arbitrary program may not be safe to repeat.
+    const IDEMPOTENT: bool = false;
 
-impl Command {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         self.run.value.join(" ")
     }
-}
 
-impl Command {
-    pub(crate) fn check(&self, out: &mut Vec<crate::diagnostic::Diagnostic>) {
+    fn check(
+        &self,
+        _node: &crate::loader::node::Node,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
         if self
             .run
             .value
@@ -59,35 +62,8 @@ impl Command {
             ));
         }
     }
-}
 
-/// The ids to start the program with to run it as `user`: none when we are that user already.
-fn switch_to(user: &str) -> Result<Option<(u32, u32)>, StepFailure> {
-    let found = crate::connect::cluster::lookup_user(user)
-        .ok_or_else(|| StepFailure::new(format!("`user`: no OS user `{user}` on this host")))?;
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if me == found.uid {
-        Ok(None)
-    } else if me == 0 {
-        Ok(Some((found.uid, found.gid)))
-    } else {
-        Err(StepFailure::new(format!(
-            "`user`: cannot run as `{user}`: drillbook is not running as root or as `{user}`"
-        )))
-    }
-}
-
-/// Captured output kept in memory for outputs and the report; the files keep everything.
-const STDOUT_KEPT: usize = 64 * 1024;
-const STDERR_KEPT: usize = 8 * 1024;
-/// Lines of output shown as evidence in the report.
-const EVIDENCE_LINES: usize = 10;
-/// How long a cancelled program gets between SIGTERM and SIGKILL.
-const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
-
-impl Command {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let argv = self
             .run
@@ -210,6 +186,31 @@ impl Command {
         }
     }
 }
+
+/// The ids to start the program with to run it as `user`: none when we are that user already.
+fn switch_to(user: &str) -> Result<Option<(u32, u32)>, StepFailure> {
+    let found = crate::connect::cluster::lookup_user(user)
+        .ok_or_else(|| StepFailure::new(format!("`user`: no OS user `{user}` on this host")))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if me == found.uid {
+        Ok(None)
+    } else if me == 0 {
+        Ok(Some((found.uid, found.gid)))
+    } else {
+        Err(StepFailure::new(format!(
+            "`user`: cannot run as `{user}`: drillbook is not running as root or as `{user}`"
+        )))
+    }
+}
+
+/// Captured output kept in memory for outputs and the report; the files keep everything.
+const STDOUT_KEPT: usize = 64 * 1024;
+const STDERR_KEPT: usize = 8 * 1024;
+/// Lines of output shown as evidence in the report.
+const EVIDENCE_LINES: usize = 10;
+/// How long a cancelled program gets between SIGTERM and SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A child's process group; dropping it kills the group, so a step abandoned by a timeout
 /// leaves nothing running.

@@ -32,28 +32,20 @@ pub enum FlushScope {
     All,
 }
 
-pub const OUTPUTS: &[&str] = &["keys_before", "keys_after", "deleted"];
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Flush {
+    const NAME: &'static str = "flush";
+    const OUTPUTS: &'static [&'static str] = &["keys_before", "keys_after", "deleted"];
+    const IDEMPOTENT: bool = true;
 
-impl Flush {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         match (&self.pattern, self.scope) {
             (Some(pattern), _) => format!("delete Redis keys matching {pattern}"),
             (None, FlushScope::Db) => "FLUSHDB".into(),
             (None, FlushScope::All) => "FLUSHALL ASYNC".into(),
         }
     }
-}
 
-/// How long connecting to Redis may take before the step fails with a clear message.
-const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-const DEFAULT_BATCH: u32 = 1000;
-
-impl Flush {
-    pub(crate) async fn run(
-        &self,
-        ctx: &super::StepContext<'_>,
-    ) -> Result<super::Done, super::StepFailure> {
+    async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         use crate::connect::redis::Target;
         let url = (ctx.render)(&self.redis).map_err(StepFailure::new)?;
@@ -160,6 +152,10 @@ impl Flush {
         Ok(done)
     }
 }
+
+/// How long connecting to Redis may take before the step fails with a clear message.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+const DEFAULT_BATCH: u32 = 1000;
 
 /// SCAN MATCH + UNLINK, batch by batch, until the cursor comes back to 0. Returns the keys
 /// unlinked and the number of SCAN calls.

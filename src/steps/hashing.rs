@@ -13,7 +13,6 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use super::{Progress, StepContext, StepFailure, Unit};
 use crate::connect::store::Store;
-use crate::manifest;
 
 /// Objects hashed at once (each on both sides when both are read).
 const IN_FLIGHT: usize = 16;
@@ -135,7 +134,7 @@ async fn hash_stream(
         hasher.update(&buffer[..read]);
         shared.bytes.fetch_add(read as u64, Ordering::Relaxed);
     }
-    Ok(manifest::hex(&hasher.finalize()))
+    Ok(crate::format::hex(&hasher.finalize()))
 }
 
 /// A ranged read that is aborted when dropped (a cancelled or failed hash stops its reads).
@@ -192,7 +191,7 @@ async fn hash_ranges(
             .bytes
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     }
-    Ok(manifest::hex(&hasher.finalize()))
+    Ok(crate::format::hex(&hasher.finalize()))
 }
 
 async fn read_range(

@@ -11,23 +11,19 @@ pub struct Manual {
     pub instructions: String,
 }
 
-pub const OUTPUTS: &[&str] = &["done_by", "done_at"];
-/// A human may already have done half of it: ask before repeating.
-pub const IDEMPOTENT: bool = false;
+impl super::StepKind for Manual {
+    const NAME: &'static str = "manual";
+    const OUTPUTS: &'static [&'static str] = &["done_by", "done_at"];
+    /// A human may already have done half of it: ask before repeating.
+    const IDEMPOTENT: bool = false;
 
-impl Manual {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         let first = self.instructions.lines().next().unwrap_or_default();
         format!("manual: {first}")
     }
-}
 
-impl Manual {
     /// The gate has been passed by the time this runs: report who let it through.
-    pub(crate) fn run(
-        &self,
-        ctx: &super::StepContext<'_>,
-    ) -> Result<super::Done, super::StepFailure> {
+    async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         Ok(super::decision_outputs(ctx, "done_by", "done_at"))
     }
 }

@@ -1,7 +1,8 @@
-//! The step kinds: one file each, one closed enum to dispatch on.
+//! The step kinds: one file each, listed once in the table below.
 //!
-//! Adding a kind means one file, one variant in [`Kind`] and [`StepConfig`], the match arms
-//! the compiler asks for, a test, and the regenerated schema.
+//! Adding a kind means its own file (its config struct and `impl StepKind`, with its tests at
+//! the bottom), one row in [`kinds!`], the regenerated schema, and its section in
+//! docs/language.md (and the kind list in README.md). ARCHITECTURE.md walks through it.
 
 pub mod approval;
 pub mod assess;
@@ -27,155 +28,170 @@ use tokio_util::sync::CancellationToken;
 use crate::diagnostic::Diagnostic;
 use crate::loader::de::{self, Collector, DeError};
 use crate::loader::node::Node;
+use crate::progress::{Progress, Unit};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Assess,
-    Backup,
-    Restore,
-    SmokeTest,
-    Promote,
-    Flush,
-    Sync,
-    Verify,
-    Notify,
-    Approval,
-    Manual,
-    Command,
-    Wait,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 13] = [
-        Kind::Assess,
-        Kind::Backup,
-        Kind::Restore,
-        Kind::SmokeTest,
-        Kind::Promote,
-        Kind::Flush,
-        Kind::Sync,
-        Kind::Verify,
-        Kind::Notify,
-        Kind::Approval,
-        Kind::Manual,
-        Kind::Command,
-        Kind::Wait,
-    ];
-
+/// What a step kind declares, in its own file: its name, its outputs, whether it is safe to
+/// run again, its rules beyond types, and what it does. The table below lists the kinds; the
+/// enums and every dispatch are generated from it, so nothing else names a kind.
+pub(crate) trait StepKind:
+    Sized + Clone + std::fmt::Debug + Serialize + serde::de::DeserializeOwned + schemars::JsonSchema
+{
     /// The name written in playbooks (`kind: smoke-test`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Assess => "assess",
-            Kind::Backup => "backup",
-            Kind::Restore => "restore",
-            Kind::SmokeTest => "smoke-test",
-            Kind::Promote => "promote",
-            Kind::Flush => "flush",
-            Kind::Sync => "sync",
-            Kind::Verify => "verify",
-            Kind::Notify => "notify",
-            Kind::Approval => "approval",
-            Kind::Manual => "manual",
-            Kind::Command => "command",
-            Kind::Wait => "wait",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
-
+    const NAME: &'static str;
     /// The outputs a step of this kind produces, for `{{ steps.ID.outputs.X }}`.
-    pub fn outputs(self) -> &'static [&'static str] {
-        match self {
-            Kind::Assess => assess::OUTPUTS,
-            Kind::Backup => backup::OUTPUTS,
-            Kind::Restore => restore::OUTPUTS,
-            Kind::SmokeTest => smoke_test::OUTPUTS,
-            Kind::Promote => promote::OUTPUTS,
-            Kind::Flush => flush::OUTPUTS,
-            Kind::Sync => sync::OUTPUTS,
-            Kind::Verify => verify::OUTPUTS,
-            Kind::Notify => notify::OUTPUTS,
-            Kind::Approval => approval::OUTPUTS,
-            Kind::Manual => manual::OUTPUTS,
-            Kind::Command => command::OUTPUTS,
-            Kind::Wait => wait::OUTPUTS,
-        }
-    }
-
+    const OUTPUTS: &'static [&'static str];
     /// Whether a step left `running` by a crash may simply be run again on resume.
-    pub fn idempotent(self) -> bool {
-        match self {
-            Kind::Assess => assess::IDEMPOTENT,
-            Kind::Backup => backup::IDEMPOTENT,
-            Kind::Restore => restore::IDEMPOTENT,
-            Kind::SmokeTest => smoke_test::IDEMPOTENT,
-            Kind::Promote => promote::IDEMPOTENT,
-            Kind::Flush => flush::IDEMPOTENT,
-            Kind::Sync => sync::IDEMPOTENT,
-            Kind::Verify => verify::IDEMPOTENT,
-            Kind::Notify => notify::IDEMPOTENT,
-            Kind::Approval => approval::IDEMPOTENT,
-            Kind::Manual => manual::IDEMPOTENT,
-            Kind::Command => command::IDEMPOTENT,
-            Kind::Wait => wait::IDEMPOTENT,
-        }
-    }
+    const IDEMPOTENT: bool;
+    /// Touches what the application uses: live-only unless the step says otherwise.
+    const LIVE_ONLY_BY_DEFAULT: bool = false;
+    /// Its duration grows with the bytes it moves: prediction scales it by size.
+    const SCALES_WITH_SIZE: bool = false;
+    /// Its finishes are messages sent (reports list them; `every:` repeats them).
+    const SENDS_MESSAGES: bool = false;
+    /// Its `taken_at` output is the RPO's evidence: the newest restorable backup.
+    const RPO_EVIDENCE: bool = false;
 
-    /// The parameter keys of this kind, as its struct declares them.
-    pub fn parameters(self) -> &'static [&'static str] {
-        match self {
-            Kind::Assess => de::fields_of::<assess::Assess>(),
-            Kind::Backup => de::fields_of::<backup::Backup>(),
-            Kind::Restore => de::fields_of::<restore::Restore>(),
-            Kind::SmokeTest => de::fields_of::<smoke_test::SmokeTest>(),
-            Kind::Promote => de::fields_of::<promote::Promote>(),
-            Kind::Flush => de::fields_of::<flush::Flush>(),
-            Kind::Sync => de::fields_of::<sync::Sync>(),
-            Kind::Verify => de::fields_of::<verify::Verify>(),
-            Kind::Notify => de::fields_of::<notify::Notify>(),
-            Kind::Approval => de::fields_of::<approval::Approval>(),
-            Kind::Manual => de::fields_of::<manual::Manual>(),
-            Kind::Command => de::fields_of::<command::Command>(),
-            Kind::Wait => de::fields_of::<wait::Wait>(),
-        }
-    }
+    /// One line saying what the step will do, for plans and prompts.
+    fn summary(&self) -> String;
 
-    /// The JSON Schema of this kind's parameters.
-    pub(crate) fn parameter_schema(
-        self,
-        generator: &mut schemars::SchemaGenerator,
-    ) -> schemars::Schema {
-        match self {
-            Kind::Assess => generator.root_schema_for::<assess::Assess>(),
-            Kind::Backup => generator.root_schema_for::<backup::Backup>(),
-            Kind::Restore => generator.root_schema_for::<restore::Restore>(),
-            Kind::SmokeTest => generator.root_schema_for::<smoke_test::SmokeTest>(),
-            Kind::Promote => generator.root_schema_for::<promote::Promote>(),
-            Kind::Flush => generator.root_schema_for::<flush::Flush>(),
-            Kind::Sync => generator.root_schema_for::<sync::Sync>(),
-            Kind::Verify => generator.root_schema_for::<verify::Verify>(),
-            Kind::Notify => generator.root_schema_for::<notify::Notify>(),
-            Kind::Approval => generator.root_schema_for::<approval::Approval>(),
-            Kind::Manual => generator.root_schema_for::<manual::Manual>(),
-            Kind::Command => generator.root_schema_for::<command::Command>(),
-            Kind::Wait => generator.root_schema_for::<wait::Wait>(),
-        }
-    }
+    /// Rules its parameters must follow beyond their types.
+    fn check(&self, _node: &Node, _out: &mut Vec<Diagnostic>) {}
+
+    /// Runs one attempt. Human steps (`approval`, `manual`) are settled by the runner's gate
+    /// before this is called; their `run` only reports the decision.
+    fn run(
+        &self,
+        ctx: &StepContext<'_>,
+    ) -> impl std::future::Future<Output = Result<Done, StepFailure>> + Send;
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
+/// The table of step kinds: one row each, `Variant(module::Config)`. From it come [`Kind`],
+/// [`StepConfig`] and every match over them.
+macro_rules! kinds {
+    ($($variant:ident($module:ident::$config:ident)),+ $(,)?) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Kind {
+            $($variant),+
+        }
+
+        impl Kind {
+            pub const ALL: &'static [Kind] = &[$(Kind::$variant),+];
+
+            /// The name written in playbooks (`kind: smoke-test`).
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::NAME),+
+                }
+            }
+
+            /// The outputs a step of this kind produces, for `{{ steps.ID.outputs.X }}`.
+            pub fn outputs(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::OUTPUTS),+
+                }
+            }
+
+            /// Whether a step left `running` by a crash may simply be run again on resume.
+            pub fn idempotent(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::IDEMPOTENT),+
+                }
+            }
+
+            pub fn live_only_by_default(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::LIVE_ONLY_BY_DEFAULT),+
+                }
+            }
+
+            pub fn scales_with_size(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::SCALES_WITH_SIZE),+
+                }
+            }
+
+            pub fn sends_messages(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::SENDS_MESSAGES),+
+                }
+            }
+
+            pub fn rpo_evidence(self) -> bool {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::RPO_EVIDENCE),+
+                }
+            }
+
+            /// The parameter keys of this kind, as its struct declares them.
+            pub fn parameters(self) -> &'static [&'static str] {
+                match self {
+                    $(Kind::$variant => de::fields_of::<$module::$config>()),+
+                }
+            }
+
+            /// The JSON Schema of this kind's parameters.
+            pub(crate) fn parameter_schema(
+                self,
+                generator: &mut schemars::SchemaGenerator,
+            ) -> schemars::Schema {
+                match self {
+                    $(Kind::$variant => generator.root_schema_for::<$module::$config>()),+
+                }
+            }
+        }
+
+        /// A step's kind with its typed parameters.
+        #[derive(Clone, Debug, Serialize)]
+        #[serde(untagged)]
+        pub enum StepConfig {
+            $($variant($module::$config)),+
+        }
+
+        impl StepConfig {
+            /// Reads a step's parameters from its mapping; `common` are the keys every step
+            /// has.
+            pub(crate) fn read(
+                kind: Kind,
+                node: &Node,
+                collector: &Collector,
+                common: &'static [&'static str],
+            ) -> Result<StepConfig, DeError> {
+                Ok(match kind {
+                    $(Kind::$variant => StepConfig::$variant(de::from_node(node, collector, common)?)),+
+                })
+            }
+
+            pub fn kind(&self) -> Kind {
+                match self {
+                    $(StepConfig::$variant(_) => Kind::$variant),+
+                }
+            }
+
+            /// One line saying what the step will do, for plans and prompts.
+            pub fn summary(&self) -> String {
+                match self {
+                    $(StepConfig::$variant(step) => step.summary()),+
+                }
+            }
+
+            /// Rules a kind's parameters must follow beyond their types.
+            pub(crate) fn check(&self, node: &Node, out: &mut Vec<Diagnostic>) {
+                match self {
+                    $(StepConfig::$variant(step) => step.check(node, out)),+
+                }
+            }
+
+            /// Runs one attempt of the step.
+            pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+                match self {
+                    $(StepConfig::$variant(step) => step.run(ctx).await),+
+                }
+            }
+        }
+    };
 }
 
-/// A step's kind with its typed parameters.
-#[derive(Clone, Debug, Serialize)]
-#[serde(untagged)]
-pub enum StepConfig {
+kinds! {
     Assess(assess::Assess),
     Backup(backup::Backup),
     Restore(restore::Restore),
@@ -191,110 +207,22 @@ pub enum StepConfig {
     Wait(wait::Wait),
 }
 
-impl StepConfig {
-    /// Reads a step's parameters from its mapping; `common` are the keys every step has.
-    pub(crate) fn read(
-        kind: Kind,
-        node: &Node,
-        collector: &Collector,
-        common: &'static [&'static str],
-    ) -> Result<StepConfig, DeError> {
-        Ok(match kind {
-            Kind::Assess => StepConfig::Assess(de::from_node(node, collector, common)?),
-            Kind::Backup => StepConfig::Backup(de::from_node(node, collector, common)?),
-            Kind::Restore => StepConfig::Restore(de::from_node(node, collector, common)?),
-            Kind::SmokeTest => StepConfig::SmokeTest(de::from_node(node, collector, common)?),
-            Kind::Promote => StepConfig::Promote(de::from_node(node, collector, common)?),
-            Kind::Flush => StepConfig::Flush(de::from_node(node, collector, common)?),
-            Kind::Sync => StepConfig::Sync(de::from_node(node, collector, common)?),
-            Kind::Verify => StepConfig::Verify(de::from_node(node, collector, common)?),
-            Kind::Notify => StepConfig::Notify(de::from_node(node, collector, common)?),
-            Kind::Approval => StepConfig::Approval(de::from_node(node, collector, common)?),
-            Kind::Manual => StepConfig::Manual(de::from_node(node, collector, common)?),
-            Kind::Command => StepConfig::Command(de::from_node(node, collector, common)?),
-            Kind::Wait => StepConfig::Wait(de::from_node(node, collector, common)?),
-        })
+impl Kind {
+    /// The kind a name stands for (`smoke-test`).
+    pub fn parse(name: &str) -> Option<Kind> {
+        Kind::ALL.iter().copied().find(|kind| kind.name() == name)
     }
+}
 
-    pub fn kind(&self) -> Kind {
-        match self {
-            StepConfig::Assess(_) => Kind::Assess,
-            StepConfig::Backup(_) => Kind::Backup,
-            StepConfig::Restore(_) => Kind::Restore,
-            StepConfig::SmokeTest(_) => Kind::SmokeTest,
-            StepConfig::Promote(_) => Kind::Promote,
-            StepConfig::Flush(_) => Kind::Flush,
-            StepConfig::Sync(_) => Kind::Sync,
-            StepConfig::Verify(_) => Kind::Verify,
-            StepConfig::Notify(_) => Kind::Notify,
-            StepConfig::Approval(_) => Kind::Approval,
-            StepConfig::Manual(_) => Kind::Manual,
-            StepConfig::Command(_) => Kind::Command,
-            StepConfig::Wait(_) => Kind::Wait,
-        }
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.name())
     }
+}
 
-    /// One line saying what the step will do, for plans and prompts.
-    pub fn summary(&self) -> String {
-        match self {
-            StepConfig::Assess(step) => step.summary(),
-            StepConfig::Backup(step) => step.summary(),
-            StepConfig::Restore(step) => step.summary(),
-            StepConfig::SmokeTest(step) => step.summary(),
-            StepConfig::Promote(step) => step.summary(),
-            StepConfig::Flush(step) => step.summary(),
-            StepConfig::Sync(step) => step.summary(),
-            StepConfig::Verify(step) => step.summary(),
-            StepConfig::Notify(step) => step.summary(),
-            StepConfig::Approval(step) => step.summary(),
-            StepConfig::Manual(step) => step.summary(),
-            StepConfig::Command(step) => step.summary(),
-            StepConfig::Wait(step) => step.summary(),
-        }
-    }
-
-    /// Rules a kind's parameters must follow beyond their types.
-    pub(crate) fn check(&self, node: &Node, out: &mut Vec<Diagnostic>) {
-        match self {
-            StepConfig::SmokeTest(step) => step.check(out),
-            StepConfig::Promote(step) => step.check(node, out),
-            StepConfig::Notify(step) => step.check(node, out),
-            StepConfig::Approval(step) => step.check(node, out),
-            StepConfig::Command(step) => step.check(out),
-            StepConfig::Backup(step) => step.check(node, out),
-            StepConfig::Assess(step) => step.check(node, out),
-            StepConfig::Restore(step) => step.check(node, out),
-            StepConfig::Sync(step) => step.check(node, out),
-            StepConfig::Flush(_)
-            | StepConfig::Verify(_)
-            | StepConfig::Manual(_)
-            | StepConfig::Wait(_) => {}
-        }
-    }
-
-    /// Runs one attempt of the step. Human steps (`approval`, `manual`) are settled by the
-    /// runner's gate before this is called; their `run` only reports the decision.
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
-        match self {
-            StepConfig::Command(step) => step.run(ctx).await,
-            StepConfig::Notify(step) => step.run(ctx).await,
-            StepConfig::Approval(step) => step.run(ctx),
-            StepConfig::Manual(step) => step.run(ctx),
-            StepConfig::Wait(step) => step.run(ctx).await,
-            StepConfig::Assess(step) => step.run(ctx).await,
-            StepConfig::Backup(step) => step.run(ctx).await,
-            StepConfig::Restore(step) => step.run(ctx).await,
-            StepConfig::SmokeTest(step) => step.run(ctx).await,
-            StepConfig::Verify(step) => step.run(ctx).await,
-            StepConfig::Promote(step) => step.run(ctx).await,
-            StepConfig::Flush(step) => step.run(ctx).await,
-            StepConfig::Sync(step) => step.run(ctx).await,
-        }
-    }
-
-    /// Promote touches what the application uses: live-only unless said otherwise.
-    pub fn live_only_by_default(&self) -> bool {
-        matches!(self, StepConfig::Promote(_))
+impl Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
     }
 }
 
@@ -350,7 +278,7 @@ pub(crate) async fn read_hashed(
     if let Some(copy) = copy.as_mut() {
         copy.flush().await?;
     }
-    Ok((size, crate::manifest::hex(&hasher.finalize())))
+    Ok((size, crate::format::hex(&hasher.finalize())))
 }
 
 /// Who decided and when, as a human step's outputs.
@@ -383,23 +311,8 @@ pub struct StepContext<'a> {
     /// When the incident was declared (`--declared-at`) or the run started: RPO is measured
     /// against it.
     pub clock_start: jiff::Timestamp,
-    pub objectives: &'a crate::model::Objectives,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
-    pub done: u64,
-    pub total: Option<u64>,
-    pub unit: Unit,
-    /// Objects done of all, beside bytes, for steps that move many objects.
-    pub objects: Option<(u64, u64)>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Unit {
-    Bytes,
-    Rows,
-    Objects,
+    /// The playbook's RPO objective, which `assess` judges its evidence against.
+    pub rpo: Option<crate::duration::Duration>,
 }
 
 /// A step's result: outputs for later templates, evidence for the report.

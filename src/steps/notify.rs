@@ -36,20 +36,20 @@ pub struct Notify {
     pub every: Option<Duration>,
 }
 
-pub const OUTPUTS: &[&str] = &["status", "sent", "to", "message", "response"];
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Notify {
+    const NAME: &'static str = "notify";
+    const OUTPUTS: &'static [&'static str] = &["status", "sent", "to", "message", "response"];
+    const IDEMPOTENT: bool = true;
+    const SENDS_MESSAGES: bool = true;
 
-impl Notify {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         match (&self.webhook, &self.url) {
             (_, Some(_)) => "call the status-page API".into(),
             _ => "post to the chat webhook".into(),
         }
     }
-}
 
-impl Notify {
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -96,18 +96,13 @@ impl Notify {
             }
         }
     }
-}
 
-impl Notify {
     /// Sends the message once. The runner retries (notify steps default to 3 attempts).
     ///
     /// What was sent, and where to, goes into the outputs (`to`, `message`) whether or not the
     /// receiver accepted it: people were (or were not) told something, and the post-mortem's
     /// communication log is built from exactly that.
-    pub(crate) async fn run(
-        &self,
-        ctx: &super::StepContext<'_>,
-    ) -> Result<super::Done, super::StepFailure> {
+    async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let (request, to, message) = match (&self.webhook, &self.url) {

@@ -39,23 +39,23 @@ pub enum PromoteMethod {
     Repoint,
 }
 
-pub const OUTPUTS: &[&str] = &["previous", "current"];
-/// Safe to run again after a crash: `standby` asks the server first and does not promote a
-/// primary again ("already a primary"), and `repoint` writes a value, so writing it twice
-/// leaves the same file (or secret). A drill killed right after the promote resumes on its own.
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Promote {
+    const NAME: &'static str = "promote";
+    const OUTPUTS: &'static [&'static str] = &["previous", "current"];
+    /// Safe to run again after a crash: `standby` asks the server first and does not promote a
+    /// primary again ("already a primary"), and `repoint` writes a value, so writing it twice
+    /// leaves the same file (or secret). A drill killed right after the promote resumes on its own.
+    const IDEMPOTENT: bool = true;
+    const LIVE_ONLY_BY_DEFAULT: bool = true;
 
-impl Promote {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         match self.method {
             PromoteMethod::Standby => "promote the standby".into(),
             PromoteMethod::Repoint => "repoint the application's DATABASE_URL".into(),
         }
     }
-}
 
-impl Promote {
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -113,18 +113,8 @@ impl Promote {
             }
         }
     }
-}
 
-/// How long connecting to the standby may take.
-const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long `pg_promote` may take unless the step says `wait:`.
-const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-impl Promote {
-    pub(crate) async fn run(
-        &self,
-        ctx: &super::StepContext<'_>,
-    ) -> Result<super::Done, super::StepFailure> {
+    async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let required = |value: &Option<String>, key: &str| match value {
@@ -154,6 +144,11 @@ impl Promote {
         }
     }
 }
+
+/// How long connecting to the standby may take.
+const CONNECT_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long `pg_promote` may take unless the step says `wait:`.
+const DEFAULT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `pg_promote()` on the standby, unless it is a primary already: a resumed run, or a second
 /// attempt after the first promoted it and then lost the connection, must not fail (or

@@ -37,18 +37,18 @@ pub struct Restore {
     pub allow_errors: Vec<String>,
 }
 
-pub const OUTPUTS: &[&str] = &["target", "database", "backup", "errors_ignored"];
-/// `--clean --if-exists` makes a second restore replace the first.
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Restore {
+    const NAME: &'static str = "restore";
+    const OUTPUTS: &'static [&'static str] = &["target", "database", "backup", "errors_ignored"];
+    /// `--clean --if-exists` makes a second restore replace the first.
+    const IDEMPOTENT: bool = true;
+    const SCALES_WITH_SIZE: bool = true;
 
-impl Restore {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!("restore {} into {}", self.backup, self.target)
     }
-}
 
-impl Restore {
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -66,14 +66,8 @@ impl Restore {
             out.push(super::at_key(node, "jobs", "`jobs` is at least 1"));
         }
     }
-}
 
-/// pg_restore's errors shown in a failure, at most.
-const ERRORS_SHOWN: usize = 20;
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-impl Restore {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let key = render(&self.backup)?;
         let store = Store::open(&render(&self.store)?)
@@ -293,6 +287,10 @@ impl Restore {
         }
     }
 }
+
+/// pg_restore's errors shown in a failure, at most.
+const ERRORS_SHOWN: usize = 20;
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// `target: ephemeral` asks for a throwaway local cluster.
 pub const EPHEMERAL: &str = "ephemeral";

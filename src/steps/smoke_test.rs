@@ -95,17 +95,20 @@ impl Check {
     }
 }
 
-pub const OUTPUTS: &[&str] = &["passed", "failed", "checks"];
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for SmokeTest {
+    const NAME: &'static str = "smoke-test";
+    const OUTPUTS: &'static [&'static str] = &["passed", "failed", "checks"];
+    const IDEMPOTENT: bool = true;
 
-impl SmokeTest {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!("{} smoke check(s)", self.checks.value.len())
     }
-}
 
-impl SmokeTest {
-    pub(crate) fn check(&self, out: &mut Vec<crate::diagnostic::Diagnostic>) {
+    fn check(
+        &self,
+        _node: &crate::loader::node::Node,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
         use crate::diagnostic::Diagnostic;
         if self.checks.value.is_empty() {
             out.push(
@@ -188,27 +191,8 @@ impl SmokeTest {
             }
         }
     }
-}
 
-const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// One check's verdict and what was measured, for the evidence.
-struct Verdict {
-    passed: bool,
-    measured: String,
-}
-
-impl Verdict {
-    fn new(passed: bool, measured: impl Into<String>) -> Verdict {
-        Verdict {
-            passed,
-            measured: measured.into(),
-        }
-    }
-}
-
-impl SmokeTest {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let database = match &self.database {
             Some(url) => {
@@ -282,7 +266,26 @@ impl SmokeTest {
         }
         Ok(done)
     }
+}
 
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// One check's verdict and what was measured, for the evidence.
+struct Verdict {
+    passed: bool,
+    measured: String,
+}
+
+impl Verdict {
+    fn new(passed: bool, measured: impl Into<String>) -> Verdict {
+        Verdict {
+            passed,
+            measured: measured.into(),
+        }
+    }
+}
+
+impl SmokeTest {
     fn needs_manifest(&self) -> bool {
         self.checks
             .value

@@ -72,16 +72,6 @@ fn is_yes(value: &bool) -> bool {
     *value
 }
 
-pub const OUTPUTS: &[&str] = &[
-    "copied",
-    "deleted",
-    "unchanged",
-    "bytes",
-    "objects",
-    "report",
-];
-pub const IDEMPOTENT: bool = true;
-
 /// Transfers in flight by default: small objects are bound by request latency, not bandwidth,
 /// so many at once.
 const DEFAULT_CONCURRENCY: u32 = 32;
@@ -121,12 +111,24 @@ const SHOWN: usize = 10;
 /// recorded without its time, so the next sync compares it again instead of trusting it.
 const TIME_GRAIN: SignedDuration = SignedDuration::from_secs(1);
 
-impl Sync {
-    pub fn summary(&self) -> String {
+impl super::StepKind for Sync {
+    const NAME: &'static str = "sync";
+    const OUTPUTS: &'static [&'static str] = &[
+        "copied",
+        "deleted",
+        "unchanged",
+        "bytes",
+        "objects",
+        "report",
+    ];
+    const IDEMPOTENT: bool = true;
+    const SCALES_WITH_SIZE: bool = true;
+
+    fn summary(&self) -> String {
         format!("mirror {} to {}", self.source, self.destination)
     }
 
-    pub(crate) fn check(
+    fn check(
         &self,
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
@@ -160,7 +162,7 @@ impl Sync {
         }
     }
 
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let source_text = render(&self.source)?;
         let destination_text = render(&self.destination)?;
@@ -1112,7 +1114,7 @@ impl Transfers {
                 server_side: false,
                 entry: Entry {
                     size,
-                    sha256: crate::manifest::hex(&hashing.hasher.finalize()),
+                    sha256: crate::format::hex(&hashing.hasher.finalize()),
                     source_modified: object
                         .modified
                         .filter(|&modified| settled(modified, read_at)),
@@ -1212,7 +1214,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Hashing<'_, R> {
                 && room
                 && let Some(expected) = this.expected
             {
-                let actual = crate::manifest::hex(&this.hasher.clone().finalize());
+                let actual = crate::format::hex(&this.hasher.clone().finalize());
                 if actual != expected {
                     this.mismatched = true;
                     return Poll::Ready(Err(io::Error::other(format!(

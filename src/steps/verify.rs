@@ -17,8 +17,8 @@ use super::{Done, StepContext, StepFailure, read_hashed};
 use crate::checksums::{ChecksumReport, REPORT_KEY, is_own};
 use crate::connect::store::{ObjectInfo, Store};
 use crate::duration::human_bytes;
+use crate::format::format_duration;
 use crate::manifest::{self, Manifest};
-use crate::report::format_duration;
 
 /// Compares `source` with `destination` (or with the checksum report in `source`), and/or a
 /// database backup with its manifest. Lists missing, extra, size and content mismatches.
@@ -45,33 +45,35 @@ pub struct Verify {
     pub max_age: Option<Duration>,
 }
 
-pub const OUTPUTS: &[&str] = &["objects", "missing", "extra", "mismatched", "newest", "age"];
-pub const IDEMPOTENT: bool = true;
-
 /// Findings listed one by one in the evidence; the counts cover all of them.
 const FINDINGS_SHOWN: usize = 50;
 /// Listings may give modification times truncated to the second: an object listed within a
 /// second before the report's `updated_at` may have been written after it.
 const TIME_GRAIN: SignedDuration = SignedDuration::from_secs(1);
 
-impl Verify {
-    pub fn summary(&self) -> String {
+impl super::StepKind for Verify {
+    const NAME: &'static str = "verify";
+    const OUTPUTS: &'static [&'static str] =
+        &["objects", "missing", "extra", "mismatched", "newest", "age"];
+    const IDEMPOTENT: bool = true;
+
+    fn summary(&self) -> String {
         match &self.destination {
             Some(destination) => format!("parity of {} and {destination}", self.source),
             None => format!("verify {}", self.source),
         }
     }
-}
 
-impl Verify {
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         // Dropping the check aborts its hashing tasks.
         tokio::select! {
             result = self.check(ctx) => result,
             _ = ctx.cancel.cancelled() => Err(StepFailure::cancelled()),
         }
     }
+}
 
+impl Verify {
     async fn check(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let store = Store::open(&render(&self.source)?)

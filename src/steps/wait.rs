@@ -14,15 +14,16 @@ pub struct Wait {
     pub duration: Duration,
 }
 
-pub const OUTPUTS: &[&str] = &[];
-pub const IDEMPOTENT: bool = true;
+impl super::StepKind for Wait {
+    const NAME: &'static str = "wait";
+    const OUTPUTS: &'static [&'static str] = &[];
+    const IDEMPOTENT: bool = true;
 
-impl Wait {
-    pub fn summary(&self) -> String {
+    fn summary(&self) -> String {
         format!("wait {}", self.duration)
     }
 
-    pub(crate) async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
+    async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         if !self.duration.0.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(self.duration.0) => {}

@@ -79,7 +79,7 @@ fn account_name() -> Option<String> {
 
 /// A duration in the same compact form as the reports ("850ms", "12.3s", "4m05s", "1h02m").
 pub(crate) fn compact(duration: Duration) -> String {
-    crate::report::format_duration(
+    crate::format::format_duration(
         jiff::SignedDuration::try_from(duration).unwrap_or(jiff::SignedDuration::MAX),
     )
 }

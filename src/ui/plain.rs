@@ -10,10 +10,10 @@ use indicatif::{BinaryBytes, HumanCount};
 use jiff::Timestamp;
 
 use super::{compact, decision, one_line, waiting_for};
-use crate::engine::human::Observer;
-use crate::event::{Ask, Event, Mode, Record, Status};
+use crate::event::{Ask, Event, Record, Status};
+use crate::human::Observer;
+use crate::progress::{Progress, Unit};
 use crate::projection::Projection;
-use crate::steps::{Progress, Unit};
 
 /// Often enough to show a long transfer is alive, rarely enough not to drown the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -145,10 +145,7 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             operator,
             ..
         } => {
-            let mode = match mode {
-                Mode::Drill => "drill",
-                Mode::Incident => "incident",
-            };
+            let mode = mode.name();
             let dry_run = if *dry_run { ", dry run" } else { "" };
             format!("run {run_id} started: playbook {playbook} ({mode}{dry_run}) by {operator}")
         }

@@ -12,9 +12,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, P
 use jiff::Timestamp;
 
 use super::{Budget, Header, compact, decision, objective, one_line, projected_text, waiting_for};
-use crate::engine::human::Observer;
 use crate::event::{Ask, Event, Mode, Record, Status};
-use crate::steps::{Progress, Unit};
+use crate::human::Observer;
+use crate::progress::{Progress, Unit};
 
 /// Fast enough that the clock and spinners look alive, slow enough to cost nothing.
 const TICK: Duration = Duration::from_millis(200);

@@ -12,8 +12,8 @@ use dialoguer::theme::SimpleTheme;
 
 use super::progress::Terminal;
 use super::{Budget, compact, objective};
-use crate::engine::human::{Go, Notes, Operator, Question, Reply};
 use crate::event::Ask;
+use crate::human::{Go, Notes, Operator, Question, Reply};
 
 /// What a conversation needs from a terminal, so the logic can be tested with a script.
 pub(crate) trait Conversation {

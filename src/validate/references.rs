@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use super::graph::Upstream;
 use super::steps::StepInfo;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::Pos;
 use crate::diagnostic::did_you_mean;
-use crate::loader::Pos;
 use crate::loader::node::Node;
 use crate::template::{self, RUN_FIELDS};
 

@@ -178,14 +178,14 @@ fn read_kind(node: &Node, out: &mut Vec<Diagnostic>) -> Option<Kind> {
     let name = kind_node.as_str()?;
     let kind = Kind::parse(name);
     if kind.is_none() {
-        let names = Kind::ALL.map(Kind::name);
+        let names: Vec<&str> = Kind::ALL.iter().map(|kind| kind.name()).collect();
         out.push(
             Diagnostic::new(
                 kind_node.pos,
                 kind_node.len,
                 format!("unknown step kind `{name}`"),
             )
-            .label(did_you_mean(name, names))
+            .label(did_you_mean(name, names.iter().copied()))
             .help(format!("kinds: {}", names.join(", "))),
         );
     }
@@ -198,7 +198,8 @@ fn required_keys(kind: Kind) -> Vec<&'static str> {
     REQUIRED
         .get_or_init(|| {
             Kind::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .map(|kind| {
                     let mut generator = schemars::SchemaGenerator::default();
                     let schema = kind.parameter_schema(&mut generator);
@@ -303,7 +304,7 @@ fn build(
         approval,
         live_only: common
             .live_only
-            .unwrap_or_else(|| config.live_only_by_default()),
+            .unwrap_or_else(|| config.kind().live_only_by_default()),
         clock_stop: common
             .clock
             .as_ref()

@@ -150,7 +150,7 @@ impl Store {
                         hashed += want as u64;
                     }
                 }
-                Ok::<_, std::io::Error>((hashed, crate::manifest::hex(&hasher.finalize())))
+                Ok::<_, std::io::Error>((hashed, crate::format::hex(&hasher.finalize())))
             }
         };
         let report = async {

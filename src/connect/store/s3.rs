@@ -364,7 +364,7 @@ impl S3Store {
                     .ok()
             })
             .filter(|digest| digest.len() == 32)
-            .map(|digest| crate::manifest::hex(&digest));
+            .map(|digest| crate::format::hex(&digest));
         Ok(sha256)
     }
 

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use crate::event::{Ask, Record};
-use crate::steps::Progress;
+use crate::progress::Progress;
 
 /// A question for a human about one step.
 #[derive(Clone, Debug)]
