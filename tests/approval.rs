@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Drillbook, drillbook, events, journal, only_run};
+use common::{Drillbook, events, journal, only_run};
 
 const GATED: &str = r#"version: 1
 name: gated
@@ -25,7 +25,7 @@ fn gated(dir_text: &str) -> (Drillbook, std::path::PathBuf) {
 }
 
 fn first_run(dir: &Path) -> String {
-    let output = drillbook(dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     assert!(dir.join("prepared").exists());
     assert!(!dir.join("acted").exists());
@@ -43,7 +43,7 @@ fn approve_from_another_process_then_resume() {
         format!("Promote the standby? (run {run})")
     );
     assert_eq!(records.last().expect("records")["exit_code"], 4);
-    let status = drillbook(&dir, &["runs"]);
+    let status = Drillbook::in_dir(&dir).args(&["runs"]).run();
     assert!(
         status.stdout.contains("waiting_approval"),
         "{}",
@@ -51,9 +51,8 @@ fn approve_from_another_process_then_resume() {
     );
 
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let output = drillbook(
-        &dir,
-        &[
+    let output = Drillbook::in_dir(&dir)
+        .args(&[
             "approve",
             &run,
             "go",
@@ -61,14 +60,14 @@ fn approve_from_another_process_then_resume() {
             "alice",
             "--reason",
             "checked lag",
-        ],
-    );
+        ])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert_eq!(
         output.stderr,
         format!("alice approved `go`; continue with: drillbook resume {run}\n")
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert!(dir.join("acted").exists());
     assert_eq!(
@@ -76,7 +75,9 @@ fn approve_from_another_process_then_resume() {
         1
     );
 
-    let report = drillbook(&dir, &["report", &run, "--format", "json"]);
+    let report = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "json"])
+        .run();
     let report: serde_json::Value = serde_json::from_str(&report.stdout).expect("json");
     let go = report["steps"]
         .as_array()
@@ -85,7 +86,7 @@ fn approve_from_another_process_then_resume() {
     assert_eq!(go["approvals"][0]["by"], "alice");
     assert_eq!(go["approvals"][0]["reason"], "checked lag");
     assert!(report["human_wait_seconds"].as_f64().expect("wait") >= 0.3);
-    let text = drillbook(&dir, &["report", &run]);
+    let text = Drillbook::in_dir(&dir).args(&["report", &run]).run();
     assert!(text.stdout.contains("alice"), "{}", text.stdout);
 }
 
@@ -93,9 +94,8 @@ fn approve_from_another_process_then_resume() {
 fn a_rejection_fails_the_run_and_skips_dependents() {
     let (_test, dir) = gated(GATED);
     let run = first_run(&dir);
-    let output = drillbook(
-        &dir,
-        &[
+    let output = Drillbook::in_dir(&dir)
+        .args(&[
             "approve",
             &run,
             "go",
@@ -104,10 +104,10 @@ fn a_rejection_fails_the_run_and_skips_dependents() {
             "bob",
             "--reason",
             "lag too high",
-        ],
-    );
+        ])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(!dir.join("acted").exists());
     let records = journal(&dir, &run);
@@ -125,28 +125,35 @@ fn four_eyes_needs_two_different_people() {
         "prompt: \"Promote?\"\n    approvers: 2",
     ));
     let run = first_run(&dir);
-    let output = drillbook(&dir, &["approve", &run, "go", "--as", "alice"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "alice"])
+        .run();
     assert_eq!(
         output.stderr,
         "alice approved `go` (1 of 2 approvals); someone else must approve too\n"
     );
-    let again = drillbook(&dir, &["approve", &run, "go", "--as", "alice"]);
+    let again = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "alice"])
+        .run();
     assert_eq!(again.status, 2);
     assert_eq!(
         again.stderr,
         "error: alice already approved `go`; it needs 2 different people\n"
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(
         output.status, 4,
         "one approval is not enough: {}",
         output.stderr
     );
     assert_eq!(
-        drillbook(&dir, &["approve", &run, "go", "--as", "bob"]).status,
+        Drillbook::in_dir(&dir)
+            .args(&["approve", &run, "go", "--as", "bob"])
+            .run()
+            .status,
         0
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
 }
 
@@ -165,10 +172,12 @@ steps:
     );
     let run = first_run(&dir);
     std::thread::sleep(std::time::Duration::from_millis(1200));
-    let late = drillbook(&dir, &["approve", &run, "act", "--as", "alice"]);
+    let late = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "act", "--as", "alice"])
+        .run();
     assert_eq!(late.status, 2);
     assert!(late.stderr.contains("expired"), "{}", late.stderr);
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(!dir.join("acted").exists());
     let records = journal(&dir, &run);
@@ -180,7 +189,9 @@ steps:
 #[test]
 fn pre_approval_is_recorded_as_such() {
     let (_test, dir) = gated(GATED);
-    let output = drillbook(&dir, &["run", "p.yaml", "--approve-all", "--as", "cron"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--approve-all", "--as", "cron"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let run = only_run(&dir);
     let records = journal(&dir, &run);
@@ -200,14 +211,17 @@ steps:
   - { id: after, kind: command, run: [touch, after] }
 "#,
     );
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     let run = only_run(&dir);
     assert_eq!(
-        drillbook(&dir, &["approve", &run, "call", "--as", "erin"]).status,
+        Drillbook::in_dir(&dir)
+            .args(&["approve", &run, "call", "--as", "erin"])
+            .run()
+            .status,
         0
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let records = journal(&dir, &run);
     let finished = events(&records, "step_finished", Some("call"));

@@ -7,16 +7,12 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::Output;
-use common::drill::{drill, json_report, run_of, runs_of, shipped, step, vars};
+use common::drill::{json_report, run_of, runs_of, shipped, step};
 use common::pg::{TestDb, fixture, psql};
+use common::{Drillbook, minutes};
 
 fn playbook(name: &str) -> String {
     shipped(name)
-}
-
-/// Runs drillbook with `env` given as `(name, value)` pairs.
-fn run(dir: &Path, args: &[&str], env: &[(&str, &str)], minutes: u64) -> Output {
-    drill(dir, args, &vars(env), minutes)
 }
 
 fn dumps(store: &Path) -> Vec<PathBuf> {
@@ -35,17 +31,16 @@ fn manifest_of(dump: &Path) -> serde_json::Value {
 
 /// Runs the shipped nightly backup of `source` into `store`; it must succeed.
 fn nightly(dir: &Path, store: &Path, source: &TestDb) -> Output {
-    let output = run(
-        dir,
-        &[
+    let output = Drillbook::in_dir(dir)
+        .args(&[
             "run",
             &playbook("nightly-backup.yaml"),
             "--var",
             &format!("store={}", store.display()),
-        ],
-        &[("DATABASE_URL", &source.url())],
-        5,
-    );
+        ])
+        .env("DATABASE_URL", source.url())
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     output
 }
@@ -108,17 +103,15 @@ fn nightly_backup_writes_a_dump_and_a_manifest_that_match_the_database() {
 fn monthly_restore_smoke_restores_into_a_throwaway_cluster_and_removes_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (_source, store) = backed_up(dir.path(), 20_000);
-    let output = run(
-        dir.path(),
-        &[
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--var",
             &format!("store={}", store.display()),
-        ],
-        &[],
-        5,
-    );
+        ])
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
     let smoke = step(&report, "smoke");
@@ -206,7 +199,11 @@ fn database_restore_drill_restores_smoke_tests_skips_promote_and_flushes_the_cac
     let args = restore_args(&store, &env_file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let staging_url = staging.url();
-    let output = run(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&args)
+        .envs(restore_playbook_env(&staging_url))
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     assert_eq!(staging.row_counts(), source.row_counts());
     assert_eq!(redis(&["DBSIZE"]), "0");
@@ -250,7 +247,11 @@ fn a_dump_with_one_flipped_byte_fails_before_pg_restore_and_leaves_the_target_al
     let args = restore_args(&store, &env_file);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let staging_url = staging.url();
-    let output = run(dir.path(), &args, &restore_playbook_env(&staging_url), 5);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&args)
+        .envs(restore_playbook_env(&staging_url))
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 1, "{}\n{}", output.stdout, output.stderr);
     assert!(
         output.stdout.contains("does not match its manifest"),
@@ -288,17 +289,15 @@ fn assess_skips_a_truncated_upload_and_picks_the_backup_before_it() {
     assert_eq!(all.len(), 2);
     let bytes = std::fs::read(&all[1]).expect("dump");
     std::fs::write(&all[1], &bytes[..bytes.len() / 3]).expect("truncate");
-    let output = run(
-        dir.path(),
-        &[
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--var",
             &format!("store={}", store.display()),
-        ],
-        &[],
-        5,
-    );
+        ])
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
     let assess = step(&report, "assess");
@@ -324,19 +323,17 @@ fn a_backup_older_than_the_rpo_ends_in_exit_3_with_both_figures() {
         .parse::<jiff::Timestamp>()
         .expect("time");
     let declared = taken + jiff::SignedDuration::from_hours(3);
-    let output = run(
-        dir.path(),
-        &[
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--declared-at",
             &declared.to_string(),
             "--var",
             &format!("store={}", store.display()),
-        ],
-        &[],
-        5,
-    );
+        ])
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 3, "{}\n{}", output.stdout, output.stderr);
     let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
     let rpo = &report["objectives"]["rpo"];
@@ -362,15 +359,14 @@ fn an_unreachable_database_is_named_without_its_password() {
         ),
     )
     .expect("playbook");
-    let output = run(
-        dir.path(),
-        &["run", file.to_str().unwrap()],
-        &[(
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["run", file.to_str().unwrap()])
+        .env(
             "DATABASE_URL",
             "postgres://app:hunter2-secret@127.0.0.1:1/app",
-        )],
-        1,
-    );
+        )
+        .deadline(minutes(1))
+        .run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(
         output
@@ -410,7 +406,10 @@ fn missing_roles_fail_the_restore_with_the_errors_listed_unless_allowed() {
         );
         let file = dir.path().join("roles.yaml");
         std::fs::write(&file, text).expect("playbook");
-        run(dir.path(), &["run", file.to_str().unwrap()], &[], 5)
+        Drillbook::in_dir(dir.path())
+            .args(&["run", file.to_str().unwrap()])
+            .deadline(minutes(5))
+            .run()
     };
     let backup = restore("");
     assert_eq!(backup.status, 1, "{}", backup.stdout);
@@ -478,12 +477,11 @@ steps:
         ),
     )
     .expect("playbook");
-    let output = run(
-        dir.path(),
-        &["run", file.to_str().unwrap()],
-        &[("DATABASE_URL", &source.url())],
-        5,
-    );
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["run", file.to_str().unwrap()])
+        .env("DATABASE_URL", source.url())
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let dump = dumps(&store).pop().expect("dump");
     assert_eq!(manifest_of(&dump)["format"], "directory");
@@ -557,12 +555,11 @@ fn a_wrong_password_is_named_with_host_and_port_but_not_the_password() {
     )
     .expect("playbook");
     let url = format!("postgres://postgres:not-the-right-one@127.0.0.1:{port}/postgres");
-    let output = run(
-        dir.path(),
-        &["run", file.to_str().unwrap()],
-        &[("DATABASE_URL", &url)],
-        1,
-    );
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["run", file.to_str().unwrap()])
+        .env("DATABASE_URL", &url)
+        .deadline(minutes(1))
+        .run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(
         output.stdout.contains(&format!(

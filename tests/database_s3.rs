@@ -6,33 +6,19 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::Output;
-use common::drill::{drill, json_report, run_of, shipped, step, vars};
+use common::drill::{json_report, run_of, shipped, step};
 use common::pg::{TestDb, fixture};
 use common::s3::S3Server;
+use common::{Drillbook, Running, minutes};
 use drillbook::connect::store::Store;
 use sha2::{Digest, Sha256};
 
 fn playbook(name: &str) -> String {
     shipped(name)
-}
-
-/// Runs drillbook in `dir` with `args`, the S3 server's variables and `env`, allowing
-/// `minutes` for real work.
-fn drill_s3(
-    dir: &Path,
-    server: &S3Server,
-    args: &[&str],
-    env: &[(&str, &str)],
-    minutes: u64,
-) -> Output {
-    let mut all = server.env();
-    all.extend(vars(env));
-    drill(dir, args, &all, minutes)
 }
 
 /// A bucket name no other test (or earlier run of this one) uses.
@@ -133,18 +119,17 @@ fn recorded_counts(manifest: &serde_json::Value) -> Vec<(String, u64)> {
 
 /// nightly-backup.yaml of `source` into `store`.
 fn nightly(dir: &Path, server: &S3Server, source: &TestDb, store: &str) -> Output {
-    drill_s3(
-        dir,
-        server,
-        &[
+    Drillbook::in_dir(dir)
+        .args(&[
             "run",
             &playbook("nightly-backup.yaml"),
             "--var",
             &format!("store={store}"),
-        ],
-        &[("DATABASE_URL", &source.url())],
-        2,
-    )
+        ])
+        .envs(server.env())
+        .env("DATABASE_URL", source.url())
+        .deadline(minutes(2))
+        .run()
 }
 
 /// A server with one bucket, and the URL of a store under its `production` prefix.
@@ -212,18 +197,16 @@ fn monthly_restore_smoke_from_s3() {
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let (dump, _, _) = only_backup(&server, &store);
 
-    let output = drill_s3(
-        dir.path(),
-        &server,
-        &[
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--var",
             &format!("store={store}"),
-        ],
-        &[],
-        3,
-    );
+        ])
+        .envs(server.env())
+        .deadline(minutes(3))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
     assert_eq!(step(&report, "assess")["outputs"]["backup"], dump.as_str());
@@ -275,18 +258,16 @@ fn s3_errors_are_retried_with_backoff() {
 
     // Reads: the first three GETs of the restore (assess's listing) fail.
     server.fail_next("GET", 3);
-    let output = drill_s3(
-        dir.path(),
-        &server,
-        &[
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--var",
             &format!("store={store}"),
-        ],
-        &[],
-        3,
-    );
+        ])
+        .envs(server.env())
+        .deadline(minutes(3))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     assert_eq!(server.failed(), 6);
     let report = json_report(dir.path(), &run_of(dir.path(), "monthly-restore-smoke"));
@@ -368,33 +349,30 @@ fn a_backup_killed_mid_upload_leaves_nothing_visible_and_resume_finishes() {
     )
     .expect("playbook");
 
-    let log = |name: &str| std::fs::File::create(dir.path().join(name)).expect("log file");
-    let mut child = common::command(dir.path(), &["run", "big-backup.yaml"])
+    let mut child = Drillbook::in_dir(dir.path())
+        .args(&["run", "big-backup.yaml"])
         .envs(server.env())
         .env("DATABASE_URL", source.url())
-        .stdout(Stdio::from(log("run.stdout")))
-        .stderr(Stdio::from(log("run.stderr")))
-        .spawn()
-        .expect("start drillbook");
-    let logs = || {
-        let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
-        format!("{}\n{}", read("run.stdout"), read("run.stderr"))
+        .spawn();
+    let logs = |child: &Running| {
+        let (stdout, stderr) = child.output_so_far();
+        format!("{stdout}\n{stderr}")
     };
     // The upload has begun once s3s-fs holds it and drillbook's marker for it is written
     // (right after the upload is created, before its first part).
     let markers = server.root.join(&bucket).join(".drillbook-incomplete");
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.upload_files().is_empty() || files_under(&markers).is_empty() {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.try_wait() {
             panic!(
                 "drillbook ended ({status}) before its multipart upload began\n{}",
-                logs()
+                logs(&child)
             );
         }
         assert!(
             Instant::now() < deadline,
             "no multipart upload began within 30 s\n{}",
-            logs()
+            logs(&child)
         );
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -403,10 +381,9 @@ fn a_backup_killed_mid_upload_leaves_nothing_visible_and_resume_finishes() {
         .into_iter()
         .filter(|&pid| common::alive(pid))
         .collect();
-    child.kill().expect("SIGKILL");
-    let status = child.wait().expect("wait");
+    let status = child.kill();
     let killed_at = started.elapsed();
-    assert_eq!(status.code(), None, "killed by a signal\n{}", logs());
+    assert_eq!(status.code(), None, "killed by a signal\n{}", logs(&child));
 
     // The upload was under way: its parts and drillbook's marker are on the server...
     assert!(!server.upload_files().is_empty());
@@ -446,13 +423,12 @@ fn a_backup_killed_mid_upload_leaves_nothing_visible_and_resume_finishes() {
 
     // Resume: the backup step is idempotent, so it is re-run without asking.
     let run = common::only_run(dir.path());
-    let output = drill_s3(
-        dir.path(),
-        &server,
-        &["resume", &run],
-        &[("DATABASE_URL", &source.url())],
-        2,
-    );
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["resume", &run])
+        .envs(server.env())
+        .env("DATABASE_URL", source.url())
+        .deadline(minutes(2))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let (dump, bytes, manifest) = only_backup(&server, &store);
     assert_manifest_matches(&manifest, &dump, &bytes);
@@ -483,18 +459,16 @@ fn a_backup_killed_mid_upload_leaves_nothing_visible_and_resume_finishes() {
         1
     );
     // The resumed backup restores: downloaded in parallel byte ranges, checked, restored.
-    let restored = drill_s3(
-        dir.path(),
-        &server,
-        &[
+    let restored = Drillbook::in_dir(dir.path())
+        .args(&[
             "run",
             &playbook("monthly-restore-smoke.yaml"),
             "--var",
             &format!("store={store}"),
-        ],
-        &[],
-        3,
-    );
+        ])
+        .envs(server.env())
+        .deadline(minutes(3))
+        .run();
     assert_eq!(
         restored.status, 0,
         "{}\n{}",

@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::drill::{drill, json_report, shipped, step};
+use common::drill::{json_report, shipped, step};
 use common::http::Receiver;
 use common::pg::psql_url as psql;
 use common::s3::S3Server;
-use common::{journal, wait_for};
+use common::{Drillbook, journal, minutes, wait_for};
 
 /// A lab started by the script; stopped (clusters removed) when dropped.
 struct Lab {
@@ -70,11 +70,11 @@ impl Lab {
         self.dir.path().join(".drillbook")
     }
 
-    /// Runs `drillbook ARGS` in the lab's directory with its S3 settings and `env`.
-    fn drillbook(&self, args: &[&str], env: &[(String, String)]) -> common::Output {
-        let mut all = self.s3.env();
-        all.extend(env.iter().cloned());
-        drill(self.dir.path(), args, &all, 5)
+    /// drillbook in the lab's directory with its S3 settings, allowed 5 minutes.
+    fn drillbook(&self) -> Drillbook {
+        Drillbook::in_dir(self.dir.path())
+            .envs(self.s3.env())
+            .deadline(minutes(5))
     }
 
     /// Whether the cluster `name` (A or B) is in recovery.
@@ -206,15 +206,22 @@ fn four_eyes_drill(
     env: &[(String, String)],
     vars: &[String],
 ) {
-    let output = lab.drillbook(&run_args(playbook, run_id, vars), env);
+    let output = lab
+        .drillbook()
+        .args(&run_args(playbook, run_id, vars))
+        .envs(env)
+        .run();
     assert_eq!(
         output.status, 4,
         "waits for a second approver\n{}\n{}",
         output.stdout, output.stderr
     );
-    let output = lab.drillbook(&["approve", run_id, "approve", "--as", "bob"], &[]);
+    let output = lab
+        .drillbook()
+        .args(&["approve", run_id, "approve", "--as", "bob"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
-    let output = lab.drillbook(&["resume", run_id], env);
+    let output = lab.drillbook().args(&["resume", run_id]).envs(env).run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
 }
 
@@ -358,7 +365,10 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
     assert!(!journal_text.contains("secret-token"));
 
     // The post-mortem: timeline, objectives with verdicts, approvals, messages.
-    let md = lab.drillbook(&["report", "drill-1", "--format", "md"], &[]);
+    let md = lab
+        .drillbook()
+        .args(&["report", "drill-1", "--format", "md"])
+        .run();
     assert_eq!(md.status, 0, "{}", md.stderr);
     for needle in [
         "## Timeline",
@@ -391,7 +401,10 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
     assert_eq!(count(&receiver, "POST", "/v1/pages/lab/incidents"), 2);
 
     // The history shows both drills, and a prediction for the next.
-    let history = lab.drillbook(&["history", "quarterly-failover", "--format", "json"], &[]);
+    let history = lab
+        .drillbook()
+        .args(&["history", "quarterly-failover", "--format", "json"])
+        .run();
     assert_eq!(history.status, 0, "{}", history.stderr);
     let history: serde_json::Value = serde_json::from_str(&history.stdout).expect("JSON");
     let playbook = &history["playbooks"][0];
@@ -424,7 +437,10 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
         "{prediction}"
     );
     // The second drill's HTML report sets its RTO against the first's.
-    let html = lab.drillbook(&["report", "drill-2", "--format", "html"], &[]);
+    let html = lab
+        .drillbook()
+        .args(&["report", "drill-2", "--format", "html"])
+        .run();
     assert_eq!(html.status, 0, "{}", html.stderr);
     assert!(
         html.stdout.contains("drill-1"),
@@ -441,7 +457,11 @@ fn a_drill_refuses_targets_that_are_live() {
     let live = lab.get("B_URL").replace("127.0.0.1", "localhost");
     env.push(("DATABASE_URL".into(), live));
     let playbook = shipped("quarterly-failover.yaml");
-    let output = lab.drillbook(&run_args(&playbook, "refused", &vars), &env);
+    let output = lab
+        .drillbook()
+        .args(&run_args(&playbook, "refused", &vars))
+        .envs(&env)
+        .run();
     assert_eq!(output.status, 2, "{}\n{}", output.stdout, output.stderr);
     assert!(
         output.stderr.contains("drill target `standby`")
@@ -464,17 +484,23 @@ fn killed_right_after_the_promote_resumes_without_promoting_again() {
     let playbook = playbook_copy(lab.dir.path());
     let playbook = playbook.to_str().expect("utf-8 path");
     let (env, vars) = drill_inputs(&lab, &receiver, "A");
-    let output = lab.drillbook(&run_args(playbook, "killed", &vars), &env);
+    let output = lab
+        .drillbook()
+        .args(&run_args(playbook, "killed", &vars))
+        .envs(&env)
+        .run();
     assert_eq!(output.status, 4, "{}\n{}", output.stdout, output.stderr);
-    let output = lab.drillbook(&["approve", "killed", "approve", "--as", "bob"], &[]);
+    let output = lab
+        .drillbook()
+        .args(&["approve", "killed", "approve", "--as", "bob"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
-    let mut child = common::command(lab.dir.path(), &["resume", "killed"]);
-    child.envs(lab.s3.env()).envs(env.iter().cloned());
-    let mut child = child
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start drillbook");
+    let mut child = lab
+        .drillbook()
+        .args(&["resume", "killed"])
+        .envs(&env)
+        .discard_output()
+        .spawn();
     wait_for(Duration::from_secs(120), "the promote to finish", || {
         lab.state().join("runs/killed").exists()
             && !common::events(
@@ -484,11 +510,10 @@ fn killed_right_after_the_promote_resumes_without_promoting_again() {
             )
             .is_empty()
     });
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    child.kill();
     assert!(!lab.in_recovery("B"), "B was promoted before the kill");
 
-    let output = lab.drillbook(&["resume", "killed"], &env);
+    let output = lab.drillbook().args(&["resume", "killed"]).envs(&env).run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let records = journal(lab.dir.path(), "killed");
     assert_eq!(

@@ -71,32 +71,12 @@ fn playbook(params: &str) -> String {
     format!("version: 1\nname: cache\n{secrets}steps:\n  - id: flush\n    kind: flush\n{params}")
 }
 
-/// Runs `drillbook run p.yaml` in the test's directory (kept alive by the caller, unlike
-/// `Drillbook::run`, which drops it) and checks the exit status.
-fn run(test: &Drillbook, env: &[(&str, &str)], status: i32) -> common::Output {
-    let env: Vec<(String, String)> = env
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let output = common::run_binary_with(
-        test.dir(),
-        &["run".into(), "p.yaml".into()],
-        &env,
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        output.status, status,
-        "{}\n{}",
-        output.stdout, output.stderr
-    );
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    output
-}
-
 /// The flush step of the run's JSON report.
 fn reported_step(dir: &std::path::Path) -> serde_json::Value {
     let run = only_run(dir);
-    let output = common::drillbook(dir, &["report", &run, "--format", "json"]);
+    let output = Drillbook::in_dir(dir)
+        .args(&["report", &run, "--format", "json"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let report: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON report");
     report["steps"]
@@ -115,7 +95,10 @@ fn flushdb_empties_the_database_and_reports_the_counts() {
         &playbook(&format!("    redis: \"{}\"\n    scope: db\n", db.url())),
     );
     let dir = test.dir().to_path_buf();
-    run(&test, &[], 0);
+    Drillbook::in_dir(test.dir())
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
     assert_eq!(db.size(), 0);
     let step = reported_step(&dir);
     assert_eq!(step["status"], "succeeded");
@@ -144,7 +127,10 @@ fn a_pattern_deletes_only_the_matching_keys_in_batches() {
         )),
     );
     let dir = test.dir().to_path_buf();
-    run(&test, &[], 0);
+    Drillbook::in_dir(test.dir())
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
     assert_eq!(db.count("cache:*"), 0);
     assert_eq!(db.count("session:*"), 500);
     let step = reported_step(&dir);
@@ -175,7 +161,10 @@ fn a_host_other_than_the_expected_one_is_refused_untouched() {
             db.url()
         )),
     );
-    let output = run(&test, &[], 1);
+    let output = Drillbook::in_dir(test.dir())
+        .args(&["run", "p.yaml"])
+        .expect_status(1)
+        .run();
     assert_eq!(db.size(), 25, "nothing may be deleted");
     let message =
         "refusing to flush Redis at 127.0.0.1:6379: this step expects host cache.internal";
@@ -190,7 +179,10 @@ fn an_unreachable_redis_fails_fast_naming_it_without_the_password() {
         &playbook("    redis: \"redis://:literal-pw-4412@127.0.0.1:1/13\"\n    timeout: 10s\n"),
     );
     let dir = test.dir().to_path_buf();
-    let output = run(&test, &[], 1);
+    let output = Drillbook::in_dir(test.dir())
+        .args(&["run", "p.yaml"])
+        .expect_status(1)
+        .run();
     assert!(
         output.elapsed < Duration::from_secs(10),
         "took {:?}",
@@ -207,8 +199,14 @@ fn an_unreachable_redis_fails_fast_naming_it_without_the_password() {
     for text in [
         output.stdout,
         output.stderr,
-        common::drillbook(&dir, &["report", &run, "--format", "json"]).stdout,
-        common::drillbook(&dir, &["report", &run, "--format", "md"]).stdout,
+        Drillbook::in_dir(&dir)
+            .args(&["report", &run, "--format", "json"])
+            .run()
+            .stdout,
+        Drillbook::in_dir(&dir)
+            .args(&["report", &run, "--format", "md"])
+            .run()
+            .stdout,
     ] {
         assert!(!text.contains("literal-pw-4412"), "{text}");
     }
@@ -221,11 +219,11 @@ fn a_password_from_a_secret_reaches_no_output_and_no_journal() {
         &playbook("    redis: \"{{ secrets.REDIS_URL }}\"\n"),
     );
     let dir = test.dir().to_path_buf();
-    let output = run(
-        &test,
-        &[("REDIS_URL", "redis://:secret-pw-9931@127.0.0.1:1/13")],
-        1,
-    );
+    let output = Drillbook::in_dir(test.dir())
+        .args(&["run", "p.yaml"])
+        .env("REDIS_URL", "redis://:secret-pw-9931@127.0.0.1:1/13")
+        .expect_status(1)
+        .run();
     assert!(
         output
             .stdout

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Drillbook, drillbook, journal};
+use common::{Drillbook, journal};
 
 /// Two short steps and a clock stop: a real run takes about half a second.
 const QUICK: &str = r#"version: 1
@@ -28,10 +28,14 @@ fn json(text: &str) -> serde_json::Value {
 fn history_lists_every_run_with_its_verdict_and_a_prediction() {
     let test = Drillbook::new().playbook("quick.yaml", QUICK);
     let dir = test.dir().to_path_buf();
-    let first = drillbook(&dir, &["run", "quick.yaml", "--run-id", "a"]);
+    let first = Drillbook::in_dir(&dir)
+        .args(&["run", "quick.yaml", "--run-id", "a"])
+        .run();
     assert_eq!(first.status, 0, "{}", first.stderr);
     assert!(!first.stderr.contains("predicted"), "{}", first.stderr);
-    let second = drillbook(&dir, &["run", "quick.yaml", "--run-id", "b"]);
+    let second = Drillbook::in_dir(&dir)
+        .args(&["run", "quick.yaml", "--run-id", "b"])
+        .run();
     assert_eq!(second.status, 0, "{}", second.stderr);
     // The second run is told what the first one predicts.
     assert!(
@@ -40,7 +44,9 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
         second.stderr
     );
 
-    let output = drillbook(&dir, &["history", "--format", "json"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["history", "--format", "json"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let history = json(&output.stdout);
     let playbooks = history["playbooks"].as_array().expect("playbooks");
@@ -82,7 +88,7 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
 
     // By name or by file, as a table with the trend and the next run's prediction.
     for which in ["quick-drill", "quick.yaml"] {
-        let text = drillbook(&dir, &["history", which]);
+        let text = Drillbook::in_dir(&dir).args(&["history", which]).run();
         assert_eq!(text.status, 0, "{}", text.stderr);
         assert!(text.stdout.starts_with("quick-drill\n"), "{}", text.stdout);
         assert_eq!(text.stdout.matches(" drill ").count(), 2, "{}", text.stdout);
@@ -94,7 +100,9 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
             text.stdout
         );
     }
-    let markdown = drillbook(&dir, &["history", "quick-drill", "--format", "md"]);
+    let markdown = Drillbook::in_dir(&dir)
+        .args(&["history", "quick-drill", "--format", "md"])
+        .run();
     assert!(
         markdown.stdout.starts_with("## quick-drill\n"),
         "{}",
@@ -107,8 +115,16 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
 fn history_refuses_an_unknown_playbook() {
     let test = Drillbook::new().playbook("quick.yaml", QUICK);
     let dir = test.dir().to_path_buf();
-    assert_eq!(drillbook(&dir, &["run", "quick.yaml"]).status, 0);
-    let unknown = drillbook(&dir, &["history", "quick-dril"]);
+    assert_eq!(
+        Drillbook::in_dir(&dir)
+            .args(&["run", "quick.yaml"])
+            .run()
+            .status,
+        0
+    );
+    let unknown = Drillbook::in_dir(&dir)
+        .args(&["history", "quick-dril"])
+        .run();
     assert_eq!(unknown.status, 2);
     assert!(
         unknown
@@ -118,7 +134,9 @@ fn history_refuses_an_unknown_playbook() {
         unknown.stderr
     );
     assert!(unknown.stderr.contains("quick-drill"), "{}", unknown.stderr);
-    let missing = drillbook(&dir, &["history", "missing.yaml"]);
+    let missing = Drillbook::in_dir(&dir)
+        .args(&["history", "missing.yaml"])
+        .run();
     assert_eq!(missing.status, 2);
     assert!(
         missing.stderr.contains("missing.yaml"),
@@ -131,14 +149,25 @@ fn history_refuses_an_unknown_playbook() {
 fn plan_adds_the_prediction_once_there_is_history() {
     let test = Drillbook::new().playbook("quick.yaml", QUICK);
     let dir = test.dir().to_path_buf();
-    let before = drillbook(&dir, &["plan", "quick.yaml"]);
+    let before = Drillbook::in_dir(&dir).args(&["plan", "quick.yaml"]).run();
     assert_eq!(before.status, 0, "{}", before.stderr);
     assert!(!before.stdout.contains("predicted"), "{}", before.stdout);
-    let plan = json(&drillbook(&dir, &["plan", "quick.yaml", "--format", "json"]).stdout);
+    let plan = json(
+        &Drillbook::in_dir(&dir)
+            .args(&["plan", "quick.yaml", "--format", "json"])
+            .run()
+            .stdout,
+    );
     assert_eq!(plan["prediction"], serde_json::Value::Null);
 
-    assert_eq!(drillbook(&dir, &["run", "quick.yaml"]).status, 0);
-    let after = drillbook(&dir, &["plan", "quick.yaml"]);
+    assert_eq!(
+        Drillbook::in_dir(&dir)
+            .args(&["run", "quick.yaml"])
+            .run()
+            .status,
+        0
+    );
+    let after = Drillbook::in_dir(&dir).args(&["plan", "quick.yaml"]).run();
     assert_eq!(after.status, 0, "{}", after.stderr);
     assert!(after.stdout.starts_with(&before.stdout), "{}", after.stdout);
     let added = &after.stdout[before.stdout.len()..];
@@ -146,7 +175,12 @@ fn plan_adds_the_prediction_once_there_is_history() {
         added.starts_with("predicted ") && added.ends_with(" against RTO 30m, from 1 run\n"),
         "{added}"
     );
-    let plan = json(&drillbook(&dir, &["plan", "quick.yaml", "--format", "json"]).stdout);
+    let plan = json(
+        &Drillbook::in_dir(&dir)
+            .args(&["plan", "quick.yaml", "--format", "json"])
+            .run()
+            .stdout,
+    );
     assert_eq!(plan["prediction"]["runs"], 1);
     assert_eq!(
         plan["prediction"]["critical_path"],
@@ -160,24 +194,47 @@ fn due_follows_passes_edits_and_failures() {
         .playbook("quick.yaml", QUICK)
         .playbook("failing.yaml", FAILING);
     let dir = test.dir().to_path_buf();
-    assert_eq!(drillbook(&dir, &["run", "quick.yaml"]).status, 0);
+    assert_eq!(
+        Drillbook::in_dir(&dir)
+            .args(&["run", "quick.yaml"])
+            .run()
+            .status,
+        0
+    );
 
-    let fresh = drillbook(&dir, &["due", "--every", "1d", "quick.yaml"]);
+    let fresh = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d", "quick.yaml"])
+        .run();
     assert_eq!(fresh.status, 0, "{}\n{}", fresh.stdout, fresh.stderr);
     assert_eq!(fresh.stdout, "nothing due\n");
-    let report = json(&drillbook(&dir, &["due", "--format", "json", "quick.yaml"]).stdout);
+    let report = json(
+        &Drillbook::in_dir(&dir)
+            .args(&["due", "--format", "json", "quick.yaml"])
+            .run()
+            .stdout,
+    );
     assert_eq!(report["due"], false);
     assert_eq!(report["every"], "92d");
     assert_eq!(report["playbooks"][0]["name"], "quick-drill");
 
     // A playbook that only ever failed never passed.
-    assert_eq!(drillbook(&dir, &["run", "failing.yaml"]).status, 1);
-    let failing = drillbook(&dir, &["due", "--every", "1d", "failing.yaml"]);
+    assert_eq!(
+        Drillbook::in_dir(&dir)
+            .args(&["run", "failing.yaml"])
+            .run()
+            .status,
+        1
+    );
+    let failing = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d", "failing.yaml"])
+        .run();
     assert_eq!(failing.status, 1, "{}", failing.stderr);
     assert_eq!(failing.stdout, "failing-drill: never passed\n");
 
     // Without files: every playbook with runs, at the file its runs recorded.
-    let all = drillbook(&dir, &["due", "--every", "1d"]);
+    let all = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d"])
+        .run();
     assert_eq!(all.status, 1, "{}", all.stderr);
     assert_eq!(all.stdout, "failing-drill: never passed\n");
 
@@ -185,7 +242,9 @@ fn due_follows_passes_edits_and_failures() {
     let path = dir.join("quick.yaml");
     let text = std::fs::read_to_string(&path).expect("playbook");
     std::fs::write(&path, format!("{text}# tuned the restore\n")).expect("edit");
-    let changed = drillbook(&dir, &["due", "--every", "1d", "quick.yaml"]);
+    let changed = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d", "quick.yaml"])
+        .run();
     assert_eq!(changed.status, 1, "{}", changed.stderr);
     assert!(
         changed
@@ -198,7 +257,9 @@ fn due_follows_passes_edits_and_failures() {
 
     // A playbook file that is gone is reported as such.
     std::fs::remove_file(&path).expect("remove");
-    let gone = drillbook(&dir, &["due", "--every", "1d"]);
+    let gone = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d"])
+        .run();
     assert_eq!(gone.status, 1, "{}", gone.stderr);
     assert!(
         gone.stdout.contains("quick-drill: cannot read `")
@@ -207,7 +268,9 @@ fn due_follows_passes_edits_and_failures() {
         gone.stdout
     );
 
-    let bad = drillbook(&dir, &["due", "--every", "soon"]);
+    let bad = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "soon"])
+        .run();
     assert_eq!(bad.status, 2, "{}", bad.stderr);
     assert!(
         bad.stderr.contains("`soon` is not a duration"),
@@ -235,7 +298,9 @@ steps:
     let test = Drillbook::new().playbook("slow.yaml", playbook);
     let dir = test.dir().to_path_buf();
     // No history: 0.1 s elapsed is not over 1 s, the warning is skipped; the run misses.
-    let first = drillbook(&dir, &["run", "slow.yaml", "--run-id", "one"]);
+    let first = Drillbook::in_dir(&dir)
+        .args(&["run", "slow.yaml", "--run-id", "one"])
+        .run();
     assert_eq!(first.status, 3, "{}", first.stderr);
     let warn = |run: &str| {
         journal(&dir, run)
@@ -246,7 +311,9 @@ steps:
     assert_eq!(warn("one")["event"], "step_skipped");
 
     // Now history says `slow` takes 1.2 s: projected past the RTO as soon as `first` ends.
-    let second = drillbook(&dir, &["run", "slow.yaml", "--run-id", "two"]);
+    let second = Drillbook::in_dir(&dir)
+        .args(&["run", "slow.yaml", "--run-id", "two"])
+        .run();
     assert_eq!(second.status, 3, "{}", second.stderr);
     assert!(
         second.stderr.contains("may miss the RTO"),
@@ -282,16 +349,28 @@ fn the_html_report_compares_the_rto_with_earlier_runs() {
     let test = Drillbook::new().playbook("quick.yaml", QUICK);
     let dir = test.dir().to_path_buf();
     assert_eq!(
-        drillbook(&dir, &["run", "quick.yaml", "--run-id", "a"]).status,
+        Drillbook::in_dir(&dir)
+            .args(&["run", "quick.yaml", "--run-id", "a"])
+            .run()
+            .status,
         0
     );
-    let alone = drillbook(&dir, &["report", "a", "--format", "html"]).stdout;
+    let alone = Drillbook::in_dir(&dir)
+        .args(&["report", "a", "--format", "html"])
+        .run()
+        .stdout;
     assert!(!alone.contains("RTO against previous runs"));
     assert_eq!(
-        drillbook(&dir, &["run", "quick.yaml", "--run-id", "b"]).status,
+        Drillbook::in_dir(&dir)
+            .args(&["run", "quick.yaml", "--run-id", "b"])
+            .run()
+            .status,
         0
     );
-    let html = drillbook(&dir, &["report", "b", "--format", "html"]).stdout;
+    let html = Drillbook::in_dir(&dir)
+        .args(&["report", "b", "--format", "html"])
+        .run()
+        .stdout;
     assert!(
         html.contains("<h2>RTO against previous runs</h2>"),
         "{html}"
@@ -299,6 +378,9 @@ fn the_html_report_compares_the_rto_with_earlier_runs() {
     assert_eq!(html.matches("<div class=\"rto-row").count(), 2, "{html}");
     assert!(html.contains("<div class=\"rto-row current\">"), "{html}");
     // Other formats are about the run alone.
-    let markdown = drillbook(&dir, &["report", "b", "--format", "md"]).stdout;
+    let markdown = Drillbook::in_dir(&dir)
+        .args(&["report", "b", "--format", "md"])
+        .run()
+        .stdout;
     assert!(!markdown.contains("previous runs"), "{markdown}");
 }

@@ -10,12 +10,10 @@ mod common;
 
 use std::io::{ErrorKind, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Drillbook, events, journal, only_run};
+use common::{Drillbook, Terminal, events, journal, only_run};
 use expectrl::process::unix::WaitStatus;
-use expectrl::session::OsSession;
 
 const INCIDENT: &str = r#"version: 1
 name: incident
@@ -81,7 +79,7 @@ const NO_NOTES: Reply = Reply::Notes(&[], &[]);
 /// A drillbook process on the slave side of a pseudo-terminal (stdin, stdout and stderr), and
 /// everything it has shown so far.
 struct Pty {
-    session: OsSession,
+    session: Terminal,
     screen: String,
     /// How far the conversation has been answered: prompts are looked for after this.
     cursor: usize,
@@ -91,21 +89,7 @@ struct Pty {
 
 impl Pty {
     fn spawn(dir: &Path, args: &[&str]) -> Pty {
-        let mut command = Command::new(common::binary());
-        command
-            .args(args)
-            .current_dir(dir)
-            .env_remove("DRILLBOOK_STATE_DIR")
-            .env_remove("RUST_LOG")
-            .env("NO_COLOR", "1")
-            .env("TERM", "xterm")
-            .env("COLUMNS", "120")
-            .env("LINES", "40");
-        let mut session = OsSession::spawn(command).expect("spawn drillbook on a pty");
-        session
-            .get_process_mut()
-            .set_window_size(120, 40)
-            .expect("window size");
+        let session = Drillbook::in_dir(dir).args(args).env("NO_COLOR", "1").pty();
         Pty {
             session,
             screen: String::new(),
@@ -429,7 +413,9 @@ steps:
 
 /// The post-mortem's Markdown report: its root cause and remediation sections.
 fn root_cause_and_remediation(dir: &Path, run: &str) -> String {
-    let md = common::drillbook(dir, &["report", run, "--format", "md"]);
+    let md = Drillbook::in_dir(dir)
+        .args(&["report", run, "--format", "md"])
+        .run();
     assert_eq!(md.status, 0, "{}", md.stderr);
     let start = md
         .stdout
@@ -513,7 +499,9 @@ fn drills_and_unattended_runs_keep_the_placeholders() {
     // An incident with nobody at a terminal: nobody to ask.
     let test = Drillbook::new().playbook("incident.yaml", SHORT);
     let dir = test.dir();
-    let output = common::drillbook(dir, &["run", "incident.yaml", "--mode", "incident"]);
+    let output = Drillbook::in_dir(dir)
+        .args(&["run", "incident.yaml", "--mode", "incident"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let run = only_run(dir);
     assert!(events(&journal(dir, &run), "post_mortem_notes", None).is_empty());

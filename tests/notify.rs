@@ -66,12 +66,10 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = common::run_binary_with(
-        &dir,
-        &["run".into(), "p.yaml".into()],
-        &[("SLACK_WEBHOOK".into(), url.clone())],
-        std::time::Duration::from_secs(20),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml"])
+        .env("SLACK_WEBHOOK", &url)
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let run = only_run(&dir);
     let bodies = bodies.lock().expect("lock").clone();
@@ -116,12 +114,10 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = common::run_binary_with(
-        &dir,
-        &["run".into(), "p.yaml".into()],
-        &[("SLACK_WEBHOOK".into(), url)],
-        std::time::Duration::from_secs(20),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml"])
+        .env("SLACK_WEBHOOK", url)
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let bodies = bodies.lock().expect("lock").clone();
     // One send, then about five repeats during the 1 s until the clock stops; none during
@@ -178,20 +174,15 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = common::run_binary_with(
-        &dir,
-        &[
-            "run".into(),
-            "p.yaml".into(),
-            "--var".into(),
-            format!("status_api={base}/api/v1/incidents?key=abc"),
-        ],
-        &[
-            ("SLACK_WEBHOOK".into(), url.clone()),
-            ("STATUS_TOKEN".into(), token.into()),
-        ],
-        std::time::Duration::from_secs(20),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&[
+            "run",
+            "p.yaml",
+            "--var",
+            &format!("status_api={base}/api/v1/incidents?key=abc"),
+        ])
+        .envs([("SLACK_WEBHOOK", url.as_str()), ("STATUS_TOKEN", token)])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let run = only_run(&dir);
     let received = bodies.lock().expect("lock").clone();
@@ -232,7 +223,9 @@ steps:
     }
 
     // The post-mortem: a row per message received, and a count per step.
-    let md = common::drillbook(&dir, &["report", &run, "--format", "md"]);
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "md"])
+        .run();
     assert_eq!(md.status, 0, "{}", md.stderr);
     let section = md
         .stdout
@@ -257,7 +250,9 @@ steps:
     assert!(!md.stdout.contains(token) && !md.stdout.contains("abcdef"));
 
     // The JSON report: the same messages, as an array.
-    let json = common::drillbook(&dir, &["report", &run, "--format", "json"]);
+    let json = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "json"])
+        .run();
     assert_eq!(json.status, 0, "{}", json.stderr);
     let report: serde_json::Value = serde_json::from_str(&json.stdout).expect("json report");
     let notifications = report["notifications"].as_array().expect("notifications");

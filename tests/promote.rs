@@ -9,37 +9,24 @@ use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::{Drillbook, journal, only_run};
 
 const OLD_ENV: &str = "# written by the deploy job\nRAILS_ENV=production\nDATABASE_URL=postgres://old:oldpw@a/b\n\nREDIS_URL=redis://cache.internal:6379/0\n";
 const NEW_URL: &str = "postgres://app:newpw@db2.internal:6432/orders";
 
-/// Runs `drillbook run p.yaml ARGS` in the test's directory (kept alive by the caller) with
-/// `RESTORE_URL` set to the new URL, and checks the exit status.
-fn run(test: &Drillbook, args: &[&str], status: i32) -> common::Output {
-    let mut argv: Vec<String> = vec!["run".into(), "p.yaml".into()];
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let output = common::run_binary_with(
-        test.dir(),
-        &argv,
-        &[("RESTORE_URL".into(), NEW_URL.into())],
-        Duration::from_secs(20),
-    );
-    assert_eq!(
-        output.status, status,
-        "{}\n{}",
-        output.stdout, output.stderr
-    );
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    output
+/// drillbook in the test's directory (kept alive by the caller) with `RESTORE_URL` set to the
+/// new URL.
+fn with_restore_url(test: &Drillbook) -> Drillbook {
+    Drillbook::in_dir(test.dir()).env("RESTORE_URL", NEW_URL)
 }
 
 /// The step `id` of the run's JSON report, and the whole report as text.
 fn reported_step(dir: &Path, id: &str) -> (serde_json::Value, String) {
     let run = only_run(dir);
-    let output = common::drillbook(dir, &["report", &run, "--format", "json"]);
+    let output = Drillbook::in_dir(dir)
+        .args(&["report", &run, "--format", "json"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let report: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON report");
     let step = report["steps"]
@@ -73,7 +60,10 @@ fn repoint_rewrites_only_the_variable_and_keeps_the_previous_file() {
     let dir = test.dir().to_path_buf();
     let env_file = dir.join("app.env");
     std::fs::set_permissions(&env_file, std::fs::Permissions::from_mode(0o640)).expect("chmod");
-    let output = run(&test, &[], 0);
+    let output = with_restore_url(&test)
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
 
     assert_eq!(
         std::fs::read_to_string(&env_file).expect("env file"),
@@ -125,7 +115,10 @@ fn promote_is_live_only_unless_it_says_otherwise() {
         .playbook("p.yaml", &repoint_playbook(""))
         .file("app.env", OLD_ENV.as_bytes());
     let dir = test.dir().to_path_buf();
-    run(&test, &[], 0);
+    with_restore_url(&test)
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
     let (step, _) = reported_step(&dir, "repoint");
     assert_eq!(step["status"], "skipped");
     assert_eq!(
@@ -146,7 +139,10 @@ fn an_unattended_incident_asks_before_a_live_only_promote() {
         .playbook("p.yaml", &repoint_playbook(""))
         .file("app.env", OLD_ENV.as_bytes());
     let dir = test.dir().to_path_buf();
-    let output = run(&test, &["--mode", "incident"], 4);
+    let output = with_restore_url(&test)
+        .args(&["run", "p.yaml", "--mode", "incident"])
+        .expect_status(4)
+        .run();
     assert!(
         output.stdout.contains("drillbook approve"),
         "{}",
@@ -158,14 +154,11 @@ fn an_unattended_incident_asks_before_a_live_only_promote() {
         "nothing may change before the yes"
     );
     let run_id = only_run(&dir);
-    let approved = common::drillbook(&dir, &["approve", &run_id, "repoint", "--as", "alice"]);
+    let approved = Drillbook::in_dir(&dir)
+        .args(&["approve", &run_id, "repoint", "--as", "alice"])
+        .run();
     assert_eq!(approved.status, 0, "{}", approved.stderr);
-    let resumed = common::run_binary_with(
-        &dir,
-        &["resume".into(), run_id.clone()],
-        &[("RESTORE_URL".into(), NEW_URL.into())],
-        Duration::from_secs(20),
-    );
+    let resumed = with_restore_url(&test).args(&["resume", &run_id]).run();
     assert_eq!(resumed.status, 0, "{}\n{}", resumed.stdout, resumed.stderr);
     assert_eq!(
         std::fs::read_to_string(dir.join("app.env")).expect("env file"),
@@ -241,7 +234,10 @@ fn repoint_puts_the_new_value_to_an_http_endpoint() {
         &endpoint_playbook(&format!("http://{address}/v1/secrets/app")),
     );
     let dir = test.dir().to_path_buf();
-    run(&test, &[], 0);
+    with_restore_url(&test)
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
     let received = received.lock().expect("lock").clone();
     assert_eq!(received.len(), 1, "{received:?}");
     assert_eq!(received[0].0, "PUT /v1/secrets/app");
@@ -266,7 +262,10 @@ fn a_refusing_endpoint_fails_the_step_without_credentials_or_the_value() {
         &endpoint_playbook(&format!("http://admin:tok3n@{address}/v1/secrets/app")),
     );
     let dir = test.dir().to_path_buf();
-    let output = run(&test, &[], 1);
+    let output = with_restore_url(&test)
+        .args(&["run", "p.yaml"])
+        .expect_status(1)
+        .run();
     let (step, report) = reported_step(&dir, "repoint");
     let error = step["error"].as_str().expect("error").to_string();
     assert!(
@@ -297,7 +296,10 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    run(&test, &[], 0);
+    with_restore_url(&test)
+        .args(&["run", "p.yaml"])
+        .expect_status(0)
+        .run();
     // pg_promote on a primary fails ("recovery is not in progress"): success means it was
     // not called.
     let (step, _) = reported_step(&dir, "promote");

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Drillbook, drillbook, only_run};
+use common::{Drillbook, only_run};
 
 #[test]
 fn all_formats_of_a_failed_run() {
@@ -24,12 +24,12 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     let run = only_run(&dir);
 
     // The summary printed at the end of the run is the text report.
-    let text = drillbook(&dir, &["report", &run]).stdout;
+    let text = Drillbook::in_dir(&dir).args(&["report", &run]).run().stdout;
     assert_eq!(output.stdout, text);
     assert!(
         text.contains("failing-drill") && text.contains("restore"),
@@ -37,7 +37,10 @@ cleanup:
     );
     assert!(text.contains("<relation> missing"), "{text}");
 
-    let json = drillbook(&dir, &["report", &run, "--format", "json"]).stdout;
+    let json = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "json"])
+        .run()
+        .stdout;
     let json: serde_json::Value = serde_json::from_str(&json).expect("JSON parses");
     assert_eq!(json["outcome"], "failed");
     assert_eq!(json["exit_code"], 1);
@@ -49,7 +52,10 @@ cleanup:
     assert_eq!(steps[2]["status"], "skipped");
     assert_eq!(json["objectives"]["rto"]["met"], serde_json::Value::Null);
 
-    let junit = drillbook(&dir, &["report", &run, "--format", "junit"]).stdout;
+    let junit = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "junit"])
+        .run()
+        .stdout;
     let xml = roxmltree::Document::parse(&junit).expect("JUnit parses as XML");
     let cases: Vec<_> = xml
         .descendants()
@@ -66,17 +72,16 @@ cleanup:
     assert!(restore.children().any(|c| c.has_tag_name("failure")));
 
     let out = dir.join("report.html");
-    let written = drillbook(
-        &dir,
-        &[
+    let written = Drillbook::in_dir(&dir)
+        .args(&[
             "report",
             &run,
             "--format",
             "html",
             "-o",
             out.to_str().expect("path"),
-        ],
-    );
+        ])
+        .run();
     assert_eq!(written.status, 0, "{}", written.stderr);
     let html = std::fs::read_to_string(out).expect("html");
     assert!(html.contains("<svg"), "no SVG timeline");
@@ -90,7 +95,10 @@ cleanup:
     );
     assert!(html.contains("RTO 30m"));
 
-    let md = drillbook(&dir, &["report", &run, "--format", "md"]).stdout;
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "md"])
+        .run()
+        .stdout;
     for section in ["Timeline", "What failed", "Root cause", "Remediation"] {
         assert!(md.contains(section), "{section} missing:\n{md}");
     }

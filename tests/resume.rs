@@ -5,19 +5,17 @@ mod common;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
-use common::{Drillbook, drillbook, events, journal, only_run, wait_for};
+use common::{Drillbook, Running, events, journal, only_run, wait_for};
 
 /// Waits until the run's journal says `step` started and `busy` holds (the step is really
 /// doing its work), then SIGKILLs the process.
-fn kill_during(dir: &Path, child: &mut Child, step: &str, busy: impl Fn() -> bool) -> String {
+fn kill_during(dir: &Path, child: &mut Running, step: &str, busy: impl Fn() -> bool) -> String {
     wait_for(Duration::from_secs(20), "the step to start", || {
         common::step_started(dir, Some(step)) && busy()
     });
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    child.kill();
     only_run(dir)
 }
 
@@ -42,13 +40,13 @@ steps:
 fn sigkill_mid_run_then_resume_repeats_nothing_that_completed() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
-    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    let mut child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
     assert_eq!(lines(&dir), ["one", "two"]);
 
     // `two` is a command: not known to be safe to repeat, so a run without a terminal stops
     // and asks.
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     assert!(
         output
@@ -57,9 +55,11 @@ fn sigkill_mid_run_then_resume_repeats_nothing_that_completed() {
         "{}",
         output.stderr
     );
-    let output = drillbook(&dir, &["approve", &run, "two", "--as", "carol"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "two", "--as", "carol"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
 
     assert_eq!(lines(&dir), ["one", "two", "two", "three"]);
@@ -87,9 +87,9 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    let mut child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     let run = kill_during(&dir, &mut child, "pause", || true);
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert_eq!(lines(&dir), ["one", "three"]);
     let records = journal(&dir, &run);
@@ -104,27 +104,26 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
         "version: 1\nname: locked\nsteps:\n  - { id: pause, kind: wait, duration: 60s }\n",
     );
     let dir = test.dir().to_path_buf();
-    let mut first = common::spawn(&dir, &["run", "p.yaml"]);
+    let mut first = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     wait_for(Duration::from_secs(10), "the first run to start", || {
         common::step_started(&dir, None)
     });
     let run = only_run(&dir);
-    let second = drillbook(&dir, &["run", "p.yaml"]);
+    let second = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(second.status, 2);
     assert_eq!(
         second.stderr,
         format!("error: run {run} is in progress (pid {})\n", first.id())
     );
-    let resumed = drillbook(&dir, &["resume", &run]);
+    let resumed = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(
         resumed.stderr,
         format!("error: run {run} is in progress (pid {})\n", first.id())
     );
     assert_eq!(only_run(&dir), run, "the refused run left a directory");
 
-    first.kill().expect("SIGKILL");
-    first.wait().expect("reap");
-    let status = drillbook(&dir, &["runs"]);
+    first.kill();
+    let status = Drillbook::in_dir(&dir).args(&["runs"]).run();
     assert!(status.stdout.contains("stopped"), "{}", status.stdout);
     // The lock died with its holder; a shorter playbook lets the resume finish quickly.
     std::fs::write(
@@ -132,7 +131,7 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
         "version: 1\nname: locked\nsteps:\n  - { id: pause, kind: wait, duration: 0s }\n",
     )
     .expect("rewrite");
-    let refused = drillbook(&dir, &["resume", &run]);
+    let refused = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(refused.status, 2);
     assert!(
         refused.stderr.contains("changed since run")
@@ -140,7 +139,9 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
         "{}",
         refused.stderr
     );
-    let resumed = drillbook(&dir, &["resume", &run, "--accept-changed-playbook"]);
+    let resumed = Drillbook::in_dir(&dir)
+        .args(&["resume", &run, "--accept-changed-playbook"])
+        .run();
     assert_eq!(resumed.status, 0, "{}", resumed.stderr);
 }
 
@@ -148,7 +149,7 @@ fn one_live_run_per_playbook_and_a_dead_holder_is_taken_over() {
 fn a_torn_last_line_is_ignored_on_resume_and_by_reports() {
     let test = Drillbook::new().playbook("p.yaml", THREE_STEPS);
     let dir = test.dir().to_path_buf();
-    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    let mut child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     let run = kill_during(&dir, &mut child, "two", || dir.join("slept").exists());
     let path = dir.join(".drillbook/runs").join(&run).join("journal.jsonl");
     let mut file = std::fs::OpenOptions::new()
@@ -159,22 +160,27 @@ fn a_torn_last_line_is_ignored_on_resume_and_by_reports() {
         .expect("tear");
     drop(file);
 
-    let status = drillbook(&dir, &["status", &run]);
+    let status = Drillbook::in_dir(&dir).args(&["status", &run]).run();
     assert_eq!(status.status, 0, "{}", status.stderr);
     assert!(status.stdout.contains("two"), "{}", status.stdout);
-    let output = drillbook(&dir, &["approve", &run, "two", "--as", "dave"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "two", "--as", "dave"])
+        .run();
     assert_eq!(output.status, 2);
     assert_eq!(
         output.stderr,
         format!("error: step `two` of run {run} is not waiting for a decision (it is running)\n")
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     assert_eq!(
-        drillbook(&dir, &["approve", &run, "two", "--as", "dave"]).status,
+        Drillbook::in_dir(&dir)
+            .args(&["approve", &run, "two", "--as", "dave"])
+            .run()
+            .status,
         0
     );
-    let output = drillbook(&dir, &["resume", &run]);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let text = std::fs::read_to_string(&path).expect("journal");
     assert!(!text.contains("step_fini\""), "the torn line was not cut");

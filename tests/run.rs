@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Drillbook, alive, drillbook, events, journal, only_run, run_ids, wait_for};
+use common::{Drillbook, alive, events, journal, only_run, run_ids, wait_for};
 
 #[test]
 fn runs_steps_in_order_and_passes_outputs() {
@@ -27,7 +27,7 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert_eq!(
         std::fs::read_to_string(dir.join("trail")).expect("trail"),
@@ -74,7 +74,9 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml", "--max-parallel", "1"]);
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--max-parallel", "1"])
+        .run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(
         !dir.join("after").exists(),
@@ -106,7 +108,7 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     let records = journal(&dir, &only_run(&dir));
     let finished = events(&records, "step_finished", Some("hang"));
@@ -153,17 +155,15 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    let child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     wait_for(Duration::from_secs(10), "the long step to start", || {
         dir.join("grandchild.pid").exists()
             && !std::fs::read_to_string(dir.join("grandchild.pid"))
                 .unwrap_or_default()
                 .is_empty()
     });
-    let pid = i32::try_from(child.id()).expect("pid");
-    // SAFETY: sending SIGINT to the child we started.
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    let status = wait_exit(&mut child, Duration::from_secs(10));
+    child.interrupt();
+    let status = child.wait_within(Duration::from_secs(10)).status;
     assert_eq!(status, 130);
     assert!(dir.join("tidied").exists(), "cleanup did not run");
     assert!(!dir.join("never").exists());
@@ -188,20 +188,6 @@ cleanup:
     assert_eq!(records.last().expect("records")["exit_code"], 130);
 }
 
-fn wait_exit(child: &mut std::process::Child, limit: Duration) -> i32 {
-    let started = std::time::Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status.code().unwrap_or(-1);
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn drill_mode_skips_live_only_steps_and_when_conditions_apply() {
     let test = Drillbook::new().playbook(
@@ -215,7 +201,7 @@ steps:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert!(!dir.join("prod").exists() && !dir.join("incident").exists());
     assert!(dir.join("always").exists());
@@ -246,12 +232,10 @@ steps:
 "#,
         );
     let dir = test.dir().to_path_buf();
-    let output = common::run_binary_with(
-        &dir,
-        &["run", "p.yaml", "--dry-run", "--var", "target=drill-db"].map(String::from),
-        &[("TOKEN".into(), "tok-very-secret".into())],
-        Duration::from_secs(20),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--dry-run", "--var", "target=drill-db"])
+        .env("TOKEN", "tok-very-secret")
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert!(dir.join("p.yaml").exists());
     assert!(
@@ -274,20 +258,14 @@ fn usage_errors_are_clear() {
         "version: 1\nname: u\nsecrets: [DB_URL]\nvars: { store: x }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n",
     );
     let dir = test.dir().to_path_buf();
-    let output = drillbook(&dir, &["run", "p.yaml"]);
+    let output = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).run();
     assert_eq!(output.status, 2);
     assert!(output.stderr.contains("DB_URL"), "{}", output.stderr);
-    let output = common::run_binary_with(
-        &dir,
-        &[
-            "run".into(),
-            "p.yaml".into(),
-            "--var".into(),
-            "stor=y".into(),
-        ],
-        &[("DB_URL".into(), "postgres://x".into())],
-        Duration::from_secs(10),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--var", "stor=y"])
+        .env("DB_URL", "postgres://x")
+        .deadline(Duration::from_secs(10))
+        .run();
     assert_eq!(output.status, 2);
     assert_eq!(
         output.stderr,
@@ -308,12 +286,10 @@ fn the_quickstart_runs_end_to_end_with_nothing_configured() {
     let dir = test.dir().to_path_buf();
     let playbook =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("playbooks/quickstart.yaml");
-    let output = common::run_binary_with(
-        &dir,
-        &["run".into(), playbook.display().to_string()],
-        &[],
-        Duration::from_secs(120),
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", &playbook.display().to_string()])
+        .deadline(Duration::from_secs(120))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     assert!(
         output.stdout.contains("RTO         objective 30m"),
@@ -363,18 +339,16 @@ cleanup:
 "#,
     );
     let dir = test.dir().to_path_buf();
-    let mut child = common::spawn(&dir, &["run", "p.yaml"]);
+    let child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     wait_for(Duration::from_secs(10), "the main step", || {
         common::step_started(&dir, Some("long"))
     });
-    let pid = i32::try_from(child.id()).expect("pid");
-    // SAFETY: signalling the child we started.
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    child.interrupt();
     wait_for(Duration::from_secs(10), "cleanup to start", || {
         common::step_started(&dir, Some("slow_tidy"))
     });
-    unsafe { libc::kill(pid, libc::SIGINT) };
-    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), 130);
+    child.interrupt();
+    assert_eq!(child.wait_within(Duration::from_secs(10)).status, 130);
     let records = journal(&dir, &only_run(&dir));
     assert_eq!(events(&records, "interrupted", None).len(), 2);
     assert_eq!(

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Drillbook, drillbook, only_run};
+use common::{Drillbook, only_run};
 
 const CANARY: &str = "canary-7Hq2-zP9x-secret";
 
@@ -48,20 +48,21 @@ steps:
         )
         .file("secrets.env", format!("CANARY={CANARY}\n").as_bytes());
     let dir = test.dir().to_path_buf();
-    let output = drillbook(
-        &dir,
-        &["run", "p.yaml", "--secrets-file", "secrets.env", "-v"],
-    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--secrets-file", "secrets.env", "-v"])
+        .run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     let run = only_run(&dir);
     let mut printed = vec![output.stdout, output.stderr];
     for format in ["text", "md", "json", "junit", "html"] {
-        let report = drillbook(&dir, &["report", &run, "--format", format]);
+        let report = Drillbook::in_dir(&dir)
+            .args(&["report", &run, "--format", format])
+            .run();
         assert_eq!(report.status, 0);
         printed.push(report.stdout);
     }
-    printed.push(drillbook(&dir, &["status", &run]).stdout);
-    printed.push(drillbook(&dir, &["runs"]).stdout);
+    printed.push(Drillbook::in_dir(&dir).args(&["status", &run]).run().stdout);
+    printed.push(Drillbook::in_dir(&dir).args(&["runs"]).run().stdout);
 
     // The secret was really used: the command saw it and its output was captured (masked).
     let captured = std::fs::read_to_string(
@@ -120,17 +121,21 @@ steps:
 "#,
     );
     let dir = test.dir();
-    let env = [("TOKEN".to_string(), "tok42".to_string())];
-    let run = |args: &[&str]| {
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        common::run_binary_with(dir, &args, &env, std::time::Duration::from_secs(20))
-    };
-    let output = run(&["run", "p.yaml", "--var", "given=x-tok42-y"]);
+    let with_token = || Drillbook::in_dir(dir).env("TOKEN", "tok42");
+    let output = with_token()
+        .args(&["run", "p.yaml", "--var", "given=x-tok42-y"])
+        .run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     let id = only_run(dir);
-    assert_eq!(drillbook(dir, &["approve", &id, "gate"]).status, 0);
+    assert_eq!(
+        Drillbook::in_dir(dir)
+            .args(&["approve", &id, "gate"])
+            .run()
+            .status,
+        0
+    );
 
-    let refused = run(&["resume", &id]);
+    let refused = with_token().args(&["resume", &id]).run();
     assert_eq!(refused.status, 2, "{}", refused.stderr);
     assert!(
         refused.stderr.contains("variable `given`") && refused.stderr.contains("--var given=VALUE"),
@@ -139,7 +144,9 @@ steps:
     );
     assert!(!refused.stderr.contains("tok42"), "{}", refused.stderr);
 
-    let output = run(&["resume", &id, "--var", "given=x-tok42-y"]);
+    let output = with_token()
+        .args(&["resume", &id, "--var", "given=x-tok42-y"])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     let written = std::fs::read_to_string(dir.join("out-tok42-default.txt"))
         .expect("the default var came back whole, secret included");

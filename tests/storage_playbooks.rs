@@ -4,8 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::drill::{drill, json_report, run_of, shipped, step};
+use common::drill::{json_report, run_of, shipped, step};
 use common::s3::S3Server;
+use common::{Drillbook, minutes};
 
 /// Writes `count` objects under `bucket/prefix` on the S3 server's disk (s3s-fs serves them).
 fn seed(server: &S3Server, bucket: &str, prefix: &str, count: usize) {
@@ -43,9 +44,8 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`.
 fn mirror(dir: &Path, env: &[(String, String)]) -> common::Output {
-    drill(
-        dir,
-        &[
+    Drillbook::in_dir(dir)
+        .args(&[
             "run",
             &shipped("storage-mirror.yaml"),
             "--var",
@@ -54,10 +54,10 @@ fn mirror(dir: &Path, env: &[(String, String)]) -> common::Output {
             "mirror=s3://mirror/production",
             "--var",
             "storage_class=STANDARD",
-        ],
-        env,
-        3,
-    )
+        ])
+        .envs(env)
+        .deadline(minutes(3))
+        .run()
 }
 
 #[test]
@@ -140,7 +140,11 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
     let restore_playbook = shipped("storage-restore.yaml");
     let mut restore = vec!["run", restore_playbook.as_str()];
     restore.extend(buckets);
-    let output = drill(dir.path(), &restore, &env, 3);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&restore)
+        .envs(&env)
+        .deadline(minutes(3))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let after: Vec<_> = files(&server.root.join("storage/production"))
         .into_iter()
@@ -202,7 +206,11 @@ fn storage_restore_refuses_a_stale_or_damaged_mirror() {
 
     // A mirror last synced three days ago: stopped before anything is written.
     age_report(&mirrored, jiff::SignedDuration::from_hours(72));
-    let output = drill(dir.path(), &restore, &env, 3);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&restore)
+        .envs(&env)
+        .deadline(minutes(3))
+        .run();
     assert_eq!(output.status, 1, "{}\n{}", output.stdout, output.stderr);
     let first = run_of(dir.path(), "storage-restore");
     let report = json_report(dir.path(), &first);
@@ -237,7 +245,11 @@ fn storage_restore_refuses_a_stale_or_damaged_mirror() {
         })
         .expect("backdate");
     age_report(&mirrored, jiff::SignedDuration::ZERO);
-    let output = drill(dir.path(), &restore, &env, 3);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&restore)
+        .envs(&env)
+        .deadline(minutes(3))
+        .run();
     assert_eq!(output.status, 1, "{}\n{}", output.stdout, output.stderr);
     let run = common::drill::runs_of(dir.path(), "storage-restore")
         .into_iter()
@@ -264,19 +276,18 @@ fn storage_restore_refuses_a_stale_or_damaged_mirror() {
 /// Runs the shipped weekly-verify; returns its exit status and report.
 fn weekly(dir: &Path, env: &[(String, String)]) -> (i32, serde_json::Value) {
     let before = common::drill::runs_of(dir, "weekly-verify");
-    let output = drill(
-        dir,
-        &[
+    let output = Drillbook::in_dir(dir)
+        .args(&[
             "run",
             &shipped("weekly-verify.yaml"),
             "--var",
             "store=s3://backups/production",
             "--var",
             "mirror=s3://mirror/production",
-        ],
-        env,
-        3,
-    );
+        ])
+        .envs(env)
+        .deadline(minutes(3))
+        .run();
     let run = common::drill::runs_of(dir, "weekly-verify")
         .into_iter()
         .find(|id| !before.contains(id))
@@ -294,7 +305,10 @@ fn junit(dir: &Path) -> (usize, Vec<String>) {
                 .ok()
         })
         .expect("a run");
-    let output = drill(dir, &["report", &run, "--format", "junit"], &[], 1);
+    let output = Drillbook::in_dir(dir)
+        .args(&["report", &run, "--format", "junit"])
+        .deadline(minutes(1))
+        .run();
     let xml = roxmltree::Document::parse(&output.stdout).expect("JUnit parses");
     let cases: Vec<_> = xml
         .descendants()
@@ -324,17 +338,16 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
     common::pg::fixture(&database, 3_000, None);
     let mut backup_env = env.clone();
     backup_env.push(("DATABASE_URL".into(), database.url()));
-    let output = drill(
-        dir,
-        &[
+    let output = Drillbook::in_dir(dir)
+        .args(&[
             "run",
             &shipped("nightly-backup.yaml"),
             "--var",
             "store=s3://backups/production",
-        ],
-        &backup_env,
-        5,
-    );
+        ])
+        .envs(&backup_env)
+        .deadline(minutes(5))
+        .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
     let backups = server.root.join("backups/production");
     let dump = std::fs::read_dir(&backups)

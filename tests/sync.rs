@@ -9,12 +9,12 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Output;
-use common::drill::{drill, json_report, run_of, step};
+use common::drill::{json_report, run_of, step};
 use common::s3::S3Server;
+use common::{Drillbook, minutes};
 use sha2::{Digest, Sha256};
 
 const REPORT: &str = ".drillbook/checksums.json";
@@ -48,19 +48,18 @@ fn sync(
 ) -> (Output, serde_json::Value) {
     let dir = new_dir(base);
     std::fs::write(dir.join("mirror.yaml"), playbook_text).expect("playbook");
-    let output = drill(
-        &dir,
-        &[
+    let output = Drillbook::in_dir(&dir)
+        .args(&[
             "run",
             "mirror.yaml",
             "--var",
             &format!("source={source}"),
             "--var",
             &format!("destination={destination}"),
-        ],
-        &server.env(),
-        2,
-    );
+        ])
+        .envs(server.env())
+        .deadline(minutes(2))
+        .run();
     let report = json_report(&dir, &run_of(&dir, "mirror"));
     (output, step(&report, "mirror").clone())
 }
@@ -526,33 +525,26 @@ fn a_mirror_killed_halfway_resumes_and_copies_only_what_is_missing() {
     small_objects(&storage, total, &mut rng);
     std::fs::write(dir.join("mirror.yaml"), playbook("    concurrency: 2\n")).expect("playbook");
 
-    let log = |name: &str| std::fs::File::create(dir.join(name)).expect("log file");
-    let mut child = common::command(
-        dir,
-        &[
+    let mut child = Drillbook::in_dir(dir)
+        .args(&[
             "run",
             "mirror.yaml",
             "--var",
             &format!("source={STORAGE}"),
             "--var",
             &format!("destination={MIRROR}"),
-        ],
-    )
-    .envs(server.env())
-    .stdout(Stdio::from(log("run.stdout")))
-    .stderr(Stdio::from(log("run.stderr")))
-    .spawn()
-    .expect("start drillbook");
+        ])
+        .envs(server.env())
+        .spawn();
     // The first checkpoint of the report (after 500 copies or 10 s): then kill.
     common::wait_for(Duration::from_secs(60), "the first checkpoint", || {
         mirror.join(REPORT).exists()
     });
     assert!(
-        child.try_wait().expect("wait").is_none(),
+        child.try_wait().is_none(),
         "the sync finished before it could be killed"
     );
-    child.kill().expect("SIGKILL");
-    let status = child.wait().expect("wait");
+    let status = child.kill();
     assert_eq!(status.code(), None, "killed by a signal");
 
     let recorded = report_in(&mirror);
@@ -571,7 +563,11 @@ fn a_mirror_killed_halfway_resumes_and_copies_only_what_is_missing() {
 
     // Resume: `sync` is idempotent, so the step runs again without asking.
     let run = run_of(dir, "mirror");
-    let out = drill(dir, &["resume", &run], &server.env(), 2);
+    let out = Drillbook::in_dir(dir)
+        .args(&["resume", &run])
+        .envs(server.env())
+        .deadline(minutes(2))
+        .run();
     assert_eq!(out.status, 0, "{}\n{}", out.stdout, out.stderr);
     let report = json_report(dir, &run);
     let resumed = step(&report, "mirror");
@@ -617,22 +613,18 @@ fn an_interrupted_mirror_saves_its_report_and_aborts_its_uploads() {
         playbook("    multipart_threshold: 16MiB\n    server_side_copy: false\n"),
     )
     .expect("playbook");
-    let mut child = common::command(
-        dir,
-        &[
+    let mut child = Drillbook::in_dir(dir)
+        .args(&[
             "run",
             "mirror.yaml",
             "--var",
             &format!("source={STORAGE}"),
             "--var",
             &format!("destination={MIRROR}"),
-        ],
-    )
-    .envs(server.env())
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("start drillbook");
+        ])
+        .envs(server.env())
+        .discard_output()
+        .spawn();
     // Large objects go first: interrupt while one is being uploaded in parts.
     common::wait_for(Duration::from_secs(30), "a multipart upload", || {
         server
@@ -640,12 +632,10 @@ fn an_interrupted_mirror_saves_its_report_and_aborts_its_uploads() {
             .iter()
             .any(|name| name.contains(".part-"))
     });
-    let pid = i32::try_from(child.id()).expect("pid");
-    // SAFETY: sending SIGINT to the child we started.
-    unsafe { libc::kill(pid, libc::SIGINT) };
+    child.interrupt();
     let started = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.try_wait() {
             break status;
         }
         assert!(started.elapsed() < Duration::from_secs(20), "still running");
@@ -685,7 +675,7 @@ fn an_interrupted_mirror_saves_its_report_and_aborts_its_uploads() {
 
 #[test]
 fn impossible_parameters_are_refused_before_running() {
-    let output = common::Drillbook::new()
+    let output = Drillbook::new()
         .playbook(
             "mirror.yaml",
             &playbook("    concurrency: 0\n    part_size: 1MiB\n"),

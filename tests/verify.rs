@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use common::Output;
-use common::drill::{drill, json_report, step};
+use common::drill::{json_report, step};
 use common::s3::{ACCESS_KEY, S3Server, SECRET_KEY};
+use common::{Drillbook, minutes};
 use drillbook::checksums::{ChecksumReport, Entry, REPORT_KEY};
 use drillbook::connect::store::Store;
 use sha2::{Digest, Sha256};
@@ -135,7 +136,11 @@ fn run_verify(
     std::fs::write(dir.path().join("verify.yaml"), text).expect("playbook");
     let mut all = vec!["run", "verify.yaml"];
     all.extend(args);
-    let output = drill(dir.path(), &all, &server.env(), 2);
+    let output = Drillbook::in_dir(dir.path())
+        .args(&all)
+        .envs(server.env())
+        .deadline(minutes(2))
+        .run();
     let report = json_report(dir.path(), &common::only_run(dir.path()));
     let record = step(&report, "verify").clone();
     (output, record)

@@ -1,33 +1,19 @@
-//! Running the shipped playbooks (and a test's own) to completion, and reading their reports.
+//! The shipped playbooks, and reading the reports of runs of them (and of a test's own).
 
 use std::path::Path;
-use std::time::Duration;
 
-use super::{Output, run_binary_with};
+use super::{Drillbook, minutes};
 
 /// The path of a playbook shipped in `playbooks/`.
 pub fn shipped(name: &str) -> String {
     format!("{}/playbooks/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs drillbook in `dir` with `args` and `env`, allowing `minutes` for real work.
-pub fn drill(dir: &Path, args: &[&str], env: &[(String, String)], minutes: u64) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = run_binary_with(dir, &args, env, Duration::from_secs(60 * minutes));
-    assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
-    output
-}
-
-/// `(name, value)` pairs as the environment `drill` takes.
-pub fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
 pub fn json_report(dir: &Path, run: &str) -> serde_json::Value {
-    let output = drill(dir, &["report", run, "--format", "json"], &[], 1);
+    let output = Drillbook::in_dir(dir)
+        .args(&["report", run, "--format", "json"])
+        .deadline(minutes(1))
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     serde_json::from_str(&output.stdout).expect("JSON report")
 }

@@ -1,4 +1,8 @@
-//! A small builder that drives the real `drillbook` binary, the way casey/just's tests do.
+//! The one way the tests drive the real `drillbook` binary: the `Drillbook` builder, the way
+//! casey/just's tests do. It runs the binary to completion (`run`), in the background
+//! (`spawn`, a `Running` handle) or on a pseudo-terminal (`pty`, an expectrl session), in a
+//! temporary directory of its own or in one the test gives. The rest of this module reads what
+//! a run left behind (its journal, its run ids) and waits for things to happen.
 
 #![allow(dead_code)]
 
@@ -9,19 +13,50 @@ pub mod http;
 pub mod pg;
 
 use std::io::Read;
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use expectrl::session::OsSession;
+
+/// The deadline of a run unless the test sets another: a hang is a failure.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// How long the output is still read after drillbook has exited: it is all in the pipes by
+/// then, unless a process drillbook left behind holds them open.
+const READ_GRACE: Duration = Duration::from_secs(5);
+
+/// The size of the pseudo-terminal `pty` runs drillbook on.
+const COLUMNS: u16 = 120;
+const LINES: u16 = 40;
+
+/// The real binary, set up step by step and then run.
 pub struct Drillbook {
-    dir: tempfile::TempDir,
+    dir: Directory,
     args: Vec<String>,
-    env: Vec<(String, String)>,
-    status: Option<i32>,
-    stderr: Option<String>,
-    stdout: Option<String>,
+    /// Variables set (`Some`) or removed (`None`), in order, over the isolated environment.
+    env: Vec<(String, Option<String>)>,
     /// A hang is a failure: the process is killed after this long.
     deadline: Duration,
+    discard_output: bool,
+    expected: Expected,
+}
+
+/// Where drillbook runs: a temporary directory the builder owns, or one the test gives.
+enum Directory {
+    Own(tempfile::TempDir),
+    Given(PathBuf),
+}
+
+/// What `expect_status`, `expect_stdout` and `expect_stderr` ask for.
+#[derive(Default)]
+struct Expected {
+    status: Option<i32>,
+    stdout: Option<String>,
+    stderr: Option<String>,
 }
 
 pub struct Output {
@@ -32,28 +67,43 @@ pub struct Output {
 }
 
 impl Drillbook {
+    /// Runs in a new temporary directory, removed when the builder (or what it started) goes.
     pub fn new() -> Self {
+        Self::with_dir(Directory::Own(
+            tempfile::tempdir().expect("temporary directory"),
+        ))
+    }
+
+    /// Runs in `dir`, which the test keeps (and has usually filled already).
+    pub fn in_dir(dir: impl AsRef<Path>) -> Self {
+        Self::with_dir(Directory::Given(dir.as_ref().to_path_buf()))
+    }
+
+    fn with_dir(dir: Directory) -> Self {
         Drillbook {
-            dir: tempfile::tempdir().expect("temporary directory"),
+            dir,
             args: Vec::new(),
             env: Vec::new(),
-            status: None,
-            stderr: None,
-            stdout: None,
-            deadline: Duration::from_secs(20),
+            deadline: DEADLINE,
+            discard_output: false,
+            expected: Expected::default(),
         }
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            Directory::Own(dir) => dir.path(),
+            Directory::Given(dir) => dir,
+        }
     }
 
     pub fn playbook(self, name: &str, text: &str) -> Self {
         self.file(name, text.as_bytes())
     }
 
+    /// Writes `bytes` to `name` in the directory, creating the directories on the way.
     pub fn file(self, name: &str, bytes: &[u8]) -> Self {
-        let path = self.dir.path().join(name);
+        let path = self.dir().join(name);
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).expect("create directory");
         }
@@ -66,28 +116,143 @@ impl Drillbook {
         self
     }
 
-    pub fn env(mut self, name: &str, value: &str) -> Self {
-        self.env.push((name.to_string(), value.to_string()));
+    /// Sets a variable in drillbook's environment.
+    pub fn env(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        self.env
+            .push((name.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self
+    }
+
+    /// Sets each `(name, value)`: a `Vec` or an array of pairs, or a reference to one.
+    pub fn envs<I>(mut self, pairs: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: EnvPair,
+    {
+        for pair in pairs {
+            let (name, value) = pair.pair();
+            self.env.push((name, Some(value)));
+        }
+        self
+    }
+
+    /// Removes a variable from drillbook's environment (the test process's own included).
+    pub fn env_remove(mut self, name: impl AsRef<str>) -> Self {
+        self.env.push((name.as_ref().to_owned(), None));
+        self
+    }
+
+    /// How long drillbook may run before it is killed and the test fails (20 s unless set).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Sends stdout and stderr to /dev/null instead of reading them (`Output` has them empty).
+    pub fn discard_output(mut self) -> Self {
+        self.discard_output = true;
         self
     }
 
     pub fn expect_status(mut self, status: i32) -> Self {
-        self.status = Some(status);
+        self.expected.status = Some(status);
         self
     }
 
     pub fn expect_stderr(mut self, stderr: &str) -> Self {
-        self.stderr = Some(stderr.to_owned());
+        self.expected.stderr = Some(stderr.to_owned());
         self
     }
 
     pub fn expect_stdout(mut self, stdout: &str) -> Self {
-        self.stdout = Some(stdout.to_owned());
+        self.expected.stdout = Some(stdout.to_owned());
         self
     }
 
+    /// Runs drillbook to completion with stdin closed; checks the expectations and that it
+    /// did not panic.
     pub fn run(self) -> Output {
-        let output = run_binary_with(self.dir.path(), &self.args, &self.env, self.deadline);
+        self.spawn().wait()
+    }
+
+    /// Starts drillbook in the background with stdin closed, its output read as it comes
+    /// (or discarded). The handle kills it when dropped, if it is still running.
+    pub fn spawn(self) -> Running {
+        let mut command = self.command(&[]);
+        let (stdout, stderr) = if self.discard_output {
+            (Stdio::null(), Stdio::null())
+        } else {
+            (Stdio::piped(), Stdio::piped())
+        };
+        let started = Instant::now();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start drillbook");
+        let stdout = Captured::read(child.stdout.take());
+        let stderr = Captured::read(child.stderr.take());
+        let Drillbook {
+            dir,
+            args,
+            deadline,
+            expected,
+            ..
+        } = self;
+        Running {
+            child,
+            args,
+            started,
+            deadline,
+            stdout,
+            stderr,
+            expected,
+            _dir: dir,
+        }
+    }
+
+    /// Starts drillbook on a pseudo-terminal of 120 columns and 40 lines (TERM=xterm; COLUMNS
+    /// and LINES say so too, unless the test sets them), its stdin, stdout and stderr. The
+    /// session kills it when dropped; the test drives the conversation and its deadline.
+    pub fn pty(self) -> Terminal {
+        let columns = COLUMNS.to_string();
+        let lines = LINES.to_string();
+        let command = self.command(&[("TERM", "xterm"), ("COLUMNS", &columns), ("LINES", &lines)]);
+        let mut session = OsSession::spawn(command).expect("spawn drillbook on a pty");
+        session
+            .get_process_mut()
+            .set_window_size(COLUMNS, LINES)
+            .expect("window size");
+        Terminal {
+            session,
+            _dir: self.dir,
+        }
+    }
+
+    /// The binary in the directory with the arguments, isolated from the caller's drillbook
+    /// settings, `defaults` set, then the test's own variables.
+    fn command(&self, defaults: &[(&str, &str)]) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .args(&self.args)
+            .current_dir(self.dir())
+            .env_remove("NO_COLOR")
+            .env_remove("DRILLBOOK_STATE_DIR")
+            .env_remove("RUST_LOG")
+            .envs(defaults.iter().copied());
+        for (name, value) in &self.env {
+            match value {
+                Some(value) => command.env(name, value),
+                None => command.env_remove(name),
+            };
+        }
+        command
+    }
+}
+
+impl Expected {
+    fn check(&self, output: &Output) {
         if let Some(expected) = &self.stderr {
             assert_eq!(
                 &output.stderr, expected,
@@ -101,8 +266,8 @@ impl Drillbook {
         if let Some(status) = self.status {
             assert_eq!(
                 output.status, status,
-                "exit status; stderr:\n{}",
-                output.stderr
+                "exit status; stdout:\n{}\nstderr:\n{}",
+                output.stdout, output.stderr
             );
         }
         assert!(
@@ -110,87 +275,182 @@ impl Drillbook {
             "panic:\n{}",
             output.stderr
         );
-        output
     }
 }
 
+/// A `(name, value)` pair for `Drillbook::envs`, owned or borrowed.
+pub trait EnvPair {
+    fn pair(&self) -> (String, String);
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> EnvPair for (K, V) {
+    fn pair(&self) -> (String, String) {
+        (self.0.as_ref().to_owned(), self.1.as_ref().to_owned())
+    }
+}
+
+impl<K: AsRef<str>, V: AsRef<str>> EnvPair for &(K, V) {
+    fn pair(&self) -> (String, String) {
+        (self.0.as_ref().to_owned(), self.1.as_ref().to_owned())
+    }
+}
+
+/// One of drillbook's output streams, read into memory by a thread as it comes.
+struct Captured {
+    text: Arc<Mutex<Vec<u8>>>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Captured {
+    fn read(pipe: Option<impl Read + Send + 'static>) -> Captured {
+        let text = Arc::new(Mutex::new(Vec::new()));
+        let reader = pipe.map(|mut pipe| {
+            let text = text.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n @ 1..) = pipe.read(&mut buf) {
+                    text.lock().expect("output").extend_from_slice(&buf[..n]);
+                }
+            })
+        });
+        Captured { text, reader }
+    }
+
+    /// Whether the stream is closed and all of it read.
+    fn done(&self) -> bool {
+        self.reader.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("output")).into_owned()
+    }
+}
+
+/// drillbook running in the background: killed (SIGKILL) when dropped if still running.
+pub struct Running {
+    child: Child,
+    args: Vec<String>,
+    started: Instant,
+    deadline: Duration,
+    stdout: Captured,
+    stderr: Captured,
+    expected: Expected,
+    /// Kept until drillbook is gone.
+    _dir: Directory,
+}
+
+impl Running {
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Sends SIGINT, as Ctrl-C at a terminal does.
+    pub fn interrupt(&self) {
+        // SAFETY: signalling the child we started; it is not reaped before `wait` or `kill`,
+        // so its pid cannot have been reused.
+        unsafe { libc::kill(self.pid(), libc::SIGINT) };
+    }
+
+    /// The exit status, if drillbook has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait")
+    }
+
+    /// SIGKILL, then the exit status (no code: killed by a signal, unless it had exited).
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap")
+    }
+
+    /// What drillbook has printed so far: (stdout, stderr); empty if discarded.
+    pub fn output_so_far(&self) -> (String, String) {
+        (self.stdout.text(), self.stderr.text())
+    }
+
+    /// Waits for drillbook to exit, killing it and failing the test at the deadline (counted
+    /// from the start); checks the expectations and that it did not panic.
+    pub fn wait(mut self) -> Output {
+        let status = loop {
+            if let Some(status) = self.try_wait() {
+                break status;
+            }
+            if self.started.elapsed() > self.deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let (stdout, stderr) = self.output_so_far();
+                panic!(
+                    "drillbook {:?} still running after {:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}",
+                    self.args, self.deadline
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = self.started.elapsed();
+        let exited = Instant::now();
+        while !(self.stdout.done() && self.stderr.done()) && exited.elapsed() < READ_GRACE {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let output = Output {
+            status: status.code().unwrap_or(-1),
+            stdout: self.stdout.text(),
+            stderr: self.stderr.text(),
+            elapsed,
+        };
+        self.expected.check(&output);
+        output
+    }
+
+    /// The same, with the deadline `limit` from now.
+    pub fn wait_within(mut self, limit: Duration) -> Output {
+        self.deadline = self.started.elapsed() + limit;
+        self.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// drillbook on a pseudo-terminal: the expectrl session (this derefs to it), which kills the
+/// process when dropped.
+pub struct Terminal {
+    session: OsSession,
+    /// Kept until the session (declared first, so dropped first) is gone.
+    _dir: Directory,
+}
+
+impl Deref for Terminal {
+    type Target = OsSession;
+
+    fn deref(&self) -> &OsSession {
+        &self.session
+    }
+}
+
+impl DerefMut for Terminal {
+    fn deref_mut(&mut self) -> &mut OsSession {
+        &mut self.session
+    }
+}
+
+/// The binary under test. Tests drive it with `Drillbook`; this is its path for what is built
+/// beside it and for scripts that run it themselves.
 pub fn binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drillbook"))
 }
 
-/// Runs the binary in `dir` with stdin closed, killing it if it outlives `deadline`.
-pub fn run_binary(dir: &Path, args: &[String], deadline: Duration) -> Output {
-    run_binary_with(dir, args, &[], deadline)
-}
-
-/// The binary as a command in `dir`, isolated from the caller's drillbook settings.
-pub fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(binary());
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("NO_COLOR")
-        .env_remove("DRILLBOOK_STATE_DIR")
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null());
-    command
-}
-
-pub fn run_binary_with(
-    dir: &Path,
-    args: &[String],
-    env: &[(String, String)],
-    deadline: Duration,
-) -> Output {
-    let started = Instant::now();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut child = command(dir, &args)
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start drillbook");
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if started.elapsed() > deadline {
-            let _ = child.kill();
-            panic!("drillbook {args:?} still running after {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let elapsed = started.elapsed();
-    Output {
-        status: status.code().unwrap_or(-1),
-        stdout: out_reader.join().unwrap_or_default(),
-        stderr: err_reader.join().unwrap_or_default(),
-        elapsed,
-    }
-}
-
-/// Runs drillbook in `dir` to completion (20 s deadline).
-pub fn drillbook(dir: &Path, args: &[&str]) -> Output {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let output = run_binary(dir, &args, Duration::from_secs(20));
-    assert!(
-        !output.stderr.contains("panicked"),
-        "panic:\n{}",
-        output.stderr
-    );
-    output
+/// `n` minutes, for the deadline of runs that do real work.
+pub const fn minutes(n: u64) -> Duration {
+    Duration::from_secs(60 * n)
 }
 
 /// The ids of the runs under `<dir>/.drillbook/runs`, sorted.
@@ -262,15 +522,6 @@ pub fn alive(pid: i32) -> bool {
             !state.starts_with('Z') && !state.starts_with('X')
         })
         .unwrap_or(false)
-}
-
-/// Starts drillbook in `dir` in the background, its output discarded.
-pub fn spawn(dir: &Path, args: &[&str]) -> std::process::Child {
-    command(dir, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start drillbook")
 }
 
 /// Whether the (only) run in `dir` has journaled the start of `step` (any step for `None`).
