@@ -8,8 +8,6 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use jiff::Timestamp;
-
 use crate::event::{Event, Record};
 
 pub const FILE_NAME: &str = "journal.jsonl";
@@ -73,7 +71,7 @@ impl Journal {
     pub fn append(&mut self, event: Event) -> io::Result<Record> {
         let record = Record {
             seq: self.next_seq,
-            at: Timestamp::now(),
+            at: crate::clock::now(),
             event,
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;

@@ -8,6 +8,7 @@
 
 pub mod checksums;
 pub mod cli;
+pub mod clock;
 pub mod connect;
 pub mod diagnostic;
 pub mod due;

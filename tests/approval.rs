@@ -50,8 +50,9 @@ fn approve_from_another_process_then_resume() {
         status.stdout
     );
 
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Alice decides a while later: the clock is moved on, not waited for.
     let output = Drillbook::in_dir(&dir)
+        .env("DRILLBOOK_CLOCK_OFFSET", "300ms")
         .args(&[
             "approve",
             &run,
@@ -67,7 +68,10 @@ fn approve_from_another_process_then_resume() {
         output.stderr,
         format!("alice approved `go`; continue with: drillbook resume {run}\n")
     );
-    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    let output = Drillbook::in_dir(&dir)
+        .env("DRILLBOOK_CLOCK_OFFSET", "300ms")
+        .args(&["resume", &run])
+        .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
     assert!(dir.join("acted").exists());
     assert_eq!(
@@ -171,13 +175,17 @@ steps:
 "#,
     );
     let run = first_run(&dir);
-    std::thread::sleep(std::time::Duration::from_millis(1200));
+    // Two seconds later, by the clock drillbook reads: past the gate's one-second timeout.
     let late = Drillbook::in_dir(&dir)
+        .env("DRILLBOOK_CLOCK_OFFSET", "2s")
         .args(&["approve", &run, "act", "--as", "alice"])
         .run();
     assert_eq!(late.status, 2);
     assert!(late.stderr.contains("expired"), "{}", late.stderr);
-    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    let output = Drillbook::in_dir(&dir)
+        .env("DRILLBOOK_CLOCK_OFFSET", "2s")
+        .args(&["resume", &run])
+        .run();
     assert_eq!(output.status, 1, "{}", output.stderr);
     assert!(!dir.join("acted").exists());
     let records = journal(&dir, &run);

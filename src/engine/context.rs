@@ -117,7 +117,7 @@ impl Context {
 
     fn globals(&self, current_step: &str) -> Value {
         let clock_start = self.run.declared_at.unwrap_or(self.run.started_at);
-        let now = Timestamp::now();
+        let now = crate::clock::now();
         let elapsed = now.duration_since(clock_start);
         let projection = self.run.projection.as_deref();
         let projected = projection.and_then(|p| p.projected(now));
@@ -247,7 +247,7 @@ mod tests {
                 id: "r1".into(),
                 mode: Mode::Drill,
                 playbook: "p".into(),
-                started_at: Timestamp::now(),
+                started_at: crate::clock::now(),
                 declared_at: None,
                 rto: None,
                 rpo: None,
@@ -293,7 +293,7 @@ mod tests {
         let mut past = Journal::start(vec![stop.clone()], Some("30m"), None, None);
         past.ok("recover", 0, 3_600).finish(3_600, 3);
         let past = past.state();
-        let started_at = Timestamp::now();
+        let started_at = crate::clock::now();
         let rto = Duration::parse("30m").ok();
         let projection = Arc::new(crate::projection::Projection::new(
             crate::predict::PlanStep::of_plan(&[stop]),

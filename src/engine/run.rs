@@ -55,7 +55,7 @@ impl Shared {
     }
 
     pub(crate) fn elapsed(&self) -> Duration {
-        Timestamp::now()
+        crate::clock::now()
             .duration_since(self.clock_start)
             .unsigned_abs()
     }
@@ -167,7 +167,7 @@ impl Runner {
         let mut tasks: JoinSet<(usize, Result<End, Fatal>)> = JoinSet::new();
         let mut cleanup_phase = false;
         let mut paused = false;
-        super::step::resume_repeats(&self.shared);
+        super::repeat::resume_repeats(&self.shared);
 
         loop {
             self.start_ready(

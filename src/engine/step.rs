@@ -8,10 +8,12 @@ use jiff::Timestamp;
 use tokio_util::sync::CancellationToken;
 
 use super::context::StepView;
+use super::gate::{Gate, Settled, ask_human, gates, settle};
+use super::repeat::repeat;
 use super::retry;
 use super::run::Shared;
 use crate::event::{Ask, Event, Mode, Status};
-use crate::human::{Go, Question, Reply};
+use crate::human::Go;
 use crate::model::Step;
 use crate::state::StepState;
 use crate::steps::{Done, Kind, StepConfig, StepContext, StepFailure};
@@ -143,218 +145,6 @@ pub(crate) async fn drive(
     attempts(&shared, index, &cancel, decided).await
 }
 
-/// The human gates in front of a step, in order: its `approval:`, then for a `kind: approval`
-/// step its own question, and for a manual step the attestation.
-fn gates(step: &Step) -> Vec<Gate> {
-    let mut gates = Vec::new();
-    if let Some(gate) = &step.approval {
-        gates.push(Gate {
-            ask: Ask::Gate,
-            text: gate.prompt.clone(),
-            approvers: gate.approvers,
-            timeout: gate.timeout.map(|t| t.0),
-        });
-    }
-    match &step.params {
-        // The step's own timeout bounds the wait: for a gate, expiry means "no".
-        StepConfig::Approval(approval) => gates.push(Gate {
-            ask: Ask::Gate,
-            text: approval.prompt.clone(),
-            approvers: approval.approvers.unwrap_or(1).max(1),
-            timeout: step.timeout.map(|t| t.0),
-        }),
-        StepConfig::Manual(manual) => gates.push(Gate {
-            ask: Ask::Attest,
-            text: manual.instructions.clone(),
-            approvers: 1,
-            timeout: None,
-        }),
-        _ => {}
-    }
-    gates
-}
-
-/// A question that must be settled before a step runs.
-struct Gate {
-    ask: Ask,
-    /// The prompt or instructions (rendered before asking).
-    text: String,
-    /// Distinct people whose "yes" is needed.
-    approvers: u32,
-    /// Expiry rejects.
-    timeout: Option<Duration>,
-}
-
-enum Settled {
-    Yes((String, Timestamp)),
-    No,
-    Waiting,
-    Cancelled,
-}
-
-/// Gets a decision on `ask` from the journal, pre-approval flags, or the operator.
-async fn settle(
-    shared: &Shared,
-    step: &Step,
-    prior: Option<&StepState>,
-    gate: Gate,
-    cancel: &CancellationToken,
-) -> Result<Settled, Fatal> {
-    let Gate {
-        ask,
-        text,
-        approvers,
-        timeout,
-    } = gate;
-    // Decisions count from the last attempt on: a gate passed before a failed attempt is asked
-    // again for the next one.
-    let since = prior
-        .and_then(|p| p.attempts.last())
-        .map_or(Timestamp::MIN, |a| a.started_at);
-    let mut yes: Vec<(String, Timestamp)> = prior
-        .map(|p| {
-            p.approvals
-                .iter()
-                .filter(|d| d.ask == ask && d.approved && d.at >= since)
-                .map(|d| (d.by.clone(), d.at))
-                .collect()
-        })
-        .unwrap_or_default();
-    let open = prior
-        .and_then(|p| p.question.clone())
-        .filter(|q| q.ask == ask);
-    let enough = |yes: &Vec<(String, Timestamp)>| {
-        let mut people: Vec<&str> = yes.iter().map(|(by, _)| by.as_str()).collect();
-        people.sort_unstable();
-        people.dedup();
-        people.len() >= approvers as usize
-    };
-
-    if shared.pre_approved(&step.id, ask) && !yes.iter().any(|(by, _)| *by == shared.operator_name)
-    {
-        let record = shared.emitter.emit(Event::ApprovalDecided {
-            step: step.id.clone(),
-            ask,
-            approved: true,
-            by: shared.operator_name.clone(),
-            reason: None,
-            pre_approved: true,
-        })?;
-        yes.push((shared.operator_name.clone(), record.at));
-    }
-    if enough(&yes) {
-        return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
-    }
-
-    let expires_at = match &open {
-        Some(question) => question.expires_at,
-        None => {
-            let expires_at = timeout.and_then(|t| {
-                Timestamp::now()
-                    .checked_add(jiff::SignedDuration::try_from(t).ok()?)
-                    .ok()
-            });
-            shared.emitter.emit(Event::ApprovalRequested {
-                step: step.id.clone(),
-                ask,
-                prompt: text.clone(),
-                approvers,
-                expires_at,
-            })?;
-            expires_at
-        }
-    };
-    let reject = |by: String, reason: Option<String>| {
-        shared.emitter.emit(Event::ApprovalDecided {
-            step: step.id.clone(),
-            ask,
-            approved: false,
-            by,
-            reason,
-            pre_approved: false,
-        })
-    };
-    let expired = |reject: &dyn Fn(String, Option<String>) -> Result<_, Fatal>| {
-        let waited = timeout.map_or_else(String::new, |t| {
-            format!(" within {}", crate::duration::Duration(t))
-        });
-        reject("timeout".into(), Some(format!("no decision{waited}"))).map(|_| Settled::No)
-    };
-    loop {
-        let remaining = match expires_at {
-            Some(at) => {
-                let left = at.duration_since(Timestamp::now());
-                if left.is_negative() || left.is_zero() {
-                    return expired(&reject);
-                }
-                Some(left.unsigned_abs())
-            }
-            None => None,
-        };
-        if !shared.operator.interactive() {
-            return Ok(Settled::Waiting);
-        }
-        let question = Question {
-            step: step.id.clone(),
-            ask,
-            text: text.clone(),
-            summary: step.params.summary(),
-            approved_by: yes.iter().map(|(by, _)| by.clone()).collect(),
-            approvers,
-            elapsed: shared.elapsed(),
-            rto: shared.rto,
-        };
-        let operator = shared.operator.clone();
-        let asked = ask_human(shared, cancel, move || operator.ask(&question));
-        let reply = match remaining {
-            Some(left) => match tokio::time::timeout(left, asked).await {
-                Ok(reply) => reply,
-                Err(_) => return expired(&reject),
-            },
-            None => asked.await,
-        };
-        match reply {
-            None => return Ok(Settled::Cancelled),
-            Some(Reply::Unavailable) => return Ok(Settled::Waiting),
-            Some(Reply::No { by, reason }) => {
-                reject(by, reason)?;
-                return Ok(Settled::No);
-            }
-            Some(Reply::Yes { by, reason }) => {
-                let record = shared.emitter.emit(Event::ApprovalDecided {
-                    step: step.id.clone(),
-                    ask,
-                    approved: true,
-                    by: by.clone(),
-                    reason,
-                    pre_approved: false,
-                })?;
-                yes.push((by, record.at));
-                if enough(&yes) {
-                    return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
-                }
-            }
-        }
-    }
-}
-
-/// Runs a blocking conversation with the operator, one at a time, off the async threads.
-/// `None` when the run was cancelled meanwhile.
-async fn ask_human<T: Send + 'static>(
-    shared: &Shared,
-    cancel: &CancellationToken,
-    ask: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    let _turn = tokio::select! {
-        turn = shared.asking.lock() => turn,
-        _ = cancel.cancelled() => return None,
-    };
-    tokio::select! {
-        answer = tokio::task::spawn_blocking(ask) => answer.ok(),
-        _ = cancel.cancelled() => None,
-    }
-}
-
 /// A step that fails before any attempt (its condition or prompt would not render).
 fn fail_before_start(
     shared: &Shared,
@@ -405,14 +195,14 @@ async fn attempts(
             params: params.as_ref().ok().cloned().unwrap_or_default(),
         })?;
         let outcome = match params {
-            Err(error) => Outcome::Failed(StepFailure::new(error)),
+            Err(error) => Attempted::Failed(StepFailure::new(error)),
             Ok(_) => run_once(shared, step, attempt, cancel, decided.as_ref()).await,
         };
         let (outputs, error, evidence);
-        let permanent = matches!(&outcome, Outcome::Failed(failure) if failure.permanent);
+        let permanent = matches!(&outcome, Attempted::Failed(failure) if failure.permanent);
         (status, outputs, error, evidence) = match outcome {
-            Outcome::Done(done) => (Status::Succeeded, done.outputs, None, done.evidence),
-            Outcome::TimedOut(limit) => (
+            Attempted::Done(done) => (Status::Succeeded, done.outputs, None, done.evidence),
+            Attempted::TimedOut(limit) => (
                 Status::TimedOut,
                 Default::default(),
                 Some(format!(
@@ -421,7 +211,7 @@ async fn attempts(
                 )),
                 Vec::new(),
             ),
-            Outcome::Failed(failure) => (
+            Attempted::Failed(failure) => (
                 if failure.cancelled {
                     Status::Cancelled
                 } else {
@@ -486,94 +276,19 @@ async fn attempts(
     Ok(End::Final(status))
 }
 
-/// A resumed run is live again: the `every:` notifications it had started repeat again (the
-/// first `every` after the resume) unless the clock already stopped.
-pub(crate) fn resume_repeats(shared: &Arc<Shared>) {
-    let succeeded = |prior: &Option<StepState>| {
-        prior
-            .as_ref()
-            .is_some_and(|p| p.status == Status::Succeeded)
-    };
-    let clock_stopped = shared
-        .playbook
-        .steps
-        .iter()
-        .zip(&shared.prior)
-        .any(|(step, prior)| step.clock_stop && succeeded(prior));
-    if clock_stopped {
-        return;
-    }
-    for (index, (step, prior)) in shared.playbook.steps.iter().zip(&shared.prior).enumerate() {
-        if let (StepConfig::Notify(notify), Some(p)) = (&step.params, prior)
-            && let Some(every) = notify.every
-            && p.status == Status::Succeeded
-        {
-            let attempt = p.attempts.last().map_or(1, |a| a.number);
-            tokio::spawn(repeat(shared.clone(), index, attempt, every.0));
-        }
-    }
-}
-
-/// Sends a notify step again every `every` while the run is live: until the clock-stop step
-/// succeeds or the main steps are over. Each send renders the message again, so it carries
-/// the current progress (`run.elapsed`, `run.current_step`…).
-async fn repeat(shared: Arc<Shared>, index: usize, attempt: u32, every: Duration) {
-    let step = &shared.playbook.steps[index];
-    let stop = shared.repeating.clone();
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
-        }
-        let _sending = shared.sending.read().await;
-        if stop.is_cancelled() {
-            return;
-        }
-        // Not cancelled midway: a message the receiver may already have is journalled.
-        let (error, outputs) =
-            match run_once(&shared, step, attempt, &CancellationToken::new(), None).await {
-                Outcome::Done(done) => (None, done.outputs),
-                Outcome::Failed(failure) => (Some(failure.message), failure.outputs),
-                Outcome::TimedOut(limit) => (
-                    Some(format!(
-                        "timed out after {}",
-                        crate::duration::Duration(limit)
-                    )),
-                    Default::default(),
-                ),
-            };
-        // Where it went and what it said, as the step's own outputs record them.
-        let text = |key: &str| {
-            outputs
-                .get(key)
-                .and_then(|value| value.as_str())
-                .map(str::to_owned)
-        };
-        let event = Event::NotificationRepeated {
-            step: step.id.clone(),
-            error,
-            to: text("to"),
-            message: text("message"),
-        };
-        if shared.emitter.emit(event).is_err() {
-            return;
-        }
-    }
-}
-
-enum Outcome {
+pub(super) enum Attempted {
     Done(Done),
     Failed(StepFailure),
     TimedOut(Duration),
 }
 
-async fn run_once(
+pub(super) async fn run_once(
     shared: &Arc<Shared>,
     step: &Step,
     attempt: u32,
     cancel: &CancellationToken,
     decided: Option<&(String, Timestamp)>,
-) -> Outcome {
+) -> Attempted {
     let render = |text: &str| shared.context.render(text, &step.id);
     let progress = |p| shared.emitter.progress(&step.id, p);
     let ctx = StepContext {
@@ -591,8 +306,8 @@ async fn run_once(
     };
     let work = async {
         match step.params.run(&ctx).await {
-            Ok(done) => Outcome::Done(done),
-            Err(failure) => Outcome::Failed(failure),
+            Ok(done) => Attempted::Done(done),
+            Err(failure) => Attempted::Failed(failure),
         }
     };
     match step.timeout {
@@ -600,7 +315,7 @@ async fn run_once(
         // process group is killed on drop). An approval step's timeout bounds its gate instead.
         Some(limit) if step.kind != Kind::Approval => tokio::time::timeout(limit.0, work)
             .await
-            .unwrap_or(Outcome::TimedOut(limit.0)),
+            .unwrap_or(Attempted::TimedOut(limit.0)),
         _ => work.await,
     }
 }

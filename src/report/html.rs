@@ -17,6 +17,7 @@ use crate::state::RunState;
 use super::{decision_phrase, is_failure, report_steps};
 use crate::format::{format_clock, format_duration, format_margin, format_time, short_hash};
 use crate::measure::{Measure, objectives, recovery_time, run_end, step_duration, total_duration};
+use crate::outcome::Outcome;
 
 /// The name ends in `.html.j2` so minijinja turns HTML auto-escaping on.
 const TEMPLATE_NAME: &str = "report.html.j2";
@@ -171,10 +172,15 @@ fn view(state: &RunState) -> View {
             ),
         },
         outcome: state.outcome_name(),
-        outcome_class: match state.outcome_name() {
-            "succeeded" => "good",
-            "failed" | "objective_missed" | "interrupted" => "bad",
-            _ => "open",
+        outcome_class: match state.outcome() {
+            Some(Outcome::Succeeded) => "good",
+            Some(
+                Outcome::Failed
+                | Outcome::Invalid
+                | Outcome::ObjectiveMissed
+                | Outcome::Interrupted,
+            ) => "bad",
+            Some(Outcome::WaitingApproval) | None => "open",
         },
         exit_code: state.finished.map(|(_, code)| code),
         duration: format_duration(total_duration(state)),

@@ -107,7 +107,7 @@ impl Observer for Plain {
         };
         if due {
             let text = progress_text(step, progress);
-            write_line(&format!("{} {text}", timestamp(Timestamp::now())));
+            write_line(&format!("{} {text}", timestamp(crate::clock::now())));
         }
     }
 }

@@ -441,7 +441,7 @@ fn header_style(header: &Header) -> ProgressStyle {
             let projected = header
                 .projection
                 .as_ref()
-                .and_then(|projection| projection.running_projection(Timestamp::now()));
+                .and_then(|projection| projection.running_projection(crate::clock::now()));
             let line = header_line(&header, header.started.elapsed(), projected);
             let _ = out.write_str(&line.render(header.color));
         },

@@ -1,0 +1,218 @@
+//! The command line's arguments, as clap reads them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "drillbook",
+    version,
+    about = "Disaster-recovery playbooks as code: validate, plan and run recovery drills."
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+    /// More detail in the run's log (`-v` debug, `-vv` trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(super) verbose: u8,
+}
+
+#[derive(Args, Clone)]
+pub(super) struct StateArgs {
+    /// Where runs are kept.
+    #[arg(long, env = "DRILLBOOK_STATE_DIR", default_value = crate::runs::DEFAULT_DIR)]
+    pub(super) state_dir: PathBuf,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Check playbooks and report every error at once (exit 0 when all are valid, 2 otherwise).
+    Validate {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show the steps in execution order, the parallel stages and the critical path, and
+    /// the RTO predicted from past runs of the playbook.
+    Plan {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+        format: PlanFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Print the JSON Schema of the playbook language.
+    Schema,
+    /// Run a playbook: a drill (default) or a live incident.
+    Run(RunArgs),
+    /// Continue a run that stopped: crashed, interrupted, failed or waiting for approval.
+    Resume {
+        run_id: String,
+        /// Continue even though the playbook file changed since the run started.
+        #[arg(long)]
+        accept_changed_playbook: bool,
+        /// Read secrets from this file (KEY=value lines) as well as the environment.
+        #[arg(long)]
+        secrets_file: Option<PathBuf>,
+        /// Who is resuming (default: the OS user).
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+        /// Give a variable again (repeatable): one the journal could only keep with a secret's
+        /// value masked in it.
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Record a decision for a step waiting for a human (approval, manual step, re-run).
+    Approve {
+        run_id: String,
+        step: String,
+        /// Say no instead of yes.
+        #[arg(long)]
+        reject: bool,
+        /// Who decides (default: the OS user).
+        #[arg(long = "as", value_name = "NAME")]
+        operator: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List runs, newest first.
+    Runs {
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// The finished runs of a playbook (a name or a file) or of every playbook: verdicts,
+    /// RTO and RPO against their objectives, the trend, and the next run's prediction.
+    History {
+        playbook: Option<String>,
+        #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
+        format: HistoryFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// List the playbooks whose last pass is older than the cadence, that never passed, or
+    /// that changed since they last passed (exit 1 if any, 0 when nothing is due).
+    Due {
+        /// Playbook files to check (default: every playbook with runs in the state directory).
+        playbooks: Vec<PathBuf>,
+        /// How often each must pass.
+        #[arg(long, default_value = "92d", value_parser = parse_every)]
+        every: crate::duration::Duration,
+        #[arg(long, value_enum, default_value_t = DueFormat::Text)]
+        format: DueFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show where a run stands.
+    Status {
+        run_id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Write a run's report.
+    Report {
+        run_id: String,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct RunArgs {
+    pub(super) file: PathBuf,
+    #[arg(long, value_enum, default_value_t = ModeArg::Drill)]
+    pub(super) mode: ModeArg,
+    /// Show the resolved plan and check that secrets and templates resolve; touch nothing.
+    #[arg(long)]
+    pub(super) dry_run: bool,
+    /// Set a playbook variable (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub(super) vars: Vec<(String, String)>,
+    /// Read secrets from this file (KEY=value lines) as well as the environment.
+    #[arg(long)]
+    pub(super) secrets_file: Option<PathBuf>,
+    /// Use this run id (letters, digits, `.`, `-`, `_`); a finished run is not run twice.
+    #[arg(long)]
+    pub(super) run_id: Option<String>,
+    /// Pre-approve this step's gate (repeatable); recorded as pre-approved.
+    #[arg(long = "approve", value_name = "STEP")]
+    pub(super) approve: Vec<String>,
+    /// Pre-approve every approval gate (not manual steps): for unattended drills.
+    #[arg(long)]
+    pub(super) approve_all: bool,
+    /// Who is running it (default: the OS user).
+    #[arg(long = "as", value_name = "NAME")]
+    pub(super) operator: Option<String>,
+    #[command(flatten)]
+    pub(super) state: StateArgs,
+    /// When the incident began (RFC 3339), if before this run: the RTO clock starts there.
+    #[arg(long, value_parser = parse_timestamp)]
+    pub(super) declared_at: Option<jiff::Timestamp>,
+    /// Steps running at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(super) max_parallel: u16,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum ModeArg {
+    Drill,
+    Incident,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum ReportFormat {
+    Text,
+    Md,
+    Json,
+    Junit,
+    Html,
+}
+
+pub(super) fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("expected NAME=VALUE, got `{text}`")),
+    }
+}
+
+pub(super) fn parse_timestamp(text: &str) -> Result<jiff::Timestamp, String> {
+    text.parse()
+        .map_err(|e| format!("expected an RFC 3339 time like 2026-11-24T14:05:00Z: {e}"))
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum HistoryFormat {
+    Text,
+    Json,
+    Md,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum DueFormat {
+    Text,
+    Json,
+}
+
+pub(super) fn parse_every(text: &str) -> Result<crate::duration::Duration, String> {
+    let every = crate::duration::Duration::parse(text)?;
+    if every.as_std().is_zero() {
+        return Err("the cadence must be longer than 0s, e.g. 92d".into());
+    }
+    Ok(every)
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum PlanFormat {
+    Text,
+    Dot,
+    Mermaid,
+    Json,
+}

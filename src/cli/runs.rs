@@ -1,0 +1,110 @@
+//! `runs`, `status` and `report`: what the state directory holds, run by run.
+
+use std::path::PathBuf;
+
+use super::args::ReportFormat;
+use super::{finished_runs, print, refuse};
+use crate::engine::Refusal;
+use crate::outcome::Outcome;
+use crate::report;
+use crate::runs::StateDir;
+
+pub(super) fn list_runs(dir: &StateDir) -> Outcome {
+    let (runs, broken) = dir.list();
+    if runs.is_empty() && broken.is_empty() {
+        eprintln!("no runs in {}", dir.root().display());
+        return Outcome::Succeeded;
+    }
+    let mut rows = vec![[
+        "RUN".to_string(),
+        "PLAYBOOK".into(),
+        "MODE".into(),
+        "STATUS".into(),
+        "STARTED".into(),
+        "DURATION".into(),
+    ]];
+    for state in &runs {
+        let end = state.finished.map_or(state.last_at, |(at, _)| at);
+        rows.push([
+            state.run_id.clone(),
+            state.playbook.clone(),
+            state.mode.name().into(),
+            run_status(state).into(),
+            state.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            crate::format::format_duration(end.duration_since(state.started_at)),
+        ]);
+    }
+    print(&crate::format::columns(&rows, ""));
+    for (id, error) in broken {
+        eprintln!("warning: run {id}: {error}");
+    }
+    Outcome::Succeeded
+}
+
+/// A run's outcome, or for an unfinished one whether its process is still alive.
+fn run_status(state: &crate::state::RunState) -> &'static str {
+    match state.outcome() {
+        Some(outcome) => outcome.name(),
+        None if std::path::Path::new(&format!("/proc/{}", state.pid)).exists() => "running",
+        None => "stopped",
+    }
+}
+
+pub(super) fn status(dir: &StateDir, run_id: &str) -> Outcome {
+    match dir.load(run_id) {
+        Ok(state) => {
+            print(&report::render(&state, report::Format::Text));
+            for step in state.steps.iter().filter(|s| s.question.is_some()) {
+                print(&format!(
+                    "\nwaiting for a decision on `{}`: drillbook approve {run_id} {}\n",
+                    step.id, step.id
+                ));
+            }
+            if state.outcome().is_none() {
+                print(&format!("\nstatus: {}\n", run_status(&state)));
+            }
+            Outcome::Succeeded
+        }
+        Err(error) => refuse(Refusal::Usage(error)),
+    }
+}
+
+pub(super) fn write_report(
+    dir: &StateDir,
+    run_id: &str,
+    format: ReportFormat,
+    output: Option<PathBuf>,
+) -> Outcome {
+    let state = match dir.load(run_id) {
+        Ok(state) => state,
+        Err(error) => return refuse(Refusal::Usage(error)),
+    };
+    let text = match format {
+        ReportFormat::Text => report::render(&state, report::Format::Text),
+        ReportFormat::Md => report::render(&state, report::Format::Markdown),
+        ReportFormat::Json => report::render(&state, report::Format::Json),
+        ReportFormat::Junit => report::render(&state, report::Format::Junit),
+        // The HTML report shows this run's RTO beside the earlier runs of its playbook.
+        ReportFormat::Html => {
+            let runs = finished_runs(dir);
+            let rows: Vec<crate::measure::Row> = crate::history::runs_of(&runs, &state.playbook)
+                .into_iter()
+                .map(crate::measure::Row::of)
+                .collect();
+            report::render_html(&state, &rows)
+        }
+    };
+    match output {
+        Some(path) => match std::fs::write(&path, text) {
+            Ok(()) => Outcome::Succeeded,
+            Err(error) => refuse(Refusal::Failed(format!(
+                "cannot write {}: {error}",
+                path.display()
+            ))),
+        },
+        None => {
+            print(&text);
+            Outcome::Succeeded
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! `--dry-run`: every step with its parameters rendered, secrets masked, step outputs as
+//! placeholders. Touches nothing.
+
+use super::context::{self, Context, RunFields};
+use super::vars::resolve_vars;
+use super::{Refusal, RunOptions, targeted, targets};
+use crate::event::{Mode, Status};
+use crate::validate;
+
+/// What `--dry-run` shows: every step with its parameters rendered, secrets masked, step
+/// outputs as placeholders. Touches nothing: no state directory, no journal, no lock.
+pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
+    let (_, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
+    let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
+    let masker = secrets.masker();
+    let fields = RunFields {
+        id: options.run_id.clone().unwrap_or_else(|| "dry-run".into()),
+        mode: options.mode,
+        playbook: playbook.name.clone(),
+        started_at: crate::clock::now(),
+        declared_at: options.declared_at,
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        dry_run: true,
+        projection: None,
+    };
+    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
+    let context = targeted(
+        &playbook,
+        options.mode,
+        Context::new(&vars, secrets.as_map(), fields),
+    )?;
+    for step in &playbook.steps {
+        let outputs = step
+            .kind
+            .outputs()
+            .iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    serde_json::Value::from(format!("<{}.{name}>", step.id)),
+                )
+            })
+            .collect();
+        context.set_step(
+            &step.id,
+            context::StepView {
+                status: Status::Succeeded,
+                outputs,
+                skipped_reason: None,
+            },
+        );
+    }
+    let mut out = format!(
+        "Dry run of {} ({} mode): nothing was touched.\n",
+        playbook.name,
+        options.mode.name()
+    );
+    let mut errors = Vec::new();
+    for step in &playbook.steps {
+        let mut params = serde_json::to_value(&step.params).unwrap_or_default();
+        let rendered = context.render_value(&mut params, &step.id);
+        masker.mask_json(&mut params);
+        let mut flags = Vec::new();
+        if step.cleanup {
+            flags.push("cleanup");
+        }
+        if step.live_only {
+            flags.push(if options.mode == Mode::Drill {
+                "live-only: skipped in a drill"
+            } else {
+                "live-only"
+            });
+        }
+        if step.approval.is_some() {
+            flags.push("approval");
+        }
+        out.push_str(&format!(
+            "\n{} ({}){}\n",
+            step.id,
+            step.kind,
+            if flags.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", flags.join(", "))
+            }
+        ));
+        if let Some(map) = params.as_object() {
+            for (key, value) in map {
+                let shown = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                out.push_str(&format!("  {key}: {shown}\n"));
+            }
+        }
+        if let Err(error) = rendered {
+            errors.push(format!("{}: {}", step.id, masker.mask(&error)));
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Refusal::Unresolved { plan: out, errors })
+    }
+}

@@ -1,0 +1,227 @@
+//! The human gates in front of a step — its `approval:`, a `kind: approval` step's question, a
+//! manual step's attestation — and how each is settled: from the journal (a decision already
+//! recorded), from pre-approval flags, or by asking the operator, until a deadline rejects.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use tokio_util::sync::CancellationToken;
+
+use super::run::Shared;
+use super::step::Fatal;
+use crate::event::{Ask, Event};
+use crate::human::{Question, Reply};
+use crate::model::Step;
+use crate::state::StepState;
+use crate::steps::StepConfig;
+/// The human gates in front of a step, in order: its `approval:`, then for a `kind: approval`
+/// step its own question, and for a manual step the attestation.
+pub(super) fn gates(step: &Step) -> Vec<Gate> {
+    let mut gates = Vec::new();
+    if let Some(gate) = &step.approval {
+        gates.push(Gate {
+            ask: Ask::Gate,
+            text: gate.prompt.clone(),
+            approvers: gate.approvers,
+            timeout: gate.timeout.map(|t| t.0),
+        });
+    }
+    match &step.params {
+        // The step's own timeout bounds the wait: for a gate, expiry means "no".
+        StepConfig::Approval(approval) => gates.push(Gate {
+            ask: Ask::Gate,
+            text: approval.prompt.clone(),
+            approvers: approval.approvers.unwrap_or(1).max(1),
+            timeout: step.timeout.map(|t| t.0),
+        }),
+        StepConfig::Manual(manual) => gates.push(Gate {
+            ask: Ask::Attest,
+            text: manual.instructions.clone(),
+            approvers: 1,
+            timeout: None,
+        }),
+        _ => {}
+    }
+    gates
+}
+
+/// A question that must be settled before a step runs.
+pub(super) struct Gate {
+    pub(super) ask: Ask,
+    /// The prompt or instructions (rendered before asking).
+    pub(super) text: String,
+    /// Distinct people whose "yes" is needed.
+    pub(super) approvers: u32,
+    /// Expiry rejects.
+    pub(super) timeout: Option<Duration>,
+}
+
+pub(super) enum Settled {
+    Yes((String, Timestamp)),
+    No,
+    Waiting,
+    Cancelled,
+}
+
+/// Gets a decision on `ask` from the journal, pre-approval flags, or the operator.
+pub(super) async fn settle(
+    shared: &Shared,
+    step: &Step,
+    prior: Option<&StepState>,
+    gate: Gate,
+    cancel: &CancellationToken,
+) -> Result<Settled, Fatal> {
+    let Gate {
+        ask,
+        text,
+        approvers,
+        timeout,
+    } = gate;
+    // Decisions count from the last attempt on: a gate passed before a failed attempt is asked
+    // again for the next one.
+    let since = prior
+        .and_then(|p| p.attempts.last())
+        .map_or(Timestamp::MIN, |a| a.started_at);
+    let mut yes: Vec<(String, Timestamp)> = prior
+        .map(|p| {
+            p.approvals
+                .iter()
+                .filter(|d| d.ask == ask && d.approved && d.at >= since)
+                .map(|d| (d.by.clone(), d.at))
+                .collect()
+        })
+        .unwrap_or_default();
+    let open = prior
+        .and_then(|p| p.question.clone())
+        .filter(|q| q.ask == ask);
+    let enough = |yes: &Vec<(String, Timestamp)>| {
+        let mut people: Vec<&str> = yes.iter().map(|(by, _)| by.as_str()).collect();
+        people.sort_unstable();
+        people.dedup();
+        people.len() >= approvers as usize
+    };
+
+    if shared.pre_approved(&step.id, ask) && !yes.iter().any(|(by, _)| *by == shared.operator_name)
+    {
+        let record = shared.emitter.emit(Event::ApprovalDecided {
+            step: step.id.clone(),
+            ask,
+            approved: true,
+            by: shared.operator_name.clone(),
+            reason: None,
+            pre_approved: true,
+        })?;
+        yes.push((shared.operator_name.clone(), record.at));
+    }
+    if enough(&yes) {
+        return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
+    }
+
+    let expires_at = match &open {
+        Some(question) => question.expires_at,
+        None => {
+            let expires_at = timeout.and_then(|t| {
+                crate::clock::now()
+                    .checked_add(jiff::SignedDuration::try_from(t).ok()?)
+                    .ok()
+            });
+            shared.emitter.emit(Event::ApprovalRequested {
+                step: step.id.clone(),
+                ask,
+                prompt: text.clone(),
+                approvers,
+                expires_at,
+            })?;
+            expires_at
+        }
+    };
+    let reject = |by: String, reason: Option<String>| {
+        shared.emitter.emit(Event::ApprovalDecided {
+            step: step.id.clone(),
+            ask,
+            approved: false,
+            by,
+            reason,
+            pre_approved: false,
+        })
+    };
+    let expired = |reject: &dyn Fn(String, Option<String>) -> Result<_, Fatal>| {
+        let waited = timeout.map_or_else(String::new, |t| {
+            format!(" within {}", crate::duration::Duration(t))
+        });
+        reject("timeout".into(), Some(format!("no decision{waited}"))).map(|_| Settled::No)
+    };
+    loop {
+        let remaining = match expires_at {
+            Some(at) => {
+                let left = at.duration_since(crate::clock::now());
+                if left.is_negative() || left.is_zero() {
+                    return expired(&reject);
+                }
+                Some(left.unsigned_abs())
+            }
+            None => None,
+        };
+        if !shared.operator.interactive() {
+            return Ok(Settled::Waiting);
+        }
+        let question = Question {
+            step: step.id.clone(),
+            ask,
+            text: text.clone(),
+            summary: step.params.summary(),
+            approved_by: yes.iter().map(|(by, _)| by.clone()).collect(),
+            approvers,
+            elapsed: shared.elapsed(),
+            rto: shared.rto,
+        };
+        let operator = shared.operator.clone();
+        let asked = ask_human(shared, cancel, move || operator.ask(&question));
+        let reply = match remaining {
+            Some(left) => match tokio::time::timeout(left, asked).await {
+                Ok(reply) => reply,
+                Err(_) => return expired(&reject),
+            },
+            None => asked.await,
+        };
+        match reply {
+            None => return Ok(Settled::Cancelled),
+            Some(Reply::Unavailable) => return Ok(Settled::Waiting),
+            Some(Reply::No { by, reason }) => {
+                reject(by, reason)?;
+                return Ok(Settled::No);
+            }
+            Some(Reply::Yes { by, reason }) => {
+                let record = shared.emitter.emit(Event::ApprovalDecided {
+                    step: step.id.clone(),
+                    ask,
+                    approved: true,
+                    by: by.clone(),
+                    reason,
+                    pre_approved: false,
+                })?;
+                yes.push((by, record.at));
+                if enough(&yes) {
+                    return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a blocking conversation with the operator, one at a time, off the async threads.
+/// `None` when the run was cancelled meanwhile.
+pub(super) async fn ask_human<T: Send + 'static>(
+    shared: &Shared,
+    cancel: &CancellationToken,
+    ask: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    let _turn = tokio::select! {
+        turn = shared.asking.lock() => turn,
+        _ = cancel.cancelled() => return None,
+    };
+    tokio::select! {
+        answer = tokio::task::spawn_blocking(ask) => answer.ok(),
+        _ = cancel.cancelled() => None,
+    }
+}

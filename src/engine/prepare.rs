@@ -1,0 +1,148 @@
+//! A new run: the playbook validated, variables and secrets resolved, targets checked, the
+//! lock taken and the journal started. Nothing runs yet.
+
+use std::path::PathBuf;
+
+use jiff::Timestamp;
+
+use super::context::{Context, RunFields};
+use super::vars::resolve_vars;
+use super::{Again, Prepared, Refusal, lock, planned, projection, targeted, targets};
+use crate::event::{Event, Mode};
+use crate::journal::Journal;
+use crate::runs::{self, StateDir};
+use crate::state::RunState;
+use crate::validate;
+
+pub struct RunOptions {
+    pub file: PathBuf,
+    pub mode: Mode,
+    pub vars: Vec<(String, String)>,
+    pub secrets_file: Option<PathBuf>,
+    pub run_id: Option<String>,
+    pub approve: Vec<String>,
+    pub approve_all: bool,
+    pub operator: String,
+    pub state_dir: StateDir,
+    pub declared_at: Option<Timestamp>,
+    pub max_parallel: usize,
+    /// Runs already in the state directory (the caller reads them): those of this playbook
+    /// predict this one's RTO.
+    pub past_runs: Vec<RunState>,
+}
+
+/// Validates the playbook, resolves variables and secrets, takes the lock and starts the
+/// journal of a new run.
+pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
+    let (source, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
+    for step in options.approve.iter() {
+        if playbook.step(step).is_none() {
+            return Err(Refusal::usage(format!(
+                "--approve {step}: the playbook has no step `{step}`"
+            )));
+        }
+    }
+    let file = std::path::absolute(&options.file).unwrap_or(options.file.clone());
+    let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
+    let run_id = match options.run_id {
+        Some(id) => {
+            runs::check_run_id(&id).map_err(Refusal::usage)?;
+            if options.state_dir.journal(&id).exists() {
+                return Err(already_there(&options.state_dir, &id));
+            }
+            id
+        }
+        None => runs::new_run_id(),
+    };
+    let started_at = crate::clock::now();
+    let projection = projection(
+        &playbook,
+        &options.past_runs,
+        None,
+        options.declared_at.unwrap_or(started_at),
+    );
+    let fields = RunFields {
+        id: run_id.clone(),
+        mode: options.mode,
+        playbook: playbook.name.clone(),
+        started_at,
+        declared_at: options.declared_at,
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        dry_run: false,
+        projection: Some(projection.clone()),
+    };
+    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
+    let context = targeted(
+        &playbook,
+        options.mode,
+        Context::new(&vars, secrets.as_map(), fields),
+    )?;
+    let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
+    let run_dir = options.state_dir.run_dir(&run_id);
+    let journal = Journal::create(&run_dir).map_err(|e| {
+        Refusal::Failed(format!(
+            "cannot start the journal in {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    let first_event = Event::RunStarted {
+        run_id: run_id.clone(),
+        playbook: playbook.name.clone(),
+        file: file.display().to_string(),
+        playbook_hash: source.hash(),
+        mode: options.mode,
+        dry_run: false,
+        declared_at: options.declared_at,
+        operator: options.operator.clone(),
+        pid: std::process::id(),
+        rto: playbook.objectives.rto,
+        rpo: playbook.objectives.rpo,
+        vars: vars.clone(),
+        secrets_file: options.secrets_file.as_ref().map(|p| {
+            std::path::absolute(p)
+                .unwrap_or(p.clone())
+                .display()
+                .to_string()
+        }),
+        max_parallel: options.max_parallel,
+        steps: planned(&playbook),
+    };
+    let prior = vec![None; playbook.steps.len()];
+    Ok(Prepared {
+        run_id,
+        run_dir,
+        mode: options.mode,
+        operator: options.operator,
+        clock_start: options.declared_at.unwrap_or(started_at),
+        masker: secrets.masker(),
+        projection,
+        journal,
+        _lock: lock,
+        first_event,
+        context,
+        prior,
+        approve: options.approve,
+        approve_all: options.approve_all,
+        max_parallel: options.max_parallel,
+        playbook,
+    })
+}
+
+/// `--run-id` of a run that exists: a finished one is not run twice (a scheduler may retry),
+/// an unfinished one is resumed explicitly.
+fn already_there(dir: &StateDir, run_id: &str) -> Refusal {
+    match dir.load(run_id) {
+        Ok(state) => match state.outcome() {
+            Some(outcome) if outcome.is_over() => Refusal::Finished {
+                run_id: run_id.to_string(),
+                outcome,
+                again: Again::Run,
+            },
+            _ => Refusal::usage(format!(
+                "run {run_id} exists and has not finished; continue it with: drillbook resume {run_id}"
+            )),
+        },
+        Err(error) => Refusal::usage(error),
+    }
+}
