@@ -9,9 +9,9 @@ use std::time::Instant;
 use tokio::task::JoinSet;
 
 use super::checkpoint::write_report;
-use super::copy::Copied;
 use super::plan::plan;
 use super::summary::{Summary, first};
+use super::transfer::Copied;
 use super::{DEFAULT_CONCURRENCY, Sync, cancellable};
 use crate::checksums::{ChecksumReport, REPORT_KEY, is_own};
 use crate::connect::store::{ObjectInfo, Store};

@@ -8,12 +8,11 @@
 //! copies only what it had not finished.
 //!
 //! This file holds the step's parameters; the work is in its phases: [`mirror`] drives them,
-//! [`plan`] decides what to copy and delete, [`copy`] runs the [`transfer`] pool and saves
-//! [`checkpoint`]s, each read passes through a [`hashing_reader`], and [`summary`] words the
-//! result.
+//! [`plan`] decides what to copy and delete, [`transfer`] copies it with a pool of transfers
+//! and saves [`checkpoint`]s, each read passes through a [`hashing_reader`], and [`summary`]
+//! words the result.
 
 mod checkpoint;
-mod copy;
 mod hashing_reader;
 mod mirror;
 mod plan;

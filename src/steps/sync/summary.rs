@@ -3,10 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use super::copy::{Copied, MAX_FAILURES};
 use super::mirror::Mirror;
 use super::plan::Plan;
 use super::transfer::TIME_GRAIN;
+use super::transfer::{Copied, MAX_FAILURES};
 use crate::checksums::REPORT_KEY;
 use crate::duration::human_bytes;
 use crate::steps::{Done, StepFailure};
