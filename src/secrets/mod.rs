@@ -3,8 +3,8 @@
 //! (journal, logs, progress lines, captured command output, reports, error messages) passes
 //! through a [`Masker`] first; output that arrives in chunks goes through a [`StreamMasker`].
 //!
-//! Resolving is here; the [`dotenv`] file syntax, the [`mask`]ing of values, and the masking
-//! of [`url`] passwords nobody declared have files of their own.
+//! Resolving is here; the `dotenv` file syntax, the `mask`ing of values, and the masking
+//! of `url` passwords nobody declared have files of their own.
 
 mod dotenv;
 mod mask;

@@ -31,8 +31,8 @@
 //! reboot, trust nothing in them and restore again.
 //!
 //! Here: the cluster, its errors, and finding and destroying those under a base directory.
-//! Making one is in [`create`], running and stopping its server in [`server`], its
-//! `cluster.json` in [`record`], and the OS user the server runs as in [`os_user`].
+//! Making one is in `create`, running and stopping its server in `server`, its
+//! `cluster.json` in `record`, and the OS user the server runs as in `os_user`.
 
 mod create;
 mod os_user;

@@ -7,9 +7,9 @@
 //! written into the destination as the copy goes, so a sync killed halfway and run again
 //! copies only what it had not finished.
 //!
-//! This file holds the step's parameters; the work is in its phases: [`mirror`] drives them,
-//! [`plan`] decides what to copy and delete, [`transfer`] copies it with a pool of transfers
-//! and saves [`checkpoint`]s, each read passes through a [`hashing_reader`], and [`summary`]
+//! This file holds the step's parameters; the work is in its phases: `mirror` drives them,
+//! `plan` decides what to copy and delete, `transfer` copies it with a pool of transfers
+//! and saves `checkpoint`s, each read passes through a `hashing_reader`, and `summary`
 //! words the result.
 
 mod checkpoint;

@@ -5,8 +5,8 @@
 //! spares re-reading what it vouches for; anything it cannot vouch for is hashed.
 //!
 //! This file runs the checks a step asks for and weighs their results; each check has its own
-//! file: [`parity`] (two stores, or a store and its checksum report), [`backup`] (a backup
-//! against its manifest) and [`freshness`] (`max_age`), with the [`findings`] of a comparison
+//! file: `parity` (two stores, or a store and its checksum report), `backup` (a backup
+//! against its manifest) and `freshness` (`max_age`), with the `findings` of a comparison
 //! put into words.
 
 mod backup;

@@ -7,9 +7,9 @@
 //! holding its upload id, deleted when the upload completes or is aborted; `remove_incomplete`
 //! uses both, so it finds what a crashed process left behind on any server.
 //!
-//! The store's operations are split by idea: [`client`] opens the bucket, [`objects`] reads
-//! and writes objects, [`multipart`] uploads large ones in parts, [`incomplete`] removes what
-//! interrupted uploads left, and [`errors`] words the SDK's errors.
+//! The store's operations are split by idea: `client` opens the bucket, `objects` reads
+//! and writes objects, `multipart` uploads large ones in parts, `incomplete` removes what
+//! interrupted uploads left, and `errors` words the SDK's errors.
 
 mod client;
 mod errors;
