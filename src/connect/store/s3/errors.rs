@@ -1,0 +1,113 @@
+//! The SDK's errors in words an operator can act on, naming the store and the key.
+
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+
+use super::S3Store;
+use crate::connect::store::StoreError;
+
+impl S3Store {
+    pub(super) fn sdk_error<E>(
+        &self,
+        action: &'static str,
+        key: &str,
+        error: &SdkError<E, HttpResponse>,
+    ) -> StoreError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        if error.code() == Some("NoSuchBucket") {
+            return self.no_such_bucket();
+        }
+        StoreError::Failed {
+            action,
+            url: self.url.clone(),
+            key: key.to_owned(),
+            message: describe(error),
+        }
+    }
+}
+
+/// A one-line reason for an SDK error, from the server's error code where there is one and
+/// from the chain of causes otherwise (connection refused, timeout, no credentials, ...).
+/// Neither includes credentials: the SDK never puts them in errors.
+pub(super) fn describe<E>(error: &SdkError<E, HttpResponse>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    match error {
+        SdkError::ServiceError(service) => match (error.code(), error.message()) {
+            (Some(code), message) => explain_code(code, message),
+            // HEAD answers carry no body, hence no code.
+            (None, _) => match service.raw().status().as_u16() {
+                403 => "access denied (HTTP 403)".to_owned(),
+                404 => "not found (HTTP 404)".to_owned(),
+                status => format!("the server answered HTTP {status}"),
+            },
+        },
+        _ => {
+            let chain = error_chain(error);
+            // The chain alone ("dispatch failure: other: ... IMDS session token ...") does not
+            // tell an operator what to do.
+            if chain.contains("loading credentials") {
+                format!(
+                    "no usable AWS credentials (set AWS_ACCESS_KEY_ID and \
+                     AWS_SECRET_ACCESS_KEY, or AWS_PROFILE): {chain}"
+                )
+            } else {
+                chain
+            }
+        }
+    }
+}
+
+fn explain_code(code: &str, message: Option<&str>) -> String {
+    let explained = match code {
+        "AccessDenied" => "access denied",
+        "InvalidAccessKeyId" => "the server does not know the access key",
+        "SignatureDoesNotMatch" => "the secret key does not match the access key",
+        "NoSuchBucket" => "the bucket does not exist",
+        "ExpiredToken" | "TokenRefreshRequired" => "the credentials have expired",
+        _ => {
+            return match message {
+                Some(message) if !message.is_empty() => format!("{code}: {message}"),
+                _ => code.to_owned(),
+            };
+        }
+    };
+    format!("{explained} ({code})")
+}
+
+/// `error: cause: cause ...`, skipping causes whose text the previous one already shows.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut last = text.clone();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !last.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        last = cause_text;
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explains_common_codes() {
+        assert_eq!(
+            explain_code("AccessDenied", Some("Access Denied")),
+            "access denied (AccessDenied)"
+        );
+        assert_eq!(
+            explain_code("SlowDown", Some("Please reduce your request rate.")),
+            "SlowDown: Please reduce your request rate."
+        );
+    }
+}

@@ -1,0 +1,206 @@
+//! Secrets: resolved from a dotenv-like `--secrets-file` or the environment, readable in
+//! templates as `{{ secrets.NAME }}`, and never written anywhere. Everything drillbook writes
+//! (journal, logs, progress lines, captured command output, reports, error messages) passes
+//! through a [`Masker`] first; output that arrives in chunks goes through a [`StreamMasker`].
+//!
+//! Resolving is here; the `dotenv` file syntax, the `mask`ing of values, and the masking
+//! of `url` passwords nobody declared have files of their own.
+
+mod dotenv;
+mod mask;
+mod url;
+
+pub use mask::{Masker, StreamMasker};
+pub use url::{mask_url_passwords, mask_url_passwords_json};
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use dotenv::parse_file;
+
+/// What a secret is replaced with.
+pub const MASK: &str = "***";
+
+/// Resolved secret values, by name. `Debug` shows the names only.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    values: BTreeMap<String, String>,
+    masker: Masker,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error("missing secrets: {} — set them in the environment or in --secrets-file", .names.join(", "))]
+    Missing { names: Vec<String> },
+    #[error("cannot read secrets file {}: {source}", .path.display())]
+    Read { path: PathBuf, source: io::Error },
+    // The line itself is never part of the message: a malformed line is most often a value that
+    // lost its `KEY=`, and this message ends up in terminals and CI logs.
+    #[error("secrets file {}, line {line}: {reason} (the line is not shown, it may hold a secret)", .path.display())]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        reason: &'static str,
+    },
+    #[error("the secret values are too large to build a masker for them")]
+    TooLarge,
+}
+
+impl Secrets {
+    /// Resolves every name in `names`. A non-empty value in `file` wins over the environment;
+    /// an empty value is treated as not set in that source, so an empty `KEY=` line in the file
+    /// falls back to the environment, and a secret empty in both is missing. All missing names
+    /// are reported in one error. Keys in the file that are not in `names` are ignored.
+    pub fn resolve(
+        names: &[String],
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Secrets, SecretsError> {
+        let from_file = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| SecretsError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                parse_file(&text, path)?
+            }
+            None => BTreeMap::new(),
+        };
+        let mut values = BTreeMap::new();
+        let mut missing = Vec::new();
+        for name in names {
+            let value = from_file
+                .get(name)
+                .filter(|value| !value.is_empty())
+                .cloned()
+                .or_else(|| env(name).filter(|value| !value.is_empty()));
+            match value {
+                Some(value) => {
+                    values.insert(name.clone(), value);
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(SecretsError::Missing { names: missing });
+        }
+        let masker = Masker::new(values.values().map(String::as_str))?;
+        Ok(Secrets { values, masker })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// Name → value, for the `secrets` root of the template context.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        &self.values
+    }
+
+    /// A masker for these values (cheap: the automaton is shared).
+    pub fn masker(&self) -> Masker {
+        self.masker.clone()
+    }
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("Secrets")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use std::io::Write;
+
+    pub(super) fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| name.to_string()).collect()
+    }
+
+    pub(super) fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    pub(super) fn secrets_file(text: &str) -> tempfile::NamedTempFile {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(text.as_bytes()).expect("write");
+        file
+    }
+
+    #[test]
+    fn file_wins_over_environment() {
+        let file = secrets_file("A=from-file\n");
+        let env = |name: &str| Some(format!("env-{name}"));
+        let secrets = Secrets::resolve(&names(&["A", "B"]), Some(file.path()), env).expect("ok");
+        assert_eq!(secrets.get("A"), Some("from-file"));
+        assert_eq!(secrets.get("B"), Some("env-B"));
+        assert_eq!(secrets.get("C"), None);
+        assert_eq!(secrets.names().collect::<Vec<_>>(), ["A", "B"]);
+        assert_eq!(secrets.as_map().len(), 2);
+    }
+
+    #[test]
+    fn all_missing_names_are_reported_at_once() {
+        let file = secrets_file("EMPTY_IN_FILE=\nPRESENT=x\n");
+        let env = |name: &str| (name == "EMPTY_IN_ENV").then(String::new);
+        let error = Secrets::resolve(
+            &names(&["A", "PRESENT", "EMPTY_IN_FILE", "EMPTY_IN_ENV"]),
+            Some(file.path()),
+            env,
+        )
+        .expect_err("missing");
+        assert_eq!(
+            error.to_string(),
+            "missing secrets: A, EMPTY_IN_FILE, EMPTY_IN_ENV — set them in the environment or in --secrets-file"
+        );
+    }
+
+    #[test]
+    fn empty_file_value_falls_back_to_environment() {
+        let file = secrets_file("A=\n");
+        let env = |_: &str| Some("from-env".to_string());
+        let secrets = Secrets::resolve(&names(&["A"]), Some(file.path()), env).expect("ok");
+        assert_eq!(secrets.get("A"), Some("from-env"));
+    }
+
+    #[test]
+    fn unreadable_file_names_the_path() {
+        let directory = tempfile::tempdir().expect("dir");
+        let path = directory.path().join("absent.env");
+        let error = Secrets::resolve(&names(&["A"]), Some(&path), no_env).expect_err("absent");
+        assert!(matches!(error, SecretsError::Read { .. }));
+        assert!(error.to_string().contains("absent.env"), "{error}");
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let env = |_: &str| Some("hunter2".to_string());
+        let secrets = Secrets::resolve(&names(&["DB_PASSWORD"]), None, env).expect("ok");
+        let debug = format!("{secrets:?} {:?}", secrets.masker());
+        assert!(debug.contains("DB_PASSWORD"), "{debug}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+    }
+
+    #[test]
+    fn masks_every_occurrence() {
+        let env = |name: &str| Some(format!("{name}-value"));
+        let secrets = Secrets::resolve(&names(&["TOKEN"]), None, env).expect("ok");
+        let masker = secrets.masker();
+        assert_eq!(
+            masker.mask("a TOKEN-value and TOKEN-valueTOKEN-value."),
+            "a *** and ******."
+        );
+        assert_eq!(masker.mask("nothing here"), "nothing here");
+    }
+}
