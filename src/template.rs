@@ -32,6 +32,7 @@ pub fn environment() -> Environment<'static> {
     env.set_recursion_limit(64);
     env.add_function("now", now);
     env.add_filter("date", date);
+    env.add_filter("b64encode", b64encode);
     env
 }
 
@@ -53,6 +54,12 @@ fn date(value: String, format: Option<String>) -> Result<String, Error> {
     })?;
     let format = format.unwrap_or_else(|| "%Y-%m-%d %H:%M:%S UTC".into());
     Ok(timestamp.strftime(&format).to_string())
+}
+
+/// Standard base64 (with padding), e.g. for an HTTP Basic `Authorization` header.
+fn b64encode(value: String) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(value)
 }
 
 /// The dotted variable paths a template reads (`steps.assess.outputs.backup`), or the

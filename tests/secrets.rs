@@ -100,7 +100,8 @@ steps:
 
 /// The journal keeps variables masked. A variable holding a secret's value comes back whole
 /// on resume when the playbook's default gives it; one given with `--var` must be given again,
-/// and the resume says so instead of running with `***` in it.
+/// and the resume says so instead of running with `***` in it. (The secret is long enough to
+/// be masked in free text, which a literal `--var` value is: see `SHORTEST_MASKED`.)
 #[test]
 fn a_resumed_run_gets_its_variables_back_unmasked() {
     let test = Drillbook::new().playbook(
@@ -121,9 +122,9 @@ steps:
 "#,
     );
     let dir = test.dir();
-    let with_token = || Drillbook::in_dir(dir).env("TOKEN", "tok42");
+    let with_token = || Drillbook::in_dir(dir).env("TOKEN", "tok4242");
     let output = with_token()
-        .args(&["run", "p.yaml", "--var", "given=x-tok42-y"])
+        .args(&["run", "p.yaml", "--var", "given=x-tok4242-y"])
         .run();
     assert_eq!(output.status, 4, "{}", output.stderr);
     let id = only_run(dir);
@@ -142,13 +143,13 @@ steps:
         "{}",
         refused.stderr
     );
-    assert!(!refused.stderr.contains("tok42"), "{}", refused.stderr);
+    assert!(!refused.stderr.contains("tok4242"), "{}", refused.stderr);
 
     let output = with_token()
-        .args(&["resume", &id, "--var", "given=x-tok42-y"])
+        .args(&["resume", &id, "--var", "given=x-tok4242-y"])
         .run();
     assert_eq!(output.status, 0, "{}", output.stderr);
-    let written = std::fs::read_to_string(dir.join("out-tok42-default.txt"))
+    let written = std::fs::read_to_string(dir.join("out-tok4242-default.txt"))
         .expect("the default var came back whole, secret included");
-    assert_eq!(written.trim(), "x-tok42-y");
+    assert_eq!(written.trim(), "x-tok4242-y");
 }

@@ -36,7 +36,8 @@ pub(super) fn run(args: RunArgs, verbose: u8) -> Outcome {
     };
     if args.dry_run {
         return match engine::dry_run(options) {
-            Ok(text) => {
+            Ok((text, warnings)) => {
+                warn(&warnings);
                 print(&text);
                 Outcome::Succeeded
             }
@@ -53,6 +54,7 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> Outco
         Err(refusal) => return refuse(refusal),
     };
     init_log(&prepared.run_dir, verbose);
+    warn(&prepared.warnings);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let (operator, observers): (
         std::sync::Arc<dyn crate::human::Operator>,
@@ -141,4 +143,12 @@ fn init_log(run_dir: &std::path::Path, verbose: u8) {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
+}
+
+/// Warnings before a run starts: on standard error, and in the run's log when there is one.
+fn warn(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+        tracing::warn!("{warning}");
+    }
 }

@@ -2,14 +2,15 @@
 //! placeholders. Touches nothing.
 
 use super::context::{self, Context, RunFields};
-use super::vars::resolve_vars;
-use super::{Refusal, RunOptions, targeted, targets};
+use super::vars::var_templates;
+use super::{Refusal, RunOptions, contextualize, targets};
 use crate::event::{Mode, Status};
 use crate::validate;
 
 /// What `--dry-run` shows: every step with its parameters rendered, secrets masked, step
-/// outputs as placeholders. Touches nothing: no state directory, no journal, no lock.
-pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
+/// outputs as placeholders, and what the operator should be warned of. Touches nothing: no
+/// state directory, no journal, no lock.
+pub fn dry_run(options: RunOptions) -> Result<(String, Vec<String>), Refusal> {
     let (_, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
     let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
     let masker = secrets.masker();
@@ -24,12 +25,9 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
         dry_run: true,
         projection: None,
     };
-    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
-    let context = targeted(
-        &playbook,
-        options.mode,
-        Context::new(&vars, secrets.as_map(), fields),
-    )?;
+    let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
+    let templates = var_templates(&playbook, &options.vars)?;
+    let warnings = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
     for step in &playbook.steps {
         let outputs = step
             .kind
@@ -59,8 +57,7 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
     let mut errors = Vec::new();
     for step in &playbook.steps {
         let mut params = serde_json::to_value(&step.params).unwrap_or_default();
-        let rendered = context.render_value(&mut params, &step.id);
-        masker.mask_json(&mut params);
+        let rendered = context.render_value_shown(&mut params, &step.id);
         let mut flags = Vec::new();
         if step.cleanup {
             flags.push("cleanup");
@@ -99,7 +96,7 @@ pub fn dry_run(options: RunOptions) -> Result<String, Refusal> {
         }
     }
     if errors.is_empty() {
-        Ok(out)
+        Ok((out, warnings))
     } else {
         Err(Refusal::Unresolved { plan: out, errors })
     }

@@ -23,6 +23,7 @@ mod step;
 mod targets;
 mod vars;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ use crate::lock::RunLock;
 use crate::model::Playbook;
 use crate::projection::Projection;
 use crate::runs::StateDir;
-use crate::secrets::Masker;
+use crate::secrets::{Masker, Secrets};
 use crate::state::RunState;
 
 use context::Context;
@@ -58,6 +59,8 @@ pub struct Prepared {
     pub masker: Masker,
     /// Where the RTO clock is projected to stop, for the display; the engine keeps it current.
     pub projection: Arc<Projection>,
+    /// What the operator should know before it starts (a secret too short to mask).
+    pub warnings: Vec<String>,
     journal: Journal,
     _lock: RunLock,
     first_event: Event,
@@ -114,15 +117,34 @@ fn planned(playbook: &Playbook) -> Vec<PlannedStep> {
         .collect()
 }
 
-/// The context with this mode's targets; a drill whose targets are live ones is refused.
-fn targeted(playbook: &Playbook, mode: Mode, context: Context) -> Result<Context, Refusal> {
-    let resolved = targets::resolve(playbook, mode, &context)?;
+/// The context's variables (`templates`) and this mode's targets, rendered; a drill whose
+/// targets are live ones is refused. Returns what the operator should be warned of.
+fn contextualize(
+    playbook: &Playbook,
+    mode: Mode,
+    templates: &BTreeMap<String, String>,
+    secrets: &Secrets,
+    context: &mut Context,
+) -> Result<Vec<String>, Refusal> {
+    context.set_vars(templates).map_err(Refusal::Usage)?;
+    let resolved = context
+        .set_targets(playbook.targets.of(mode))
+        .map_err(Refusal::Usage)?;
+    let mut warnings: Vec<String> = secrets
+        .too_short()
+        .into_iter()
+        .map(|name| {
+            format!(
+                "secret `{name}` is shorter than {} characters: it is shown as {} where a template puts it, but not masked in program output or messages, where a value that short would hide ordinary words and numbers",
+                crate::secrets::SHORTEST_MASKED,
+                crate::secrets::MASK
+            )
+        })
+        .collect();
     if mode == Mode::Drill {
-        for note in targets::check_drill(playbook, &resolved, &context)? {
-            tracing::warn!("{note}");
-        }
+        warnings.extend(targets::check_drill(playbook, &resolved, context)?);
     }
-    Ok(context.with_targets(&resolved))
+    Ok(warnings)
 }
 
 fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 
 use super::context::{Context, RunFields};
-use super::vars::resolve_vars;
-use super::{Again, Prepared, Refusal, lock, planned, projection, targeted, targets};
+use super::vars::var_templates;
+use super::{Again, Prepared, Refusal, contextualize, lock, planned, projection, targets};
 use crate::event::{Event, Mode};
 use crate::journal::Journal;
 use crate::runs::{self, StateDir};
@@ -72,12 +72,10 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         dry_run: false,
         projection: Some(projection.clone()),
     };
-    let vars = resolve_vars(&playbook, &options.vars, &secrets, &fields)?;
-    let context = targeted(
-        &playbook,
-        options.mode,
-        Context::new(&vars, secrets.as_map(), fields),
-    )?;
+    let masker = secrets.masker();
+    let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
+    let templates = var_templates(&playbook, &options.vars)?;
+    let warnings = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
     let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
     let run_dir = options.state_dir.run_dir(&run_id);
     let journal = Journal::create(&run_dir).map_err(|e| {
@@ -98,7 +96,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         pid: std::process::id(),
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
-        vars: vars.clone(),
+        vars: context.shown_vars().clone(),
         secrets_file: options.secrets_file.as_ref().map(|p| {
             std::path::absolute(p)
                 .unwrap_or(p.clone())
@@ -115,8 +113,9 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         mode: options.mode,
         operator: options.operator,
         clock_start: options.declared_at.unwrap_or(started_at),
-        masker: secrets.masker(),
+        masker,
         projection,
+        warnings,
         journal,
         _lock: lock,
         first_event,

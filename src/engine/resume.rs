@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use super::context::{Context, RunFields};
 use super::vars::recover_vars;
-use super::{Again, Prepared, Refusal, lock, planned, projection, targeted, targets};
+use super::{Again, Prepared, Refusal, contextualize, lock, planned, projection, targets};
 use crate::event::Event;
 use crate::journal::Journal;
 use crate::runs::StateDir;
@@ -85,7 +85,10 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         .iter()
         .map(|step| state.step(&step.id).cloned())
         .collect();
-    let vars = recover_vars(&playbook, &state, &options.vars, &secrets, &fields)?;
+    let masker = secrets.masker();
+    let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
+    let templates = recover_vars(&playbook, &state, &options.vars, &context)?;
+    let warnings = contextualize(&playbook, state.mode, &templates, &secrets, &mut context)?;
     let first_event = Event::RunResumed {
         operator: options.operator.clone(),
         pid: std::process::id(),
@@ -98,16 +101,13 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         mode: state.mode,
         operator: options.operator,
         clock_start: state.clock_start(),
-        masker: secrets.masker(),
+        masker,
         projection,
+        warnings,
         journal,
         _lock: lock,
         first_event,
-        context: targeted(
-            &playbook,
-            state.mode,
-            Context::new(&vars, secrets.as_map(), fields),
-        )?,
+        context,
         prior,
         approve: Vec::new(),
         approve_all: false,

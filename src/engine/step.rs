@@ -130,7 +130,8 @@ pub(crate) async fn drive(
     }
     let mut decided = None;
     for mut gate in gates {
-        gate.text = match shared.context.render(&gate.text, &step.id) {
+        // What people are asked, and the journal keeps: secrets as `***`.
+        gate.text = match shared.context.render_shown(&gate.text, &step.id) {
             Ok(text) => text,
             Err(error) => return fail_before_start(&shared, step, prior, error),
         };
@@ -320,9 +321,10 @@ pub(super) async fn run_once(
     }
 }
 
-/// The step's parameters with templates rendered, for the journal (masked by the emitter).
+/// The step's parameters with templates rendered as the journal shows them: secrets as `***`
+/// wherever a template put them, whatever filter they went through.
 fn render_params(shared: &Shared, step: &Step) -> Result<serde_json::Value, String> {
     let mut value = serde_json::to_value(&step.params).map_err(|e| e.to_string())?;
-    shared.context.render_value(&mut value, &step.id)?;
+    shared.context.render_value_shown(&mut value, &step.id)?;
     Ok(value)
 }

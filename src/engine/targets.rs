@@ -46,22 +46,6 @@ pub(super) fn secrets(
     }
 }
 
-/// This mode's targets, rendered (from vars and secrets).
-pub(super) fn resolve(
-    playbook: &Playbook,
-    mode: Mode,
-    context: &Context,
-) -> Result<BTreeMap<String, String>, Refusal> {
-    let mut out = BTreeMap::new();
-    for (name, value) in playbook.targets.of(mode) {
-        let rendered = context
-            .render(value, "")
-            .map_err(|e| Refusal::usage(format!("target `{name}`: {e}")))?;
-        out.insert(name.clone(), rendered);
-    }
-    Ok(out)
-}
-
 /// A drill refuses to start when one of its targets is (or holds, or sits in) a live target:
 /// the same database on the same host, an overlapping bucket prefix, the same file. Live
 /// targets that cannot be rendered here (their secrets are not set) are not compared; the

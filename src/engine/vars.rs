@@ -1,20 +1,17 @@
-//! A run's variables: the playbook's, with `--var` overrides, rendered; and on resume, the
-//! values the run used, recovered from a journal that keeps them masked.
+//! A run's variables: the playbook's, with `--var` overrides; and on resume, the ones the run
+//! used, recovered from a journal that shows secrets as `***`.
 
 use std::collections::BTreeMap;
 
 use super::Refusal;
-use super::context::{Context, RunFields};
+use super::context::Context;
 use crate::model::Playbook;
-use crate::secrets::Secrets;
 use crate::state::RunState;
 
-/// The playbook's variables with `--var` overrides applied and templates rendered.
-pub(super) fn resolve_vars(
+/// The playbook's variables with `--var` overrides applied: the templates the run renders.
+pub(super) fn var_templates(
     playbook: &Playbook,
     overrides: &[(String, String)],
-    secrets: &Secrets,
-    fields: &RunFields,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let mut vars = playbook.vars.clone();
     for (name, value) in overrides {
@@ -27,40 +24,19 @@ pub(super) fn resolve_vars(
         }
         vars.insert(name.clone(), value.clone());
     }
-    let context = Context::new(
-        &BTreeMap::new(),
-        secrets.as_map(),
-        RunFields {
-            id: fields.id.clone(),
-            mode: fields.mode,
-            playbook: fields.playbook.clone(),
-            started_at: fields.started_at,
-            declared_at: fields.declared_at,
-            rto: fields.rto,
-            rpo: fields.rpo,
-            dry_run: fields.dry_run,
-            projection: fields.projection.clone(),
-        },
-    );
-    for (name, value) in vars.iter_mut() {
-        *value = context
-            .render(value, "")
-            .map_err(|e| Refusal::usage(format!("variable `{name}`: {e}")))?;
-    }
     Ok(vars)
 }
 
-/// The variables a resumed run continues with. The journal keeps them masked (a variable may
-/// hold a secret's value), so a recorded value with a mask in it is not what the run used: it
-/// comes from the playbook when the default renders to the recorded text, or from `--var`
-/// given again; otherwise the resume is refused, naming the variable, rather than continuing
-/// with `***` in a path or a URL.
+/// The variables a resumed run continues with, as templates for `context` (which reads the
+/// run's secrets) to render. The journal shows secrets as `***`, so a recorded value with a
+/// mask in it is not what the run used: it comes from the playbook when its default shows the
+/// same, or from `--var` given again; otherwise the resume is refused, naming the variable,
+/// rather than continuing with `***` in a path or a URL.
 pub(super) fn recover_vars(
     playbook: &Playbook,
     state: &RunState,
     given: &[(String, String)],
-    secrets: &Secrets,
-    fields: &RunFields,
+    context: &Context,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     for (name, _) in given {
         if !state.vars.contains_key(name) {
@@ -70,8 +46,6 @@ pub(super) fn recover_vars(
             )));
         }
     }
-    let defaults = resolve_vars(playbook, &[], secrets, fields).unwrap_or_default();
-    let masker = secrets.masker();
     let mut vars = BTreeMap::new();
     for (name, recorded) in &state.vars {
         let value = if let Some((_, value)) = given.iter().rev().find(|(n, _)| n == name) {
@@ -79,8 +53,10 @@ pub(super) fn recover_vars(
         } else if !recorded.contains(crate::secrets::MASK) {
             recorded.clone()
         } else {
-            match defaults.get(name) {
-                Some(default) if masker.mask(default) == *recorded => default.clone(),
+            match playbook.vars.get(name) {
+                Some(default) if context.render_shown(default, "").as_ref() == Ok(recorded) => {
+                    default.clone()
+                }
                 _ => {
                     return Err(Refusal::usage(format!(
                         "cannot resume run {run}: variable `{name}` was journalled as `{recorded}`, with a secret's value masked in it; give it again: drillbook resume {run} --var {name}=VALUE",

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::url::{percent_decode, percent_encode, url_password};
-use super::{MASK, SecretsError};
+use super::{MASK, SHORTEST_MASKED, SecretsError};
 
 /// Replaces every occurrence of a secret value, and of its derived forms, with [`MASK`].
 ///
@@ -19,10 +19,37 @@ use super::{MASK, SecretsError};
 /// how many needles there are.
 #[derive(Clone, Default)]
 pub struct Masker {
+    /// Shared by every clone, so a value added during a run (one derived from a secret by a
+    /// template) is masked everywhere from then on.
+    shared: Arc<RwLock<Arc<Needles>>>,
+}
+
+/// The values to mask, compiled.
+#[derive(Default)]
+struct Needles {
     /// `None` when there is nothing to mask.
     automaton: Option<AhoCorasick>,
-    needles: Arc<[Vec<u8>]>,
+    needles: Vec<Vec<u8>>,
     longest: usize,
+}
+
+impl Needles {
+    fn build(needles: BTreeSet<Vec<u8>>) -> Result<Needles, SecretsError> {
+        let needles: Vec<Vec<u8>> = needles.into_iter().filter(|n| !n.is_empty()).collect();
+        if needles.is_empty() {
+            return Ok(Needles::default());
+        }
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(needles.iter())
+            .map_err(|_| SecretsError::TooLarge)?;
+        let longest = needles.iter().map(Vec::len).max().unwrap_or(0);
+        Ok(Needles {
+            automaton: Some(automaton),
+            needles,
+            longest,
+        })
+    }
 }
 
 impl Masker {
@@ -31,36 +58,46 @@ impl Masker {
     pub fn new<'a>(values: impl IntoIterator<Item = &'a str>) -> Result<Masker, SecretsError> {
         let mut needles = BTreeSet::new();
         for value in values {
-            add_forms(&mut needles, value.as_bytes());
-            if let Some(password) = url_password(value) {
-                add_forms(&mut needles, password.as_bytes());
-                add_forms(&mut needles, &percent_decode(password));
-            }
+            add_value(&mut needles, value);
         }
-        needles.remove(&[][..]);
-        if needles.is_empty() {
-            return Ok(Masker::default());
-        }
-        let needles: Arc<[Vec<u8>]> = needles.into_iter().collect();
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(needles.iter())
-            .map_err(|_| SecretsError::TooLarge)?;
-        let longest = needles.iter().map(Vec::len).max().unwrap_or(0);
         Ok(Masker {
-            automaton: Some(automaton),
-            needles,
-            longest,
+            shared: Arc::new(RwLock::new(Arc::new(Needles::build(needles)?))),
         })
+    }
+
+    /// Masks `value` too from now on, in this masker and every clone of it: a value derived
+    /// from a secret while the run goes on. Adding a value already masked costs nothing.
+    pub fn add(&self, value: &str) {
+        let current = self.current();
+        if value.is_empty()
+            || current
+                .needles
+                .iter()
+                .any(|needle| needle.as_slice() == value.as_bytes())
+        {
+            return;
+        }
+        let mut needles: BTreeSet<Vec<u8>> = current.needles.iter().cloned().collect();
+        add_value(&mut needles, value);
+        if let (Ok(built), Ok(mut shared)) = (Needles::build(needles), self.shared.write()) {
+            *shared = Arc::new(built);
+        }
+    }
+
+    fn current(&self) -> Arc<Needles> {
+        self.shared
+            .read()
+            .map(|needles| needles.clone())
+            .unwrap_or_default()
     }
 
     /// Whether there is nothing to mask.
     pub fn is_empty(&self) -> bool {
-        self.automaton.is_none()
+        self.current().automaton.is_none()
     }
 
     pub fn mask(&self, text: &str) -> String {
-        if self.automaton.is_none() {
+        if self.is_empty() {
             return text.to_string();
         }
         // A needle that is valid UTF-8 can only match on character boundaries of valid text;
@@ -71,7 +108,8 @@ impl Masker {
     }
 
     pub fn mask_bytes(&self, bytes: &[u8]) -> Vec<u8> {
-        let Some(automaton) = &self.automaton else {
+        let current = self.current();
+        let Some(automaton) = &current.automaton else {
             return bytes.to_vec();
         };
         let mut out = Vec::with_capacity(bytes.len());
@@ -89,7 +127,8 @@ impl Masker {
     /// secret (a PIN stored as a number) become the masked string. If masking makes two keys of
     /// one object equal, the later one wins: the record loses a field rather than leak.
     pub fn mask_json(&self, value: &mut serde_json::Value) {
-        let Some(automaton) = &self.automaton else {
+        let current = self.current();
+        let Some(automaton) = &current.automaton else {
             return;
         };
         match value {
@@ -136,12 +175,15 @@ impl Masker {
     /// Where the undecided tail of `buffer` starts: the earliest position from which the rest
     /// of the buffer is a proper prefix of some needle, so more bytes could still make (or
     /// lengthen) a match there. Everything before it can be masked and written now.
-    fn undecided_from(&self, buffer: &[u8]) -> usize {
-        let earliest = buffer.len().saturating_sub(self.longest.saturating_sub(1));
+    fn undecided_from(needles: &Needles, buffer: &[u8]) -> usize {
+        let earliest = buffer
+            .len()
+            .saturating_sub(needles.longest.saturating_sub(1));
         (earliest..buffer.len())
             .find(|&start| {
                 let tail = &buffer[start..];
-                self.needles
+                needles
+                    .needles
                     .iter()
                     .any(|needle| needle.len() > tail.len() && needle.starts_with(tail))
             })
@@ -153,7 +195,7 @@ impl fmt::Debug for Masker {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
             .debug_struct("Masker")
-            .field("needles", &self.needles.len())
+            .field("needles", &self.current().needles.len())
             .finish_non_exhaustive()
     }
 }
@@ -171,12 +213,13 @@ pub struct StreamMasker {
 impl StreamMasker {
     /// What can safely be written now.
     pub fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let Some(automaton) = &self.masker.automaton else {
+        let current = self.masker.current();
+        let Some(automaton) = &current.automaton else {
             return chunk.to_vec();
         };
         self.pending.extend_from_slice(chunk);
         let buffer = std::mem::take(&mut self.pending);
-        let limit = self.masker.undecided_from(&buffer);
+        let limit = Masker::undecided_from(&current, &buffer);
         let mut out = Vec::with_capacity(limit);
         let mut position = 0;
         // Every needle that starts before `limit` lies wholly inside the buffer, so the
@@ -198,6 +241,16 @@ impl StreamMasker {
     /// The held-back rest, masked.
     pub fn finish(self) -> Vec<u8> {
         self.masker.mask_bytes(&self.pending)
+    }
+}
+
+/// Adds a value, and for a URL with a password, the password (unless it is too short to mask
+/// in free text: any URL's password is masked where it stands by `mask_url_passwords`).
+fn add_value(needles: &mut BTreeSet<Vec<u8>>, value: &str) {
+    add_forms(needles, value.as_bytes());
+    if let Some(password) = url_password(value).filter(|p| p.len() >= SHORTEST_MASKED) {
+        add_forms(needles, password.as_bytes());
+        add_forms(needles, &percent_decode(password));
     }
 }
 

@@ -23,6 +23,12 @@ use dotenv::parse_file;
 /// What a secret is replaced with.
 pub const MASK: &str = "***";
 
+/// The shortest value masked in free text (program output, messages, errors). A shorter one —
+/// `1`, `true`, `drill` — would mask ordinary words and numbers wherever they appear, and
+/// protects little; it is masked where a template places it (rendered parameters, prompts,
+/// variables), and the run starts with a warning naming it.
+pub const SHORTEST_MASKED: usize = 6;
+
 /// Resolved secret values, by name. `Debug` shows the names only.
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -86,7 +92,12 @@ impl Secrets {
         if !missing.is_empty() {
             return Err(SecretsError::Missing { names: missing });
         }
-        let masker = Masker::new(values.values().map(String::as_str))?;
+        let masker = Masker::new(
+            values
+                .values()
+                .map(String::as_str)
+                .filter(|value| value.len() >= SHORTEST_MASKED),
+        )?;
         Ok(Secrets { values, masker })
     }
 
@@ -101,6 +112,15 @@ impl Secrets {
     /// Name → value, for the `secrets` root of the template context.
     pub fn as_map(&self) -> &BTreeMap<String, String> {
         &self.values
+    }
+
+    /// The secrets too short to mask in free text ([`SHORTEST_MASKED`]), by name.
+    pub fn too_short(&self) -> Vec<&str> {
+        self.values
+            .iter()
+            .filter(|(_, value)| value.len() < SHORTEST_MASKED)
+            .map(|(name, _)| name.as_str())
+            .collect()
     }
 
     /// A masker for these values (cheap: the automaton is shared).
