@@ -6,6 +6,7 @@
 //! [`report`] tells what happened. Each step kind lives in its own file under [`steps`].
 //! ARCHITECTURE.md gives the layers and what each may import.
 
+pub(crate) mod account;
 pub mod checksums;
 pub mod cli;
 pub mod clock;
@@ -37,6 +38,7 @@ pub mod schema;
 pub mod secrets;
 pub mod state;
 pub mod steps;
+pub mod target;
 pub mod template;
 pub mod ui;
 pub mod validate;

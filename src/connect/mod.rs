@@ -3,7 +3,6 @@
 pub mod cluster;
 pub mod demo;
 pub mod pg_tools;
-pub mod place;
 pub mod postgres;
 pub mod redis;
 pub mod store;

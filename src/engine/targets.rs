@@ -7,10 +7,10 @@ use std::path::Path;
 
 use super::Refusal;
 use super::context::Context;
-use crate::connect::place::Place;
 use crate::event::Mode;
 use crate::model::Playbook;
 use crate::secrets::{Secrets, SecretsError};
+use crate::target::{Env, Expect, Identity};
 
 /// The playbook's secrets for a run in `mode`. A secret read only by the other mode's targets
 /// is not needed (a drill must not need production's credentials); it is used when set, so
@@ -47,19 +47,27 @@ pub(super) fn secrets(
 }
 
 /// A drill refuses to start when one of its targets is (or holds, or sits in) a live target:
-/// the same database on the same host, an overlapping bucket prefix, the same file. Live
-/// targets that cannot be rendered here (their secrets are not set) are not compared; the
-/// notes say which.
+/// the same database on the same server, an overlapping bucket prefix, the same file, however
+/// each is spelled (`target::Identity`). A value that names nothing identifiable is compared
+/// as written. Live targets that cannot be rendered here (their secrets are not set) are not
+/// compared; the notes say which.
 pub(super) fn check_drill(
     playbook: &Playbook,
     drill: &BTreeMap<String, String>,
     context: &Context,
 ) -> Result<Vec<String>, Refusal> {
+    let env = Env::current();
+    let identify = |value: &str| Identity::of(value, Expect::Any, &env).ok();
+    let shown = |identity: &Option<Identity>| {
+        identity
+            .as_ref()
+            .map_or_else(|| "the same value".to_string(), ToString::to_string)
+    };
     let mut notes = Vec::new();
     let mut live = Vec::new();
     for (name, value) in &playbook.targets.live {
         match context.render(value, "") {
-            Ok(value) => live.push((name, Place::of(&value))),
+            Ok(value) => live.push((name, identify(&value), value)),
             Err(_) => notes.push(format!(
                 "live target `{name}` does not resolve here (its secrets are not set): not compared"
             )),
@@ -67,11 +75,17 @@ pub(super) fn check_drill(
     }
     let mut clashes = Vec::new();
     for (name, value) in drill {
-        let place = Place::of(value);
-        for (live_name, live_place) in &live {
-            if place.overlaps(live_place) {
+        let identity = identify(value);
+        for (live_name, live_identity, live_value) in &live {
+            let clash = match (&identity, live_identity) {
+                (Some(drill), Some(live)) => drill.overlaps(live),
+                _ => value == live_value,
+            };
+            if clash {
                 clashes.push(format!(
-                    "drill target `{name}` ({place}) is live target `{live_name}` ({live_place})"
+                    "drill target `{name}` ({}) is live target `{live_name}` ({})",
+                    shown(&identity),
+                    shown(live_identity)
                 ));
             }
         }

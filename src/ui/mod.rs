@@ -49,33 +49,8 @@ pub fn operator_name(flag: Option<String>) -> String {
         .filter_map(|variable| std::env::var(variable).ok())
         .map(|name| name.trim().to_string())
         .find(|name| !name.is_empty())
-        .or_else(account_name)
+        .or_else(|| crate::account::real().map(|account| account.name))
         .unwrap_or_else(|| "unknown".to_string())
-}
-
-/// The name of the account running drillbook, from the password database (cron and
-/// containers often set no USER).
-fn account_name() -> Option<String> {
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buffer = vec![0 as libc::c_char; 4096];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: getpwuid_r writes only into `entry` and `buffer`, whose sizes we pass; the name
-    // it returns points into `buffer`, which outlives the read below.
-    let status = unsafe {
-        libc::getpwuid_r(
-            libc::getuid(),
-            &mut entry,
-            buffer.as_mut_ptr(),
-            buffer.len(),
-            &mut found,
-        )
-    };
-    if status != 0 || found.is_null() || entry.pw_name.is_null() {
-        return None;
-    }
-    // SAFETY: on success pw_name is a NUL-terminated string inside `buffer`.
-    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
-    Some(name.to_string_lossy().into_owned()).filter(|name| !name.is_empty())
 }
 
 /// A duration in the same compact form as the reports ("850ms", "12.3s", "4m05s", "1h02m").

@@ -124,21 +124,13 @@ impl Store {
     /// For S3 this checks that the bucket exists, so a typo fails here with a clear message
     /// rather than halfway through a run.
     pub async fn open_with(url: &str, settings: &S3Settings) -> Result<Store, StoreError> {
-        let (url, options) = match url.split_once('?') {
-            Some((url, query)) if url.starts_with("s3://") => (url, Some(query)),
-            _ => (url, None),
-        };
-        let mut settings = settings.clone();
-        if let Some(query) = options {
-            apply_query(url, query, &mut settings)?;
-        }
+        let (parsed, display, settings) = locate(url, settings)?;
         let settings = &settings;
-        let (parsed, display) = parse_url(url)?;
         let backend = match parsed {
             Location::Local(path) => {
                 // Resolve now so a later change of working directory cannot move the store.
                 let root = std::path::absolute(&path).map_err(|error| StoreError::InvalidUrl {
-                    url: url.to_owned(),
+                    url: display.clone(),
                     reason: error.to_string(),
                 })?;
                 Backend::Local(local::LocalStore::new(root, display.clone()))
@@ -352,13 +344,31 @@ impl Store {
 
 /// Where a store URL points, before any I/O.
 #[derive(Debug, PartialEq, Eq)]
-enum Location {
+pub(crate) enum Location {
     /// `prefix` is "" or ends with `/`.
     S3 {
         bucket: String,
         prefix: String,
     },
     Local(PathBuf),
+}
+
+/// Where `url` points, the form used in messages, and `settings` with what its query adds:
+/// what [`Store::open_with`] opens, before any I/O (a drill's target check reads it too).
+pub(crate) fn locate(
+    url: &str,
+    settings: &S3Settings,
+) -> Result<(Location, String, S3Settings), StoreError> {
+    let (url, options) = match url.split_once('?') {
+        Some((url, query)) if url.starts_with("s3://") => (url, Some(query)),
+        _ => (url, None),
+    };
+    let mut settings = settings.clone();
+    if let Some(query) = options {
+        apply_query(url, query, &mut settings)?;
+    }
+    let (location, display) = parse_url(url)?;
+    Ok((location, display, settings))
 }
 
 /// `s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=eu-west-1`: where the store's
@@ -463,7 +473,7 @@ fn trim_trailing_slashes(path: &str) -> &str {
 }
 
 /// Decodes `%XX` escapes; `None` when an escape is malformed or the result is not UTF-8.
-fn percent_decode(text: &str) -> Option<String> {
+pub(crate) fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
