@@ -57,8 +57,14 @@ impl std::fmt::Display for Status {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
+    /// A rehearsal: `targets.drill`, never a live system; live-only steps are skipped.
     Drill,
+    /// A live recovery: `targets.live`; at a terminal each step is announced and confirmed,
+    /// and the end asks for the post-mortem.
     Incident,
+    /// Routine work on live systems, usually unattended (the nightly backup, the mirror):
+    /// `targets.live`, without an incident's announcements and questions.
+    Live,
 }
 
 impl Mode {
@@ -67,6 +73,15 @@ impl Mode {
         match self {
             Mode::Drill => "drill",
             Mode::Incident => "incident",
+            Mode::Live => "live",
+        }
+    }
+
+    /// Whether the run acts on `targets.live`.
+    pub fn is_live(self) -> bool {
+        match self {
+            Mode::Drill => false,
+            Mode::Incident | Mode::Live => true,
         }
     }
 }

@@ -44,6 +44,10 @@ impl Playbook {
 pub struct Targets {
     pub drill: BTreeMap<String, String>,
     pub live: BTreeMap<String, String>,
+    /// Live targets named without their credentials (`targets.identity`), for a drill that
+    /// does not have production's secrets.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub identity: BTreeMap<String, String>,
 }
 
 impl Targets {
@@ -55,7 +59,7 @@ impl Targets {
     pub fn of(&self, mode: crate::event::Mode) -> &BTreeMap<String, String> {
         match mode {
             crate::event::Mode::Drill => &self.drill,
-            crate::event::Mode::Incident => &self.live,
+            crate::event::Mode::Incident | crate::event::Mode::Live => &self.live,
         }
     }
 }

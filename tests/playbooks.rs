@@ -131,8 +131,18 @@ fn every_playbook_dry_runs_with_every_template_resolved() {
         let file = path.display().to_string();
         let mut run = Drillbook::new().args(&["run", &file, "--dry-run"]);
         for secret in &playbook.secrets {
-            // Distinct hosts: a drill refuses drill targets that are live ones.
-            let value = format!("postgres://dr@{}.invalid:5432/app", secret.to_lowercase());
+            // Distinct hosts: a drill refuses drill targets that are live ones; and values of
+            // the kind each names, or the drill cannot tell whether a write is live.
+            let host = format!("{}.invalid", secret.to_lowercase().replace('_', "-"));
+            let value = if secret.contains("REDIS") {
+                format!("redis://{host}:6379/0")
+            } else if secret.contains("WEBHOOK") {
+                format!("https://{host}/hook")
+            } else if secret.contains("TOKEN") {
+                "t0ken-for-a-dry-run".to_string()
+            } else {
+                format!("postgres://dr@{host}:5432/app")
+            };
             run = run.env(secret, &value);
         }
         let output = run.run();

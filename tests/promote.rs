@@ -123,7 +123,7 @@ fn promote_is_live_only_unless_it_says_otherwise() {
     assert_eq!(step["status"], "skipped");
     assert_eq!(
         step["skipped_reason"],
-        "live-only: a drill does not run it (use --mode incident)"
+        "live-only: a drill does not run it (use --mode incident or live)"
     );
     assert_eq!(
         std::fs::read_to_string(dir.join("app.env")).expect("env file"),

@@ -208,7 +208,7 @@ steps:
     let records = journal(&dir, &only_run(&dir));
     assert_eq!(
         events(&records, "step_skipped", Some("touch_prod"))[0]["reason"],
-        "live-only: a drill does not run it (use --mode incident)"
+        "live-only: a drill does not run it (use --mode incident or live)"
     );
     assert_eq!(
         events(&records, "step_skipped", Some("only_incident"))[0]["reason"],

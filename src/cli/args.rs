@@ -128,6 +128,7 @@ pub(super) enum Command {
 #[derive(Args)]
 pub(super) struct RunArgs {
     pub(super) file: PathBuf,
+    /// What the run acts on.
     #[arg(long, value_enum, default_value_t = ModeArg::Drill)]
     pub(super) mode: ModeArg,
     /// Show the resolved plan and check that secrets and templates resolve; touch nothing.
@@ -163,8 +164,13 @@ pub(super) struct RunArgs {
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(super) enum ModeArg {
+    /// A rehearsal against `targets.drill`; live-only steps are skipped.
     Drill,
+    /// A live recovery against `targets.live`: each step confirmed at a terminal.
     Incident,
+    /// Routine work against `targets.live` (the nightly backup, the mirror), usually from a
+    /// scheduler.
+    Live,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

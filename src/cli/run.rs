@@ -22,6 +22,7 @@ pub(super) fn run(args: RunArgs, verbose: u8) -> Outcome {
         mode: match args.mode {
             ModeArg::Drill => Mode::Drill,
             ModeArg::Incident => Mode::Incident,
+            ModeArg::Live => Mode::Live,
         },
         vars: args.vars,
         secrets_file: args.secrets_file,

@@ -93,6 +93,40 @@ impl Target {
         &self.host
     }
 
+    /// Every (host, port) this client may connect to, in order: a multi-host list, each with
+    /// its port (or the one port for all); where `hostaddr` is given, those addresses. A Unix
+    /// socket's host is its directory.
+    pub fn endpoints(&self) -> Vec<(String, u16)> {
+        let ports = self.config.get_ports();
+        let port = |i: usize| {
+            ports
+                .get(i)
+                .or_else(|| ports.first())
+                .copied()
+                .unwrap_or(5432)
+        };
+        let addresses = self.config.get_hostaddrs();
+        if !addresses.is_empty() {
+            return addresses
+                .iter()
+                .enumerate()
+                .map(|(i, address)| (address.to_string(), port(i)))
+                .collect();
+        }
+        self.config
+            .get_hosts()
+            .iter()
+            .enumerate()
+            .map(|(i, host)| {
+                let name = match host {
+                    Host::Tcp(name) => name.clone(),
+                    Host::Unix(path) => path.display().to_string(),
+                };
+                (name, port(i))
+            })
+            .collect()
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -183,6 +183,11 @@ impl Context {
         Ok(rendered[Flavour::Real as usize].clone())
     }
 
+    /// What masks secrets, and the values derived from them, in free text.
+    pub(crate) fn masker(&self) -> &Masker {
+        &self.masker
+    }
+
     /// The variables as the journal keeps them: secrets shown as `***`.
     pub(crate) fn shown_vars(&self) -> &BTreeMap<String, String> {
         &self.shown_vars

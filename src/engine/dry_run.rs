@@ -26,8 +26,8 @@ pub fn dry_run(options: RunOptions) -> Result<(String, Vec<String>), Refusal> {
         projection: None,
     };
     let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
-    let templates = var_templates(&playbook, &options.vars)?;
-    let warnings = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
+    let templates = var_templates(&playbook, &options.vars, options.mode)?;
+    let (warnings, _) = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
     for step in &playbook.steps {
         let outputs = step
             .kind

@@ -42,6 +42,7 @@ pub async fn execute(
         operator_name: prepared.operator,
         clock_start: prepared.clock_start,
         rto,
+        live: prepared.live,
         prior: prepared.prior,
         asking: tokio::sync::Mutex::new(()),
         repeating: tokio_util::sync::CancellationToken::new(),

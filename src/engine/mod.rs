@@ -13,6 +13,7 @@ mod dry_run;
 mod emit;
 mod execute;
 mod gate;
+mod interlock;
 mod prepare;
 mod refusal;
 mod repeat;
@@ -61,6 +62,8 @@ pub struct Prepared {
     pub projection: Arc<Projection>,
     /// What the operator should know before it starts (a secret too short to mask).
     pub warnings: Vec<String>,
+    /// In a drill, the live targets to stay away from.
+    live: Option<Arc<interlock::Live>>,
     journal: Journal,
     _lock: RunLock,
     first_event: Event,
@@ -117,20 +120,25 @@ fn planned(playbook: &Playbook) -> Vec<PlannedStep> {
         .collect()
 }
 
-/// The context's variables (`templates`) and this mode's targets, rendered; a drill whose
-/// targets are live ones is refused. Returns what the operator should be warned of.
+/// What a run knows before it starts: the operator's warnings, and in a drill the live
+/// targets that the interlock keeps it away from.
+type Contextualized = (Vec<String>, Option<Arc<interlock::Live>>);
+
+/// The context's variables (`templates`) and this mode's targets, rendered. A drill whose
+/// targets, or whatever its steps write through as far as it renders now, are live is
+/// refused; so is one that cannot tell what is live.
 fn contextualize(
     playbook: &Playbook,
     mode: Mode,
     templates: &BTreeMap<String, String>,
     secrets: &Secrets,
     context: &mut Context,
-) -> Result<Vec<String>, Refusal> {
+) -> Result<Contextualized, Refusal> {
     context.set_vars(templates).map_err(Refusal::Usage)?;
     let resolved = context
         .set_targets(playbook.targets.of(mode))
         .map_err(Refusal::Usage)?;
-    let mut warnings: Vec<String> = secrets
+    let warnings: Vec<String> = secrets
         .too_short()
         .into_iter()
         .map(|name| {
@@ -142,9 +150,15 @@ fn contextualize(
         })
         .collect();
     if mode == Mode::Drill {
-        warnings.extend(targets::check_drill(playbook, &resolved, context)?);
+        let live = interlock::Live::resolve(playbook, context)?;
+        let mut clashes = live.drill_targets(&resolved);
+        clashes.extend(live.plan(playbook, context));
+        if !clashes.is_empty() {
+            return Err(Refusal::Live(clashes));
+        }
+        return Ok((warnings, Some(Arc::new(live))));
     }
-    Ok(warnings)
+    Ok((warnings, None))
 }
 
 fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {

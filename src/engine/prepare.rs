@@ -74,8 +74,9 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
     };
     let masker = secrets.masker();
     let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
-    let templates = var_templates(&playbook, &options.vars)?;
-    let warnings = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
+    let templates = var_templates(&playbook, &options.vars, options.mode)?;
+    let (warnings, live) =
+        contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
     let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
     let run_dir = options.state_dir.run_dir(&run_id);
     let journal = Journal::create(&run_dir).map_err(|e| {
@@ -116,6 +117,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         masker,
         projection,
         warnings,
+        live,
         journal,
         _lock: lock,
         first_event,

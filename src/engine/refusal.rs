@@ -23,6 +23,10 @@ pub enum Refusal {
         outcome: Outcome,
         again: Again,
     },
+    /// A drill would write to a live target: each clash names both.
+    Live(Vec<String>),
+    /// A drill cannot tell what is live: these live targets do not resolve here.
+    LiveUnknown(Vec<String>),
     /// A dry run whose templates do not all resolve: the plan as far as it rendered, and the
     /// templates that did not.
     Unresolved { plan: String, errors: Vec<String> },
@@ -50,7 +54,9 @@ impl Refusal {
             Refusal::Invalid(_)
             | Refusal::NoLongerValid { .. }
             | Refusal::Usage(_)
-            | Refusal::Unresolved { .. } => Outcome::Invalid,
+            | Refusal::Unresolved { .. }
+            | Refusal::Live(_)
+            | Refusal::LiveUnknown(_) => Outcome::Invalid,
             Refusal::Locked { error, .. } => match error {
                 LockError::Held { .. } => Outcome::Invalid,
                 LockError::Io { .. } => Outcome::Failed,
@@ -87,6 +93,14 @@ impl Refusal {
                     format!("run {run_id} already finished ({outcome}); there is nothing to resume")
                 }
             }),
+            Refusal::Live(clashes) => error(&format!(
+                "refusing to start a drill against live targets:\n  {}\na drill acts on `targets.drill`; point those at staging or the failover lab",
+                clashes.join("\n  ")
+            )),
+            Refusal::LiveUnknown(unknown) => error(&format!(
+                "refusing to start a drill that cannot tell what is live:\n  {}\nset those secrets here, or name each such target without its credentials under `targets.identity` (e.g. postgres://db.internal:5432/app)",
+                unknown.join("\n  ")
+            )),
             Refusal::Unresolved { plan, errors } => error(&format!(
                 "{plan}\nthese templates do not resolve:\n  {}",
                 errors.join("\n  ")

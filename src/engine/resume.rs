@@ -88,7 +88,8 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let masker = secrets.masker();
     let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
     let templates = recover_vars(&playbook, &state, &options.vars, &context)?;
-    let warnings = contextualize(&playbook, state.mode, &templates, &secrets, &mut context)?;
+    let (warnings, live) =
+        contextualize(&playbook, state.mode, &templates, &secrets, &mut context)?;
     let first_event = Event::RunResumed {
         operator: options.operator.clone(),
         pid: std::process::id(),
@@ -104,6 +105,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         masker,
         projection,
         warnings,
+        live,
         journal,
         _lock: lock,
         first_event,

@@ -36,6 +36,8 @@ pub(crate) struct Shared {
     pub operator_name: String,
     pub clock_start: Timestamp,
     pub rto: Option<Duration>,
+    /// In a drill, the live targets no step may write to.
+    pub live: Option<Arc<super::interlock::Live>>,
     /// Each step's state in the journal before this invocation (resume), by step index.
     pub prior: Vec<Option<StepState>>,
     /// One conversation with the operator at a time.

@@ -61,8 +61,8 @@ pub(crate) async fn drive(
             Err(error) => return fail_before_start(&shared, step, prior, error),
         }
     }
-    if step.live_only && shared.mode == Mode::Drill {
-        return skip("live-only: a drill does not run it (use --mode incident)".into());
+    if step.live_only && !shared.mode.is_live() {
+        return skip("live-only: a drill does not run it (use --mode incident or live)".into());
     }
 
     let interrupted_attempt = prior
@@ -106,14 +106,11 @@ pub(crate) async fn drive(
     }
 
     let mut gates = gates(step);
-    // Nobody at a terminal confirms each step of an incident: a live-only step (one that
-    // touches production) then needs a yes of its own — `--approve STEP`, `--approve-all`,
-    // or `drillbook approve` while the run waits.
-    if shared.mode == Mode::Incident
-        && !shared.operator.interactive()
-        && step.live_only
-        && step.approval.is_none()
-    {
+    // Unless someone at a terminal confirms each step of an incident, a live-only step (one
+    // that touches production) needs a yes of its own — at the terminal, `--approve STEP`,
+    // `--approve-all`, or `drillbook approve` while the run waits.
+    let confirmed = shared.mode == Mode::Incident && shared.operator.interactive();
+    if shared.mode.is_live() && !confirmed && step.live_only && step.approval.is_none() {
         gates.insert(
             0,
             Gate {
@@ -197,7 +194,10 @@ async fn attempts(
         })?;
         let outcome = match params {
             Err(error) => Attempted::Failed(StepFailure::new(error)),
-            Ok(_) => run_once(shared, step, attempt, cancel, decided.as_ref()).await,
+            Ok(_) => match live_clashes(shared, index).await {
+                Some(refused) => Attempted::Failed(refused),
+                None => run_once(shared, step, attempt, cancel, decided.as_ref()).await,
+            },
         };
         let (outputs, error, evidence);
         let permanent = matches!(&outcome, Attempted::Failed(failure) if failure.permanent);
@@ -319,6 +319,28 @@ pub(super) async fn run_once(
             .unwrap_or(Attempted::TimedOut(limit.0)),
         _ => work.await,
     }
+}
+
+/// In a drill, what the step writes through, rendered now, compared with the live targets:
+/// the refusal (permanent: trying again writes to the same place) when one is live.
+async fn live_clashes(shared: &Arc<Shared>, index: usize) -> Option<StepFailure> {
+    let live = shared.live.clone()?;
+    let checking = shared.clone();
+    let clashes = tokio::task::spawn_blocking(move || {
+        live.step(&checking.playbook.steps[index], &checking.context)
+    })
+    .await
+    .unwrap_or_else(|e| vec![format!("the live-target check failed: {e}")]);
+    if clashes.is_empty() {
+        return None;
+    }
+    Some(StepFailure {
+        permanent: true,
+        ..StepFailure::new(format!(
+            "refused: a drill never writes to a live system\n  {}",
+            clashes.join("\n  ")
+        ))
+    })
 }
 
 /// The step's parameters with templates rendered as the journal shows them: secrets as `***`

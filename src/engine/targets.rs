@@ -1,16 +1,13 @@
-//! Targets per mode (`targets: { drill: …, live: … }`): which secrets a run needs, the values
-//! its steps read as `target.NAME`, and a drill's refusal to start when one of its targets is
-//! a live one.
+//! Targets per mode (`targets: { drill: …, live: … }`): which secrets a run needs. (What a
+//! drill compares with the live targets is the interlock's.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::Refusal;
-use super::context::Context;
 use crate::event::Mode;
 use crate::model::Playbook;
 use crate::secrets::{Secrets, SecretsError};
-use crate::target::{Env, Expect, Identity};
 
 /// The playbook's secrets for a run in `mode`. A secret read only by the other mode's targets
 /// is not needed (a drill must not need production's credentials); it is used when set, so
@@ -46,66 +43,12 @@ pub(super) fn secrets(
     }
 }
 
-/// A drill refuses to start when one of its targets is (or holds, or sits in) a live target:
-/// the same database on the same server, an overlapping bucket prefix, the same file, however
-/// each is spelled (`target::Identity`). A value that names nothing identifiable is compared
-/// as written. Live targets that cannot be rendered here (their secrets are not set) are not
-/// compared; the notes say which.
-pub(super) fn check_drill(
-    playbook: &Playbook,
-    drill: &BTreeMap<String, String>,
-    context: &Context,
-) -> Result<Vec<String>, Refusal> {
-    let env = Env::current();
-    let identify = |value: &str| Identity::of(value, Expect::Any, &env).ok();
-    let shown = |identity: &Option<Identity>| {
-        identity
-            .as_ref()
-            .map_or_else(|| "the same value".to_string(), ToString::to_string)
-    };
-    let mut notes = Vec::new();
-    let mut live = Vec::new();
-    for (name, value) in &playbook.targets.live {
-        match context.render(value, "") {
-            Ok(value) => live.push((name, identify(&value), value)),
-            Err(_) => notes.push(format!(
-                "live target `{name}` does not resolve here (its secrets are not set): not compared"
-            )),
-        }
-    }
-    let mut clashes = Vec::new();
-    for (name, value) in drill {
-        let identity = identify(value);
-        for (live_name, live_identity, live_value) in &live {
-            let clash = match (&identity, live_identity) {
-                (Some(drill), Some(live)) => drill.overlaps(live),
-                _ => value == live_value,
-            };
-            if clash {
-                clashes.push(format!(
-                    "drill target `{name}` ({}) is live target `{live_name}` ({})",
-                    shown(&identity),
-                    shown(live_identity)
-                ));
-            }
-        }
-    }
-    if clashes.is_empty() {
-        Ok(notes)
-    } else {
-        Err(Refusal::usage(format!(
-            "refusing to start a drill against live targets:\n  {}\na drill acts on `targets.drill`; point those at staging or the failover lab",
-            clashes.join("\n  ")
-        )))
-    }
-}
-
 /// Secrets read only by what a run in `mode` never renders: the other mode's targets and, in
 /// a drill, the steps it skips as live-only.
 fn other_mode_only(playbook: &Playbook, mode: Mode) -> BTreeSet<&str> {
     let other = match mode {
         Mode::Drill => &playbook.targets.live,
-        Mode::Incident => &playbook.targets.drill,
+        Mode::Incident | Mode::Live => &playbook.targets.drill,
     };
     let mut here: Vec<String> = playbook.vars.values().cloned().collect();
     here.extend(playbook.targets.of(mode).values().cloned());

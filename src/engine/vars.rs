@@ -5,13 +5,17 @@ use std::collections::BTreeMap;
 
 use super::Refusal;
 use super::context::Context;
+use crate::event::Mode;
 use crate::model::Playbook;
 use crate::state::RunState;
 
 /// The playbook's variables with `--var` overrides applied: the templates the run renders.
+/// A drill cannot change what is live: a variable a live target reads keeps the playbook's
+/// value.
 pub(super) fn var_templates(
     playbook: &Playbook,
     overrides: &[(String, String)],
+    mode: Mode,
 ) -> Result<BTreeMap<String, String>, Refusal> {
     let mut vars = playbook.vars.clone();
     for (name, value) in overrides {
@@ -22,9 +26,34 @@ pub(super) fn var_templates(
                 hint.map(|h| format!("; {h}")).unwrap_or_default()
             )));
         }
+        if mode == Mode::Drill
+            && let Some(target) = live_target_reading(playbook, name)
+        {
+            return Err(Refusal::usage(format!(
+                "--var {name}: live target `{target}` reads `vars.{name}`, and a drill cannot change what is live; point the drill's own targets elsewhere instead"
+            )));
+        }
         vars.insert(name.clone(), value.clone());
     }
     Ok(vars)
+}
+
+/// The first live target (or live identity) whose template reads `vars.NAME`.
+fn live_target_reading<'a>(playbook: &'a Playbook, name: &str) -> Option<&'a str> {
+    let env = crate::template::environment();
+    let path = format!("vars.{name}");
+    playbook
+        .targets
+        .live
+        .iter()
+        .chain(&playbook.targets.identity)
+        .find(|(_, template)| {
+            crate::template::references(&env, template)
+                .unwrap_or_default()
+                .iter()
+                .any(|read| *read == path || read.starts_with(&format!("{path}.")))
+        })
+        .map(|(target, _)| target.as_str())
 }
 
 /// The variables a resumed run continues with, as templates for `context` (which reads the
@@ -43,6 +72,13 @@ pub(super) fn recover_vars(
             return Err(Refusal::usage(format!(
                 "--var {name}: run {} has no variable `{name}`",
                 state.run_id
+            )));
+        }
+        if state.mode == Mode::Drill
+            && let Some(target) = live_target_reading(playbook, name)
+        {
+            return Err(Refusal::usage(format!(
+                "--var {name}: live target `{target}` reads `vars.{name}`, and a drill cannot change what is live"
             )));
         }
     }

@@ -30,6 +30,7 @@ fn header(out: &mut String, state: &RunState) {
     let mode = match state.mode {
         crate::event::Mode::Drill => "DRILL (not a live recovery)",
         crate::event::Mode::Incident => "INCIDENT (live)",
+        crate::event::Mode::Live => "LIVE (routine, on live systems)",
     };
     let dry = if state.dry_run { " · DRY RUN" } else { "" };
     // `writeln!` into a String cannot fail.

@@ -61,6 +61,14 @@ impl super::StepKind for Backup {
         format!("pg_dump into {}", self.store)
     }
 
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        vec![crate::steps::Write::of(
+            "store",
+            &self.store,
+            crate::target::Expect::Store,
+        )]
+    }
+
     fn check(
         &self,
         node: &crate::loader::node::Node,

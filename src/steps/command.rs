@@ -25,6 +25,10 @@ pub struct Command {
     /// Working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
+    /// The targets the program changes (templates, e.g. `["{{ target.primary }}"]`): a drill
+    /// refuses to run it against a live one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub touches: Vec<String>,
     /// Exit statuses that count as success (default `[0]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_codes: Option<Vec<i32>>,
@@ -42,6 +46,15 @@ impl super::StepKind for Command {
 
     fn summary(&self) -> String {
         self.run.value.join(" ")
+    }
+
+    /// What the program acts on, as the step declares it (`touches:`): drillbook cannot see
+    /// inside a program.
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        self.touches
+            .iter()
+            .map(|value| crate::steps::Write::of("touches", value, crate::target::Expect::Any))
+            .collect()
     }
 
     fn check(

@@ -45,6 +45,15 @@ impl super::StepKind for Flush {
         }
     }
 
+    /// FLUSHALL empties every database of the server.
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        let write = crate::steps::Write::of("redis", &self.redis, crate::target::Expect::Redis);
+        vec![match self.scope {
+            FlushScope::Db => write,
+            FlushScope::All => write.server(),
+        }]
+    }
+
     async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         use crate::connect::redis::Target;

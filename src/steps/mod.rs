@@ -57,12 +57,51 @@ pub(crate) trait StepKind:
     /// Rules its parameters must follow beyond their types.
     fn check(&self, _node: &Node, _out: &mut Vec<Diagnostic>) {}
 
+    /// The parameters it writes through: a drill compares each, rendered, with every live
+    /// target before the run starts and again before the step runs.
+    fn writes(&self) -> Vec<Write<'_>> {
+        Vec::new()
+    }
+
     /// Runs one attempt. Human steps (`approval`, `manual`) are settled by the runner's gate
     /// before this is called; their `run` only reports the decision.
     fn run(
         &self,
         ctx: &StepContext<'_>,
     ) -> impl std::future::Future<Output = Result<Done, StepFailure>> + Send;
+}
+
+/// A parameter a step writes through: what the drill interlock renders and compares with the
+/// live targets.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Write<'a> {
+    /// The parameter, for messages.
+    pub param: &'static str,
+    /// Its value as written (a template).
+    pub value: &'a str,
+    /// What it holds.
+    pub expect: crate::target::Expect,
+    /// The step acts on the whole server behind it (FLUSHALL, promoting a cluster).
+    pub server: bool,
+}
+
+impl<'a> Write<'a> {
+    pub(crate) fn of(param: &'static str, value: &'a str, expect: crate::target::Expect) -> Self {
+        Write {
+            param,
+            value,
+            expect,
+            server: false,
+        }
+    }
+
+    /// The whole server behind the value.
+    pub(crate) fn server(self) -> Self {
+        Write {
+            server: true,
+            ..self
+        }
+    }
 }
 
 /// The table of step kinds: one row each, `Variant(module::Config)`. From it come [`Kind`],
@@ -178,6 +217,13 @@ macro_rules! kinds {
             pub(crate) fn check(&self, node: &Node, out: &mut Vec<Diagnostic>) {
                 match self {
                     $(StepConfig::$variant(step) => step.check(node, out)),+
+                }
+            }
+
+            /// The parameters it writes through, for the drill interlock.
+            pub(crate) fn writes(&self) -> Vec<Write<'_>> {
+                match self {
+                    $(StepConfig::$variant(step) => step.writes()),+
                 }
             }
 

@@ -49,6 +49,21 @@ impl super::StepKind for Notify {
         }
     }
 
+    /// A message posted is a write to the service that receives it (a status page).
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        use crate::steps::Write;
+        use crate::target::Expect;
+        let webhook = self
+            .webhook
+            .iter()
+            .map(|url| Write::of("webhook", url, Expect::Http));
+        let api = self
+            .url
+            .iter()
+            .map(|url| Write::of("url", url, Expect::Http));
+        webhook.chain(api).collect()
+    }
+
     fn check(
         &self,
         node: &crate::loader::node::Node,

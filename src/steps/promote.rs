@@ -55,6 +55,24 @@ impl super::StepKind for Promote {
         }
     }
 
+    /// Promoting a standby changes its whole server; repointing writes the env file or the
+    /// endpoint (the new URL is what is written, not where).
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        use crate::steps::Write;
+        use crate::target::Expect;
+        let mut writes = Vec::new();
+        if let Some(standby) = &self.standby {
+            writes.push(Write::of("standby", standby, Expect::Postgres).server());
+        }
+        if let Some(file) = &self.env_file {
+            writes.push(Write::of("env_file", file, Expect::File));
+        }
+        if let Some(endpoint) = &self.endpoint {
+            writes.push(Write::of("endpoint", endpoint, Expect::Http));
+        }
+        writes
+    }
+
     fn check(
         &self,
         node: &crate::loader::node::Node,

@@ -48,6 +48,17 @@ impl super::StepKind for Restore {
         format!("restore {} into {}", self.backup, self.target)
     }
 
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        if self.target.trim() == EPHEMERAL {
+            return Vec::new();
+        }
+        vec![crate::steps::Write::of(
+            "target",
+            &self.target,
+            crate::target::Expect::Postgres,
+        )]
+    }
+
     fn check(
         &self,
         node: &crate::loader::node::Node,

@@ -77,6 +77,15 @@ impl Env {
         }
     }
 
+    /// The same surroundings without environment variables: how a client that applies no
+    /// `PG*` defaults (drillbook's own) reads a value.
+    pub fn without_vars(&self) -> Env {
+        Env {
+            vars: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
+
     /// With the environment variable `name` set to `value`.
     pub fn with_var(mut self, name: &str, value: &str) -> Env {
         self.vars.insert(name.to_string(), value.to_string());

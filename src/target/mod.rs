@@ -125,6 +125,11 @@ impl Identity {
         Ok(Identity(found))
     }
 
+    /// Whether it names a PostgreSQL database (or server).
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.0, Kind::Postgres(_))
+    }
+
     /// The whole server a PostgreSQL or Redis identity is on (what a server-wide operation
     /// such as FLUSHALL acts on); any other identity itself.
     pub fn server(&self) -> Identity {

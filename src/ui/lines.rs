@@ -63,6 +63,7 @@ pub(crate) fn header_line(
     let mode = match header.mode {
         Mode::Drill => "DRILL",
         Mode::Incident => "INCIDENT",
+        Mode::Live => "LIVE",
     };
     let dry_run = if header.dry_run { " (dry run)" } else { "" };
     let mut text = format!(

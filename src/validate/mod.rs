@@ -197,7 +197,7 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
     };
     references::check_steps(&context, out);
     references::check_vars(&context, root.get("vars"), out);
-    for mode in ["drill", "live"] {
+    for mode in ["drill", "live", "identity"] {
         let values = root.get("targets").and_then(|t| t.get(mode));
         references::check_vars(&context, values, out);
     }

@@ -66,8 +66,13 @@ pub(crate) struct ObjectivesRaw {
 pub(crate) struct TargetsRaw {
     /// The targets a drill acts on (staging, the failover lab).
     pub drill: BTreeMap<String, Spanned<String>>,
-    /// The targets a live incident acts on (production).
+    /// The targets a live run acts on (production).
     pub live: BTreeMap<String, Spanned<String>>,
+    /// What a drill compares a live target with when the live value does not render here (its
+    /// secret is not set): the same thing named without credentials, e.g.
+    /// `postgres://db.internal:5432/app`. Templates of `vars`; never a secret.
+    #[serde(default)]
+    pub identity: BTreeMap<String, Spanned<String>>,
 }
 
 /// The keys every step has, whatever its kind.

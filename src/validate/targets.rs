@@ -41,6 +41,33 @@ pub(crate) fn read(root: &Node, raw: Option<&TargetsRaw>, out: &mut Vec<Diagnost
             }
         }
     }
+    let identity_node = node.get("identity").unwrap_or(node);
+    for (name, value) in &raw.identity {
+        if !raw.live.contains_key(name) {
+            let key = identity_node.key(name).unwrap_or(identity_node);
+            out.push(
+                Diagnostic::new(
+                    key.pos,
+                    key.len,
+                    format!("`targets.identity` names `{name}`, which is not a live target"),
+                )
+                .help(
+                    "an identity names a live target without its credentials, under the same name",
+                ),
+            );
+        }
+        if value.value.contains("secrets.") {
+            let at = identity_node.get(name).unwrap_or(identity_node);
+            out.push(
+                Diagnostic::new(
+                    at.pos,
+                    at.len.max(1),
+                    format!("the identity of live target `{name}` reads a secret"),
+                )
+                .help("an identity is what a drill compares with when production's secrets are not set: write it without credentials, e.g. postgres://db.internal:5432/app"),
+            );
+        }
+    }
     let values = |map: &BTreeMap<String, Spanned<String>>| {
         map.iter()
             .map(|(name, value)| (name.clone(), value.value.clone()))
@@ -49,5 +76,6 @@ pub(crate) fn read(root: &Node, raw: Option<&TargetsRaw>, out: &mut Vec<Diagnost
     Targets {
         drill: values(&raw.drill),
         live: values(&raw.live),
+        identity: values(&raw.identity),
     }
 }

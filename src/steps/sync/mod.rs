@@ -95,6 +95,14 @@ impl crate::steps::StepKind for Sync {
         format!("mirror {} to {}", self.source, self.destination)
     }
 
+    fn writes(&self) -> Vec<crate::steps::Write<'_>> {
+        vec![crate::steps::Write::of(
+            "destination",
+            &self.destination,
+            crate::target::Expect::Store,
+        )]
+    }
+
     fn check(
         &self,
         node: &crate::loader::node::Node,
