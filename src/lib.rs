@@ -19,6 +19,7 @@ pub mod event;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod format;
+pub mod fuzzing;
 pub mod history;
 pub mod human;
 pub mod journal;
