@@ -331,7 +331,9 @@ fn a_declared_at_in_the_future_is_refused() {
         let prefix = format!("error: --declared-at {declared} is ");
         assert!(
             output.stderr.starts_with(&prefix)
-                && output.stderr.contains(" in the future (this machine's clock says ")
+                && output
+                    .stderr
+                    .contains(" in the future (this machine's clock says ")
                 && output
                     .stderr
                     .ends_with("); give the time the incident was declared, before this run\n"),
