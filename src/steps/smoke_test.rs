@@ -370,12 +370,7 @@ impl SmokeTest {
                 .iter()
                 .map(|a| render(a))
                 .collect::<Result<Vec<_>, _>>()?;
-            let env = check
-                .env
-                .iter()
-                .map(|(name, value)| Ok((name, render(value)?)))
-                .collect::<Result<Vec<_>, String>>()?;
-            return command(&argv, &env, ctx).await;
+            return command(&argv, &check.env, ctx).await;
         }
         Err("nothing to check".into())
     }
@@ -571,15 +566,18 @@ async fn http(check: &Check, url: &str, ctx: &StepContext<'_>) -> Result<Verdict
 
 async fn command(
     argv: &[String],
-    env: &[(&String, String)],
+    env: &BTreeMap<String, String>,
     ctx: &StepContext<'_>,
 ) -> Result<Verdict, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("`command` is empty".into());
     };
-    let output = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    for (name, value) in env {
+        command.env(name, (ctx.render)(value)?);
+    }
+    let output = command
         .args(args)
-        .envs(env.iter().map(|(name, value)| (name, value)))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)
         .output()
