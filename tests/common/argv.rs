@@ -38,9 +38,17 @@ pub struct Sampled {
 }
 
 impl Sampled {
-    /// The rounds that saw a command line containing `text` (one of those watched).
-    pub fn saw(&self, text: &str) -> u64 {
-        self.watched.get(text).copied().unwrap_or_default()
+    /// No secret was seen, and every watched command line was: the sampler read them while
+    /// they ran.
+    pub fn assert_no_secret_while_all_ran(&self) {
+        assert!(
+            self.leaks.is_empty(),
+            "secrets on a command line: {:?}",
+            self.leaks
+        );
+        for (text, rounds) in &self.watched {
+            assert!(*rounds > 0, "the sampler never saw `{text}` run: {self:?}");
+        }
     }
 }
 
@@ -53,7 +61,10 @@ impl Sampler {
         let watched: Vec<String> = watched.iter().map(|p| p.to_string()).collect();
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
-            let mut sampled = Sampled::default();
+            let mut sampled = Sampled {
+                watched: watched.iter().map(|text| (text.clone(), 0)).collect(),
+                ..Sampled::default()
+            };
             // One last round after the stop, so nothing that ran before it is missed.
             loop {
                 let last = stopped.load(Ordering::SeqCst);
