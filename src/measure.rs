@@ -74,7 +74,7 @@ pub fn objectives(state: &RunState) -> Objectives {
     Objectives {
         rto: Measure::new(
             state.rto,
-            rto_end(state).map(|end| end - state.clock_start()),
+            rto_end(state).map(|end| elapsed(state.clock_start(), end)),
         ),
         rpo: Measure::new(state.rpo, rpo_achieved(state)),
     }
@@ -120,12 +120,15 @@ fn rpo_achieved(state: &RunState) -> Option<SignedDuration> {
         })?
         .1;
     let taken_at: Timestamp = assess.outputs.get("taken_at")?.as_str()?.parse().ok()?;
-    Some(
-        state
-            .clock_start()
-            .duration_since(taken_at)
-            .max(SignedDuration::ZERO),
-    )
+    Some(elapsed(taken_at, state.clock_start()))
+}
+
+/// The time from `start` to `end`, never negative: a journal's records can run backwards
+/// (the system clock stepped back, or `DRILLBOOK_CLOCK_OFFSET` changed between a run and its
+/// resume, or a journal from before `--declared-at` in the future was refused), and no
+/// report may say a recovery took less than no time.
+pub(crate) fn elapsed(start: Timestamp, end: Timestamp) -> SignedDuration {
+    end.duration_since(start).max(SignedDuration::ZERO)
 }
 
 /// When the run ended, or the last thing it recorded.
@@ -135,7 +138,7 @@ pub(crate) fn run_end(state: &RunState) -> Timestamp {
 
 /// From the run's start to its end (or its last record).
 pub(crate) fn total_duration(state: &RunState) -> SignedDuration {
-    run_end(state).duration_since(state.started_at)
+    elapsed(state.started_at, run_end(state))
 }
 
 /// The time recovery took with human waits taken out: the RTO achieved (or, when the clock
@@ -164,7 +167,7 @@ pub(crate) fn recovery_time(state: &RunState, objectives: &Objectives) -> Signed
 /// From the step's first attempt start to its last attempt end, when both are known.
 pub(crate) fn step_duration(step: &StepState) -> Option<SignedDuration> {
     let (start, end) = step.span()?;
-    Some(end?.duration_since(start))
+    Some(elapsed(start, end?))
 }
 
 /// One finished run as the history shows it.
@@ -251,6 +254,19 @@ mod tests {
         let rto = objectives(&recovered("30m", Some(at(-1_500)))).rto;
         assert_eq!(rto.achieved, Some(minutes(35)));
         assert_eq!(rto.met, Some(false));
+    }
+
+    /// A journal whose declared time is after the clock stop (written before a future
+    /// `--declared-at` was refused) measures zero, not a negative RTO.
+    #[test]
+    fn no_achieved_duration_is_negative() {
+        let state = recovered("30m", Some(at(900)));
+        let measured = objectives(&state);
+        assert_eq!(measured.rto.achieved, Some(SignedDuration::ZERO));
+        assert_eq!(measured.rto.met, Some(true));
+        assert_eq!(recovery_time(&state, &measured), SignedDuration::ZERO);
+        assert_eq!(elapsed(at(60), at(0)), SignedDuration::ZERO);
+        assert_eq!(elapsed(at(0), at(60)), SignedDuration::from_secs(60));
     }
 
     #[test]

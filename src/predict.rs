@@ -155,10 +155,7 @@ fn sample(run: &RunState, step: &StepState) -> Option<Sample> {
         .iter()
         .filter_map(|attempt| {
             let end = attempt.finished_at?;
-            Some(
-                end.duration_since(attempt.started_at)
-                    .max(SignedDuration::ZERO),
-            )
+            Some(crate::measure::elapsed(attempt.started_at, end))
         })
         .collect();
     if ended.is_empty() {

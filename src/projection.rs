@@ -111,7 +111,7 @@ impl Projection {
     pub(crate) fn stopped(&self) -> Option<SignedDuration> {
         self.live()
             .stopped_at
-            .map(|at| at.duration_since(self.clock_start))
+            .map(|at| crate::measure::elapsed(self.clock_start, at))
     }
 
     /// From the clock start to where the clock is projected to stop (where it stopped, once
@@ -119,18 +119,16 @@ impl Projection {
     pub(crate) fn projected(&self, now: Timestamp) -> Option<SignedDuration> {
         let live = self.live();
         if let Some(at) = live.stopped_at {
-            return Some(at.duration_since(self.clock_start));
+            return Some(crate::measure::elapsed(self.clock_start, at));
         }
         let forecast = self.forecast.as_ref()?;
-        let elapsed = now
-            .duration_since(self.clock_start)
-            .max(SignedDuration::ZERO);
+        let elapsed = crate::measure::elapsed(self.clock_start, now);
         Some(forecast.projection(
             |id| {
                 if live.done.contains(id) {
                     Progress::Done
                 } else if let Some(started) = live.running.get(id) {
-                    Progress::Running(now.duration_since(*started).max(SignedDuration::ZERO))
+                    Progress::Running(crate::measure::elapsed(*started, now))
                 } else {
                     Progress::NotStarted
                 }
@@ -161,7 +159,7 @@ impl Projection {
         };
         let known = self
             .projected(now)
-            .unwrap_or_else(|| now.duration_since(self.clock_start));
+            .unwrap_or_else(|| crate::measure::elapsed(self.clock_start, now));
         known > rto.signed()
     }
 }

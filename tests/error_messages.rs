@@ -689,3 +689,85 @@ error: 1 error in wrong_type.yaml
 "#,
     );
 }
+
+/// No secret on a program's command line: directly, through a variable (that reads a variable
+/// that reads it), through a target whose value reads one in one mode only, in `command`'s
+/// `run`, `backup`'s `pg_dump_args` and a smoke test's `command` checks (`secrets` read whole
+/// too). Step outputs, `env:` and `database:` are where they may go.
+#[test]
+fn secrets_on_argv() {
+    case(
+        "secrets_on_argv",
+        r#"version: 1
+name: t
+vars:
+  token_header: "Bearer {{ secrets.TOKEN }}"
+  header: "{{ vars.token_header }}"
+  host: db.internal
+secrets: [TOKEN, LIVE_URL]
+targets:
+  drill: { db: "postgres://app@{{ vars.host }}/app" }
+  live: { db: "{{ secrets.LIVE_URL }}" }
+steps:
+  - id: call
+    kind: command
+    run: [curl, -H, "{{ vars.header }}", "https://api/?t={{ secrets.TOKEN }}"]
+  - id: fence
+    kind: command
+    run: [psql, "--dbname={{ target.db }}"]
+  - id: dump
+    kind: backup
+    database: "{{ target.db }}"
+    store: /s
+    pg_dump_args: ["--exclude-table={{ secrets.TOKEN }}"]
+  - id: smoke
+    kind: smoke-test
+    checks:
+      - command: [check-api, "{{ secrets | tojson }}"]
+      - command: [check-api, "{{ steps.call.outputs.stdout }}"]
+        env: { TOKEN: "{{ secrets.TOKEN }}" }
+  - id: allowed
+    kind: command
+    database: "{{ target.db }}"
+    env: { TOKEN: "{{ secrets.TOKEN }}", HEADER: "{{ vars.header }}" }
+    run: [psql, "{{ vars.host }}", "{{ steps.dump.outputs.key }}"]
+"#,
+        r#"error: secret `TOKEN` (through `vars.header`) would be on the command line of `curl`
+ --> secrets_on_argv.yaml:14:25
+   |
+14 |     run: [curl, -H, "{{ vars.header }}", "https://api/?t={{ secrets.TOKEN }}"]
+   |                         ^^^^^^^^^^^
+   = help: every user of the host can read a program's arguments (`ps`); pass it in the step's `env:` instead, or a PostgreSQL URL as its `database:`
+
+error: secret `TOKEN` would be on the command line of `curl`
+ --> secrets_on_argv.yaml:14:61
+   |
+14 |     run: [curl, -H, "{{ vars.header }}", "https://api/?t={{ secrets.TOKEN }}"]
+   |                                                             ^^^^^^^^^^^^^
+   = help: every user of the host can read a program's arguments (`ps`); pass it in the step's `env:` instead, or a PostgreSQL URL as its `database:`
+
+error: secret `LIVE_URL` (through `target.db`) would be on the command line of `psql`
+ --> secrets_on_argv.yaml:17:30
+   |
+17 |     run: [psql, "--dbname={{ target.db }}"]
+   |                              ^^^^^^^^^
+   = help: every user of the host can read a program's arguments (`ps`); pass it in the step's `env:` instead, or a PostgreSQL URL as its `database:`
+
+error: secret `TOKEN` would be on the command line of `pg_dump`
+ --> secrets_on_argv.yaml:22:40
+   |
+22 |     pg_dump_args: ["--exclude-table={{ secrets.TOKEN }}"]
+   |                                        ^^^^^^^^^^^^^
+   = help: every user of the host can read a program's arguments (`ps`); leave credentials to `database:` (pg_dump gets them through its environment)
+
+error: secrets `LIVE_URL` and `TOKEN` would be on the command line of `check-api`
+ --> secrets_on_argv.yaml:26:34
+   |
+26 |       - command: [check-api, "{{ secrets | tojson }}"]
+   |                                  ^^^^^^^
+   = help: every user of the host can read a program's arguments (`ps`); pass it in the check's `env:` instead
+
+error: 5 errors in secrets_on_argv.yaml
+"#,
+    );
+}

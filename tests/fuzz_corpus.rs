@@ -14,10 +14,20 @@ fn every_corpus_input_gets_an_answer() {
         .map(|entry| entry.path())
         .collect();
     inputs.sort();
-    assert!(inputs.len() >= 8, "the corpus holds {} inputs", inputs.len());
+    assert!(
+        inputs.len() >= 8,
+        "the corpus holds {} inputs",
+        inputs.len()
+    );
     for input in inputs {
         let data = std::fs::read(&input).expect("read corpus input");
-        let outcome = std::panic::catch_unwind(|| drillbook::fuzzing::exercise(&data));
+        // On a thread with the main thread's stack, as `drillbook validate` runs it (a test
+        // thread has a quarter of that).
+        let outcome = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || drillbook::fuzzing::exercise(&data))
+            .expect("spawn")
+            .join();
         assert!(outcome.is_ok(), "{} panics", input.display());
     }
 }

@@ -277,6 +277,112 @@ fn usage_errors_are_clear() {
     );
 }
 
+/// A run id belongs to the playbook that used it: another playbook is refused under it
+/// (exit 2, both named) and does not run; the same playbook is still "already ran".
+#[test]
+fn a_run_id_of_another_playbook_is_refused() {
+    let test = Drillbook::new()
+        .playbook(
+            "a.yaml",
+            "version: 1\nname: alpha\nsteps:\n  - { id: a, kind: command, run: [touch, a-ran] }\n",
+        )
+        .playbook(
+            "b.yaml",
+            "version: 1\nname: beta\nsteps:\n  - { id: b, kind: command, run: [touch, b-ran] }\n",
+        );
+    let dir = test.dir().to_path_buf();
+    Drillbook::in_dir(&dir)
+        .args(&["run", "a.yaml", "--run-id", "nightly-1"])
+        .expect_status(0)
+        .run();
+    Drillbook::in_dir(&dir)
+        .args(&["run", "b.yaml", "--run-id", "nightly-1"])
+        .expect_status(2)
+        .expect_stderr(
+            "error: run nightly-1 belongs to playbook `alpha`, not `beta`; run `beta` under another --run-id\n",
+        )
+        .run();
+    assert!(!dir.join("b-ran").exists(), "beta ran under alpha's run id");
+    Drillbook::in_dir(&dir)
+        .args(&["run", "a.yaml", "--run-id", "nightly-1"])
+        .expect_status(0)
+        .expect_stderr("error: run nightly-1 already ran (succeeded); not running it again\n")
+        .run();
+    assert_eq!(run_ids(&dir), ["nightly-1"]);
+}
+
+/// `--declared-at` in the future is refused (exit 2) by drillbook's own clock, dry run or not;
+/// a few seconds ahead is another clock's skew, recorded as the run's start, and no achieved
+/// duration is negative.
+#[test]
+fn a_declared_at_in_the_future_is_refused() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: declared\nobjectives: { rto: 30m }\nsteps:\n  - { id: a, kind: command, run: [touch, ran], clock: stop }\n",
+    );
+    let dir = test.dir().to_path_buf();
+    let declared = (jiff::Timestamp::now() + jiff::SignedDuration::from_mins(10)).to_string();
+    for dry_run in [false, true] {
+        let mut args = vec!["run", "p.yaml", "--declared-at", &declared];
+        if dry_run {
+            args.push("--dry-run");
+        }
+        let output = Drillbook::in_dir(&dir).args(&args).expect_status(2).run();
+        let prefix = format!("error: --declared-at {declared} is ");
+        assert!(
+            output.stderr.starts_with(&prefix)
+                && output
+                    .stderr
+                    .contains(" in the future (this machine's clock says ")
+                && output
+                    .stderr
+                    .ends_with("); give the time the incident was declared, before this run\n"),
+            "{}",
+            output.stderr
+        );
+    }
+    assert!(!dir.join("ran").exists());
+    assert!(run_ids(&dir).is_empty(), "nothing may start");
+
+    // drillbook keeps time by its own clock: an hour behind, half an hour ago is the future.
+    let half_an_hour_ago =
+        (jiff::Timestamp::now() - jiff::SignedDuration::from_mins(30)).to_string();
+    let output = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--declared-at", &half_an_hour_ago])
+        .env("DRILLBOOK_CLOCK_OFFSET", "-1h")
+        .expect_status(2)
+        .run();
+    assert!(output.stderr.contains("in the future"), "{}", output.stderr);
+
+    let skewed = (jiff::Timestamp::now() + jiff::SignedDuration::from_secs(20)).to_string();
+    Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--declared-at", &skewed])
+        .expect_status(0)
+        .run();
+    let run = only_run(&dir);
+    let records = journal(&dir, &run);
+    let started = &events(&records, "run_started", None)[0];
+    let at = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .expect("a time")
+    };
+    assert!(
+        at(&started["declared_at"]) <= at(&started["at"]),
+        "{started}"
+    );
+    let output = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "json"])
+        .expect_status(0)
+        .run();
+    let report: serde_json::Value = serde_json::from_str(&output.stdout).expect("json");
+    let achieved = report["objectives"]["rto"]["achieved_seconds"]
+        .as_f64()
+        .expect("achieved");
+    assert!(achieved >= 0.0, "{report}");
+}
+
 /// The README's first command, with nothing configured: a demo database in a throwaway
 /// cluster, backed up into `.drillbook/store`, restored into a second throwaway cluster,
 /// smoke-tested; both clusters gone at the end.

@@ -1,6 +1,6 @@
-//! A canary secret used in a command's arguments, environment and output, and in a failing
-//! step's error, must appear nowhere: not in the state directory, not in anything printed,
-//! not in any report.
+//! A canary secret used in a command's environment and output, and in a failing step's error,
+//! must appear nowhere: not in the state directory, not in anything printed, not in any
+//! report. (A command's arguments cannot hold it: validation refuses a secret there.)
 
 mod common;
 
@@ -34,14 +34,16 @@ vars:
 steps:
   - id: uses
     kind: command
-    run: [sh, -c, "echo \"arg=$0 env=$TOKEN url=$1\"; echo \"$0\" >&2", "{{ secrets.CANARY }}", "{{ vars.url }}"]
-    env: { TOKEN: "{{ secrets.CANARY }}" }
+    run: [sh, -c, "echo \"arg=$ARG env=$TOKEN url=$URL\"; echo \"$ARG\" >&2"]
+    env: { TOKEN: "{{ secrets.CANARY }}", ARG: "{{ secrets.CANARY }}", URL: "{{ vars.url }}" }
   - id: fails
     kind: command
-    run: [sh, -c, "echo \"failing with $0\" >&2; exit 1", "{{ secrets.CANARY }}"]
+    run: [sh, -c, "echo \"failing with $SECRET\" >&2; exit 1"]
+    env: { SECRET: "{{ secrets.CANARY }}" }
   - id: missing
     kind: command
-    run: ["/nonexistent/{{ secrets.CANARY }}"]
+    run: [/nonexistent/program]
+    user: "{{ secrets.CANARY }}"
     needs: []
     continue_on_failure: true
 "#,
@@ -118,7 +120,8 @@ steps:
     prompt: "go?"
   - id: write
     kind: command
-    run: [sh, -c, 'echo "$1" > "$0"', "{{ vars.from_default }}", "{{ vars.given }}"]
+    run: [sh, -c, 'echo "$GIVEN" > "$FILE"']
+    env: { FILE: "{{ vars.from_default }}", GIVEN: "{{ vars.given }}" }
 "#,
     );
     let dir = test.dir();

@@ -127,6 +127,16 @@ fn run_verify(
     parameters: &[&str],
     args: &[&str],
 ) -> (Output, serde_json::Value) {
+    run_verify_with(server, parameters, args, &[])
+}
+
+/// [`run_verify`] with variables in drillbook's environment.
+fn run_verify_with(
+    server: &S3Server,
+    parameters: &[&str],
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut text =
         "version: 1\nname: verify-test\nsteps:\n  - id: verify\n    kind: verify\n".to_owned();
@@ -136,7 +146,11 @@ fn run_verify(
     std::fs::write(dir.path().join("verify.yaml"), text).expect("playbook");
     let mut all = vec!["run", "verify.yaml"];
     all.extend(args);
-    let output = Drillbook::in_dir(dir.path())
+    let output = env
+        .iter()
+        .fold(Drillbook::in_dir(dir.path()), |drillbook, (name, value)| {
+            drillbook.env(name, value)
+        })
         .args(&all)
         .envs(server.env())
         .deadline(minutes(2))
@@ -613,12 +627,14 @@ fn max_age_measures_the_last_sync_or_the_newest_object() {
     let (output, record) = run_verify(&server, &["source: s3://mirror", "max_age: 2h"], &[]);
     assert_succeeded(&output, &record);
     assert_eq!(record["outputs"]["newest"], ".drillbook/checksums.json");
-    // Measured from the declared moment, a day on.
+    // Measured from the declared moment, a day on (drillbook's clock a day on too: it
+    // refuses a declaration in its future).
     let declared = (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24)).to_string();
-    let (output, record) = run_verify(
+    let (output, record) = run_verify_with(
         &server,
         &["source: s3://mirror", "max_age: 12h"],
         &["--declared-at", &declared],
+        &[("DRILLBOOK_CLOCK_OFFSET", "24h")],
     );
     assert_failed(&output, &record);
     assert!(

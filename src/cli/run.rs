@@ -61,9 +61,8 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> Outco
         std::sync::Arc<dyn crate::human::Operator>,
         Vec<std::sync::Arc<dyn crate::human::Observer>>,
     ) = if interactive {
-        let elapsed = crate::clock::now()
-            .duration_since(prepared.clock_start)
-            .unsigned_abs();
+        let elapsed =
+            crate::measure::elapsed(prepared.clock_start, crate::clock::now()).unsigned_abs();
         let started = std::time::Instant::now()
             .checked_sub(elapsed)
             .unwrap_or_else(std::time::Instant::now);

@@ -31,7 +31,7 @@ pub(super) fn list_runs(dir: &StateDir) -> Outcome {
             state.mode.name().into(),
             run_status(state).into(),
             state.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
-            crate::format::format_duration(end.duration_since(state.started_at)),
+            crate::format::format_duration(crate::measure::elapsed(state.started_at, end)),
         ]);
     }
     print(&crate::format::columns(&rows, ""));

@@ -14,12 +14,13 @@ pub fn dry_run(options: RunOptions) -> Result<(String, Vec<String>), Refusal> {
     let (_, playbook) = validate::load(&options.file).map_err(Refusal::Invalid)?;
     let secrets = targets::secrets(&playbook, options.mode, options.secrets_file.as_deref())?;
     let masker = secrets.masker();
+    let started_at = crate::clock::now();
     let fields = RunFields {
         id: options.run_id.clone().unwrap_or_else(|| "dry-run".into()),
         mode: options.mode,
         playbook: playbook.name.clone(),
-        started_at: crate::clock::now(),
-        declared_at: options.declared_at,
+        started_at,
+        declared_at: super::prepare::declared(options.declared_at, started_at)?,
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
         dry_run: true,

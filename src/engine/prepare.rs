@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 
 use super::context::{Context, RunFields};
 use super::vars::var_templates;
@@ -48,25 +48,26 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         Some(id) => {
             runs::check_run_id(&id).map_err(Refusal::usage)?;
             if options.state_dir.journal(&id).exists() {
-                return Err(already_there(&options.state_dir, &id));
+                return Err(already_there(&options.state_dir, &id, &playbook.name));
             }
             id
         }
         None => runs::new_run_id(),
     };
     let started_at = crate::clock::now();
+    let declared_at = declared(options.declared_at, started_at)?;
     let projection = projection(
         &playbook,
         &options.past_runs,
         None,
-        options.declared_at.unwrap_or(started_at),
+        declared_at.unwrap_or(started_at),
     );
     let fields = RunFields {
         id: run_id.clone(),
         mode: options.mode,
         playbook: playbook.name.clone(),
         started_at,
-        declared_at: options.declared_at,
+        declared_at,
         rto: playbook.objectives.rto,
         rpo: playbook.objectives.rpo,
         dry_run: false,
@@ -92,7 +93,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         playbook_hash: source.hash(),
         mode: options.mode,
         dry_run: false,
-        declared_at: options.declared_at,
+        declared_at,
         operator: options.operator.clone(),
         pid: std::process::id(),
         rto: playbook.objectives.rto,
@@ -113,7 +114,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         run_dir,
         mode: options.mode,
         operator: options.operator,
-        clock_start: options.declared_at.unwrap_or(started_at),
+        clock_start: declared_at.unwrap_or(started_at),
         masker,
         projection,
         warnings,
@@ -130,10 +131,39 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
     })
 }
 
+/// How far ahead of this machine's clock `--declared-at` may be: the time of a declaration is
+/// often read off another machine (the pager, the chat), whose clock may run a little ahead.
+const DECLARED_AT_SKEW: SignedDuration = SignedDuration::from_secs(60);
+
+/// `--declared-at` checked against the run's start: later by more than [`DECLARED_AT_SKEW`] is
+/// refused (the RTO would count from a moment that has not come, and the report would show a
+/// negative recovery time); later by less is another clock's skew, and the run's start is
+/// recorded instead, since an incident is not declared after its recovery began.
+pub(super) fn declared(
+    declared_at: Option<Timestamp>,
+    started_at: Timestamp,
+) -> Result<Option<Timestamp>, Refusal> {
+    match declared_at {
+        Some(at) if at.duration_since(started_at) > DECLARED_AT_SKEW => {
+            Err(Refusal::DeclaredInFuture {
+                declared_at: at,
+                now: started_at,
+            })
+        }
+        Some(at) => Ok(Some(at.min(started_at))),
+        None => Ok(None),
+    }
+}
+
 /// `--run-id` of a run that exists: a finished one is not run twice (a scheduler may retry),
-/// an unfinished one is resumed explicitly.
-fn already_there(dir: &StateDir, run_id: &str) -> Refusal {
+/// an unfinished one is resumed explicitly, and another playbook's is not touched at all.
+fn already_there(dir: &StateDir, run_id: &str, playbook: &str) -> Refusal {
     match dir.load(run_id) {
+        Ok(state) if state.playbook != playbook => Refusal::RunIdTaken {
+            run_id: run_id.to_string(),
+            playbook: state.playbook,
+            asked: playbook.to_string(),
+        },
         Ok(state) => match state.outcome() {
             Some(outcome) if outcome.is_over() => Refusal::Finished {
                 run_id: run_id.to_string(),

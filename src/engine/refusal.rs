@@ -2,6 +2,9 @@
 //! rendered once, at the edge (the CLI decides about colour). Each carries the outcome to exit
 //! with.
 
+use jiff::Timestamp;
+
+use crate::format::{format_duration, format_time};
 use crate::lock::LockError;
 use crate::outcome::Outcome;
 use crate::validate::Invalid;
@@ -27,6 +30,19 @@ pub enum Refusal {
     Live(Vec<String>),
     /// A drill cannot tell what is live: these live targets do not resolve here.
     LiveUnknown(Vec<String>),
+    /// `--run-id` of a run of another playbook.
+    RunIdTaken {
+        run_id: String,
+        /// The playbook the run belongs to.
+        playbook: String,
+        /// The playbook asked to run under its id.
+        asked: String,
+    },
+    /// `--declared-at` later than this machine's clock allows.
+    DeclaredInFuture {
+        declared_at: Timestamp,
+        now: Timestamp,
+    },
     /// A dry run whose templates do not all resolve: the plan as far as it rendered, and the
     /// templates that did not.
     Unresolved { plan: String, errors: Vec<String> },
@@ -54,6 +70,8 @@ impl Refusal {
             Refusal::Invalid(_)
             | Refusal::NoLongerValid { .. }
             | Refusal::Usage(_)
+            | Refusal::RunIdTaken { .. }
+            | Refusal::DeclaredInFuture { .. }
             | Refusal::Unresolved { .. }
             | Refusal::Live(_)
             | Refusal::LiveUnknown(_) => Outcome::Invalid,
@@ -100,6 +118,18 @@ impl Refusal {
             Refusal::LiveUnknown(unknown) => error(&format!(
                 "refusing to start a drill that cannot tell what is live:\n  {}\nset those secrets here, or name each such target without its credentials under `targets.identity` (e.g. postgres://db.internal:5432/app)",
                 unknown.join("\n  ")
+            )),
+            Refusal::RunIdTaken {
+                run_id,
+                playbook,
+                asked,
+            } => error(&format!(
+                "run {run_id} belongs to playbook `{playbook}`, not `{asked}`; run `{asked}` under another --run-id"
+            )),
+            Refusal::DeclaredInFuture { declared_at, now } => error(&format!(
+                "--declared-at {declared_at} is {} in the future (this machine's clock says {}); give the time the incident was declared, before this run",
+                format_duration(declared_at.duration_since(*now)),
+                format_time(*now)
             )),
             Refusal::Unresolved { plan, errors } => error(&format!(
                 "{plan}\nthese templates do not resolve:\n  {}",

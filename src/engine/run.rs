@@ -57,9 +57,7 @@ impl Shared {
     }
 
     pub(crate) fn elapsed(&self) -> Duration {
-        crate::clock::now()
-            .duration_since(self.clock_start)
-            .unsigned_abs()
+        crate::measure::elapsed(self.clock_start, crate::clock::now()).unsigned_abs()
     }
 
     /// `--approve-all` passes approval gates; `--approve STEP` also attests a manual step or

@@ -13,7 +13,7 @@ use crate::state::RunState;
 use super::communication;
 use super::{decision_phrase, is_failure, report_steps};
 use crate::format::{format_clock, format_duration, format_margin, format_time, short_hash};
-use crate::measure::{Measure, objectives, recovery_time};
+use crate::measure::{Measure, elapsed, objectives, recovery_time};
 
 const TO_BE_WRITTEN: &str = "_To be written._";
 
@@ -280,7 +280,7 @@ fn timeline(out: &mut String, state: &RunState) {
                 event,
                 duration: attempt
                     .finished_at
-                    .map(|end| format_duration(end.duration_since(attempt.started_at)))
+                    .map(|end| format_duration(elapsed(attempt.started_at, end)))
                     .unwrap_or_default(),
                 attempts: format!("{} of {total}", attempt.number),
                 who: operator_at(state, attempt.started_at).to_owned(),

@@ -56,6 +56,11 @@ impl super::StepKind for Backup {
     /// A second run writes a second backup under a new key: harmless.
     const IDEMPOTENT: bool = true;
     const SCALES_WITH_SIZE: bool = true;
+    const ARGUMENTS: &'static [super::Arguments] = &[super::Arguments {
+        path: "pg_dump_args",
+        program: Some("pg_dump"),
+        instead: "leave credentials to `database:` (pg_dump gets them through its environment)",
+    }];
 
     fn summary(&self) -> String {
         format!("pg_dump into {}", self.store)

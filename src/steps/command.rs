@@ -8,20 +8,29 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{Done, StepContext, StepFailure};
+use crate::connect::postgres::Target;
 use crate::loader::Spanned;
 use crate::secrets::Masker;
 
 /// Runs `run` (program and arguments, each a template) with `env` and `workdir`; stdout and
-/// stderr are captured to the run directory and tailed in the report.
+/// stderr are captured to the run directory and tailed in the report. A secret never goes in
+/// `run` (every user of the host reads a program's arguments): it goes in `env`, or a
+/// PostgreSQL URL in `database`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Command {
     /// Program and arguments, e.g. `[pg_isready, -h, db.internal]`. A list, never a shell
     /// string, so a template value cannot inject a command.
     pub run: Spanned<Vec<String>>,
-    /// Extra environment variables (templates).
+    /// Extra environment variables (templates): where secrets go, never into `run`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// A PostgreSQL URL (e.g. `{{ target.primary }}`) for the program to connect to, given
+    /// the way drillbook gives its own programs theirs: in libpq's environment (`PGHOST`,
+    /// `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`, `PGCONNECT_TIMEOUT`), never
+    /// on the command line. `psql` needs no connection argument then. `env` overrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     /// Working directory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
@@ -43,18 +52,30 @@ impl super::StepKind for Command {
     const OUTPUTS: &'static [&'static str] = &["exit_code", "stdout", "stderr"];
     /// An arbitrary program may not be safe to repeat.
     const IDEMPOTENT: bool = false;
+    const ARGUMENTS: &'static [super::Arguments] = &[super::Arguments {
+        path: "run",
+        program: None,
+        instead: "pass it in the step's `env:` instead, or a PostgreSQL URL as its `database:`",
+    }];
 
     fn summary(&self) -> String {
         self.run.value.join(" ")
     }
 
-    /// What the program acts on, as the step declares it (`touches:`): drillbook cannot see
-    /// inside a program.
+    /// What the program acts on: the database it is given, and what the step declares under
+    /// `touches:` (drillbook cannot see inside a program).
     fn writes(&self) -> Vec<crate::steps::Write<'_>> {
-        self.touches
+        use crate::steps::Write;
+        use crate::target::Expect;
+        let database = self
+            .database
             .iter()
-            .map(|value| crate::steps::Write::of("touches", value, crate::target::Expect::Any))
-            .collect()
+            .map(|url| Write::of("database", url, Expect::Postgres));
+        let touched = self
+            .touches
+            .iter()
+            .map(|value| Write::of("touches", value, Expect::Any));
+        database.chain(touched).collect()
     }
 
     fn check(
@@ -96,6 +117,10 @@ impl super::StepKind for Command {
             // Its own process group, so that everything it starts can be stopped together.
             .process_group(0)
             .kill_on_drop(true);
+        if let Some(url) = &self.database {
+            let target = Target::parse(&render(url)?).map_err(StepFailure::of)?;
+            command.envs(target.program_env());
+        }
         for (name, value) in &self.env {
             command.env(name, render(value)?);
         }

@@ -50,6 +50,8 @@ pub(crate) trait StepKind:
     const SENDS_MESSAGES: bool = false;
     /// Its `taken_at` output is the RPO's evidence: the newest restorable backup.
     const RPO_EVIDENCE: bool = false;
+    /// Its parameters whose templates become a program's arguments: no secret may flow there.
+    const ARGUMENTS: &'static [Arguments] = &[];
 
     /// One line saying what the step will do, for plans and prompts.
     fn summary(&self) -> String;
@@ -158,6 +160,13 @@ macro_rules! kinds {
             pub fn rpo_evidence(self) -> bool {
                 match self {
                     $(Kind::$variant => <$module::$config as StepKind>::RPO_EVIDENCE),+
+                }
+            }
+
+            /// Its parameters whose templates become a program's arguments.
+            pub(crate) fn arguments(self) -> &'static [Arguments] {
+                match self {
+                    $(Kind::$variant => <$module::$config as StepKind>::ARGUMENTS),+
                 }
             }
 
@@ -270,6 +279,19 @@ impl Serialize for Kind {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.name())
     }
+}
+
+/// A parameter whose templates become a program's arguments, which every user of the host can
+/// read (`ps`, `/proc/PID/cmdline`): validation refuses a secret that flows into one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Arguments {
+    /// The parameter's key; `list.key` is `key` in each item of the list `list`.
+    pub path: &'static str,
+    /// The program the arguments go to; `None`: the parameter is a list whose first word is
+    /// the program.
+    pub program: Option<&'static str>,
+    /// Where a secret goes instead, for the help line.
+    pub instead: &'static str,
 }
 
 /// A diagnostic pointing at `key` of a step's mapping (or the step itself when absent).

@@ -1,5 +1,7 @@
 //! `smoke-test`: prove a restored database (and the service on it) works.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,10 @@ pub struct Check {
     /// A program and its arguments (no shell); exit status 0 passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
+    /// Environment variables for the `command` (templates): where secrets go, never into
+    /// its arguments.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
 }
 
 impl Check {
@@ -99,6 +105,11 @@ impl super::StepKind for SmokeTest {
     const NAME: &'static str = "smoke-test";
     const OUTPUTS: &'static [&'static str] = &["passed", "failed", "checks"];
     const IDEMPOTENT: bool = true;
+    const ARGUMENTS: &'static [super::Arguments] = &[super::Arguments {
+        path: "checks.command",
+        program: None,
+        instead: "pass it in the check's `env:` instead",
+    }];
 
     fn summary(&self) -> String {
         format!("{} smoke check(s)", self.checks.value.len())
@@ -187,6 +198,13 @@ impl super::StepKind for SmokeTest {
                     check.pos,
                     1,
                     "`status`, `contains` and `max_latency` belong to an `http` check",
+                ));
+            }
+            if !check.value.env.is_empty() && check.value.command.is_none() {
+                out.push(Diagnostic::new(
+                    check.pos,
+                    1,
+                    "`env` belongs to a `command` check",
                 ));
             }
         }
@@ -352,7 +370,7 @@ impl SmokeTest {
                 .iter()
                 .map(|a| render(a))
                 .collect::<Result<Vec<_>, _>>()?;
-            return command(&argv, ctx).await;
+            return command(&argv, &check.env, ctx).await;
         }
         Err("nothing to check".into())
     }
@@ -546,11 +564,19 @@ async fn http(check: &Check, url: &str, ctx: &StepContext<'_>) -> Result<Verdict
     })
 }
 
-async fn command(argv: &[String], ctx: &StepContext<'_>) -> Result<Verdict, String> {
+async fn command(
+    argv: &[String],
+    env: &BTreeMap<String, String>,
+    ctx: &StepContext<'_>,
+) -> Result<Verdict, String> {
     let Some((program, args)) = argv.split_first() else {
         return Err("`command` is empty".into());
     };
-    let output = tokio::process::Command::new(program)
+    let mut command = tokio::process::Command::new(program);
+    for (name, value) in env {
+        command.env(name, (ctx.render)(value)?);
+    }
+    let output = command
         .args(args)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true)

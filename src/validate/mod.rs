@@ -1,6 +1,7 @@
 //! Validation: the positioned YAML tree becomes a [`Playbook`], or every error at once,
 //! sorted by position. No I/O beyond the loader's reading of the file.
 
+mod arguments;
 mod graph;
 pub(crate) mod raw;
 mod references;
@@ -201,6 +202,7 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         let values = root.get("targets").and_then(|t| t.get(mode));
         references::check_vars(&context, values, out);
     }
+    arguments::check(&context, root, out);
 
     let steps = steps
         .into_iter()

@@ -259,23 +259,36 @@ fn check_step_path(
 fn locate(text: &str, node: &Node, path: &str, segment: usize) -> (Pos, usize) {
     let segments: Vec<&str> = path.split('.').collect();
     let needle = segments[..=segment.min(segments.len() - 1)].join(".");
-    let window_end = (node.pos.offset + node.len.max(needle.len())).min(text.len());
-    let found = text
-        .get(node.pos.offset..window_end)
-        .and_then(|window| window.find(&needle))
-        .or_else(|| {
-            text.get(node.pos.offset..)
-                .and_then(|rest| rest.find(&needle))
-                .filter(|_| node.len == 0)
-        });
-    match found {
-        Some(relative) => {
+    match find(text, node, &needle) {
+        Some(start) => {
             let word = segments[segment.min(segments.len() - 1)];
-            let offset = node.pos.offset + relative + needle.len() - word.len();
+            let offset = start + needle.len() - word.len();
             (pos_at(text, offset), word.len())
         }
         None => (node.pos, node.len),
     }
+}
+
+/// The position of `path` (`target.primary`) in the source, underlined whole; the whole node
+/// when it cannot be found.
+pub(super) fn locate_whole(text: &str, node: &Node, path: &str) -> (Pos, usize) {
+    match find(text, node, path) {
+        Some(start) => (pos_at(text, start), path.len()),
+        None => (node.pos, node.len),
+    }
+}
+
+/// The offset of `needle` in the node's text (or after its start, for a node of no length).
+fn find(text: &str, node: &Node, needle: &str) -> Option<usize> {
+    let window_end = (node.pos.offset + node.len.max(needle.len())).min(text.len());
+    text.get(node.pos.offset..window_end)
+        .and_then(|window| window.find(needle))
+        .or_else(|| {
+            text.get(node.pos.offset..)
+                .and_then(|rest| rest.find(needle))
+                .filter(|_| node.len == 0)
+        })
+        .map(|relative| node.pos.offset + relative)
 }
 
 fn pos_at(text: &str, offset: usize) -> Pos {

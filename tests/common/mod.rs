@@ -8,6 +8,7 @@
 
 pub mod s3;
 
+pub mod argv;
 pub mod drill;
 pub mod http;
 pub mod pg;
