@@ -117,12 +117,14 @@ fn recorded_counts(manifest: &serde_json::Value) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// nightly-backup.yaml of `source` into `store`.
+/// nightly-backup.yaml of `source` into `store`, as the scheduled job runs it (`--mode live`).
 fn nightly(dir: &Path, server: &S3Server, source: &TestDb, store: &str) -> Output {
     Drillbook::in_dir(dir)
         .args(&[
             "run",
             &playbook("nightly-backup.yaml"),
+            "--mode",
+            "live",
             "--var",
             &format!("store={store}"),
         ])

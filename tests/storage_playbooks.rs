@@ -1,4 +1,6 @@
-//! The shipped storage playbooks, unchanged, against the real S3 server.
+//! The shipped storage playbooks, unchanged, against the real S3 server: the nightly jobs as
+//! their schedule runs them (`--mode live`), storage-restore as a drill into the bucket the
+//! test restores (its `drill_storage`).
 
 mod common;
 
@@ -42,12 +44,15 @@ fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
     found
 }
 
-/// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`.
+/// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`,
+/// as the nightly schedule does (`--mode live`).
 fn mirror(dir: &Path, env: &[(String, String)]) -> common::Output {
     Drillbook::in_dir(dir)
         .args(&[
             "run",
             &shipped("storage-mirror.yaml"),
+            "--mode",
+            "live",
             "--var",
             "storage=s3://storage/production",
             "--var",
@@ -115,7 +120,7 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
     let env = server.env();
     let buckets = [
         "--var",
-        "storage=s3://storage/production",
+        "drill_storage=s3://storage/production",
         "--var",
         "mirror=s3://mirror/production",
     ];
@@ -199,7 +204,7 @@ fn storage_restore_refuses_a_stale_or_damaged_mirror() {
         "run",
         restore_playbook.as_str(),
         "--var",
-        "storage=s3://storage/production",
+        "drill_storage=s3://storage/production",
         "--var",
         "mirror=s3://mirror/production",
     ];
@@ -342,6 +347,8 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
         .args(&[
             "run",
             &shipped("nightly-backup.yaml"),
+            "--mode",
+            "live",
             "--var",
             "store=s3://backups/production",
         ])
