@@ -133,17 +133,7 @@ fn every_playbook_dry_runs_with_every_template_resolved() {
         for secret in &playbook.secrets {
             // Distinct hosts: a drill refuses drill targets that are live ones; and values of
             // the kind each names, or the drill cannot tell whether a write is live.
-            let host = format!("{}.invalid", secret.to_lowercase().replace('_', "-"));
-            let value = if secret.contains("REDIS") {
-                format!("redis://{host}:6379/0")
-            } else if secret.contains("WEBHOOK") {
-                format!("https://{host}/hook")
-            } else if secret.contains("TOKEN") {
-                "t0ken-for-a-dry-run".to_string()
-            } else {
-                format!("postgres://dr@{host}:5432/app")
-            };
-            run = run.env(secret, &value);
+            run = run.env(secret, common::drill::secret_value(secret));
         }
         let output = run.run();
         assert_eq!(

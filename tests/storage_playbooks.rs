@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::drill::{json_report, run_of, shipped, step};
 use common::s3::S3Server;
-use common::{Drillbook, minutes};
+use common::{Drillbook, files_below, minutes};
 
 /// Writes `count` objects under `bucket/prefix` on the S3 server's disk (s3s-fs serves them).
 fn seed(server: &S3Server, bucket: &str, prefix: &str, count: usize) {
@@ -21,27 +21,6 @@ fn seed(server: &S3Server, bucket: &str, prefix: &str, count: usize) {
         std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
         std::fs::write(&path, format!("object {i} ").repeat(100 + i)).expect("write");
     }
-}
-
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let key = path.strip_prefix(root).expect("under root");
-                found.push((
-                    key.display().to_string(),
-                    std::fs::read(&path).expect("read"),
-                ));
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`,
@@ -75,8 +54,8 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
     let env = server.env();
     let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let source = files(&server.root.join("storage/production"));
-    let mirrored: Vec<_> = files(&server.root.join("mirror/production"))
+    let source = files_below(&server.root.join("storage/production"));
+    let mirrored: Vec<_> = files_below(&server.root.join("mirror/production"))
         .into_iter()
         .filter(|(key, _)| !key.starts_with(".drillbook"))
         .collect();
@@ -126,7 +105,7 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
     ];
     let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let before = files(&server.root.join("storage/production"));
+    let before = files_below(&server.root.join("storage/production"));
 
     // Disaster: a third of the bucket is lost, one object is corrupted (same size).
     for i in (0..20).step_by(3) {
@@ -151,7 +130,7 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
         .deadline(minutes(3))
         .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let after: Vec<_> = files(&server.root.join("storage/production"))
+    let after: Vec<_> = files_below(&server.root.join("storage/production"))
         .into_iter()
         .filter(|(key, _)| !key.starts_with(".drillbook"))
         .collect();

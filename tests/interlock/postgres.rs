@@ -1,6 +1,7 @@
 //! PostgreSQL: a live database, a source to back up and the drill's own database, each created
 //! here with a unique name on this machine's server (127.0.0.1:5432).
 
+use std::path::Path;
 use std::process::Command;
 
 use super::common::pg::TestDb;
@@ -58,6 +59,21 @@ impl Databases {
             drill,
             live_rows,
         }
+    }
+
+    /// `postgres://127.0.0.1:5432/<live>`, as the live target names it.
+    fn live_url(&self) -> String {
+        format!("postgres://127.0.0.1:5432/{}", self.live.name)
+    }
+
+    /// Refused before the start, saying each of `needles`; the live rows intact.
+    fn refused_and_intact(
+        &self,
+        dir: &Path,
+        output: &Output,
+        needles: &[&str],
+    ) -> Result<(), String> {
+        all([refused_at_start(output, dir, needles), self.live_intact()])
     }
 
     /// The live rows are what they were; seeded again when not, for the next case.
@@ -121,7 +137,7 @@ steps:
 fn a_drill_refuses_every_way_of_reaching_the_live_database() {
     let dbs = Databases::create();
     let live_db = dbs.live.name.as_str();
-    let live = format!("postgres://127.0.0.1:5432/{live_db}");
+    let live = dbs.live_url();
     let drill_own = dbs.drill.url();
     let source = dbs.source.url();
     let mut cases = Cases::default();
@@ -232,14 +248,11 @@ fn a_drill_refuses_every_way_of_reaching_the_live_database() {
         let (dir, output) = run(&as_target, &[], env);
         cases.check(
             &format!("{name}, as the drill target"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[REFUSED, "drill target `db`", "live target `db`"],
-                ),
-                dbs.live_intact(),
-            ]),
+            dbs.refused_and_intact(
+                dir.path(),
+                &output,
+                &[REFUSED, "drill target `db`", "live target `db`"],
+            ),
         );
         let as_param = fill(
             RESTORE,
@@ -253,18 +266,15 @@ fn a_drill_refuses_every_way_of_reaching_the_live_database() {
         let (dir, output) = run(&as_param, &[], env);
         cases.check(
             &format!("{name}, as the restore's target"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[
-                        REFUSED,
-                        "step `restore` writes `target`",
-                        "live target `db`",
-                    ],
-                ),
-                dbs.live_intact(),
-            ]),
+            dbs.refused_and_intact(
+                dir.path(),
+                &output,
+                &[
+                    REFUSED,
+                    "step `restore` writes `target`",
+                    "live target `db`",
+                ],
+            ),
         );
     }
     cases.assert_all_passed();
@@ -292,7 +302,7 @@ steps:
 fn a_drill_refuses_a_command_that_touches_the_live_database() {
     let dbs = Databases::create();
     let live_db = dbs.live.name.as_str();
-    let live = format!("postgres://127.0.0.1:5432/{live_db}");
+    let live = dbs.live_url();
     let drill_own = dbs.drill.url();
     let playbook = fill(COMMAND, &[("LIVE", &live), ("DRILL", &drill_own)]);
     let mut cases = Cases::default();
@@ -319,14 +329,11 @@ fn a_drill_refuses_a_command_that_touches_the_live_database() {
         let (dir, output) = run(&playbook, &["--var", &var], &[]);
         cases.check(
             &format!("--var {var}"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[REFUSED, "step `wipe` writes `touches`", "live target `db`"],
-                ),
-                dbs.live_intact(),
-            ]),
+            dbs.refused_and_intact(
+                dir.path(),
+                &output,
+                &[REFUSED, "step `wipe` writes `touches`", "live target `db`"],
+            ),
         );
     }
     cases.assert_all_passed();

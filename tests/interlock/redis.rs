@@ -1,6 +1,7 @@
 //! Redis: a redis-server of the test's own on a free port (never the shared 6379, which holds
 //! other tests' databases), with "live" data in databases 0 and 11 and the drill's own in 12.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -177,6 +178,28 @@ fn live_intact(redis: &PrivateRedis) -> Result<(), String> {
     all(LIVE.map(|db| redis.intact(db)))
 }
 
+/// Refused before the start, saying each of `needles`; the live databases and the drill's own
+/// intact.
+fn refused_and_intact(
+    redis: &PrivateRedis,
+    dir: &Path,
+    output: &Output,
+    needles: &[&str],
+) -> Result<(), String> {
+    all([
+        refused_at_start(output, dir, needles),
+        live_intact(redis),
+        redis.intact(DRILL),
+    ])
+}
+
+/// What a drill says when the flush's own parameter is the live database.
+const FLUSH_REFUSED: [&str; 3] = [
+    REFUSED,
+    "step `flush` writes `redis`",
+    "live target `cache`",
+];
+
 /// Live target `cache` and drill target `cache`; one flush step writing `flush` with `scope`,
 /// then a step after it.
 const FLUSH: &str = r#"version: 1
@@ -281,15 +304,12 @@ fn a_drill_refuses_every_spelling_of_the_live_redis_database() {
         let (dir, output) = as_target.run(&redis, &[]);
         cases.check(
             &format!("{name}, as the drill target"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[REFUSED, "drill target `cache`", "live target `cache`"],
-                ),
-                live_intact(&redis),
-                redis.intact(DRILL),
-            ]),
+            refused_and_intact(
+                &redis,
+                dir.path(),
+                &output,
+                &[REFUSED, "drill target `cache`", "live target `cache`"],
+            ),
         );
         let as_param = Flush {
             live: &live,
@@ -300,19 +320,7 @@ fn a_drill_refuses_every_spelling_of_the_live_redis_database() {
         let (dir, output) = as_param.run(&redis, &[]);
         cases.check(
             &format!("{name}, as the flush's parameter"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[
-                        REFUSED,
-                        "step `flush` writes `redis`",
-                        "live target `cache`",
-                    ],
-                ),
-                live_intact(&redis),
-                redis.intact(DRILL),
-            ]),
+            refused_and_intact(&redis, dir.path(), &output, &FLUSH_REFUSED),
         );
     }
     // `?db=` alone: what the interlock reads it as, in its own words (before any client
@@ -360,19 +368,16 @@ fn a_drill_refuses_flushall_and_a_var_that_names_the_live_database() {
     let (dir, output) = flushall.run(&redis, &[]);
     cases.check(
         "FLUSHALL on the drill's own database 12",
-        all([
-            refused_at_start(
-                &output,
-                dir.path(),
-                &[
-                    REFUSED,
-                    &format!("Redis server on 127.0.0.1:{port}"),
-                    "live target `cache`",
-                ],
-            ),
-            live_intact(&redis),
-            redis.intact(DRILL),
-        ]),
+        refused_and_intact(
+            &redis,
+            dir.path(),
+            &output,
+            &[
+                REFUSED,
+                &format!("Redis server on 127.0.0.1:{port}"),
+                "live target `cache`",
+            ],
+        ),
     );
 
     let from_var = Flush {
@@ -386,19 +391,7 @@ fn a_drill_refuses_flushall_and_a_var_that_names_the_live_database() {
         let (dir, output) = from_var.run(&redis, &["--var", &var]);
         cases.check(
             &format!("--var {var}"),
-            all([
-                refused_at_start(
-                    &output,
-                    dir.path(),
-                    &[
-                        REFUSED,
-                        "step `flush` writes `redis`",
-                        "live target `cache`",
-                    ],
-                ),
-                live_intact(&redis),
-                redis.intact(DRILL),
-            ]),
+            refused_and_intact(&redis, dir.path(), &output, &FLUSH_REFUSED),
         );
     }
 

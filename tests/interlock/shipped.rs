@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use drillbook::model::Playbook;
 
 use super::common::Drillbook;
+use super::common::drill::secret_value;
 use super::{Cases, REFUSED, refused_at_start};
 
 fn shipped_playbooks() -> Vec<PathBuf> {
@@ -46,21 +47,6 @@ fn with_vars(template: &str, playbook: &Playbook) -> String {
     text
 }
 
-/// A value of the kind the secret `name` holds (as the dry-run test of tests/playbooks.rs
-/// guesses it), on a host of its own.
-fn value_for(name: &str) -> String {
-    let host = format!("{}.staging.invalid", name.to_lowercase().replace('_', "-"));
-    if name.contains("REDIS") {
-        format!("redis://{host}:6379/0")
-    } else if name.contains("WEBHOOK") {
-        format!("https://{host}/hook")
-    } else if name.contains("TOKEN") {
-        "a-token-for-this-test".to_string()
-    } else {
-        format!("postgres://drill@{host}:5432/app")
-    }
-}
-
 /// The environment and `--var`s of a drill whose every target is the live one: a target read
 /// from variables gets the drill's variable set to the live one's value; a target read from
 /// secrets gets both secrets one value or, `through_identities`, only the drill's, set to the
@@ -90,7 +76,7 @@ fn drill_on_live(
                 unset.push(live.to_string());
             }
             (Some(("secrets", live)), Some(("secrets", drill))) => {
-                let value = value_for(drill);
+                let value = secret_value(drill);
                 env.insert(live.to_string(), value.clone());
                 env.insert(drill.to_string(), value);
             }
@@ -104,7 +90,7 @@ fn drill_on_live(
     for secret in &playbook.secrets {
         if !unset.contains(secret) {
             env.entry(secret.clone())
-                .or_insert_with(|| value_for(secret));
+                .or_insert_with(|| secret_value(secret));
         }
     }
     (env, vars)

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::common::s3::S3Server;
-use super::common::{Drillbook, Output, minutes};
+use super::common::{Drillbook, Output, files_below, minutes};
 use super::{Cases, REFUSED, all, fill, ran, refused_at_start, unchanged};
 
 /// Objects under `s3://source/stuff` overwrite those of the same keys wherever they are
@@ -22,29 +22,10 @@ steps:
     delete: true
 "#;
 
-/// Every file below `dir` with its bytes, by path relative to it.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(here) = stack.pop() {
-        for entry in std::fs::read_dir(&here).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let name = path.strip_prefix(dir).expect("below").display().to_string();
-                found.push((name, std::fs::read(&path).expect("read")));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// Puts `dir` back to `files` (as `tree` read them) when it differs: the next case starts
+/// Puts `dir` back to `files` (as `files_below` read them) when it differs: the next case starts
 /// whole after a failed one.
 fn put_back(dir: &Path, files: &[(String, Vec<u8>)]) {
-    if tree(dir) == files {
+    if files_below(dir) == files {
         return;
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -114,8 +95,8 @@ fn a_drill_refuses_every_name_of_a_live_store() {
     };
     let mut cases = Cases::default();
 
-    let live_objects = tree(&server.root.join("data/prod"));
-    let live_files = tree(&live_local);
+    let live_objects = files_below(&server.root.join("data/prod"));
+    let live_files = files_below(&live_local);
     for (name, destination, written) in [
         (
             "a sibling prefix",
@@ -133,7 +114,7 @@ fn a_drill_refuses_every_name_of_a_live_store() {
             drill_local: &drill_local,
             destination,
         });
-        let copied = tree(&written)
+        let copied = files_below(&written)
             .into_iter()
             .filter(|(key, _)| key.starts_with("docs/"))
             .collect::<Vec<_>>();
@@ -143,20 +124,20 @@ fn a_drill_refuses_every_name_of_a_live_store() {
                 ran(&output),
                 unchanged(
                     "the copy (the source's objects)",
-                    &tree(&server.root.join("source/stuff")),
+                    &files_below(&server.root.join("source/stuff")),
                     &copied,
                 ),
                 unchanged(
                     "the live prefix",
                     &live_objects,
-                    &tree(&server.root.join("data/prod")),
+                    &files_below(&server.root.join("data/prod")),
                 ),
-                unchanged("the live directory", &live_files, &tree(&live_local)),
+                unchanged("the live directory", &live_files, &files_below(&live_local)),
             ]),
         );
     }
     // From here on, nothing in the bucket `data` may change.
-    let bucket = tree(&server.root.join("data"));
+    let bucket = files_below(&server.root.join("data"));
 
     let port = server
         .endpoint
@@ -230,9 +211,9 @@ fn a_drill_refuses_every_name_of_a_live_store() {
                     unchanged(
                         "the bucket `data`",
                         &bucket,
-                        &tree(&server.root.join("data")),
+                        &files_below(&server.root.join("data")),
                     ),
-                    unchanged("the live directory", &live_files, &tree(&live_local)),
+                    unchanged("the live directory", &live_files, &files_below(&live_local)),
                 ]),
             );
             put_back(&server.root.join("data"), &bucket);
@@ -262,7 +243,7 @@ fn a_drill_refuses_every_name_of_a_live_store() {
             unchanged(
                 "the bucket `data`",
                 &bucket,
-                &tree(&server.root.join("data")),
+                &files_below(&server.root.join("data")),
             ),
         ]),
     );
