@@ -164,7 +164,8 @@ EOF
   echo $! >"$dir/app.pid"
   wait_port "$app_port"
 
-  # The newest backup is the failover's RPO evidence: take one, as the nightly job would.
+  # The newest backup is the failover's RPO evidence: take one, as the nightly job would
+  # (`--mode live`, as the scheduled job runs; the lab's store is the live store here).
   local drillbook=${DRILLBOOK:-}
   if [ -z "$drillbook" ] && [ -x "$repo/target/debug/drillbook" ]; then drillbook=$repo/target/debug/drillbook; fi
   if [ -z "$drillbook" ]; then drillbook=$(command -v drillbook || true); fi
@@ -172,7 +173,7 @@ EOF
     echo "== nightly backup"
     DATABASE_URL=postgres://postgres@127.0.0.1:$primary_port/app AWS_ENDPOINT_URL=$s3_endpoint \
       "$drillbook" run "$repo/playbooks/nightly-backup.yaml" --state-dir "$dir/lab-state" \
-      --var store=s3://lab-backups/app >"$dir/backup.log" 2>&1 ||
+      --mode live --var store=s3://lab-backups/app >"$dir/backup.log" 2>&1 ||
       { echo "failover-lab: the backup failed, see $dir/backup.log" >&2; exit 1; }
   else
     echo "failover-lab: no drillbook binary (set DRILLBOOK): no backup taken" >&2

@@ -30,7 +30,8 @@ fn manifest_of(dump: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("manifest")).expect("manifest JSON")
 }
 
-/// Runs the shipped nightly backup of `source` into `store`; it must succeed.
+/// Runs the shipped nightly backup of `source` into `store`, as the scheduled job does
+/// (`--mode live`: `store` is its live target); it must succeed.
 fn nightly(dir: &Path, store: &Path, source: &TestDb) -> Output {
     nightly_of(dir, store, &source.url())
 }
@@ -41,6 +42,8 @@ fn nightly_of(dir: &Path, store: &Path, url: &str) -> Output {
         .args(&[
             "run",
             &playbook("nightly-backup.yaml"),
+            "--mode",
+            "live",
             "--var",
             &format!("store={}", store.display()),
         ])
@@ -161,10 +164,12 @@ fn monthly_restore_smoke_restores_into_a_throwaway_cluster_and_removes_it() {
     );
 }
 
+/// A drill's targets: `staging` and Redis database 14 (production's are left unset: the
+/// drill compares with the playbook's `targets.identity`).
 fn restore_playbook_env(staging: &str) -> Vec<(&str, &str)> {
     vec![
-        ("RESTORE_URL", staging),
-        ("REDIS_URL", "redis://127.0.0.1:6379/14"),
+        ("DRILL_RESTORE_URL", staging),
+        ("DRILL_REDIS_URL", "redis://127.0.0.1:6379/14"),
     ]
 }
 
@@ -176,9 +181,9 @@ fn restore_args(store: &Path, env_file: &Path) -> Vec<String> {
         "--var".into(),
         format!("store={}", store.display()),
         "--var".into(),
-        format!("env_file={}", env_file.display()),
+        format!("drill_env_file={}", env_file.display()),
         "--var".into(),
-        "redis_host=127.0.0.1".into(),
+        "drill_redis_host=127.0.0.1".into(),
     ]
 }
 

@@ -117,12 +117,14 @@ fn recorded_counts(manifest: &serde_json::Value) -> Vec<(String, u64)> {
         .collect()
 }
 
-/// nightly-backup.yaml of `source` into `store`.
+/// nightly-backup.yaml of `source` into `store`, as the scheduled job runs it (`--mode live`).
 fn nightly(dir: &Path, server: &S3Server, source: &TestDb, store: &str) -> Output {
     Drillbook::in_dir(dir)
         .args(&[
             "run",
             &playbook("nightly-backup.yaml"),
+            "--mode",
+            "live",
             "--var",
             &format!("store={store}"),
         ])
@@ -309,20 +311,10 @@ fn children_named(parent: u32, name: &str) -> Vec<i32> {
 
 /// Files under `directory`, recursively, relative to it.
 fn files_under(directory: &Path) -> Vec<String> {
-    let mut found = Vec::new();
-    let mut pending = vec![directory.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(relative) = path.strip_prefix(directory) {
-                found.push(relative.to_string_lossy().into_owned());
-            }
-        }
-    }
-    found.sort();
-    found
+    common::walk(directory)
+        .iter()
+        .map(|relative| relative.to_string_lossy().into_owned())
+        .collect()
 }
 
 #[test]

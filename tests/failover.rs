@@ -154,7 +154,7 @@ fn drill_inputs(
         ),
         ("DRILL_REDIS_URL".into(), lab.get("DRILL_REDIS_URL").into()),
         (
-            "SLACK_WEBHOOK".into(),
+            "DRILL_SLACK_WEBHOOK".into(),
             format!("{}/hooks/T000/B000/secret-token", receiver.url),
         ),
         ("STATUSPAGE_TOKEN".into(), "statuspage-secret-token".into()),

@@ -133,17 +133,7 @@ fn every_playbook_dry_runs_with_every_template_resolved() {
         for secret in &playbook.secrets {
             // Distinct hosts: a drill refuses drill targets that are live ones; and values of
             // the kind each names, or the drill cannot tell whether a write is live.
-            let host = format!("{}.invalid", secret.to_lowercase().replace('_', "-"));
-            let value = if secret.contains("REDIS") {
-                format!("redis://{host}:6379/0")
-            } else if secret.contains("WEBHOOK") {
-                format!("https://{host}/hook")
-            } else if secret.contains("TOKEN") {
-                "t0ken-for-a-dry-run".to_string()
-            } else {
-                format!("postgres://dr@{host}:5432/app")
-            };
-            run = run.env(secret, &value);
+            run = run.env(secret, common::drill::secret_value(secret));
         }
         let output = run.run();
         assert_eq!(
@@ -157,4 +147,63 @@ fn every_playbook_dry_runs_with_every_template_resolved() {
             output.stdout
         );
     }
+}
+
+/// Whether a template reads a target: `target.NAME` inside `{{ … }}` (not `vars.target.x`).
+fn reads_a_target(template: &str) -> bool {
+    template.split("{{").skip(1).any(|rest| {
+        let expression = rest.split("}}").next().unwrap_or(rest);
+        expression.match_indices("target.").any(|(at, _)| {
+            expression[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        })
+    })
+}
+
+#[test]
+fn reading_a_target_means_target_dot_in_a_template() {
+    assert!(reads_a_target("{{ target.store }}"));
+    assert!(reads_a_target("{{target.store}}/nightly"));
+    assert!(reads_a_target("{{ vars.x ~ (target.mirror) }}"));
+    assert!(!reads_a_target("{{ vars.store }}"));
+    assert!(!reads_a_target("{{ secrets.REDIS_URL }}"));
+    assert!(!reads_a_target("{{ vars.target.x }}"));
+    assert!(!reads_a_target("{{ vars.retarget.x }}"));
+    assert!(!reads_a_target("target.store"));
+    assert!(!reads_a_target("s3://bucket/{{ vars.x }}/target.y"));
+}
+
+/// A drill can only stay off what is live when the playbook says what acts on it: in every
+/// shipped playbook, every parameter a step that a drill runs writes through (restore's
+/// `target`, backup's `store`, sync's `destination`, promote's `standby`/`env_file`/`endpoint`,
+/// flush's `redis`, notify's `webhook`/`url`, a command's `touches`) reads a `target.`, so that
+/// a drill writes to `targets.drill` and only a live run to `targets.live`. (A restore into
+/// `ephemeral`, a cluster of the run's own, writes nothing that lives on.)
+#[test]
+fn every_write_of_a_shipped_playbook_reads_a_target() {
+    let mut loose = Vec::new();
+    let mut writes = 0;
+    for path in playbooks() {
+        let (_, playbook) = drillbook::validate::load(&path).expect("valid");
+        for step in playbook.steps.iter().filter(|step| !step.live_only) {
+            for (param, value) in step.params.write_params() {
+                writes += 1;
+                if !reads_a_target(&value) {
+                    loose.push(format!(
+                        "{}: step `{}` writes `{param}` = {value:?}",
+                        playbook.name, step.id
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        loose.is_empty(),
+        "writes that do not read a target:\n{}",
+        loose.join("\n")
+    );
+    // Not vacuous: the shipped playbooks write through some thirty parameters.
+    assert!(writes >= 20, "{writes} writes");
 }

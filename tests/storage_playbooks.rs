@@ -1,4 +1,6 @@
-//! The shipped storage playbooks, unchanged, against the real S3 server.
+//! The shipped storage playbooks, unchanged, against the real S3 server: the nightly jobs as
+//! their schedule runs them (`--mode live`), storage-restore as a drill into the bucket the
+//! test restores (its `drill_storage`).
 
 mod common;
 
@@ -6,7 +8,7 @@ use std::path::Path;
 
 use common::drill::{json_report, run_of, shipped, step};
 use common::s3::S3Server;
-use common::{Drillbook, minutes};
+use common::{Drillbook, files_below, minutes};
 
 /// Writes `count` objects under `bucket/prefix` on the S3 server's disk (s3s-fs serves them).
 fn seed(server: &S3Server, bucket: &str, prefix: &str, count: usize) {
@@ -21,33 +23,15 @@ fn seed(server: &S3Server, bucket: &str, prefix: &str, count: usize) {
     }
 }
 
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                let key = path.strip_prefix(root).expect("under root");
-                found.push((
-                    key.display().to_string(),
-                    std::fs::read(&path).expect("read"),
-                ));
-            }
-        }
-    }
-    found.sort();
-    found
-}
-
-/// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`.
+/// Runs the shipped storage-mirror from `s3://storage/production` to `s3://mirror/production`,
+/// as the nightly schedule does (`--mode live`).
 fn mirror(dir: &Path, env: &[(String, String)]) -> common::Output {
     Drillbook::in_dir(dir)
         .args(&[
             "run",
             &shipped("storage-mirror.yaml"),
+            "--mode",
+            "live",
             "--var",
             "storage=s3://storage/production",
             "--var",
@@ -70,8 +54,8 @@ fn storage_mirror_copies_the_bucket_and_proves_parity() {
     let env = server.env();
     let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let source = files(&server.root.join("storage/production"));
-    let mirrored: Vec<_> = files(&server.root.join("mirror/production"))
+    let source = files_below(&server.root.join("storage/production"));
+    let mirrored: Vec<_> = files_below(&server.root.join("mirror/production"))
         .into_iter()
         .filter(|(key, _)| !key.starts_with(".drillbook"))
         .collect();
@@ -115,13 +99,13 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
     let env = server.env();
     let buckets = [
         "--var",
-        "storage=s3://storage/production",
+        "drill_storage=s3://storage/production",
         "--var",
         "mirror=s3://mirror/production",
     ];
     let output = mirror(dir.path(), &env);
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let before = files(&server.root.join("storage/production"));
+    let before = files_below(&server.root.join("storage/production"));
 
     // Disaster: a third of the bucket is lost, one object is corrupted (same size).
     for i in (0..20).step_by(3) {
@@ -146,7 +130,7 @@ fn storage_restore_brings_lost_objects_back_from_the_mirror() {
         .deadline(minutes(3))
         .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let after: Vec<_> = files(&server.root.join("storage/production"))
+    let after: Vec<_> = files_below(&server.root.join("storage/production"))
         .into_iter()
         .filter(|(key, _)| !key.starts_with(".drillbook"))
         .collect();
@@ -199,7 +183,7 @@ fn storage_restore_refuses_a_stale_or_damaged_mirror() {
         "run",
         restore_playbook.as_str(),
         "--var",
-        "storage=s3://storage/production",
+        "drill_storage=s3://storage/production",
         "--var",
         "mirror=s3://mirror/production",
     ];
@@ -342,6 +326,8 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
         .args(&[
             "run",
             &shipped("nightly-backup.yaml"),
+            "--mode",
+            "live",
             "--var",
             "store=s3://backups/production",
         ])

@@ -269,6 +269,17 @@ impl Kind {
     }
 }
 
+impl StepConfig {
+    /// The parameters it writes through, as written (templates): `(parameter, value)`, what a
+    /// drill compares with the live targets. For tools and tests that check playbooks.
+    pub fn write_params(&self) -> Vec<(&'static str, String)> {
+        self.writes()
+            .into_iter()
+            .map(|write| (write.param, write.value.to_string()))
+            .collect()
+    }
+}
+
 impl std::fmt::Display for Kind {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str(self.name())

@@ -41,3 +41,19 @@ pub fn run_of(dir: &Path, playbook: &str) -> String {
     assert_eq!(runs.len(), 1, "runs of {playbook}: {runs:?}");
     runs.pop().expect("a run")
 }
+
+/// A value of the kind the secret `name` holds, guessed from its name, on a host of its own
+/// that does not resolve (`<name>.invalid`): a Redis URL, an HTTPS webhook, a token, else a
+/// PostgreSQL URL.
+pub fn secret_value(name: &str) -> String {
+    let host = format!("{}.invalid", name.to_lowercase().replace('_', "-"));
+    if name.contains("REDIS") {
+        format!("redis://{host}:6379/0")
+    } else if name.contains("WEBHOOK") {
+        format!("https://{host}/hook")
+    } else if name.contains("TOKEN") {
+        "t0ken-for-a-test".to_string()
+    } else {
+        format!("postgres://dr@{host}:5432/app")
+    }
+}

@@ -494,6 +494,35 @@ fn journal_so_far(dir: &Path, run_id: &str) -> std::io::Result<Vec<serde_json::V
         .collect())
 }
 
+/// The files below `root`, recursively, as paths relative to it, sorted.
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(root) {
+                found.push(relative.to_path_buf());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// The files below `root` with their bytes, by path relative to it, sorted.
+pub fn files_below(root: &Path) -> Vec<(String, Vec<u8>)> {
+    walk(root)
+        .into_iter()
+        .map(|relative| {
+            let bytes = std::fs::read(root.join(&relative)).expect("read");
+            (relative.display().to_string(), bytes)
+        })
+        .collect()
+}
+
 /// Records of one event kind, optionally for one step.
 pub fn events<'a>(
     records: &'a [serde_json::Value],
