@@ -38,15 +38,18 @@ pub(super) fn var_templates(
     Ok(vars)
 }
 
-/// The first live target (or live identity) whose template reads `vars.NAME`.
+/// The first live target a drill also acts on (or its identity) whose template reads
+/// `vars.NAME`. A live-only target names what a drill only reads, which a drill may point
+/// elsewhere (a staging copy of the mirror); the interlock still keeps writes away from it.
 fn live_target_reading<'a>(playbook: &'a Playbook, name: &str) -> Option<&'a str> {
     let env = crate::template::environment();
     let path = format!("vars.{name}");
-    playbook
-        .targets
+    let targets = &playbook.targets;
+    targets
         .live
         .iter()
-        .chain(&playbook.targets.identity)
+        .chain(&targets.identity)
+        .filter(|(target, _)| targets.drill.contains_key(*target))
         .find(|(_, template)| {
             crate::template::references(&env, template)
                 .unwrap_or_default()

@@ -187,10 +187,13 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         text,
         vars: vars.keys().map(String::as_str).collect(),
         secrets: secrets.iter().map(String::as_str).collect(),
-        targets: targets
-            .drill
+        // Steps read only the targets both modes declare; a live-only one is protected, not
+        // read.
+        targets: targets.drill.keys().map(String::as_str).collect(),
+        live_only_targets: targets
+            .live
             .keys()
-            .chain(targets.live.keys())
+            .filter(|name| !targets.drill.contains_key(*name))
             .map(String::as_str)
             .collect(),
         steps: &steps,

@@ -40,8 +40,10 @@ pub(crate) struct Context<'a> {
     pub text: &'a str,
     pub vars: BTreeSet<&'a str>,
     pub secrets: BTreeSet<&'a str>,
-    /// The names declared under `targets:` (the same in `drill:` and `live:`).
+    /// The names declared under `targets:` in both `drill:` and `live:`: what steps may read.
     pub targets: BTreeSet<&'a str>,
+    /// Live targets without a drill counterpart: protected from a drill, never read.
+    pub live_only_targets: BTreeSet<&'a str>,
     pub steps: &'a [StepInfo<'a>],
     /// `None` when the graph has a cycle: upstream questions have no answer then.
     pub ancestors: Option<&'a Upstream>,
@@ -149,6 +151,9 @@ fn check_path(
             let name = second?;
             if let Reader::Vars = reader {
                 return Some((0, "variables and targets cannot read targets".into(), None, Some("they are resolved before targets are".into())));
+            }
+            if context.live_only_targets.contains(name) {
+                return Some((1, format!("target `{name}` is declared only under `live:`"), None, Some("a live-only target is protected from drills, not read by steps: declare its drill value under `drill:` to read it".into())));
             }
             (!context.targets.contains(name)).then(|| {
                 (1, format!("undeclared target `target.{name}`"), did_you_mean(name, context.targets.iter().copied()), Some("declare it under `targets:`, in both `drill:` and `live:`".into()))

@@ -15,9 +15,12 @@ pub(crate) fn read(root: &Node, raw: Option<&TargetsRaw>, out: &mut Vec<Diagnost
         return Targets::default();
     };
     let node = root.get("targets").unwrap_or(root);
+    // A live target without a drill counterpart is allowed: a live system the playbook only
+    // reads (a drill may read it, never write it). The other way round is not: what a drill
+    // acts on, a live run acts on too.
     let modes = [
-        ("drill", &raw.drill, &raw.live, "live"),
-        ("live", &raw.live, &raw.drill, "drill"),
+        ("drill", &raw.drill, Some(&raw.live), "live"),
+        ("live", &raw.live, None, "drill"),
     ];
     for (mode, these, others, other) in modes {
         let mode_node = node.get(mode).unwrap_or(node);
@@ -33,10 +36,10 @@ pub(crate) fn read(root: &Node, raw: Option<&TargetsRaw>, out: &mut Vec<Diagnost
                     .help("use letters, digits and underscores (templates read it as target.NAME)"),
                 );
             }
-            if !others.contains_key(name) {
+            if others.is_some_and(|others| !others.contains_key(name)) {
                 out.push(
                     Diagnostic::new(key.pos, key.len, format!("target `{name}` is declared for {mode} runs but not under `{other}:`"))
-                        .help("declare every target in both `drill:` and `live:`, so a step reads it in either mode"),
+                        .help("declare every drill target under `live:` too, so a step reads it in either mode"),
                 );
             }
         }

@@ -59,7 +59,11 @@ fn drill_on_live(
     let mut vars = Vec::new();
     let mut unset = Vec::new();
     for (name, live) in &playbook.targets.live {
-        let drill = &playbook.targets.drill[name];
+        // A live-only target is one the playbook only reads: no drill target of its own to
+        // point at it (`a_drill_writing_what_a_playbook_only_reads_is_refused` covers those).
+        let Some(drill) = playbook.targets.drill.get(name) else {
+            continue;
+        };
         match (reads_one(live), reads_one(drill)) {
             (Some(("vars", live)), Some(("vars", drill))) => {
                 vars.push(format!("{drill}={}", playbook.vars[live]));
@@ -141,7 +145,7 @@ fn every_shipped_playbook_refuses_a_drill_on_its_live_targets() {
             }
             let output = drillbook.envs(&env).run();
             let mut needles = vec![REFUSED.to_string()];
-            for name in playbook.targets.live.keys() {
+            for name in playbook.targets.drill.keys() {
                 needles.push(format!("drill target `{name}`"));
                 needles.push(format!("live target `{name}`"));
             }
@@ -165,4 +169,42 @@ fn every_shipped_playbook_refuses_a_drill_on_its_live_targets() {
             "storage-restore",
         ]
     );
+}
+
+/// A live target with no drill value is one the playbook only reads (storage-restore's mirror,
+/// storage-mirror's bucket): a drill whose own target is pointed at it is refused before any
+/// step runs.
+#[test]
+fn a_drill_writing_what_a_playbook_only_reads_is_refused() {
+    let mut cases = Cases::default();
+    for (playbook, written, read) in [
+        ("storage-restore", "drill_storage", "mirror"),
+        ("storage-mirror", "drill_mirror", "storage"),
+    ] {
+        let path = shipped_playbooks()
+            .into_iter()
+            .find(|path| path.file_stem().is_some_and(|stem| stem == playbook))
+            .expect("shipped");
+        let (_, parsed) = drillbook::validate::load(&path).expect("valid");
+        assert!(
+            parsed.targets.live.contains_key(read) && !parsed.targets.drill.contains_key(read),
+            "{playbook}: `{read}` is a live-only target"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let var = format!("{written}={}", parsed.vars[read]);
+        let output = Drillbook::in_dir(dir.path())
+            .args(&["run", &path.display().to_string(), "--var", &var])
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_ENDPOINT_URL_S3")
+            .run();
+        cases.check(
+            playbook,
+            refused_at_start(
+                &output,
+                dir.path(),
+                &[REFUSED, &format!("live target `{read}`")],
+            ),
+        );
+    }
+    cases.assert_all_passed();
 }
