@@ -11,6 +11,7 @@ pub mod s3;
 pub mod drill;
 pub mod http;
 pub mod pg;
+pub mod swap;
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
