@@ -12,6 +12,7 @@ pub mod argv;
 pub mod drill;
 pub mod http;
 pub mod pg;
+pub mod swap;
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};

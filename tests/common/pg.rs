@@ -42,24 +42,29 @@ impl TestDb {
 }
 
 impl Drop for TestDb {
+    /// Drops it, and what a restore into it made beside it (`<name>_restore_…`,
+    /// `<name>_before_…`, a rollback's `<name>_restored_…`): the names start with the whole of
+    /// this one while it is at most 36 bytes, as every test's is.
     fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-            ])
-            .arg(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .output();
+        let psql = |sql: &str| {
+            Command::new("psql")
+                .args(["-X", "-q", "-A", "-t", "-h", "127.0.0.1", "-U", "postgres"])
+                .args(["-d", "postgres", "-c", sql])
+                .output()
+                .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+                .unwrap_or_default()
+        };
+        let made = psql(&format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{}_')",
+            self.name
+        ));
+        for name in made.lines().filter(|l| !l.is_empty()) {
+            psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
