@@ -4,6 +4,8 @@
 #   scripts/failover-lab.sh up DIR      start it; writes DIR/lab.env (what a drill needs)
 #   scripts/failover-lab.sh status DIR  which cluster is the primary, replication, app health
 #   scripts/failover-lab.sh down DIR    stop everything and remove the clusters
+#   scripts/failover-lab.sh partition DIR   cut the primary off (LAB_NETNS labs only)
+#   scripts/failover-lab.sh heal DIR        undo `partition`
 #
 # What `up` starts:
 #   - a PostgreSQL primary (database `app`, a table `orders`) and a streaming-replication
@@ -15,6 +17,10 @@
 #     LAB_S3_ROOT (each bucket is a directory there) with the AWS_* credentials in the
 #     environment;
 #   - a few cache keys in Redis (127.0.0.1:6379, database LAB_REDIS_DB, default 9);
+#   - with LAB_NETNS=NAME (root only), the primary in a network namespace of that name, reached
+#     over a veth pair (10.231.X.1 here, 10.231.X.2 there): `partition` then drops every
+#     packet between the two (static neighbour entries to an address no one has — nothing
+#     answers, nothing is refused, as when a region drops off the network), `heal` undoes it;
 #   - the application (examples/lab-app.rs, or LAB_APP): its /health reads DATABASE_URL and
 #     STORAGE_URL from DIR/app.env on every request, writes a row, and reads `health.txt` from
 #     the storage. It answers 200 only when the database is a writable primary.
@@ -26,7 +32,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -61,22 +67,76 @@ wait_port() {
 }
 
 psql_at() {
-  local port=$1
-  shift
-  psql --no-psqlrc -X -q -At -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres "$@"
+  local host=$1 port=$2
+  shift 2
+  psql --no-psqlrc -X -q -At -v ON_ERROR_STOP=1 -h "$host" -p "$port" -U postgres "$@"
 }
 
-# A cluster's server options (its port, loopback only, sockets in the lab, WAL kept for the
-# old primary to catch up after pg_rewind).
+# A cluster's server options (its address and port, sockets in the lab, WAL kept for the old
+# primary to catch up after pg_rewind).
 options() {
-  echo "-p $1 -c listen_addresses=127.0.0.1 -k $dir/pg -c wal_keep_size=256MB"
+  echo "-p $2 -c listen_addresses=$1 -k $dir/pg -c wal_keep_size=256MB"
 }
 
-# Starts a cluster. The port goes on the command line, not in the configuration: pg_rewind
-# and pg_basebackup copy the configuration files from the other cluster.
+# Starts a cluster (in the namespace NETNS, when set). The port goes on the command line, not
+# in the configuration: pg_rewind and pg_basebackup copy the configuration files from the
+# other cluster.
 start_cluster() {
-  local data=$1 port=$2
-  as_pg "$pg_bin/pg_ctl" -D "$data" -l "$data.log" -w -t 60 -o "$(options "$port")" start >/dev/null
+  local data=$1 host=$2 port=$3
+  if [ "$host" = 127.0.0.1 ]; then
+    as_pg "$pg_bin/pg_ctl" -D "$data" -l "$data.log" -w -t 60 -o "$(options "$host" "$port")" start >/dev/null
+  else
+    ip netns exec "$NETNS" runuser -u postgres -- \
+      "$pg_bin/pg_ctl" -D "$data" -l "$data.log" -w -t 60 -o "$(options "$host" "$port")" start >/dev/null
+  fi
+}
+
+# The primary's namespace: a veth pair on a /30 of 10.231.0.0/16 no interface here uses yet.
+# Sets NETNS, NETNS_IF (this side), HOST_ADDR (this side's address) and PRIMARY_HOST.
+make_netns() {
+  NETNS=$LAB_NETNS
+  [ "$(id -u)" = 0 ] || { echo "failover-lab: LAB_NETNS needs root" >&2; exit 1; }
+  local subnet tag
+  for _ in $(seq 50); do
+    subnet=10.231.$((RANDOM % 256))
+    ip -o addr | grep -q " $subnet\." || break
+  done
+  tag=$(printf '%04x' $((RANDOM % 65536)))
+  NETNS_IF=dbl${tag}h
+  HOST_ADDR=$subnet.1
+  PRIMARY_HOST=$subnet.2
+  ip netns add "$NETNS"
+  echo "$NETNS" >"$dir/netns"
+  ip link add "$NETNS_IF" type veth peer name "dbl${tag}n"
+  ip link set "dbl${tag}n" netns "$NETNS"
+  ip addr add "$HOST_ADDR/30" dev "$NETNS_IF"
+  ip link set "$NETNS_IF" up
+  ip -n "$NETNS" addr add "$PRIMARY_HOST/30" dev "dbl${tag}n"
+  ip -n "$NETNS" link set "dbl${tag}n" up
+  ip -n "$NETNS" link set lo up
+}
+
+# Packets between this host and the primary's namespace go to a link address nobody has.
+partition() {
+  # shellcheck disable=SC1091
+  . "$dir/lab.env"
+  [ -n "${NETNS:-}" ] || { echo "failover-lab: this lab has no LAB_NETNS: nothing to cut" >&2; exit 1; }
+  local ns_if
+  ns_if=$(ip -n "$NETNS" -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1)
+  ip neigh replace "$A_HOST" lladdr 02:00:00:00:de:ad dev "$NETNS_IF" nud permanent
+  ip -n "$NETNS" neigh replace "$NETNS_HOST_ADDR" lladdr 02:00:00:00:de:ad dev "$ns_if" nud permanent
+  echo "== partitioned: $A_HOST is cut off"
+}
+
+heal() {
+  # shellcheck disable=SC1091
+  . "$dir/lab.env"
+  [ -n "${NETNS:-}" ] || exit 0
+  local ns_if
+  ns_if=$(ip -n "$NETNS" -o link show type veth | awk -F': ' '{print $2}' | cut -d@ -f1)
+  ip neigh del "$A_HOST" dev "$NETNS_IF" 2>/dev/null || true
+  ip -n "$NETNS" neigh del "$NETNS_HOST_ADDR" dev "$ns_if" 2>/dev/null || true
+  echo "== healed"
 }
 
 up() {
@@ -92,28 +152,34 @@ up() {
   if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/pg"; fi
 
   local primary_port standby_port app_port
+  PRIMARY_HOST=127.0.0.1 NETNS='' NETNS_IF='' HOST_ADDR=''
+  [ -z "${LAB_NETNS:-}" ] || make_netns
   primary_port=$(free_port)
   standby_port=$(free_port)
   while [ "$standby_port" = "$primary_port" ]; do standby_port=$(free_port); done
 
-  echo "== primary on port $primary_port"
+  echo "== primary on $PRIMARY_HOST port $primary_port"
   as_pg "$pg_bin/initdb" -D "$dir/pg/a" -U postgres -A trust --data-checksums --no-sync \
     >"$dir/pg/initdb.log"
-  start_cluster "$dir/pg/a" "$primary_port"
-  psql_at "$primary_port" -d postgres -c "CREATE DATABASE app"
-  psql_at "$primary_port" -d app -c "
+  if [ -n "$NETNS" ]; then
+    printf 'host all all %s/32 trust\nhost replication all %s/32 trust\n' "$HOST_ADDR" "$HOST_ADDR" \
+      >>"$dir/pg/a/pg_hba.conf"
+  fi
+  start_cluster "$dir/pg/a" "$PRIMARY_HOST" "$primary_port"
+  psql_at "$PRIMARY_HOST" "$primary_port" -d postgres -c "CREATE DATABASE app"
+  psql_at "$PRIMARY_HOST" "$primary_port" -d app -c "
     CREATE TABLE orders (id bigserial PRIMARY KEY, item text NOT NULL, at timestamptz NOT NULL DEFAULT now());
     INSERT INTO orders (item) SELECT 'item ' || n FROM generate_series(1, 1000) AS n;"
 
   echo "== standby on port $standby_port (pg_basebackup -R)"
-  as_pg "$pg_bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir/pg/b" \
+  as_pg "$pg_bin/pg_basebackup" -h "$PRIMARY_HOST" -p "$primary_port" -U postgres -D "$dir/pg/b" \
     -R -X stream --checkpoint=fast
-  start_cluster "$dir/pg/b" "$standby_port"
+  start_cluster "$dir/pg/b" 127.0.0.1 "$standby_port"
   for _ in $(seq 100); do
-    [ "$(psql_at "$primary_port" -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 1 ] && break
+    [ "$(psql_at "$PRIMARY_HOST" "$primary_port" -d postgres -c "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'")" = 1 ] && break
     sleep 0.1
   done
-  [ "$(psql_at "$standby_port" -d postgres -c "SELECT pg_is_in_recovery()")" = t ] ||
+  [ "$(psql_at 127.0.0.1 "$standby_port" -d postgres -c "SELECT pg_is_in_recovery()")" = t ] ||
     { echo "failover-lab: the standby is not in recovery" >&2; exit 1; }
 
   echo "== storage"
@@ -149,7 +215,7 @@ up() {
   echo "== application"
   cat >"$dir/app.env" <<EOF
 # the lab application's settings (rewritten by the failover)
-DATABASE_URL=postgres://postgres@127.0.0.1:$primary_port/app
+DATABASE_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/app
 STORAGE_URL=s3://lab-storage/app
 REDIS_URL=redis://127.0.0.1:6379/$redis_db
 EOF
@@ -171,7 +237,7 @@ EOF
   if [ -z "$drillbook" ]; then drillbook=$(command -v drillbook || true); fi
   if [ -n "$drillbook" ]; then
     echo "== nightly backup"
-    DATABASE_URL=postgres://postgres@127.0.0.1:$primary_port/app AWS_ENDPOINT_URL=$s3_endpoint \
+    DATABASE_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/app AWS_ENDPOINT_URL=$s3_endpoint \
       "$drillbook" run "$repo/playbooks/nightly-backup.yaml" --state-dir "$dir/lab-state" \
       --mode live --var store=s3://lab-backups/app >"$dir/backup.log" 2>&1 ||
       { echo "failover-lab: the backup failed, see $dir/backup.log" >&2; exit 1; }
@@ -184,12 +250,14 @@ LAB_DIR=$dir
 PG_BIN=$pg_bin
 PG_SOCKETS=$dir/pg
 A_DATA=$dir/pg/a
+A_HOST=$PRIMARY_HOST
 A_PORT=$primary_port
 B_DATA=$dir/pg/b
+B_HOST=127.0.0.1
 B_PORT=$standby_port
-A_OPTIONS="$(options "$primary_port")"
-B_OPTIONS="$(options "$standby_port")"
-A_URL=postgres://postgres@127.0.0.1:$primary_port/app
+A_OPTIONS="$(options "$PRIMARY_HOST" "$primary_port")"
+B_OPTIONS="$(options 127.0.0.1 "$standby_port")"
+A_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/app
 B_URL=postgres://postgres@127.0.0.1:$standby_port/app
 DRILL_REDIS_URL=redis://127.0.0.1:6379/$redis_db
 STORE=s3://lab-backups/app
@@ -200,6 +268,9 @@ HEALTH_URL=http://127.0.0.1:$app_port/health
 CHAT_WEBHOOK=http://127.0.0.1:$app_port/messages/chat
 STATUS_PAGE=http://127.0.0.1:$app_port/messages/statuspage/v1/pages/lab/incidents
 AWS_ENDPOINT_URL=$s3_endpoint
+NETNS=$NETNS
+NETNS_IF=$NETNS_IF
+NETNS_HOST_ADDR=$HOST_ADDR
 EOF
   if [ -z "${LAB_S3_ENDPOINT:-}" ]; then
     printf 'AWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab-secret\nAWS_REGION=us-east-1\n' >>"$dir/lab.env"
@@ -212,11 +283,13 @@ status() {
   # shellcheck disable=SC1091
   . "$dir/lab.env"
   for name in A B; do
-    local port_var=${name}_PORT data_var=${name}_DATA role
+    local port_var=${name}_PORT data_var=${name}_DATA host_var=${name}_HOST role
     if as_pg "$PG_BIN/pg_ctl" -D "${!data_var}" status >/dev/null 2>&1; then
-      case $(psql_at "${!port_var}" -d postgres -c "SELECT pg_is_in_recovery()") in
-        t) role="standby (streaming: $(psql_at "${!port_var}" -d postgres -c "SELECT status FROM pg_stat_wal_receiver"))" ;;
-        *) role="primary ($(psql_at "${!port_var}" -d postgres -c "SELECT count(*) FROM pg_stat_replication") standby attached)" ;;
+      local host=${!host_var:-127.0.0.1}
+      case $(PGCONNECT_TIMEOUT=3 psql_at "$host" "${!port_var}" -d postgres -c "SELECT pg_is_in_recovery()" 2>/dev/null) in
+        t) role="standby (streaming: $(psql_at "$host" "${!port_var}" -d postgres -c "SELECT status FROM pg_stat_wal_receiver"))" ;;
+        f) role="primary ($(psql_at "$host" "${!port_var}" -d postgres -c "SELECT count(*) FROM pg_stat_replication") standby attached)" ;;
+        *) role="running, unreachable at $host" ;;
       esac
     else
       role="stopped"
@@ -237,6 +310,7 @@ PY
 }
 
 down() {
+  if [ ! -e "$dir/lab.env" ] && [ -e "$dir/netns" ]; then ip netns del "$(cat "$dir/netns")" 2>/dev/null || true; fi
   [ -e "$dir/lab.env" ] || { echo "failover-lab: no lab in $dir" >&2; exit 0; }
   # shellcheck disable=SC1091
   . "$dir/lab.env"
@@ -248,7 +322,9 @@ down() {
     as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w stop >/dev/null 2>&1 || true
   done
   redis-cli -h 127.0.0.1 -n "${DRILL_REDIS_URL##*/}" FLUSHDB >/dev/null 2>&1 || true
-  rm -rf "$dir/pg" "$dir/s3" "$dir/lab.env"
+  # Deleting the namespace deletes its end of the veth pair, and with it this one.
+  [ -z "${NETNS:-}" ] || ip netns del "$NETNS" 2>/dev/null || true
+  rm -rf "$dir/pg" "$dir/s3" "$dir/lab.env" "$dir/netns"
   echo "== down"
 }
 
@@ -256,5 +332,7 @@ case $action in
   up) up ;;
   status) dir=$(cd "$dir" && pwd); status ;;
   down) down ;;
+  partition) partition ;;
+  heal) heal ;;
   *) usage ;;
 esac

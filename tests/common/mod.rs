@@ -11,6 +11,7 @@ pub mod s3;
 pub mod argv;
 pub mod drill;
 pub mod http;
+pub mod lab;
 pub mod pg;
 pub mod swap;
 
