@@ -9,10 +9,15 @@
 pub mod s3;
 
 pub mod argv;
+pub mod artifacts;
 pub mod drill;
+pub mod faults;
 pub mod http;
+pub mod kill;
+pub mod own_redis;
 pub mod pg;
 pub mod swap;
+pub mod tally;
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -44,6 +49,8 @@ pub struct Drillbook {
     /// A hang is a failure: the process is killed after this long.
     deadline: Duration,
     discard_output: bool,
+    /// Started as the leader of a process group of its own (`kill -9 -PGID` reaches it).
+    own_group: bool,
     expected: Expected,
 }
 
@@ -88,6 +95,7 @@ impl Drillbook {
             env: Vec::new(),
             deadline: DEADLINE,
             discard_output: false,
+            own_group: false,
             expected: Expected::default(),
         }
     }
@@ -156,6 +164,12 @@ impl Drillbook {
         self
     }
 
+    /// Starts drillbook as the leader of a process group of its own.
+    pub fn own_process_group(mut self) -> Self {
+        self.own_group = true;
+        self
+    }
+
     pub fn expect_status(mut self, status: i32) -> Self {
         self.expected.status = Some(status);
         self
@@ -186,6 +200,9 @@ impl Drillbook {
         } else {
             (Stdio::piped(), Stdio::piped())
         };
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
         let started = Instant::now();
         let mut child = command
             .stdin(Stdio::null())
