@@ -389,3 +389,30 @@ fn a_mirror_killed_anywhere_resumes_to_a_byte_identical_copy() {
     }
     kills.finish("mirror");
 }
+
+/// The part of the contract that lands with the children's parent-death signal and resume's
+/// hunt for survivors: a drillbook killed alone leaves no program of its running, and resume
+/// stops any that do before running anything again.
+#[test]
+#[ignore = "needs children to die with drillbook (PR_SET_PDEATHSIG, child_started, resume stopping survivors: in progress in another worktree)"]
+fn a_drillbook_killed_alone_leaves_no_program_running() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        "version: 1\nname: orphans\nsteps:\n  - { id: long, kind: command, run: [sh, -c, \"sleep 30; echo done >> side\"] }\n",
+    )
+    .unwrap();
+    let mut child = Drillbook::in_dir(dir.path())
+        .args(&["run", "c.yaml"])
+        .spawn();
+    common::wait_for(Duration::from_secs(20), "the command to start", || {
+        !common::kill::descendants(child.pid()).is_empty()
+    });
+    let below = kill(&mut child, Kill::Drillbook);
+    let left = survivors(&below);
+    assert!(
+        left.is_empty(),
+        "still running after drillbook's SIGKILL: {left:?}"
+    );
+    assert!(!dir.path().join("side").exists());
+}
