@@ -111,7 +111,15 @@ impl super::StepKind for Assess {
             let manifest = match &candidate.manifest {
                 Some(key) => match store.get_bytes(key).await {
                     Ok(bytes) => Manifest::parse(&bytes),
-                    Err(e) => Err(e.to_string()),
+                    Err(e) if e.is_not_found() => Err(e.to_string()),
+                    // A manifest that could not be read this time says nothing about its
+                    // backup: passing over it would silently pick an older backup (a worse
+                    // RPO), so the step fails and its retry reads it again.
+                    Err(e) => {
+                        let mut failure = StepFailure::of(e);
+                        failure.evidence = evidence;
+                        return Err(failure);
+                    }
                 },
                 None => Err(String::new()),
             };

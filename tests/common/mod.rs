@@ -9,11 +9,16 @@
 pub mod s3;
 
 pub mod argv;
+pub mod artifacts;
 pub mod drill;
+pub mod faults;
 pub mod http;
+pub mod kill;
 pub mod lab;
+pub mod own_redis;
 pub mod pg;
 pub mod swap;
+pub mod tally;
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -45,6 +50,8 @@ pub struct Drillbook {
     /// A hang is a failure: the process is killed after this long.
     deadline: Duration,
     discard_output: bool,
+    /// Started as the leader of a process group of its own (`kill -9 -PGID` reaches it).
+    own_group: bool,
     expected: Expected,
 }
 
@@ -89,6 +96,7 @@ impl Drillbook {
             env: Vec::new(),
             deadline: DEADLINE,
             discard_output: false,
+            own_group: false,
             expected: Expected::default(),
         }
     }
@@ -157,6 +165,12 @@ impl Drillbook {
         self
     }
 
+    /// Starts drillbook as the leader of a process group of its own.
+    pub fn own_process_group(mut self) -> Self {
+        self.own_group = true;
+        self
+    }
+
     pub fn expect_status(mut self, status: i32) -> Self {
         self.expected.status = Some(status);
         self
@@ -187,6 +201,9 @@ impl Drillbook {
         } else {
             (Stdio::piped(), Stdio::piped())
         };
+        if self.own_group {
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
         let started = Instant::now();
         let mut child = command
             .stdin(Stdio::null())

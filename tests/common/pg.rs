@@ -41,6 +41,22 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Every user table's row count and an MD5 of its rows (as text, sorted): what a restore
+    /// must reproduce, read with psql.
+    pub fn content_hashes(&self) -> Vec<(String, u64, String)> {
+        self.row_counts()
+            .into_iter()
+            .map(|(table, rows)| {
+                let hash = self.psql(&format!(
+                    "SELECT coalesce(md5(string_agg(t::text, E'\\n' ORDER BY t::text)), '') FROM {table} t"
+                ));
+                (table, rows, hash)
+            })
+            .collect()
+    }
+}
+
 impl Drop for TestDb {
     /// Drops it, and what a restore into it made beside it (`<name>_restore_…`,
     /// `<name>_before_…`, a rollback's `<name>_restored_…`): the names start with the whole of
