@@ -2,72 +2,39 @@
 //! other tests' databases), with "live" data in databases 0 and 11 and the drill's own in 12.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::common::drill::{json_report, step};
+use super::common::own_redis::OwnRedis;
 use super::common::{Output, events, journal, run_ids};
 use super::{Cases, REFUSED, all, fill, ran, refused_at_start, run_in_new_dir, unchanged};
 
 /// How many keys each live database holds.
 const KEYS: usize = 25;
 
-/// A redis-server on a free port of 127.0.0.1 and ::1, persisting nothing; killed (by its pid)
-/// when dropped.
+/// A redis-server of the test's own (`OwnRedis`) with known keys in its databases.
 pub struct PrivateRedis {
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    server: OwnRedis,
 }
 
 impl PrivateRedis {
     pub fn start() -> PrivateRedis {
-        // A port found free can be taken before redis-server binds it: then it exits, and
-        // another port is tried.
-        for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let port = free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "::1"])
-                .args(["--save", "", "--appendonly", "no", "--dir"])
-                .arg(dir.path())
-                .arg("--logfile")
-                .arg(dir.path().join("redis.log"))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start redis-server");
-            let started = Instant::now();
-            loop {
-                if child.try_wait().expect("redis-server status").is_some() {
-                    break;
-                }
-                if cli(port, 0, &["PING"]).as_deref() == Some("PONG") {
-                    return PrivateRedis {
-                        port,
-                        child,
-                        _dir: dir,
-                    };
-                }
-                // A hang guard, not a timing assumption: it answers within milliseconds.
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "redis-server on port {port} never answered"
-                );
-                std::thread::sleep(Duration::from_millis(10));
-            }
+        let server = OwnRedis::start();
+        PrivateRedis {
+            port: server.port,
+            server,
         }
-        panic!("redis-server would not start on a free port");
     }
 
     /// `redis://127.0.0.1:PORT/DB`
     pub fn url(&self, db: u32) -> String {
-        format!("redis://127.0.0.1:{}/{db}", self.port)
+        self.server.url(db)
     }
 
     fn cli(&self, db: u32, args: &[&str]) -> String {
-        cli(self.port, db, args).unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
+        self.server
+            .cli_in(db, args)
+            .unwrap_or_else(|| panic!("redis-cli {args:?} failed"))
     }
 
     /// Replaces database `db` with `KEYS` known keys.
@@ -114,51 +81,12 @@ impl PrivateRedis {
     }
 }
 
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn expected(db: u32) -> Vec<(String, String)> {
     let mut keys: Vec<(String, String)> = (0..KEYS)
         .map(|i| (format!("key:{i:02}"), format!("value-{db}-{i}")))
         .collect();
     keys.sort();
     keys
-}
-
-/// redis-cli against 127.0.0.1:`port`, database `db`: its output, trimmed; `None` when it
-/// failed.
-fn cli(port: u16, db: u32, args: &[&str]) -> Option<String> {
-    let output = Command::new("redis-cli")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-n",
-            &db.to_string(),
-        ])
-        .args(args)
-        .output()
-        .ok()?;
-    output
-        .status
-        .success()
-        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_string())
-}
-
-/// A port free on both 127.0.0.1 and ::1.
-fn free_port() -> u16 {
-    loop {
-        let v4 = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = v4.local_addr().expect("address").port();
-        if std::net::TcpListener::bind(("::1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The live databases: 11, and 0 (what clients that ignore `?db=` use).
