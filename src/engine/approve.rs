@@ -69,29 +69,17 @@ pub fn approve(
         )));
     }
     let earlier = step_state.approvals_for(question.ask, since);
-    // One decision per person per question.
-    if let Some(earlier) = step_state
+    // One decision per person per question. A rejection settles the question, so an earlier
+    // decision of an open question is an approval that others must join.
+    if step_state
         .approvals
         .iter()
-        .find(|d| d.by == by && d.ask == question.ask && d.at >= since)
+        .any(|d| d.by == by && d.ask == question.ask && d.at >= since)
     {
-        let what = if earlier.approved {
-            "approved"
-        } else {
-            "rejected"
-        };
-        return Err(Refusal::usage(if question.approvers > 1 {
-            format!(
-                "{by} already {what} `{step}` at {}; it needs {} different people",
-                format_time(earlier.at),
-                question.approvers
-            )
-        } else {
-            format!(
-                "{by} already {what} `{step}` at {}; one decision per person",
-                format_time(earlier.at)
-            )
-        }));
+        return Err(Refusal::usage(format!(
+            "{by} already approved `{step}`; it needs {} different people",
+            question.approvers
+        )));
     }
     journal
         .append(Event::ApprovalDecided {
