@@ -336,8 +336,8 @@ pub struct Stopped {
 
 /// Stops what is left of a journalled child: SIGTERM to each survivor (found by pid, start
 /// time and group, never the group id alone, which may since name another group),
-/// `grace` to go, then SIGKILL, then waits until they are gone (up to `grace` again). `None`
-/// when nothing of it is running.
+/// `grace` to go, then SIGKILL, then waits until they are gone (up to `grace`, and at least
+/// 5 s). `None` when nothing of it is running.
 pub fn stop(child: &Started, grace: Duration) -> Option<Stopped> {
     let found = survivors(child);
     if found.is_empty() {
@@ -401,6 +401,16 @@ mod tests {
         assert!(alive(me, s.start_time, boot_id()));
         assert!(!alive(me, s.start_time + 1, boot_id()));
         assert!(!alive(me, s.start_time, "another-boot"));
+        // A child journalled on another boot is gone, whatever runs under its pid now.
+        let other_boot = Started {
+            pid: me,
+            pgid: s.pgid,
+            start_time: s.start_time,
+            boot_id: "another-boot".into(),
+            program: "x".into(),
+        };
+        assert_eq!(survivors(&other_boot), Vec::<u32>::new());
+        assert_eq!(stop(&other_boot, Duration::from_millis(10)), None);
     }
 
     #[tokio::test]
