@@ -275,6 +275,52 @@ pub enum Event {
     RunFinished {
         exit_code: u8,
     },
+    /// The drillbook process now driving the run (after `run_started` or `run_resumed`): with
+    /// its start time and boot, another `run` can tell it is alive even without its lock file.
+    RunProcess {
+        pid: u32,
+        /// `starttime` of `/proc/PID/stat`.
+        start_time: u64,
+        boot_id: String,
+    },
+    /// `--approve` and `--approve-all` as given to `run`: `resume` honours them too.
+    PreApproved {
+        by: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        all: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        steps: Vec<String>,
+    },
+    /// A program a step started: enough for `resume` to recognise it (and nothing else) if it
+    /// survived drillbook. The program's file name only, never its arguments.
+    ChildStarted {
+        step: String,
+        attempt: u32,
+        pid: u32,
+        pgid: u32,
+        start_time: u64,
+        boot_id: String,
+        program: String,
+    },
+    /// `resume` found a journalled child (or its process group) still running and stopped it
+    /// before running anything.
+    ChildStopped {
+        step: String,
+        attempt: u32,
+        pid: u32,
+        program: String,
+        /// Processes found running (the child and what it left in its group).
+        processes: u32,
+        /// SIGTERM was not enough within the grace period: SIGKILL.
+        killed: bool,
+        /// Still running after SIGKILL (cannot be stopped from here).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        remaining: u32,
+    },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Event {
@@ -287,7 +333,10 @@ impl Event {
             | Event::RetryScheduled { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalDecided { step, .. }
-            | Event::NotificationRepeated { step, .. } => Some(step),
+            | Event::NotificationRepeated { step, .. }
+            | Event::ChildStarted { step, .. }
+            | Event::ChildStopped { step, .. } => Some(step),
+            Event::RunProcess { .. } | Event::PreApproved { .. } => None,
             Event::RunStarted { .. }
             | Event::RunResumed { .. }
             | Event::Interrupted { .. }

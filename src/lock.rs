@@ -34,14 +34,30 @@ pub enum LockError {
 struct Holder {
     run_id: String,
     pid: u32,
+    /// Held for a moment (`approve` writing one decision), not for a run: worth waiting for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    brief: bool,
 }
 
 /// How often to look again when the lock is held but its file does not name a holder yet.
 const ATTEMPTS: u32 = 50;
 const PAUSE: Duration = Duration::from_millis(20);
+/// How long to wait for brief holders, one after another, before giving up.
+const BRIEF_WAIT: Duration = Duration::from_secs(30);
 
 impl RunLock {
+    /// The lock for a run, held until dropped. A brief holder is waited for; a run is not.
     pub fn acquire(path: &Path, run_id: &str) -> Result<RunLock, LockError> {
+        Self::acquire_as(path, run_id, false)
+    }
+
+    /// The lock for a moment (one decision written): waits for other brief holders, so that
+    /// racing `approve`s take turns instead of failing.
+    pub fn acquire_brief(path: &Path, run_id: &str) -> Result<RunLock, LockError> {
+        Self::acquire_as(path, run_id, true)
+    }
+
+    fn acquire_as(path: &Path, run_id: &str, brief: bool) -> Result<RunLock, LockError> {
         let io_error = |source| LockError::Io {
             path: path.to_path_buf(),
             source,
@@ -61,6 +77,7 @@ impl RunLock {
             .open(path)
             .map_err(io_error)?;
         let mut attempt = 0;
+        let waiting_since = std::time::Instant::now();
         loop {
             match file.try_lock() {
                 Ok(()) => break,
@@ -69,7 +86,16 @@ impl RunLock {
             }
             // The holder writes its name right after locking, so an empty or partial file means
             // it is between the two (or has just let go): look again shortly.
-            if let Some(holder) = read_holder(&mut file).map_err(io_error)? {
+            // A named holder whose process is gone is the last holder's note, read before the
+            // new holder wrote its own: look again too.
+            if let Some(holder) = read_holder(&mut file)
+                .map_err(io_error)?
+                .filter(|holder| Path::new(&format!("/proc/{}", holder.pid)).exists())
+            {
+                if holder.brief && waiting_since.elapsed() < BRIEF_WAIT {
+                    std::thread::sleep(PAUSE);
+                    continue;
+                }
                 return Err(LockError::Held {
                     run_id: holder.run_id,
                     pid: holder.pid,
@@ -87,6 +113,7 @@ impl RunLock {
         let holder = Holder {
             run_id: run_id.to_string(),
             pid: std::process::id(),
+            brief,
         };
         write_holder(&mut file, &holder).map_err(io_error)?;
         Ok(RunLock {
@@ -207,6 +234,28 @@ mod tests {
         let error = RunLock::acquire(&path, "run-2").expect_err("still held");
         assert!(matches!(error, LockError::Io { .. }), "{error:?}");
         assert!(error.to_string().contains("run.lock"), "{error}");
+    }
+
+    #[test]
+    fn a_brief_holder_is_waited_for_and_a_run_is_not() {
+        let directory = tempfile::tempdir().expect("dir");
+        let path = directory.path().join("run.lock");
+        let brief = RunLock::acquire_brief(&path, "run-1").expect("first");
+        let releasing = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(brief);
+        });
+        let started = std::time::Instant::now();
+        let second = RunLock::acquire_brief(&path, "run-1").expect("waited for");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        releasing.join().expect("thread");
+        drop(second);
+        let run = RunLock::acquire(&path, "run-1").expect("free");
+        let started = std::time::Instant::now();
+        let error = RunLock::acquire_brief(&path, "run-1").expect_err("a run holds it");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(matches!(error, LockError::Held { .. }), "{error:?}");
+        drop(run);
     }
 
     #[test]

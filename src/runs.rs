@@ -30,18 +30,33 @@ impl StateDir {
         self.run_dir(run_id).join(journal::FILE_NAME)
     }
 
+    /// The lock file of a playbook's runs: `locks/<name>.lock`, the name encoded so that two
+    /// playbooks never share one (see [`lock_name`]).
     pub fn lock_path(&self, playbook: &str) -> PathBuf {
-        let name: String = playbook
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
+        self.root
+            .join("locks")
+            .join(format!("{}.lock", lock_name(playbook)))
+    }
+
+    /// An unfinished run of `playbook` whose drillbook is still running (by its journalled
+    /// pid, start time and boot), other than this process: its run id and pid. The lock file
+    /// says the same while it exists; this still holds when `locks/` was deleted under a
+    /// live run.
+    pub fn live_run_of(&self, playbook: &str) -> Option<(String, u32)> {
+        let me = std::process::id();
+        let (runs, _) = self.list();
+        runs.into_iter()
+            .filter(|run| run.playbook == playbook && run.finished.is_none())
+            .find_map(|run| {
+                let process = run.process.as_ref()?;
+                (process.pid != me
+                    && crate::connect::child::alive(
+                        process.pid,
+                        process.start_time,
+                        &process.boot_id,
+                    ))
+                .then(|| (run.run_id.clone(), process.pid))
             })
-            .collect();
-        self.root.join("locks").join(format!("{name}.lock"))
     }
 
     /// Every run with a readable journal, newest first, and the runs whose journal could not
@@ -79,6 +94,28 @@ impl StateDir {
         })?;
         RunState::fold(&replay.records).map_err(|e| format!("{}: {e}", path.display()))
     }
+}
+
+/// A playbook's name as a file name, injectively: ASCII letters, digits and `-` stay, every
+/// other byte becomes `_` and two hex digits (`db.restore` is `db_2erestore`, `db_restore` is
+/// `db_5frestore`). A name that would be long is cut and followed by `.` and the SHA-256 of
+/// the whole name (no short name has a `.`).
+pub fn lock_name(playbook: &str) -> String {
+    use std::fmt::Write;
+    let mut name = String::new();
+    for byte in playbook.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            name.push(char::from(byte));
+        } else {
+            let _ = write!(name, "_{byte:02x}");
+        }
+    }
+    if name.len() > 120 {
+        use sha2::Digest;
+        let hash = crate::format::hex(&sha2::Sha256::digest(playbook.as_bytes()));
+        name = format!("{}.{hash}", &name[..48]);
+    }
+    name
 }
 
 /// A new run id: sortable by time, short enough to type during an incident
@@ -127,7 +164,28 @@ mod tests {
         let dir = StateDir::new("/s".into());
         assert_eq!(
             dir.lock_path("../etc"),
-            PathBuf::from("/s/locks/___etc.lock")
+            PathBuf::from("/s/locks/_2e_2e_2fetc.lock")
         );
+    }
+
+    #[test]
+    fn lock_names_never_collide() {
+        let names = [
+            "db.restore",
+            "db_restore",
+            "db-restore",
+            "db restore",
+            "db_2erestore",
+            "DB.restore",
+            "dé",
+            "d_c3_a9",
+        ];
+        let encoded: std::collections::BTreeSet<String> =
+            names.iter().map(|name| lock_name(name)).collect();
+        assert_eq!(encoded.len(), names.len(), "{encoded:?}");
+        let long = "x".repeat(200);
+        let longer = format!("{long}y");
+        assert_ne!(lock_name(&long), lock_name(&longer));
+        assert!(lock_name(&long).len() < 200);
     }
 }

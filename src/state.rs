@@ -44,6 +44,40 @@ pub struct RunState {
     pub notifications: Vec<Notification>,
     /// What the incident operator wrote for the post-mortem (the last answer, if resumed).
     pub notes: Option<PostMortemNotes>,
+    /// The drillbook process that drove the run last, as `run_process` names it.
+    pub process: Option<RunProcess>,
+    /// `--approve` and `--approve-all` given to `run`.
+    pub pre_approval: Option<PreApproval>,
+    /// Every program the steps started, in journal order.
+    pub children: Vec<JournalledChild>,
+}
+
+/// A drillbook process: its pid, and what tells it from a later process with the same pid.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunProcess {
+    pub pid: u32,
+    pub start_time: u64,
+    pub boot_id: String,
+}
+
+/// Pre-approvals given to `run` (`--approve STEP`, `--approve-all`) and by whom.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreApproval {
+    pub by: String,
+    pub all: bool,
+    pub steps: Vec<String>,
+}
+
+/// A program a step started, as `child_started` recorded it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JournalledChild {
+    pub step: String,
+    pub attempt: u32,
+    pub pid: u32,
+    pub pgid: u32,
+    pub start_time: u64,
+    pub boot_id: String,
+    pub program: String,
 }
 
 /// One message sent (or attempted) by a notify step.
@@ -288,6 +322,9 @@ impl RunState {
             last_at: first.at,
             notifications: Vec::new(),
             notes: None,
+            process: None,
+            pre_approval: None,
+            children: Vec::new(),
         };
         state.adopt_plan(steps);
         for record in &records[1..] {
@@ -456,6 +493,44 @@ impl RunState {
             }
             Event::Interrupted { reason } => self.interruptions.push((at, reason.clone())),
             Event::RunFinished { exit_code } => self.finished = Some((at, *exit_code)),
+            Event::RunProcess {
+                pid,
+                start_time,
+                boot_id,
+            } => {
+                self.process = Some(RunProcess {
+                    pid: *pid,
+                    start_time: *start_time,
+                    boot_id: boot_id.clone(),
+                });
+            }
+            Event::PreApproved { by, all, steps } => {
+                let given = self.pre_approval.get_or_insert_with(|| PreApproval {
+                    by: by.clone(),
+                    all: false,
+                    steps: Vec::new(),
+                });
+                given.all |= *all;
+                given.steps.extend(steps.iter().cloned());
+            }
+            Event::ChildStarted {
+                step,
+                attempt,
+                pid,
+                pgid,
+                start_time,
+                boot_id,
+                program,
+            } => self.children.push(JournalledChild {
+                step: step.clone(),
+                attempt: *attempt,
+                pid: *pid,
+                pgid: *pgid,
+                start_time: *start_time,
+                boot_id: boot_id.clone(),
+                program: program.clone(),
+            }),
+            Event::ChildStopped { .. } => {}
         }
     }
 }

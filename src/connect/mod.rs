@@ -1,5 +1,6 @@
 //! Connectors own the clients and programs steps talk to. They know nothing of playbooks.
 
+pub mod child;
 pub mod cluster;
 pub mod demo;
 pub mod pg_tools;

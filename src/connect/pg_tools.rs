@@ -74,11 +74,12 @@ pub fn parse_version(text: &str) -> Option<Version> {
 
 /// The version a program reports, or `None` when it cannot be run.
 pub fn version_of(path: &Path) -> Option<Version> {
-    let output = std::process::Command::new(path)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .ok()?;
+    let output = super::child::output_blocking(
+        std::process::Command::new(path)
+            .arg("--version")
+            .stdin(std::process::Stdio::null()),
+    )
+    .ok()?;
     output
         .status
         .success()

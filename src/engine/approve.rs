@@ -2,11 +2,15 @@
 
 use super::Refusal;
 use crate::event::Event;
+use crate::format::format_time;
 use crate::journal::Journal;
 use crate::lock::RunLock;
 use crate::runs::StateDir;
+use crate::state::RunState;
 
-/// Records a human decision for a run that waits for one (`drillbook approve`).
+/// Records a human decision for a run that waits for one (`drillbook approve`). Atomic: the
+/// decision is checked and written under the playbook's lock, against the journal as it is
+/// then, so racing `approve`s of one person record one decision and the others are told why.
 pub fn approve(
     state_dir: &StateDir,
     run_id: &str,
@@ -15,7 +19,18 @@ pub fn approve(
     by: &str,
     reason: Option<String>,
 ) -> Result<String, Refusal> {
-    let state = state_dir.load(run_id).map_err(Refusal::usage)?;
+    let playbook = state_dir.load(run_id).map_err(Refusal::usage)?.playbook;
+    // Brief: another `approve` holding it is waited for; a live run holding it is not.
+    let _lock =
+        RunLock::acquire_brief(&state_dir.lock_path(&playbook), run_id).map_err(|error| {
+            Refusal::Locked {
+                error,
+                at_terminal: true,
+            }
+        })?;
+    let (mut journal, replay) = Journal::reopen(&state_dir.run_dir(run_id))
+        .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
+    let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
     let Some(step_state) = state.step(step) else {
         let ids: Vec<&str> = state.plan.iter().map(|s| s.id.as_str()).collect();
         return Err(Refusal::usage(format!(
@@ -25,7 +40,24 @@ pub fn approve(
                 .unwrap_or_default()
         )));
     };
+    let since = step_state.decision_window();
     let Some(question) = step_state.question.clone() else {
+        // The usual loser of a race: the winner's decision settled the question.
+        if let Some(earlier) = step_state
+            .approvals
+            .iter()
+            .rfind(|d| d.by == by && d.at >= since)
+        {
+            return Err(Refusal::usage(format!(
+                "{by} already {} `{step}` at {}; one decision per person",
+                if earlier.approved {
+                    "approved"
+                } else {
+                    "rejected"
+                },
+                format_time(earlier.at)
+            )));
+        }
         return Err(Refusal::usage(format!(
             "step `{step}` of run {run_id} is not waiting for a decision (it is {})",
             step_state.status
@@ -36,28 +68,19 @@ pub fn approve(
             "the question on `{step}` expired at {expired}; an expired approval counts as rejected (`drillbook resume {run_id}` records it)"
         )));
     }
-    let since = step_state.decision_window();
     let earlier = step_state.approvals_for(question.ask, since);
-    if approved
-        && step_state
-            .approvals
-            .iter()
-            .any(|d| d.approved && d.by == by && d.ask == question.ask && d.at >= since)
+    // One decision per person per question. A rejection settles the question, so an earlier
+    // decision of an open question is an approval that others must join.
+    if step_state
+        .approvals
+        .iter()
+        .any(|d| d.by == by && d.ask == question.ask && d.at >= since)
     {
         return Err(Refusal::usage(format!(
             "{by} already approved `{step}`; it needs {} different people",
             question.approvers
         )));
     }
-    let _lock =
-        RunLock::acquire(&state_dir.lock_path(&state.playbook), run_id).map_err(|error| {
-            Refusal::Locked {
-                error,
-                at_terminal: true,
-            }
-        })?;
-    let (mut journal, _) = Journal::reopen(&state_dir.run_dir(run_id))
-        .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     journal
         .append(Event::ApprovalDecided {
             step: step.to_string(),

@@ -124,6 +124,12 @@ impl Emitter {
                 remediation.iter_mut().for_each(text);
             }
             Event::RunFinished { .. } => {}
+            Event::RunProcess { .. } => {}
+            // Names of people and steps, as in `approval_decided`.
+            Event::PreApproved { .. } => {}
+            Event::ChildStarted { program, .. } | Event::ChildStopped { program, .. } => {
+                text(program)
+            }
         }
         Ok(event)
     }

@@ -23,6 +23,21 @@ pub async fn execute(
         .collect();
     let emitter = emit::Emitter::new(prepared.journal, prepared.masker.clone(), observers);
     emitter.emit(prepared.first_event)?;
+    let me = std::process::id();
+    emitter.emit(Event::RunProcess {
+        pid: me,
+        start_time: crate::connect::child::stat(me).map_or(0, |s| s.start_time),
+        boot_id: crate::connect::child::boot_id().to_string(),
+    })?;
+    if prepared.journal_pre_approvals {
+        emitter.emit(Event::PreApproved {
+            by: prepared.pre_approver.clone(),
+            all: prepared.approve_all,
+            steps: prepared.approve.clone(),
+        })?;
+    }
+    // Before anything runs again: what the last drillbook started and left running goes.
+    super::survivors::stop(&prepared.children, &emitter).await?;
     let http = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
         .user_agent(concat!("drillbook/", env!("CARGO_PKG_VERSION")))
@@ -39,7 +54,7 @@ pub async fn execute(
         mode: prepared.mode,
         approve_all: prepared.approve_all,
         approve: prepared.approve,
-        operator_name: prepared.operator,
+        pre_approver: prepared.pre_approver,
         clock_start: prepared.clock_start,
         rto,
         live: prepared.live,

@@ -101,17 +101,18 @@ pub(super) async fn settle(
         people.len() >= approvers as usize
     };
 
-    if shared.pre_approved(&step.id, ask) && !yes.iter().any(|(by, _)| *by == shared.operator_name)
-    {
+    // Pre-approvals are the person's who gave them to `run`, also when another resumes.
+    let pre_approver = &shared.pre_approver;
+    if shared.pre_approved(&step.id, ask) && !yes.iter().any(|(by, _)| by == pre_approver) {
         let record = shared.emitter.emit(Event::ApprovalDecided {
             step: step.id.clone(),
             ask,
             approved: true,
-            by: shared.operator_name.clone(),
+            by: pre_approver.clone(),
             reason: None,
             pre_approved: true,
         })?;
-        yes.push((shared.operator_name.clone(), record.at));
+        yes.push((pre_approver.clone(), record.at));
     }
     if enough(&yes) {
         return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));

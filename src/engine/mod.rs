@@ -21,6 +21,7 @@ mod resume;
 mod retry;
 mod run;
 mod step;
+mod survivors;
 mod targets;
 mod vars;
 
@@ -71,6 +72,12 @@ pub struct Prepared {
     prior: Vec<Option<crate::state::StepState>>,
     approve: Vec<String>,
     approve_all: bool,
+    /// Who gave `approve` and `approve_all`: the operator of `run`, also when resumed.
+    pre_approver: String,
+    /// A new run journals its pre-approvals; a resumed one has them in its journal.
+    journal_pre_approvals: bool,
+    /// The programs the journal says were started: a resume stops any still running first.
+    children: Vec<crate::state::JournalledChild>,
     max_parallel: usize,
 }
 
@@ -161,9 +168,17 @@ fn contextualize(
     Ok((warnings, None))
 }
 
+/// The playbook's lock, and no other drillbook still running one of its runs: the flock is
+/// the rule, and the journals of unfinished runs back it up (a deleted `locks/` directory
+/// would otherwise let a second run start beside a live one).
 fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {
-    RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(|error| Refusal::Locked {
+    let held = |error| Refusal::Locked {
         error,
         at_terminal: false,
-    })
+    };
+    let lock = RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(held)?;
+    if let Some((run_id, pid)) = dir.live_run_of(playbook) {
+        return Err(held(crate::lock::LockError::Held { run_id, pid }));
+    }
+    Ok(lock)
 }

@@ -90,6 +90,15 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let templates = recover_vars(&playbook, &state, &options.vars, &context)?;
     let (warnings, live) =
         contextualize(&playbook, state.mode, &templates, &secrets, &mut context)?;
+    // What `run` was given ahead of time still holds: a crash does not take it back.
+    let pre_approval = state
+        .pre_approval
+        .clone()
+        .unwrap_or_else(|| crate::state::PreApproval {
+            by: options.operator.clone(),
+            all: false,
+            steps: Vec::new(),
+        });
     let first_event = Event::RunResumed {
         operator: options.operator.clone(),
         pid: std::process::id(),
@@ -111,8 +120,11 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         first_event,
         context,
         prior,
-        approve: Vec::new(),
-        approve_all: false,
+        approve: pre_approval.steps,
+        approve_all: pre_approval.all,
+        pre_approver: pre_approval.by,
+        journal_pre_approvals: false,
+        children: state.children.clone(),
         max_parallel: state.max_parallel,
         playbook,
     })

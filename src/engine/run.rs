@@ -33,7 +33,8 @@ pub(crate) struct Shared {
     pub mode: Mode,
     pub approve_all: bool,
     pub approve: Vec<String>,
-    pub operator_name: String,
+    /// Who gave `approve` and `approve_all` (to `run`; a resume keeps them).
+    pub pre_approver: String,
     pub clock_start: Timestamp,
     pub rto: Option<Duration>,
     /// In a drill, the live targets no step may write to.
@@ -60,13 +61,15 @@ impl Shared {
         crate::measure::elapsed(self.clock_start, crate::clock::now()).unsigned_abs()
     }
 
-    /// `--approve-all` passes approval gates; `--approve STEP` also attests a manual step or
-    /// allows a re-run, because it names the step.
+    /// `--approve-all` passes approval gates; `--approve STEP` also attests a manual step,
+    /// because it names the step. Neither answers whether to re-run a step a crash
+    /// interrupted: whoever gave them could not know it might have partly happened.
     pub(crate) fn pre_approved(&self, step: &str, ask: Ask) -> bool {
         let named = self.approve.iter().any(|s| s == step);
         match ask {
             Ask::Gate => self.approve_all || named,
-            Ask::Attest | Ask::Rerun => named,
+            Ask::Attest => named,
+            Ask::Rerun => false,
         }
     }
 }

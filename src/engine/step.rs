@@ -305,12 +305,35 @@ pub(super) async fn run_once(
         clock_start: shared.clock_start,
         rpo: shared.playbook.objectives.rpo,
     };
-    let work = async {
-        match step.params.run(&ctx).await {
-            Ok(done) => Attempted::Done(done),
-            Err(failure) => Attempted::Failed(failure),
-        }
-    };
+    // Every program the step starts is journalled before it can do anything worth finding
+    // again: `resume` stops what survived a dead drillbook from this record.
+    let journal = shared.clone();
+    let id = step.id.clone();
+    let watcher: crate::connect::child::Watcher = Arc::new(move |child| {
+        journal
+            .emitter
+            .emit(Event::ChildStarted {
+                step: id.clone(),
+                attempt,
+                pid: child.pid,
+                pgid: child.pgid,
+                start_time: child.start_time,
+                boot_id: child.boot_id.clone(),
+                program: child.program.clone(),
+            })
+            .map(drop)
+    });
+    // Boxed: a step's future is large, and the watcher's scope would hold another copy of it
+    // on the worker's stack.
+    let work = crate::connect::child::watched(
+        watcher,
+        Box::pin(async {
+            match step.params.run(&ctx).await {
+                Ok(done) => Attempted::Done(done),
+                Err(failure) => Attempted::Failed(failure),
+            }
+        }),
+    );
     match step.timeout {
         // Dropping the future on timeout drops the step's children with it (a command's
         // process group is killed on drop). An approval step's timeout bounds its gate instead.

@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use jiff::Timestamp;
 use sha2::{Digest, Sha256};
 
-use super::command::{ProcessGroup, capture};
+use super::command::capture;
 use super::{Done, Progress, StepContext, StepFailure, Unit, output_file};
-use crate::connect::pg_tools;
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
+use crate::connect::{child, pg_tools};
 use crate::duration::{Duration, human_bytes};
 use crate::manifest::{self, Manifest, TableRows};
 
@@ -164,9 +164,7 @@ impl super::StepKind for Backup {
                 )
                 .envs(target.program_env())
                 .stdin(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true);
+                .stderr(std::process::Stdio::piped());
             if directory {
                 let _ = std::fs::remove_dir_all(&scratch.0);
                 if let Some(parent) = scratch.0.parent() {
@@ -185,10 +183,9 @@ impl super::StepKind for Backup {
                     .arg("--format=custom")
                     .stdout(std::process::Stdio::piped());
             }
-            let mut child = command.spawn().map_err(|e| {
+            let mut child = child::spawn(&mut command).map_err(|e| {
                 StepFailure::new(format!("cannot start {}: {e}", pg_dump.path.display()))
             })?;
-            let _group = ProcessGroup(child.id());
             let stderr = capture(
                 child.stderr.take(),
                 output_file(ctx, "pg_dump.stderr").await?,
@@ -226,15 +223,15 @@ impl super::StepKind for Backup {
                         return Err(failure);
                     }
                 }
-                let mut tar = tokio::process::Command::new("tar")
-                    .arg("-C")
-                    .arg(&scratch.0)
-                    .args(["-cf", "-", "."])
-                    .stdin(std::process::Stdio::null())
-                    .stdout(std::process::Stdio::piped())
-                    .kill_on_drop(true)
-                    .spawn()
-                    .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
+                let mut tar = child::spawn(
+                    tokio::process::Command::new("tar")
+                        .arg("-C")
+                        .arg(&scratch.0)
+                        .args(["-cf", "-", "."])
+                        .stdin(std::process::Stdio::null())
+                        .stdout(std::process::Stdio::piped()),
+                )
+                .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
                 let Some(stdout) = tar.stdout.take() else {
                     return Err(StepFailure::new("tar's output could not be read"));
                 };
@@ -451,13 +448,14 @@ impl DumpStream {
     fn new(
         program: &'static str,
         stdout: tokio::process::ChildStdout,
-        mut child: tokio::process::Child,
+        mut child: child::Child,
     ) -> DumpStream {
         DumpStream {
             program,
             stdout,
             hasher: Sha256::new(),
             size: 0,
+            // The child moves into the future: its group is killed when the stream goes.
             exit: Box::pin(async move { child.wait().await }),
             failed: None,
             succeeded: false,

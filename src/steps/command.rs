@@ -138,7 +138,7 @@ impl super::StepKind for Command {
             }
         }
         let shown = ctx.masker.mask(program);
-        let mut child = command.spawn().map_err(|e| {
+        let mut child = crate::connect::child::spawn(&mut command).map_err(|e| {
             StepFailure::new(format!(
                 "cannot start `{shown}`: {}",
                 ctx.masker.mask(&e.to_string())

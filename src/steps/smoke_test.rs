@@ -576,11 +576,8 @@ async fn command(
     for (name, value) in env {
         command.env(name, (ctx.render)(value)?);
     }
-    let output = command
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+    command.args(args).stdin(std::process::Stdio::null());
+    let output = crate::connect::child::output(&mut command)
         .await
         .map_err(|e| format!("cannot start `{}`: {e}", ctx.masker.mask(program)))?;
     let text = String::from_utf8_lossy(&output.stdout);

@@ -207,8 +207,54 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
         Event::RunFinished { exit_code } => {
             format!("run {run_id} finished (exit code {exit_code})")
         }
+        Event::RunProcess { .. } | Event::ChildStarted { .. } => return None,
+        Event::PreApproved { by, all, steps } => pre_approved_text(by, *all, steps),
+        Event::ChildStopped { .. } => survivor_text(event)?,
     };
     Some(text)
+}
+
+/// What `pre_approved` says: which gates were approved ahead of time, and by whom.
+pub(crate) fn pre_approved_text(by: &str, all: bool, steps: &[String]) -> String {
+    let what = match (all, steps.is_empty()) {
+        (true, true) => "every approval gate".to_string(),
+        (true, false) => format!("every approval gate, and {}", steps.join(", ")),
+        (false, _) => steps.join(", "),
+    };
+    format!("pre-approved by {by}: {what} (kept for resume)")
+}
+
+/// What `child_stopped` says: a program of the previous drillbook found running, and stopped.
+pub(crate) fn survivor_text(event: &Event) -> Option<String> {
+    let Event::ChildStopped {
+        step,
+        attempt,
+        pid,
+        program,
+        processes,
+        killed,
+        remaining,
+    } = event
+    else {
+        return None;
+    };
+    let how = if *killed {
+        "SIGTERM, then SIGKILL"
+    } else {
+        "SIGTERM"
+    };
+    let others = match processes.saturating_sub(1) {
+        0 => String::new(),
+        1 => " and 1 process it left in its group".to_string(),
+        n => format!(" and {n} processes it left in its group"),
+    };
+    let end = match remaining {
+        0 => "gone".to_string(),
+        n => format!("{n} still running: stop them before going on"),
+    };
+    Some(format!(
+        "{step}: `{program}` (pid {pid}{others}) of attempt {attempt} was still running from the drillbook that stopped; stopped before anything runs again ({how}): {end}"
+    ))
 }
 
 fn finished_text(

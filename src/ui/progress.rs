@@ -295,6 +295,16 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
+            Event::RunProcess { .. } | Event::ChildStarted { .. } => {}
+            Event::PreApproved { by, all, steps } => {
+                let text = super::plain::pre_approved_text(by, *all, steps);
+                self.say(display, Line::new("✓", Tone::Plain, text));
+            }
+            Event::ChildStopped { .. } => {
+                if let Some(text) = super::plain::survivor_text(&record.event) {
+                    self.say(display, Line::new("⚠", Tone::Caution, text));
+                }
+            }
             Event::NotificationRepeated { step, error, .. } => {
                 let line = match error {
                     None => Line::new("✉", Tone::Plain, format!("{step}  sent again")),

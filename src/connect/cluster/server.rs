@@ -73,8 +73,7 @@ impl Cluster {
             let mut stop = self.server_command("pg_ctl")?;
             stop.args(["stop", "-m", "immediate", "-w", "-D"])
                 .arg(self.data());
-            let output = stop
-                .output()
+            let output = crate::connect::child::output_blocking(&mut stop)
                 .map_err(io_error("run", &self.bin_dir.join("pg_ctl")))?;
             // A server that stopped on its own meanwhile is as good as stopped.
             if !output.status.success() && self.running_pid().is_some() {
@@ -174,10 +173,13 @@ impl Cluster {
 pub(super) async fn run(what: &str, command: std::process::Command) -> Result<(), ClusterError> {
     let program = PathBuf::from(command.get_program());
     let mut command = tokio::process::Command::from(command);
-    // initdb must not run on if we are cancelled; pg_ctl start's postmaster is detached from
-    // pg_ctl and survives this, as it should.
-    command.kill_on_drop(true);
-    let output = command.output().await.map_err(io_error("run", &program))?;
+    // initdb must not run on if we are cancelled or drillbook dies; pg_ctl start's postmaster
+    // is detached from pg_ctl (its own session, so out of the group killed on drop, and no
+    // parent-death signal, which a fork does not inherit) and survives this, as it should:
+    // the cluster's record stops it.
+    let output = super::super::child::output(&mut command)
+        .await
+        .map_err(io_error("run", &program))?;
     if output.status.success() {
         Ok(())
     } else {

@@ -71,16 +71,16 @@ impl Download {
         tokio::fs::create_dir_all(&dir)
             .await
             .map_err(|e| StepFailure::new(format!("{}: {e}", dir.display())))?;
-        let untar = tokio::process::Command::new("tar")
-            .arg("-C")
-            .arg(&dir)
-            .arg("-xf")
-            .arg(&self.path)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
+        let untar = crate::connect::child::output(
+            tokio::process::Command::new("tar")
+                .arg("-C")
+                .arg(&dir)
+                .arg("-xf")
+                .arg(&self.path)
+                .stdin(std::process::Stdio::null()),
+        )
+        .await
+        .map_err(|e| StepFailure::new(format!("cannot start tar: {e}")))?;
         if !untar.status.success() {
             return Err(StepFailure::new(format!(
                 "unpacking {key} failed ({}): {}; the target was not touched",

@@ -329,7 +329,7 @@ impl Restore {
             .map(|v| v.major)
             .unwrap_or(0);
             let needed = server_major.max(archive_major);
-            let pg_restore = tokio::task::spawn_blocking(move || {
+            let pg_restore = crate::connect::child::blocking(move || {
                 crate::connect::pg_tools::find("pg_restore", Some(needed))
             })
             .await

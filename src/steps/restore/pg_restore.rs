@@ -5,7 +5,7 @@
 use super::{CONNECT_TIMEOUT, Prepared, Restore, Restored};
 use crate::connect::pg_tools::Version;
 use crate::connect::postgres::{self, Target};
-use crate::steps::command::{ProcessGroup, capture};
+use crate::steps::command::capture;
 use crate::steps::{StepContext, StepFailure, output_file};
 
 impl Restore {
@@ -74,13 +74,10 @@ impl Restore {
             .envs(into.program_env())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|e| {
+            .stderr(std::process::Stdio::piped());
+        let mut child = crate::connect::child::spawn(&mut command).map_err(|e| {
             StepFailure::new(format!("cannot start {}: {e}", program.path.display()))
         })?;
-        let _group = ProcessGroup(child.id());
         let stderr_file = output_file(ctx, "pg_restore.stderr").await?;
         let restoring = std::time::Instant::now();
         let stderr_pipe = child.stderr.take();
