@@ -17,7 +17,7 @@ use common::{events, journal};
 #[test]
 fn a_partitioned_primary_is_reported_unfenced_and_the_standby_takes_over() {
     let netns = format!("dbl-test-{}", std::process::id());
-    let lab = Lab::up_in_netns(16, &netns);
+    let lab = Lab::up_in_netns(10, &netns);
     assert!(
         lab.get("A_HOST").starts_with("10.231."),
         "the primary is in its namespace: {}",

@@ -34,7 +34,7 @@ fn timeline(url: &str) -> u32 {
 
 #[test]
 fn a_failover_drill_killed_anywhere_resumes_to_a_healthy_pair() {
-    let lab = Lab::up(17);
+    let lab = Lab::up(8);
     let receiver = Receiver::start();
     let playbook = playbook_copy(lab.dir.path());
     let playbook = playbook.to_str().expect("utf-8 path");

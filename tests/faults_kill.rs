@@ -390,11 +390,9 @@ fn a_mirror_killed_anywhere_resumes_to_a_byte_identical_copy() {
     kills.finish("mirror");
 }
 
-/// The part of the contract that lands with the children's parent-death signal and resume's
-/// hunt for survivors: a drillbook killed alone leaves no program of its running, and resume
-/// stops any that do before running anything again.
+/// A drillbook killed alone leaves no program of its running: its children die with it
+/// (their parent-death signal), before their side effect.
 #[test]
-#[ignore = "needs children to die with drillbook (PR_SET_PDEATHSIG, child_started, resume stopping survivors: in progress in another worktree)"]
 fn a_drillbook_killed_alone_leaves_no_program_running() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
