@@ -105,8 +105,8 @@ fn a_partitioned_primary_is_reported_unfenced_and_the_standby_takes_over() {
         assert_eq!(step(&report, rebuild)["status"], "skipped", "{rebuild}");
     }
     assert_eq!(
-        resumed.status, 1,
-        "a failed fence fails the run, though the service is back\n{}\n{}",
+        resumed.status, 0,
+        "the service is back within the objectives (the fence may fail: continue_on_failure)\n{}\n{}",
         resumed.stdout, resumed.stderr
     );
     let text = lab
