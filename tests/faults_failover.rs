@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use common::http::Receiver;
 use common::kill::{Kill, kill, kill_points, repeated_successes, resume_to_completion, survivors};
 use common::lab::{Lab, drill_inputs, playbook_copy, run_args};
+use common::minutes;
 use common::pg::psql_url as psql;
-use common::{minutes, wait_for};
 
 const BOUNDED: usize = 1;
 
@@ -115,16 +115,28 @@ fn a_failover_drill_killed_anywhere_resumes_to_a_healthy_pair() {
             &new_primary,
             &format!("INSERT INTO orders (item) VALUES ('{marker}')"),
         );
-        wait_for(
-            Duration::from_secs(30),
-            "the write to reach the new standby",
-            || {
-                psql(
-                    &new_standby,
-                    &format!("SELECT count(*) FROM orders WHERE item = '{marker}'"),
-                ) == "1"
-            },
-        );
+        let reached = (0..300).any(|_| {
+            let found = std::process::Command::new("psql")
+                .args(["-XAtq", &new_standby, "-c"])
+                .arg(format!(
+                    "SELECT count(*) FROM orders WHERE item = '{marker}'"
+                ))
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1");
+            if !found {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            found
+        });
+        if !reached {
+            let report = lab.drillbook().args(&["report", &run]).run();
+            wrong.push(format!(
+                "{label}: a write on {standby} never reached {primary}\n{}\n{}",
+                lab.status(),
+                report.stdout
+            ));
+            break;
+        }
         let app_env = lab.app_env();
         if !app_env.contains(&format!("DATABASE_URL={new_primary}\n")) {
             wrong.push(format!(

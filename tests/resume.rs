@@ -74,6 +74,48 @@ fn sigkill_mid_run_then_resume_repeats_nothing_that_completed() {
     assert_eq!(decided[0]["by"], "carol");
 }
 
+/// Found by the failover kill suite: a cleanup command killed in flight asks on resume like a
+/// main step, and the run waits (exit 4) — it is not reported as succeeded with the cleanup
+/// undone.
+#[test]
+fn a_cleanup_step_in_flight_pauses_the_resumed_run_until_approved() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: cleanup-kill
+steps:
+  - { id: one, kind: command, run: [sh, -c, "echo one >> side"] }
+cleanup:
+  - { id: undo, kind: command, needs: [], run: [sh, -c, "echo undo >> side; [ -e slept ] || { touch slept; sleep 60; }"] }
+  - { id: after, kind: command, needs: [undo], run: [sh, -c, "echo after >> side"] }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let mut child = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
+    let run = kill_during(&dir, &mut child, "undo", || dir.join("slept").exists());
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    assert_eq!(
+        output.status, 4,
+        "the cleanup waits for a decision\n{}",
+        output.stderr
+    );
+    assert!(
+        output
+            .stderr
+            .contains(&format!("drillbook approve {run} undo")),
+        "{}",
+        output.stderr
+    );
+    assert_eq!(lines(&dir), ["one", "undo"], "`after` did not run yet");
+    let output = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "undo", "--as", "carol"])
+        .run();
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert_eq!(lines(&dir), ["one", "undo", "undo", "after"]);
+}
+
 #[test]
 fn an_idempotent_step_in_flight_is_simply_run_again() {
     let test = Drillbook::new().playbook(

@@ -182,6 +182,12 @@ impl Runner {
             )?;
             if tasks.is_empty() {
                 if cleanup_phase {
+                    // A cleanup step that waits for a human (a re-run question after a
+                    // crash) pauses the run as a main step would: it has not ended.
+                    paused |= self
+                        .slots
+                        .iter()
+                        .any(|slot| matches!(slot, Slot::Pending | Slot::Waiting));
                     break;
                 }
                 // Main steps can go no further: they are done, or wait for a human.

@@ -62,6 +62,21 @@ impl Lab {
         lab
     }
 
+    /// What `failover-lab.sh status` says.
+    pub fn status(&self) -> String {
+        let output = Command::new("bash")
+            .arg(script())
+            .arg("status")
+            .arg(self.dir.path())
+            .output()
+            .expect("run the lab script");
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    }
+
     /// `failover-lab.sh partition` or `heal`.
     pub fn network(&self, action: &str) {
         let output = Command::new("bash")
