@@ -98,9 +98,16 @@ impl super::StepKind for Backup {
     async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let database = render(&self.database)?;
+        // In-flight uploads carry the run's id: a concurrent backup's cleanup leaves them be.
+        let run_id = ctx
+            .run_dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let store = Store::open(&render(&self.store)?)
             .await
-            .map_err(StepFailure::of)?;
+            .map_err(StepFailure::of)?
+            .owned_by(&run_id);
         let mut evidence = Vec::new();
         let target = if database.trim() == DEMO {
             let demo = crate::connect::demo::create(&ctx.run_dir.join(CLUSTERS))
@@ -264,6 +271,10 @@ impl super::StepKind for Backup {
             let (tables, large_objects) = counts.map_err(StepFailure::of)?;
             let _ = client.batch_execute("COMMIT").await;
             let (size, sha256) = stream.finish();
+            // What the store holds, before a manifest vouches for it: a retried request that
+            // sent less than it read would otherwise leave a short object behind a good
+            // manifest.
+            evidence.push(stored_as_sent(&store, &key, size).await?);
             let finished_at = Timestamp::now();
             let manifest = Manifest {
                 manifest_version: 1,
@@ -332,6 +343,26 @@ pub const DEMO: &str = "demo";
 pub const CLUSTERS: &str = "clusters";
 /// Measured (DESIGN.md): level 1 is about twice as fast as pg_dump's default for ~4% more bytes.
 const DEFAULT_COMPRESSION: u8 = 1;
+
+/// Checks that the store holds `size` bytes under `key` (S3-compatible servers return no
+/// full-object checksum for multipart uploads, so the size is what every store can compare):
+/// the evidence line, or a permanent failure — no manifest is written for it.
+async fn stored_as_sent(store: &Store, key: &str, size: u64) -> Result<String, StepFailure> {
+    let held = store.head(key).await.map_err(StepFailure::of)?;
+    match held {
+        Some(info) if info.size == size => {
+            Ok(format!("the store holds {key} as sent: {size} bytes"))
+        }
+        Some(info) => Err(StepFailure::permanent(format!(
+            "the store holds {} bytes under {key}, but {size} were sent: no manifest was written, \
+             so the backup counts as incomplete",
+            info.size
+        ))),
+        None => Err(StepFailure::permanent(format!(
+            "{key} is not in the store after its upload: no manifest was written"
+        ))),
+    }
+}
 
 fn last_lines(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();

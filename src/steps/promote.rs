@@ -362,7 +362,12 @@ impl Repoint {
         })?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let file = super::output_file(ctx, "response").await?;
+            let body =
+                super::capture::body(response, file, ctx.masker, super::capture::ERRORS, None)
+                    .await
+                    .map(|body| body.text)
+                    .unwrap_or_default();
             let body: String = body.chars().take(200).collect();
             // A receiver may echo what it was sent: the new URL, password included.
             let body = ctx.masker.mask(body.trim()).replace(&self.url, "***");

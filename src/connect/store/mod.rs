@@ -5,16 +5,31 @@
 //! error names the store URL and the key, never a credential, so it can be shown as is.
 
 mod download;
+mod error;
 mod local;
 mod s3;
 mod streamed;
 
+pub use error::StoreError;
+use error::location;
 pub use s3::S3Settings;
 
 use std::ops::Range;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// After this long an unfinished upload is taken as abandoned by whoever wrote it, and any
+/// run's cleanup removes it.
+pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// Whether an upload started at `started` (unknown: not stale) is abandoned by now.
+fn stale(started: Option<jiff::Timestamp>) -> bool {
+    started.is_some_and(|at| {
+        jiff::Timestamp::now().duration_since(at)
+            > jiff::SignedDuration::try_from(STALE_UPLOAD).unwrap_or_default()
+    })
+}
 
 /// How [`Store::put_stream_with`] stores an object. The default is what `put_stream` does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -41,55 +56,6 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub modified: Option<jiff::Timestamp>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("invalid store URL `{url}`: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("invalid object key `{key}` for {url}: {reason}")]
-    InvalidKey {
-        url: String,
-        key: String,
-        reason: String,
-    },
-    #[error("{} does not exist", location(.url, .key))]
-    NotFound { url: String, key: String },
-    #[error("bucket `{bucket}` does not exist (store {url})")]
-    NoSuchBucket { url: String, bucket: String },
-    /// The reader handed to `put_stream` failed: the upload was abandoned.
-    #[error("cannot upload to {}: reading the data failed: {source}", location(.url, .key))]
-    Source {
-        url: String,
-        key: String,
-        source: std::io::Error,
-    },
-    /// Everything else: `action` is a verb ("read", "write", "list", ...) and `message` a
-    /// one-line reason without credentials.
-    #[error("cannot {action} {}: {message}", location(.url, .key))]
-    Failed {
-        action: &'static str,
-        url: String,
-        key: String,
-        message: String,
-    },
-}
-
-impl StoreError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
-    }
-}
-
-/// `url` joined with `key`, the way users would write the object's address.
-fn location(url: &str, key: &str) -> String {
-    if key.is_empty() {
-        url.to_owned()
-    } else if url.ends_with('/') {
-        format!("{url}{key}")
-    } else {
-        format!("{url}/{key}")
-    }
 }
 
 /// A connected object store. Cheap to clone (the S3 client is shared).
@@ -319,9 +285,31 @@ impl Store {
         }
     }
 
+    /// This store's uploads in flight carry `owner` (a run id) in their names — local
+    /// `.partial-<owner>-…` files, S3 upload markers — so that only that run's cleanup removes
+    /// them while they may still be running.
+    pub fn owned_by(mut self, owner: &str) -> Store {
+        let owner: String = owner
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        match &mut self.backend {
+            Backend::Local(store) => store.owner = owner,
+            Backend::S3(store) => store.owner = owner,
+        }
+        self
+    }
+
     /// Removes what interrupted uploads left under `prefix` (unfinished S3 multipart uploads,
-    /// local `.partial-` files) and describes each thing removed. Run it when no upload to
-    /// this prefix is in progress: it cannot tell a crashed upload from a running one.
+    /// local `.partial-` files) and describes each thing removed: this store's owner's own
+    /// (see [`Store::owned_by`]), and anyone's older than [`STALE_UPLOAD`] — a younger one of
+    /// another run may still be in flight (two backups into one store at once).
     pub async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         check_prefix(&self.url, prefix)?;
         match &self.backend {
