@@ -549,3 +549,29 @@ impl tokio::io::AsyncRead for DumpStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_object_shorter_than_what_was_sent_is_a_permanent_failure() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory.path().display().to_string())
+            .await
+            .unwrap();
+        store.put_bytes("x.dump", b"12345".to_vec()).await.unwrap();
+        assert!(stored_as_sent(&store, "x.dump", 5).await.is_ok());
+        let short = stored_as_sent(&store, "x.dump", 6).await.unwrap_err();
+        assert!(short.permanent);
+        assert!(
+            short
+                .message
+                .contains("holds 5 bytes under x.dump, but 6 were sent"),
+            "{}",
+            short.message
+        );
+        let missing = stored_as_sent(&store, "y.dump", 6).await.unwrap_err();
+        assert!(missing.permanent);
+    }
+}

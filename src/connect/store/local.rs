@@ -229,8 +229,7 @@ impl LocalStore {
                 .modified()
                 .ok()
                 .and_then(|time| jiff::Timestamp::try_from(time).ok());
-            let own = !self.owner.is_empty() && partial_owner(&file.key) == Some(&self.owner);
-            if !own && !super::stale(started) {
+            if !super::removable(&self.owner, partial_owner(&file.key), started) {
                 // Another run's upload, maybe still in flight.
                 continue;
             }

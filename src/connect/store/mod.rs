@@ -7,29 +7,20 @@
 mod download;
 mod error;
 mod local;
+mod ownership;
 mod s3;
 mod streamed;
 
 pub use error::StoreError;
 use error::location;
+pub use ownership::STALE_UPLOAD;
+use ownership::removable;
 pub use s3::S3Settings;
 
 use std::ops::Range;
 use std::path::PathBuf;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-
-/// After this long an unfinished upload is taken as abandoned by whoever wrote it, and any
-/// run's cleanup removes it.
-pub const STALE_UPLOAD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
-/// Whether an upload started at `started` (unknown: not stale) is abandoned by now.
-fn stale(started: Option<jiff::Timestamp>) -> bool {
-    started.is_some_and(|at| {
-        jiff::Timestamp::now().duration_since(at)
-            > jiff::SignedDuration::try_from(STALE_UPLOAD).unwrap_or_default()
-    })
-}
 
 /// How [`Store::put_stream_with`] stores an object. The default is what `put_stream` does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -307,9 +298,11 @@ impl Store {
     }
 
     /// Removes what interrupted uploads left under `prefix` (unfinished S3 multipart uploads,
-    /// local `.partial-` files) and describes each thing removed: this store's owner's own
-    /// (see [`Store::owned_by`]), and anyone's older than [`STALE_UPLOAD`] — a younger one of
-    /// another run may still be in flight (two backups into one store at once).
+    /// local `.partial-` files) and describes each thing removed. A store with an owner (see
+    /// [`Store::owned_by`]) removes its owner's, and anyone's older than [`STALE_UPLOAD`]: a
+    /// younger one of another run may still be in flight (two backups into one store at
+    /// once). A store without one removes them all: run it only when no upload to this prefix
+    /// is in progress.
     pub async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         check_prefix(&self.url, prefix)?;
         match &self.backend {

@@ -36,7 +36,7 @@ impl S3Store {
             Some(uploads) => {
                 // The server's list does not say who started an upload: only abandoned ones.
                 for (full_key, upload_id, started) in uploads {
-                    if !crate::connect::store::stale(started) {
+                    if !crate::connect::store::removable(&self.owner, None, started) {
                         continue;
                     }
                     self.abort_upload(&full_key, &upload_id).await?;
@@ -59,9 +59,9 @@ impl S3Store {
             else {
                 continue;
             };
-            let own = !self.owner.is_empty()
-                && suffix.rsplit_once('-').map(|(owner, _)| owner) == Some(self.owner.as_str());
-            if !own && !crate::connect::store::stale(marker.modified) {
+            let of = suffix.rsplit_once('-').map(|(owner, _)| owner);
+            let own = !self.owner.is_empty() && of == Some(self.owner.as_str());
+            if !crate::connect::store::removable(&self.owner, of, marker.modified) {
                 // Another run's upload, maybe still in flight.
                 continue;
             }
