@@ -274,7 +274,7 @@ impl super::StepKind for Backup {
             // What the store holds, before a manifest vouches for it: a retried request that
             // sent less than it read would otherwise leave a short object behind a good
             // manifest.
-            evidence.push(stored_as_sent(&store, &key, size).await?);
+            evidence.push(stored_as_sent(&store, &key, size, &sha256).await?);
             let finished_at = Timestamp::now();
             let manifest = Manifest {
                 manifest_version: 1,
@@ -344,14 +344,29 @@ pub const CLUSTERS: &str = "clusters";
 /// Measured (DESIGN.md): level 1 is about twice as fast as pg_dump's default for ~4% more bytes.
 const DEFAULT_COMPRESSION: u8 = 1;
 
-/// Checks that the store holds `size` bytes under `key` (S3-compatible servers return no
-/// full-object checksum for multipart uploads, so the size is what every store can compare):
-/// the evidence line, or a permanent failure — no manifest is written for it.
-async fn stored_as_sent(store: &Store, key: &str, size: u64) -> Result<String, StepFailure> {
+/// Checks that the store holds `size` bytes under `key`, and where it records a SHA-256 of
+/// the whole object, that it is `sha256` (S3-compatible servers record none for multipart
+/// uploads, so the size is what every store can compare): the evidence line, or a permanent
+/// failure — no manifest is written for it.
+async fn stored_as_sent(
+    store: &Store,
+    key: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<String, StepFailure> {
     let held = store.head(key).await.map_err(StepFailure::of)?;
     match held {
         Some(info) if info.size == size => {
-            Ok(format!("the store holds {key} as sent: {size} bytes"))
+            match store.stored_sha256(key).await.map_err(StepFailure::of)? {
+                Some(stored) if stored != sha256 => Err(StepFailure::permanent(format!(
+                    "the store's SHA-256 of {key} is {stored}, but what was sent hashes to \
+                     {sha256}: no manifest was written, so the backup counts as incomplete"
+                ))),
+                Some(_) => Ok(format!(
+                    "the store holds {key} as sent: {size} bytes, the same SHA-256"
+                )),
+                None => Ok(format!("the store holds {key} as sent: {size} bytes")),
+            }
         }
         Some(info) => Err(StepFailure::permanent(format!(
             "the store holds {} bytes under {key}, but {size} were sent: no manifest was written, \
@@ -561,8 +576,8 @@ mod tests {
             .await
             .unwrap();
         store.put_bytes("x.dump", b"12345".to_vec()).await.unwrap();
-        assert!(stored_as_sent(&store, "x.dump", 5).await.is_ok());
-        let short = stored_as_sent(&store, "x.dump", 6).await.unwrap_err();
+        assert!(stored_as_sent(&store, "x.dump", 5, "").await.is_ok());
+        let short = stored_as_sent(&store, "x.dump", 6, "").await.unwrap_err();
         assert!(short.permanent);
         assert!(
             short
@@ -571,7 +586,7 @@ mod tests {
             "{}",
             short.message
         );
-        let missing = stored_as_sent(&store, "y.dump", 6).await.unwrap_err();
+        let missing = stored_as_sent(&store, "y.dump", 6, "").await.unwrap_err();
         assert!(missing.permanent);
     }
 }

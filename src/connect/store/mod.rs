@@ -247,6 +247,17 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The object's SHA-256 (hex) as the store itself records it, when it records one: an S3
+    /// server's full-object checksum; `None` for local directories, multipart uploads and
+    /// servers that keep none.
+    pub async fn stored_sha256(&self, key: &str) -> Result<Option<String>, StoreError> {
+        check_key(&self.url, key)?;
+        match &self.backend {
+            Backend::Local(_) => Ok(None),
+            Backend::S3(store) => store.stored_sha256(key).await,
+        }
+    }
+
     /// `None` when the object does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         check_key(&self.url, key)?;
