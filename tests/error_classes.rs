@@ -57,6 +57,7 @@ fn a_missing_bucket_fails_at_once_despite_retry() {
     let server = S3Server::start();
     let (finished, elapsed) = run_sync(&server, &sync_playbook("s3://no-such-bucket/x", ""));
     assert_permanent_once(&finished, elapsed, "missing bucket");
+    assert_eq!(server.requests("HEAD", ""), 1);
     assert!(
         finished[0]["error"]
             .as_str()
@@ -81,6 +82,8 @@ fn a_storage_class_the_server_refuses_fails_at_once_despite_retry() {
         &sync_playbook("s3://mirror/x", "    storage_class: NOT_A_CLASS\n"),
     );
     assert_permanent_once(&finished, elapsed, "invalid storage class");
+    // Nor did the S3 client retry the refused request itself, nor the sync its object.
+    assert_eq!(server.requests("PUT", "/mirror/x/a.txt"), 1);
 }
 
 #[test]
