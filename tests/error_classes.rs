@@ -107,6 +107,34 @@ fn injected_503s_are_transient_and_retried_until_the_step_succeeds() {
     );
 }
 
+#[test]
+fn a_refused_postgresql_login_fails_at_once_despite_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "version: 1\nname: login\nsteps:\n  - id: smoke\n    kind: smoke-test\n    database: postgres://no_such_role_drillbook@127.0.0.1:5432/postgres\n    checks:\n      - sql: SELECT 1\n        expect: \"1\"\n    retry: { attempts: 3, backoff: 5s }\n",
+    )
+    .unwrap();
+    let started = Instant::now();
+    Drillbook::in_dir(dir.path())
+        .args(&["run", "p.yaml"])
+        .deadline(Duration::from_secs(60))
+        .expect_status(1)
+        .run();
+    let run = common::only_run(dir.path());
+    let finished: Vec<_> = common::journal(dir.path(), &run)
+        .into_iter()
+        .filter(|r| r["event"] == "step_finished")
+        .collect();
+    assert_permanent_once(&finished, started.elapsed(), "refused login");
+    assert!(
+        finished[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no_such_role_drillbook")),
+        "{finished:#?}"
+    );
+}
+
 /// One backup of `db` into the directory `store`, from its own state directory.
 fn backup(dir: &Path, db: &TestDb, store: &Path) -> Drillbook {
     let playbook = "version: 1\nname: bk\nsteps:\n  - id: backup\n    kind: backup\n    database: \"{{ secrets.DATABASE_URL }}\"\n    store: \"{{ vars.store }}\"\nvars:\n  store: x\nsecrets: [DATABASE_URL]\n";

@@ -419,7 +419,10 @@ impl StepFailure {
         let any: &dyn std::any::Any = &error;
         let permanent = any
             .downcast_ref::<crate::connect::store::StoreError>()
-            .is_some_and(crate::connect::store::StoreError::is_permanent);
+            .is_some_and(crate::connect::store::StoreError::is_permanent)
+            || any
+                .downcast_ref::<crate::connect::postgres::PgError>()
+                .is_some_and(crate::connect::postgres::PgError::is_permanent);
         StepFailure {
             permanent,
             ..StepFailure::new(error.to_string())

@@ -195,6 +195,8 @@ impl super::StepKind for Notify {
                 "the receiver answered HTTP {status}: {}",
                 body.trim()
             ));
+            // A 4xx (a revoked webhook, a bad payload) answers the same next time.
+            failure.permanent = crate::connect::permanent_http_status(status.as_u16());
             failure.outputs = outputs;
             return Err(failure);
         }

@@ -4,6 +4,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::S3Store;
+use crate::connect::permanent_http_status as status_is_permanent;
 use crate::connect::store::StoreError;
 
 impl S3Store {
@@ -78,11 +79,6 @@ where
         SdkError::DispatchFailure(_) => error_chain(error).contains("loading credentials"),
         _ => false,
     }
-}
-
-/// An HTTP status that trying again will not change: 4xx except 408 and 429.
-pub(crate) fn status_is_permanent(status: u16) -> bool {
-    (400..500).contains(&status) && status != 408 && status != 429
 }
 
 /// A one-line reason for an SDK error, from the server's error code where there is one and
