@@ -45,9 +45,16 @@ pub(crate) struct Captured {
     pub omitted: u64,
     /// Whether the raw stream held the text asked for with [`Sink::find`].
     pub found: bool,
+    /// Where the tail starts in `text`.
+    tail_at: usize,
 }
 
 impl Captured {
+    /// The kept end of the output alone, without the head or the marker.
+    pub(crate) fn tail(&self) -> &str {
+        &self.text[self.tail_at..]
+    }
+
     /// For the step's outputs: `{path, size, sha256}`.
     pub(crate) fn file_json(&self) -> serde_json::Value {
         serde_json::json!({
@@ -189,8 +196,10 @@ impl Sink {
                 self.path.display()
             ));
         }
+        let tail_at = text.len();
         text.push_str(&String::from_utf8_lossy(&self.tail));
         Ok(Captured {
+            tail_at,
             text,
             path: self.path,
             size: self.size,
@@ -340,6 +349,7 @@ mod tests {
             done.text
         );
         assert!(done.text.ends_with("098099"), "{}", done.text);
+        assert_eq!(done.tail(), "098099");
     }
 
     #[tokio::test]

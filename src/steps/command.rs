@@ -304,11 +304,7 @@ pub(crate) async fn capture(
         .await
         .map_err(StepFailure::new)?;
     // Only the tail: no marker in front of it, so that the text reads as the program's own.
-    let text = match captured.text.split_once(" …\n") {
-        Some((_, tail)) if captured.omitted > 0 => tail.to_owned(),
-        _ => captured.text,
-    };
-    Ok(text)
+    Ok(captured.tail().to_owned())
 }
 
 /// The last lines of output, stderr after stdout, for the report.
