@@ -219,3 +219,29 @@ fn two_backups_into_one_store_at_once_both_succeed() {
     );
     assert!(!names.iter().any(|n| n.contains(".partial-")), "{names:?}");
 }
+
+/// A body streamed from a reader (an object of known size sent as one request) cannot be
+/// replayed: after a 503 the client does not resend it (it would send an exhausted body), the
+/// upload fails as transient, nothing is stored, and a retry must start from the source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_request_is_not_resent_after_a_503() {
+    use drillbook::connect::store::{PutOptions, Store};
+    let server = S3Server::start();
+    server.create_bucket("streamed");
+    let store = Store::open_with("s3://streamed/p", &server.settings())
+        .await
+        .unwrap();
+    let data = vec![7u8; 20 << 20];
+    let options = PutOptions {
+        size_hint: Some(data.len() as u64),
+        ..PutOptions::default()
+    };
+    server.fail_next("PUT", 1);
+    let result = store
+        .put_stream_with("x.dump", data.as_slice(), &options, &|_| {})
+        .await;
+    let error = result.expect_err("a streamed body cannot be resent");
+    assert!(!error.is_permanent(), "{error}");
+    assert_eq!(server.requests("PUT", "/streamed/p/x.dump"), 1);
+    assert!(store.head("x.dump").await.unwrap().is_none());
+}
