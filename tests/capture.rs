@@ -87,6 +87,7 @@ fn small_records(dir: &Path) -> Vec<serde_json::Value> {
             continue;
         };
         let longest = text.lines().map(str::len).max().unwrap_or(0);
+        eprintln!("{name}: longest line {longest} bytes");
         assert!(longest < MAX_LINE, "{name} has a line of {longest} bytes");
     }
     common::journal(dir, &run)
