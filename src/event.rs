@@ -54,6 +54,25 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// Whether trying a failed attempt again can help: `permanent` (a 4xx, bad credentials, an
+/// invalid parameter, a checksum mismatch) fails the step at once, `transient` (a 5xx,
+/// throttling, a reset connection, a timeout) is retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    Permanent,
+    Transient,
+}
+
+impl ErrorClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorClass::Permanent => "permanent",
+            ErrorClass::Transient => "transient",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
@@ -207,6 +226,9 @@ pub enum Event {
         /// What the step measured or produced, for the report.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         evidence: Vec<String>,
+        /// A failed or timed-out attempt's class; absent otherwise (and in older journals).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error_class: Option<ErrorClass>,
     },
     StepSkipped {
         step: String,

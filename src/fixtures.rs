@@ -105,6 +105,7 @@ impl Journal {
                 outputs,
                 error: error.map(str::to_owned),
                 evidence,
+                error_class: None,
             },
         )
     }
@@ -253,6 +254,7 @@ pub(crate) fn communication_run() -> RunState {
                 outputs: BTreeMap::new(),
                 error: None,
                 evidence: vec![],
+                error_class: None,
             },
         )
         .attempt(

@@ -20,8 +20,16 @@ pub struct Playbook {
     /// What the steps act on, per mode (`{{ target.NAME }}`).
     #[serde(skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
+    /// After a failure, start no further main steps (`true`), or only none that need the
+    /// failed step (`false`).
+    #[serde(skip_serializing_if = "is_true")]
+    pub fail_fast: bool,
     /// Main steps first, in file order, then cleanup steps.
     pub steps: Vec<Step>,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 impl Playbook {

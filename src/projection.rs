@@ -226,6 +226,7 @@ mod tests {
             outputs: BTreeMap::new(),
             error: None,
             evidence: vec![],
+            error_class: None,
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
-use crate::event::{Ask, Event, Mode, PlannedStep, Record, Status};
+use crate::event::{Ask, ErrorClass, Event, Mode, PlannedStep, Record, Status};
 use crate::outcome::Outcome;
 use crate::steps::Kind;
 
@@ -138,6 +138,8 @@ pub struct Attempt {
     pub finished_at: Option<Timestamp>,
     pub status: Status,
     pub error: Option<String>,
+    /// Why trying again could or could not help, for a failed attempt.
+    pub error_class: Option<ErrorClass>,
 }
 
 #[derive(Clone, Debug)]
@@ -363,6 +365,7 @@ impl RunState {
                     finished_at: None,
                     status: Status::Running,
                     error: None,
+                    error_class: None,
                 });
             }
             Event::StepFinished {
@@ -372,6 +375,7 @@ impl RunState {
                 outputs,
                 error,
                 evidence,
+                error_class,
             } => {
                 if self.sends_messages(step) && *status != Status::Cancelled {
                     self.notifications.push(Notification {
@@ -398,6 +402,7 @@ impl RunState {
                     current.finished_at = Some(at);
                     current.status = *status;
                     current.error = error.clone();
+                    current.error_class = *error_class;
                 }
             }
             Event::StepSkipped {
@@ -654,6 +659,7 @@ mod tests {
                     outputs: BTreeMap::new(),
                     error: Some("boom".into()),
                     evidence: vec![],
+                    error_class: None,
                 },
             ),
             record(
@@ -675,6 +681,7 @@ mod tests {
                     outputs: BTreeMap::from([("x".into(), 7.into())]),
                     error: None,
                     evidence: vec![],
+                    error_class: None,
                 },
             ),
             record(
@@ -753,6 +760,7 @@ mod tests {
                 outputs,
                 error: error.map(str::to_owned),
                 evidence: vec![],
+                error_class: None,
             };
         let records = vec![
             record(0, 0, start),

@@ -465,4 +465,28 @@ fn weekly_verify_passes_when_fresh_and_fails_on_each_breakage() {
         "succeeded",
         "{report:#}"
     );
+
+    // The backup store cannot be listed (its bucket is gone): `assess` fails at once (a
+    // permanent error, one attempt despite its retry), and the mirror still gives its verdict.
+    std::fs::remove_dir_all(&backups).expect("remove the backups");
+    std::fs::remove_dir_all(server.root.join("backups")).expect("remove the bucket");
+    let (status, report) = weekly(dir, &env);
+    assert_eq!(status, 1, "{report:#}");
+    let assess = step(&report, "assess");
+    assert_eq!(assess["status"], "failed", "{assess}");
+    assert_eq!(
+        assess["attempts"].as_array().map(Vec::len),
+        Some(1),
+        "{assess}"
+    );
+    assert_eq!(
+        assess["attempts"][0]["error_class"], "permanent",
+        "{assess}"
+    );
+    assert_eq!(step(&report, "verify_backup")["status"], "skipped");
+    assert_eq!(
+        step(&report, "verify_mirror")["status"],
+        "succeeded",
+        "{report:#}"
+    );
 }

@@ -30,8 +30,19 @@ pub enum PgError {
     Url(String),
     #[error("cannot connect to PostgreSQL at {server}: {cause}")]
     Connect { server: String, cause: String },
+    /// The server refused who we are (wrong password, no such role, pg_hba): trying again
+    /// with the same credentials cannot help.
+    #[error("cannot connect to PostgreSQL at {server}: {cause}")]
+    Refused { server: String, cause: String },
     #[error("PostgreSQL at {server}: {cause}")]
     Query { server: String, cause: String },
+}
+
+impl PgError {
+    /// Whether trying again cannot help: an invalid URL, an authentication refused.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, PgError::Url(_) | PgError::Refused { .. })
+    }
 }
 
 impl fmt::Debug for Target {
@@ -186,14 +197,15 @@ impl Target {
         T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
         T::Stream: Send + 'static,
     {
-        let (client, connection) =
-            self.config
-                .connect(tls)
-                .await
-                .map_err(|e| PgError::Connect {
-                    server: self.to_string(),
-                    cause: cause(&e),
-                })?;
+        let (client, connection) = self.config.connect(tls).await.map_err(|e| {
+            let (server, cause) = (self.to_string(), cause(&e));
+            // SQLSTATE class 28: invalid authorization specification.
+            if e.code().is_some_and(|state| state.code().starts_with("28")) {
+                PgError::Refused { server, cause }
+            } else {
+                PgError::Connect { server, cause }
+            }
+        })?;
         // The connection does the I/O; it ends when the client is dropped.
         tokio::spawn(connection);
         Ok(client)

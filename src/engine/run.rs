@@ -305,7 +305,10 @@ impl Runner {
                 continue;
             }
             if !step.cleanup {
-                if let Some(stop) = stop {
+                // Without fail_fast, a failure stops only what needs it (`broken` above).
+                let goes_on =
+                    matches!(stop, Some(Stop::Failed(_))) && !self.shared.playbook.fail_fast;
+                if let Some(stop) = stop.as_ref().filter(|_| !goes_on) {
                     self.block(index, &stop.reason())?;
                     continue;
                 }

@@ -12,7 +12,7 @@ use super::gate::{Gate, Settled, ask_human, gates, settle};
 use super::repeat::repeat;
 use super::retry;
 use super::run::Shared;
-use crate::event::{Ask, Event, Mode, Status};
+use crate::event::{Ask, ErrorClass, Event, Mode, Status};
 use crate::human::Go;
 use crate::model::Step;
 use crate::state::StepState;
@@ -163,6 +163,8 @@ fn fail_before_start(
         outputs: Default::default(),
         error: Some(error),
         evidence: Vec::new(),
+        // A condition or prompt that does not render will not render next time either.
+        error_class: Some(ErrorClass::Permanent),
     })?;
     Ok(End::Final(Status::Failed))
 }
@@ -201,6 +203,12 @@ async fn attempts(
         };
         let (outputs, error, evidence);
         let permanent = matches!(&outcome, Attempted::Failed(failure) if failure.permanent);
+        let error_class = match &outcome {
+            Attempted::Done(_) => None,
+            Attempted::Failed(failure) if failure.cancelled => None,
+            Attempted::Failed(_) if permanent => Some(ErrorClass::Permanent),
+            Attempted::Failed(_) | Attempted::TimedOut(_) => Some(ErrorClass::Transient),
+        };
         (status, outputs, error, evidence) = match outcome {
             Attempted::Done(done) => (Status::Succeeded, done.outputs, None, done.evidence),
             Attempted::TimedOut(limit) => (
@@ -235,6 +243,7 @@ async fn attempts(
             outputs: outputs.clone(),
             error,
             evidence,
+            error_class,
         })?;
         shared.context.set_step(
             &step.id,

@@ -128,6 +128,9 @@ struct AttemptJson<'a> {
     started_at: Timestamp,
     finished_at: Option<Timestamp>,
     error: Option<&'a str>,
+    /// `permanent` or `transient`, for a failed attempt of a journal that records it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_class: Option<crate::event::ErrorClass>,
 }
 
 #[derive(Serialize)]
@@ -200,6 +203,7 @@ fn report(state: &RunState) -> Report<'_> {
                         started_at: attempt.started_at,
                         finished_at: attempt.finished_at,
                         error: attempt.error.as_deref(),
+                        error_class: attempt.error_class,
                     })
                     .collect(),
                 outputs: &step.outputs,

@@ -98,9 +98,16 @@ impl super::StepKind for Backup {
     async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let database = render(&self.database)?;
+        // In-flight uploads carry the run's id: a concurrent backup's cleanup leaves them be.
+        let run_id = ctx
+            .run_dir
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let store = Store::open(&render(&self.store)?)
             .await
-            .map_err(StepFailure::of)?;
+            .map_err(StepFailure::of)?
+            .owned_by(&run_id);
         let mut evidence = Vec::new();
         let target = if database.trim() == DEMO {
             let demo = crate::connect::demo::create(&ctx.run_dir.join(CLUSTERS))
@@ -261,6 +268,10 @@ impl super::StepKind for Backup {
             let (tables, large_objects) = counts.map_err(StepFailure::of)?;
             let _ = client.batch_execute("COMMIT").await;
             let (size, sha256) = stream.finish();
+            // What the store holds, before a manifest vouches for it: a retried request that
+            // sent less than it read would otherwise leave a short object behind a good
+            // manifest.
+            evidence.push(stored_as_sent(&store, &key, size, &sha256).await?);
             let finished_at = Timestamp::now();
             let manifest = Manifest {
                 manifest_version: 1,
@@ -329,6 +340,41 @@ pub const DEMO: &str = "demo";
 pub const CLUSTERS: &str = "clusters";
 /// Measured (DESIGN.md): level 1 is about twice as fast as pg_dump's default for ~4% more bytes.
 const DEFAULT_COMPRESSION: u8 = 1;
+
+/// Checks that the store holds `size` bytes under `key`, and where it records a SHA-256 of
+/// the whole object, that it is `sha256` (S3-compatible servers record none for multipart
+/// uploads, so the size is what every store can compare): the evidence line, or a permanent
+/// failure — no manifest is written for it.
+async fn stored_as_sent(
+    store: &Store,
+    key: &str,
+    size: u64,
+    sha256: &str,
+) -> Result<String, StepFailure> {
+    let held = store.head(key).await.map_err(StepFailure::of)?;
+    match held {
+        Some(info) if info.size == size => {
+            match store.stored_sha256(key).await.map_err(StepFailure::of)? {
+                Some(stored) if stored != sha256 => Err(StepFailure::permanent(format!(
+                    "the store's SHA-256 of {key} is {stored}, but what was sent hashes to \
+                     {sha256}: no manifest was written, so the backup counts as incomplete"
+                ))),
+                Some(_) => Ok(format!(
+                    "the store holds {key} as sent: {size} bytes, the same SHA-256"
+                )),
+                None => Ok(format!("the store holds {key} as sent: {size} bytes")),
+            }
+        }
+        Some(info) => Err(StepFailure::permanent(format!(
+            "the store holds {} bytes under {key}, but {size} were sent: no manifest was written, \
+             so the backup counts as incomplete",
+            info.size
+        ))),
+        None => Err(StepFailure::permanent(format!(
+            "{key} is not in the store after its upload: no manifest was written"
+        ))),
+    }
+}
 
 fn last_lines(text: &str) -> Vec<String> {
     let lines: Vec<&str> = text.lines().collect();
@@ -514,5 +560,31 @@ impl tokio::io::AsyncRead for DumpStream {
                 Poll::Ready(Err(std::io::Error::other(why)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_object_shorter_than_what_was_sent_is_a_permanent_failure() {
+        let directory = tempfile::tempdir().unwrap();
+        let store = Store::open(&directory.path().display().to_string())
+            .await
+            .unwrap();
+        store.put_bytes("x.dump", b"12345".to_vec()).await.unwrap();
+        assert!(stored_as_sent(&store, "x.dump", 5, "").await.is_ok());
+        let short = stored_as_sent(&store, "x.dump", 6, "").await.unwrap_err();
+        assert!(short.permanent);
+        assert!(
+            short
+                .message
+                .contains("holds 5 bytes under x.dump, but 6 were sent"),
+            "{}",
+            short.message
+        );
+        let missing = stored_as_sent(&store, "y.dump", 6, "").await.unwrap_err();
+        assert!(missing.permanent);
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncRead;
 
 use super::{Done, StepContext, StepFailure};
 use crate::connect::postgres::Target;
@@ -49,7 +49,13 @@ pub struct Command {
 
 impl super::StepKind for Command {
     const NAME: &'static str = "command";
-    const OUTPUTS: &'static [&'static str] = &["exit_code", "stdout", "stderr"];
+    const OUTPUTS: &'static [&'static str] = &[
+        "exit_code",
+        "stdout",
+        "stderr",
+        "stdout_file",
+        "stderr_file",
+    ];
     /// An arbitrary program may not be safe to repeat.
     const IDEMPOTENT: bool = false;
     const ARGUMENTS: &'static [super::Arguments] = &[super::Arguments {
@@ -146,17 +152,17 @@ impl super::StepKind for Command {
         })?;
         let group = ProcessGroup(child.id());
 
-        let stdout = capture(
+        let stdout = super::capture::pipe(
             child.stdout.take(),
             super::output_file(ctx, "stdout").await?,
             ctx.masker,
-            STDOUT_KEPT,
+            super::capture::OUTPUT,
         );
-        let stderr = capture(
+        let stderr = super::capture::pipe(
             child.stderr.take(),
             super::output_file(ctx, "stderr").await?,
             ctx.masker,
-            STDERR_KEPT,
+            super::capture::ERRORS,
         );
         let waited = async {
             let status = tokio::select! {
@@ -182,11 +188,22 @@ impl super::StepKind for Command {
             status
         };
         let (status, stdout, stderr) = tokio::join!(waited, stdout, stderr);
-        let (stdout, stderr) = (stdout?, stderr?);
+        let (stdout, stderr) = (
+            stdout.map_err(StepFailure::new)?,
+            stderr.map_err(StepFailure::new)?,
+        );
         let mut done = Done::default();
-        done.outputs.insert("stdout".into(), stdout.clone().into());
-        done.outputs.insert("stderr".into(), stderr.clone().into());
-        done.evidence = tail_lines(&stdout, &stderr);
+        done.outputs
+            .insert("stdout".into(), stdout.text.clone().into());
+        done.outputs
+            .insert("stderr".into(), stderr.text.clone().into());
+        done.outputs
+            .insert("stdout_file".into(), stdout.file_json());
+        done.outputs
+            .insert("stderr_file".into(), stderr.file_json());
+        done.evidence = tail_lines(&stdout.text, &stderr.text);
+        done.evidence.push(stdout.evidence("stdout"));
+        done.evidence.push(stderr.evidence("stderr"));
         if ctx.cancel.is_cancelled() {
             let mut failure = StepFailure::cancelled();
             failure.evidence = done.evidence;
@@ -242,11 +259,10 @@ fn switch_to(user: &str) -> Result<Option<(u32, u32)>, StepFailure> {
     }
 }
 
-/// Captured output kept in memory for outputs and the report; the files keep everything.
-const STDOUT_KEPT: usize = 64 * 1024;
-const STDERR_KEPT: usize = 8 * 1024;
 /// Lines of output shown as evidence in the report.
 const EVIDENCE_LINES: usize = 10;
+/// Characters of each such line.
+const EVIDENCE_CHARS: usize = 500;
 /// How long a cancelled program gets between SIGTERM and SIGKILL.
 const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
 
@@ -272,42 +288,23 @@ impl Drop for ProcessGroup {
     }
 }
 
-/// Copies a pipe into `path` with secrets masked, keeping the last `keep` bytes as text.
+/// Copies a pipe into `path` with secrets masked, keeping the last `keep` bytes as text (the
+/// programs drillbook runs itself, whose errors it reads from the end).
 pub(crate) async fn capture(
     pipe: Option<impl AsyncRead + Unpin>,
     path: std::path::PathBuf,
     masker: &Masker,
     keep: usize,
 ) -> Result<String, StepFailure> {
-    let io_error = |e: std::io::Error| StepFailure::new(format!("{}: {e}", path.display()));
-    let mut file = tokio::fs::File::create(&path).await.map_err(io_error)?;
-    let mut kept: Vec<u8> = Vec::new();
-    let Some(mut pipe) = pipe else {
-        return Ok(String::new());
+    let limits = super::capture::Limits {
+        head: 0,
+        tail: keep,
     };
-    let mut stream = masker.stream();
-    let mut buffer = vec![0u8; 16 * 1024];
-    let mut write = async |chunk: Vec<u8>, kept: &mut Vec<u8>| -> Result<(), StepFailure> {
-        file.write_all(&chunk).await.map_err(io_error)?;
-        kept.extend_from_slice(&chunk);
-        if kept.len() > 2 * keep {
-            kept.drain(..kept.len() - keep);
-        }
-        Ok(())
-    };
-    loop {
-        let read = pipe.read(&mut buffer).await.map_err(io_error)?;
-        if read == 0 {
-            break;
-        }
-        write(stream.push(&buffer[..read]), &mut kept).await?;
-    }
-    write(stream.finish(), &mut kept).await?;
-    file.flush().await.map_err(io_error)?;
-    if kept.len() > keep {
-        kept.drain(..kept.len() - keep);
-    }
-    Ok(String::from_utf8_lossy(&kept).into_owned())
+    let captured = super::capture::pipe(pipe, path, masker, limits)
+        .await
+        .map_err(StepFailure::new)?;
+    // Only the tail: no marker in front of it, so that the text reads as the program's own.
+    Ok(captured.tail().to_owned())
 }
 
 /// The last lines of output, stderr after stdout, for the report.
@@ -316,7 +313,13 @@ fn tail_lines(stdout: &str, stderr: &str) -> Vec<String> {
     for (name, text) in [("stdout", stdout), ("stderr", stderr)] {
         let all: Vec<&str> = text.lines().collect();
         let start = all.len().saturating_sub(EVIDENCE_LINES);
-        lines.extend(all[start..].iter().map(|line| format!("{name}: {line}")));
+        lines.extend(all[start..].iter().map(|line| {
+            // A line may be long (output without newlines): evidence stays readable.
+            match line.char_indices().nth(EVIDENCE_CHARS) {
+                Some((end, _)) => format!("{name}: {}…", &line[..end]),
+                None => format!("{name}: {line}"),
+            }
+        }));
     }
     lines
 }

@@ -7,6 +7,7 @@
 pub mod approval;
 pub mod assess;
 pub mod backup;
+pub(crate) mod capture;
 pub mod command;
 pub mod flush;
 mod hashing;
@@ -317,11 +318,9 @@ pub(crate) async fn output_file(
     ctx: &StepContext<'_>,
     name: &str,
 ) -> Result<std::path::PathBuf, StepFailure> {
-    let dir = ctx.run_dir.join("output");
-    tokio::fs::create_dir_all(&dir)
+    capture::file(ctx.run_dir, ctx.id, ctx.attempt, name)
         .await
-        .map_err(|e| StepFailure::new(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir.join(format!("{}.{}.{name}", ctx.id, ctx.attempt)))
+        .map_err(StepFailure::new)
 }
 
 /// Reads `reader` to its end, hashing it (SHA-256, hex) and copying it into `copy` when given,
@@ -414,9 +413,28 @@ pub struct StepFailure {
 }
 
 impl StepFailure {
-    /// A failure whose message is an error's own (connectors' errors are written for people).
-    pub fn of(error: impl std::fmt::Display) -> StepFailure {
-        StepFailure::new(error.to_string())
+    /// A failure whose message is an error's own (connectors' errors are written for people),
+    /// permanent when the error says trying again cannot help (a store's refusal).
+    pub fn of<E: std::fmt::Display + 'static>(error: E) -> StepFailure {
+        let any: &dyn std::any::Any = &error;
+        let permanent = any
+            .downcast_ref::<crate::connect::store::StoreError>()
+            .is_some_and(crate::connect::store::StoreError::is_permanent)
+            || any
+                .downcast_ref::<crate::connect::postgres::PgError>()
+                .is_some_and(crate::connect::postgres::PgError::is_permanent);
+        StepFailure {
+            permanent,
+            ..StepFailure::new(error.to_string())
+        }
+    }
+
+    /// A failure that trying again cannot mend (a checksum mismatch, an invalid parameter).
+    pub fn permanent(message: impl Into<String>) -> StepFailure {
+        StepFailure {
+            permanent: true,
+            ..StepFailure::new(message)
+        }
     }
 
     pub fn new(message: impl Into<String>) -> StepFailure {

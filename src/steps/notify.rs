@@ -181,29 +181,38 @@ impl super::StepKind for Notify {
         let status = response.status();
         outputs.insert("status".into(), status.as_u16().into());
         outputs.insert("sent".into(), jiff::Timestamp::now().to_string().into());
+        // Whatever the receiver answers, only a bounded head and tail of it is kept.
+        let file = super::output_file(ctx, "response").await?;
+        let body = super::capture::body(response, file, ctx.masker, super::capture::OUTPUT, None)
+            .await
+            .map_err(|error| StepFailure {
+                outputs: outputs.clone(),
+                ..StepFailure::new(error)
+            })?;
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let body: String = body.chars().take(200).collect();
+            let body: String = body.text.chars().take(200).collect();
             let mut failure = StepFailure::new(format!(
                 "the receiver answered HTTP {status}: {}",
-                ctx.masker.mask(body.trim())
+                body.trim()
             ));
+            // A 4xx (a revoked webhook, a bad payload) answers the same next time.
+            failure.permanent = crate::connect::permanent_http_status(status.as_u16());
             failure.outputs = outputs;
             return Err(failure);
         }
         // What the API answered, for later steps: a status page returns the incident it
         // opened, whose id the update that resolves it needs
-        // (`{{ steps.open.outputs.response.id }}`). JSON when it is JSON, else the text.
-        let body = response.bytes().await.unwrap_or_default();
-        let parsed = (body.len() <= 16 * 1024)
-            .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        // (`{{ steps.open.outputs.response.id }}`). JSON when it is JSON, else the text
+        // (masked as it was captured).
+        let parsed = (body.size <= 16 * 1024 && body.omitted == 0)
+            .then(|| serde_json::from_str::<serde_json::Value>(&body.text).ok())
             .flatten();
         let answer = match parsed {
             Some(mut json) => {
                 ctx.masker.mask_json(&mut json);
                 json
             }
-            None => kept(&String::from_utf8_lossy(&body), ctx.masker).into(),
+            None => kept(&body.text, ctx.masker).into(),
         };
         outputs.insert("response".into(), answer);
         Ok(super::Done {

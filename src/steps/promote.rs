@@ -362,14 +362,23 @@ impl Repoint {
         })?;
         let status = response.status();
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
+            let file = super::output_file(ctx, "response").await?;
+            let body =
+                super::capture::body(response, file, ctx.masker, super::capture::ERRORS, None)
+                    .await
+                    .map(|body| body.text)
+                    .unwrap_or_default();
             let body: String = body.chars().take(200).collect();
             // A receiver may echo what it was sent: the new URL, password included.
             let body = ctx.masker.mask(body.trim()).replace(&self.url, "***");
-            return Err(StepFailure::new(format!(
-                "{shown_endpoint} answered HTTP {status} to the new {}: {body}",
-                self.variable
-            )));
+            return Err(StepFailure {
+                // A 4xx (refused credentials, a bad request) answers the same next time.
+                permanent: crate::connect::permanent_http_status(status.as_u16()),
+                ..StepFailure::new(format!(
+                    "{shown_endpoint} answered HTTP {status} to the new {}: {body}",
+                    self.variable
+                ))
+            });
         }
         let mut done = super::Done::default();
         done.evidence.push(format!(

@@ -350,6 +350,7 @@ mod tests {
             outputs: BTreeMap::new(),
             error: error.map(str::to_string),
             evidence: Vec::new(),
+            error_class: None,
         };
         assert_eq!(
             text(finished(Status::Succeeded, None)),

@@ -219,6 +219,7 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         vars,
         secrets,
         targets,
+        fail_fast: top.fail_fast.unwrap_or(true),
         steps,
     })
 }
@@ -233,6 +234,7 @@ struct Top {
     vars: Option<BTreeMap<String, Spanned<String>>>,
     secrets: Option<Vec<Spanned<String>>>,
     targets: Option<raw::TargetsRaw>,
+    fail_fast: Option<bool>,
 }
 
 fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
@@ -297,6 +299,7 @@ fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
         vars: field(root, "vars", out),
         secrets: field(root, "secrets", out),
         targets: field(root, "targets", out),
+        fail_fast: field(root, "fail_fast", out),
     }
 }
 

@@ -42,6 +42,11 @@ pub(crate) struct PlaybookRaw {
     /// the same host and database (bucket, file) as a live one.
     #[serde(default)]
     pub targets: Option<TargetsRaw>,
+    /// After a step fails, start no further steps (`true`, the default), or go on starting
+    /// those that do not need the failed one (`false`: independent branches each give their
+    /// verdict). Steps that need a failed step are skipped either way.
+    #[serde(default)]
+    pub fail_fast: Option<bool>,
     /// The steps. Without `needs`, a step depends on the one listed before it.
     pub steps: StepList,
     /// Steps that always run at the end, after success, failure or interruption.

@@ -35,6 +35,8 @@ struct Faults {
     method: Mutex<String>,
     remaining: AtomicUsize,
     failed: AtomicUsize,
+    /// Every request received: (method, path).
+    seen: Mutex<Vec<(String, String)>>,
 }
 
 impl Faults {
@@ -141,6 +143,15 @@ impl S3Server {
         self.faults.failed.load(Ordering::SeqCst)
     }
 
+    /// How many requests with `method` to a path ending in `suffix` the server received,
+    /// failed ones included: how often a client tried.
+    pub fn requests(&self, method: &str, suffix: &str) -> usize {
+        let seen = self.faults.seen.lock().unwrap();
+        seen.iter()
+            .filter(|(m, path)| m.eq_ignore_ascii_case(method) && path.ends_with(suffix))
+            .count()
+    }
+
     /// Names of s3s-fs's multipart bookkeeping files: an unfinished upload leaves
     /// `.upload-<id>.json` and `.upload_id-<id>.part-<n>` in the root.
     pub fn upload_files(&self) -> Vec<String> {
@@ -187,6 +198,10 @@ async fn serve(
                 let service = service.clone();
                 let faults = faults.clone();
                 async move {
+                    faults.seen.lock().unwrap().push((
+                        request.method().as_str().to_owned(),
+                        request.uri().path().to_owned(),
+                    ));
                     if faults.take(request.method().as_str()) {
                         return Ok(slow_down(request).await);
                     }

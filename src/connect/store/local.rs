@@ -36,11 +36,17 @@ pub(crate) fn upload_memory(size: u64) -> u64 {
 pub(crate) struct LocalStore {
     root: PathBuf,
     url: String,
+    /// Named in temporary files: see `Store::owned_by`.
+    pub(super) owner: String,
 }
 
 impl LocalStore {
     pub(crate) fn new(root: PathBuf, url: String) -> LocalStore {
-        LocalStore { root, url }
+        LocalStore {
+            root,
+            url,
+            owner: String::new(),
+        }
     }
 
     fn path(&self, key: &str) -> PathBuf {
@@ -74,7 +80,15 @@ impl LocalStore {
         // Write beside the destination, so the rename cannot cross filesystems; the guard
         // removes the temporary file on error and when this future is dropped.
         let mut temporary = path.clone().into_os_string();
-        temporary.push(format!("{PARTIAL}{:016x}", fastrand::u64(..)));
+        if self.owner.is_empty() {
+            temporary.push(format!("{PARTIAL}{:016x}", fastrand::u64(..)));
+        } else {
+            temporary.push(format!(
+                "{PARTIAL}{}-{:016x}",
+                self.owner,
+                fastrand::u64(..)
+            ));
+        }
         let mut temporary = TemporaryFile {
             path: PathBuf::from(temporary),
             keep: false,
@@ -210,6 +224,15 @@ impl LocalStore {
             if !is_partial(&file.key) {
                 continue;
             }
+            let started = file
+                .metadata
+                .modified()
+                .ok()
+                .and_then(|time| jiff::Timestamp::try_from(time).ok());
+            if !super::removable(&self.owner, partial_owner(&file.key), started) {
+                // Another run's upload, maybe still in flight.
+                continue;
+            }
             match tokio::fs::remove_file(&file.path).await {
                 Ok(()) => removed.push(format!(
                     "removed the partial upload {} ({} bytes)",
@@ -260,11 +283,22 @@ fn object_info(key: String, metadata: &std::fs::Metadata) -> ObjectInfo {
     }
 }
 
-/// Whether `key` is a temporary file of `put_stream`: ends in `.partial-` and 16 hex digits.
+/// Whether `key` is a temporary file of `put_stream`: ends in `.partial-`, optionally its
+/// owner and `-`, and 16 hex digits.
 fn is_partial(key: &str) -> bool {
     key.rsplit_once(PARTIAL).is_some_and(|(_, suffix)| {
-        suffix.len() == 16 && suffix.bytes().all(|byte| byte.is_ascii_hexdigit())
+        let random = match suffix.rsplit_once('-') {
+            Some((owner, random)) if !owner.is_empty() => random,
+            _ => suffix,
+        };
+        random.len() == 16 && random.bytes().all(|byte| byte.is_ascii_hexdigit())
     })
+}
+
+/// The owner a temporary file names, if any.
+fn partial_owner(key: &str) -> Option<&str> {
+    let (_, suffix) = key.rsplit_once(PARTIAL)?;
+    suffix.rsplit_once('-').map(|(owner, _)| owner)
 }
 
 /// Blocking walk of `root`, starting from the deepest directory the prefix names so a listing
@@ -351,6 +385,11 @@ mod tests {
     #[test]
     fn recognises_partial_files() {
         assert!(is_partial("a/x.dump.partial-0123456789abcdef"));
+        assert!(is_partial("a/x.dump.partial-0192_run-0123456789abcdef"));
+        assert_eq!(
+            partial_owner("a/x.dump.partial-0192_run-0123456789abcdef"),
+            Some("0192_run")
+        );
         assert!(!is_partial("a/x.dump"));
         assert!(!is_partial("a/x.partial-notes.txt"));
     }

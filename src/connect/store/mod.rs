@@ -5,10 +5,16 @@
 //! error names the store URL and the key, never a credential, so it can be shown as is.
 
 mod download;
+mod error;
 mod local;
+mod ownership;
 mod s3;
 mod streamed;
 
+pub use error::StoreError;
+use error::location;
+pub use ownership::STALE_UPLOAD;
+use ownership::removable;
 pub use s3::S3Settings;
 
 use std::ops::Range;
@@ -41,55 +47,6 @@ pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
     pub modified: Option<jiff::Timestamp>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("invalid store URL `{url}`: {reason}")]
-    InvalidUrl { url: String, reason: String },
-    #[error("invalid object key `{key}` for {url}: {reason}")]
-    InvalidKey {
-        url: String,
-        key: String,
-        reason: String,
-    },
-    #[error("{} does not exist", location(.url, .key))]
-    NotFound { url: String, key: String },
-    #[error("bucket `{bucket}` does not exist (store {url})")]
-    NoSuchBucket { url: String, bucket: String },
-    /// The reader handed to `put_stream` failed: the upload was abandoned.
-    #[error("cannot upload to {}: reading the data failed: {source}", location(.url, .key))]
-    Source {
-        url: String,
-        key: String,
-        source: std::io::Error,
-    },
-    /// Everything else: `action` is a verb ("read", "write", "list", ...) and `message` a
-    /// one-line reason without credentials.
-    #[error("cannot {action} {}: {message}", location(.url, .key))]
-    Failed {
-        action: &'static str,
-        url: String,
-        key: String,
-        message: String,
-    },
-}
-
-impl StoreError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
-    }
-}
-
-/// `url` joined with `key`, the way users would write the object's address.
-fn location(url: &str, key: &str) -> String {
-    if key.is_empty() {
-        url.to_owned()
-    } else if url.ends_with('/') {
-        format!("{url}{key}")
-    } else {
-        format!("{url}/{key}")
-    }
 }
 
 /// A connected object store. Cheap to clone (the S3 client is shared).
@@ -290,6 +247,17 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The object's SHA-256 (hex) as the store itself records it, when it records one: an S3
+    /// server's full-object checksum; `None` for local directories, multipart uploads and
+    /// servers that keep none.
+    pub async fn stored_sha256(&self, key: &str) -> Result<Option<String>, StoreError> {
+        check_key(&self.url, key)?;
+        match &self.backend {
+            Backend::Local(_) => Ok(None),
+            Backend::S3(store) => store.stored_sha256(key).await,
+        }
+    }
+
     /// `None` when the object does not exist.
     pub async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         check_key(&self.url, key)?;
@@ -319,9 +287,33 @@ impl Store {
         }
     }
 
+    /// This store's uploads in flight carry `owner` (a run id) in their names — local
+    /// `.partial-<owner>-…` files, S3 upload markers — so that only that run's cleanup removes
+    /// them while they may still be running.
+    pub fn owned_by(mut self, owner: &str) -> Store {
+        let owner: String = owner
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        match &mut self.backend {
+            Backend::Local(store) => store.owner = owner,
+            Backend::S3(store) => store.owner = owner,
+        }
+        self
+    }
+
     /// Removes what interrupted uploads left under `prefix` (unfinished S3 multipart uploads,
-    /// local `.partial-` files) and describes each thing removed. Run it when no upload to
-    /// this prefix is in progress: it cannot tell a crashed upload from a running one.
+    /// local `.partial-` files) and describes each thing removed. A store with an owner (see
+    /// [`Store::owned_by`]) removes its owner's, and anyone's older than [`STALE_UPLOAD`]: a
+    /// younger one of another run may still be in flight (two backups into one store at
+    /// once). A store without one removes them all: run it only when no upload to this prefix
+    /// is in progress.
     pub async fn remove_incomplete(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         check_prefix(&self.url, prefix)?;
         match &self.backend {

@@ -48,7 +48,7 @@ impl Download {
             .await
             .map_err(StepFailure::of)?;
         if size != manifest.size || sha256 != manifest.sha256 {
-            return Err(StepFailure::new(format!(
+            return Err(StepFailure::permanent(format!(
                 "{key} does not match its manifest (size {size}, manifest {}; sha256 {sha256}, manifest {}): the backup is corrupt, and the target was not touched",
                 manifest.size, manifest.sha256
             )));

@@ -128,11 +128,12 @@ impl Mirror<'_, '_> {
             (None, Some(report_error)) => report_error,
         };
         let mut failure = StepFailure::new(message);
-        // Only damaged objects failed: another attempt would read the same bytes.
-        failure.permanent = copied.damaged > 0
-            && copied.damaged == copied.failures.len()
+        // Only damaged objects failed: another attempt would read the same bytes; or only
+        // refused ones: the store would refuse them again.
+        failure.permanent = copied.damaged + copied.refused > 0
+            && copied.damaged + copied.refused == copied.failures.len()
             && copied.failures.len() == failures.len();
-        if failure.permanent {
+        if failure.permanent && copied.damaged > 0 {
             evidence.push(format!(
                 "not tried again: the {} damaged object(s) would read the same; repair them in {} (or remove them from its checksum report) first",
                 copied.damaged,

@@ -60,6 +60,8 @@ pub(super) struct Copied {
     pub(super) failures: Vec<(String, String)>,
     /// Of the failures, those damaged at the source (see [`Outcome::Damaged`]).
     pub(super) damaged: usize,
+    /// Of the failures, those a store refused for good (see [`Outcome::Refused`]).
+    pub(super) refused: usize,
     /// Of the copies, those made by the server.
     pub(super) server_side: usize,
     pub(super) elapsed: Duration,
@@ -88,6 +90,10 @@ impl Copied {
             }
             Outcome::Damaged { index, error } => {
                 self.damaged += 1;
+                self.failures.push((objects[index].key.clone(), error));
+            }
+            Outcome::Refused { index, error } => {
+                self.refused += 1;
                 self.failures.push((objects[index].key.clone(), error));
             }
         }
@@ -274,6 +280,11 @@ enum Outcome {
         index: usize,
         error: String,
     },
+    /// A permanent error (a 4xx such as an invalid storage class): not retried.
+    Refused {
+        index: usize,
+        error: String,
+    },
 }
 
 /// Takes objects from the shared list until none is left (or the sync stops).
@@ -340,12 +351,7 @@ impl Transfers {
         let reader = match self.source.get(&object.key, None).await {
             Ok(reader) => reader,
             Err(error) if error.is_not_found() => return Outcome::Vanished { index },
-            Err(error) => {
-                return Outcome::Failed {
-                    index,
-                    error: error.to_string(),
-                };
-            }
+            Err(error) => return failed(index, &error),
         };
         let mut hashing = Hashing {
             inner: reader,
@@ -386,10 +392,23 @@ impl Transfers {
                 index,
                 error: error.to_string(),
             },
-            Err(error) => Outcome::Failed {
-                index,
-                error: error.to_string(),
-            },
+            Err(error) => failed(index, &error),
+        }
+    }
+}
+
+/// A failed transfer: refused for good when the store says trying again cannot help.
+fn failed(index: usize, error: &crate::connect::store::StoreError) -> Outcome {
+    let error_text = error.to_string();
+    if error.is_permanent() {
+        Outcome::Refused {
+            index,
+            error: error_text,
+        }
+    } else {
+        Outcome::Failed {
+            index,
+            error: error_text,
         }
     }
 }
@@ -407,7 +426,7 @@ impl Transfers {
         {
             Ok(computed) => computed,
             Err(error) if error.is_not_found() => return Outcome::Vanished { index },
-            Err(error) => return failed(error.to_string()),
+            Err(error) => return self::failed(index, &error),
         };
         if computed.is_some() {
             self.server_hashes.store(true, Ordering::Relaxed);

@@ -209,12 +209,14 @@ impl Verify {
         if problems.is_empty() {
             Ok(done)
         } else {
+            // Verdicts on what the stores hold (a mismatch, a missing object, a stale copy):
+            // reading the same bytes again gives the same verdict.
             Err(StepFailure {
                 message: problems.join("; "),
                 evidence: done.evidence,
                 outputs: done.outputs,
                 cancelled: false,
-                permanent: false,
+                permanent: true,
             })
         }
     }

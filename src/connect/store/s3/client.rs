@@ -113,6 +113,7 @@ impl S3Store {
             prefix,
             url,
             server: format!("{endpoint} {identity}"),
+            owner: String::new(),
         };
         store.check_bucket().await?;
         Ok(store)

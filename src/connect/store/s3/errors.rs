@@ -4,6 +4,7 @@ use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 
 use super::S3Store;
+use crate::connect::permanent_http_status as status_is_permanent;
 use crate::connect::store::StoreError;
 
 impl S3Store {
@@ -19,12 +20,64 @@ impl S3Store {
         if error.code() == Some("NoSuchBucket") {
             return self.no_such_bucket();
         }
-        StoreError::Failed {
-            action,
-            url: self.url.clone(),
-            key: key.to_owned(),
-            message: describe(error),
+        let (url, key, message) = (self.url.clone(), key.to_owned(), describe(error));
+        if is_permanent(error) {
+            StoreError::Refused {
+                action,
+                url,
+                key,
+                message,
+            }
+        } else {
+            StoreError::Failed {
+                action,
+                url,
+                key,
+                message,
+            }
         }
+    }
+}
+
+/// Error codes S3 sends with a 4xx (or a 200) that mean "slow down" or "try again".
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "PriorRequestNotComplete",
+    "InternalError",
+    "ServiceUnavailable",
+];
+
+/// Whether trying the request again cannot help. The server's answer decides: a 4xx other
+/// than 408 (request timeout) and 429 (too many requests) is permanent unless its code says
+/// throttling; a request the SDK could not even build (an invalid bucket name, a missing
+/// parameter) is permanent; so are missing credentials. Everything else — 5xx, timeouts,
+/// connection resets, a body cut short — is transient. The SDK's own retries follow the same
+/// line (its standard classifier retries only 5xx, throttling and transport errors).
+pub(crate) fn is_permanent<E>(error: &SdkError<E, HttpResponse>) -> bool
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if error
+        .code()
+        .is_some_and(|code| TRANSIENT_CODES.contains(&code))
+    {
+        return false;
+    }
+    match error {
+        SdkError::ServiceError(service) => status_is_permanent(service.raw().status().as_u16()),
+        SdkError::ConstructionFailure(_) => true,
+        SdkError::DispatchFailure(_) => error_chain(error).contains("loading credentials"),
+        _ => false,
     }
 }
 
@@ -98,6 +151,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn four_hundreds_are_permanent_except_timeouts_and_throttling() {
+        for status in [400, 401, 403, 404, 409, 412, 416] {
+            assert!(status_is_permanent(status), "{status}");
+        }
+        for status in [200, 408, 429, 500, 502, 503, 504] {
+            assert!(!status_is_permanent(status), "{status}");
+        }
+    }
 
     #[test]
     fn explains_common_codes() {

@@ -34,7 +34,11 @@ impl S3Store {
         };
         let listed = match uploads {
             Some(uploads) => {
+                // The server's list does not say who started an upload: only abandoned ones.
                 for (full_key, upload_id, started) in uploads {
+                    if !crate::connect::store::removable(&self.owner, None, started) {
+                        continue;
+                    }
                     self.abort_upload(&full_key, &upload_id).await?;
                     removed.push(self.describe_abort(&full_key, &upload_id, started));
                 }
@@ -47,17 +51,25 @@ impl S3Store {
             .list_full(&format!("{MARKER_DIR}{full_prefix}"), prefix)
             .await?;
         for marker in markers {
-            let Some(full_key) = marker
+            let Some((full_key, suffix)) = marker
                 .key
                 .strip_prefix(MARKER_DIR)
                 .and_then(|rest| rest.rsplit_once(MARKER_SUFFIX))
-                .map(|(full_key, _)| full_key.to_owned())
+                .map(|(full_key, suffix)| (full_key.to_owned(), suffix))
             else {
                 continue;
             };
+            let of = suffix.rsplit_once('-').map(|(owner, _)| owner);
+            let own = !self.owner.is_empty() && of == Some(self.owner.as_str());
+            if !crate::connect::store::removable(&self.owner, of, marker.modified) {
+                // Another run's upload, maybe still in flight.
+                continue;
+            }
             // With a server listing, the upload was aborted above or is already gone: the
             // marker is stale either way.
-            if !listed {
+            // Aborted above when the server listed it and it was stale; an own upload of
+            // this run is aborted here.
+            if !listed || own {
                 let upload_id = self.read_marker(&marker.key, prefix).await?;
                 if self.abort_upload(&full_key, &upload_id).await? {
                     removed.push(self.describe_abort(&full_key, &upload_id, marker.modified));

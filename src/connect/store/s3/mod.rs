@@ -38,6 +38,8 @@ pub(crate) struct S3Store {
     /// The server and the identity used there (endpoint and access key id, never the
     /// secret): two stores with the same one can copy between them server-side.
     server: String,
+    /// Named in upload markers: see `Store::owned_by`.
+    pub(in crate::connect::store) owner: String,
 }
 
 impl S3Store {

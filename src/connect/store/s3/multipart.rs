@@ -92,8 +92,12 @@ impl MultipartUpload {
     /// Best effort: credentials limited to a prefix may not write at the bucket's root, and
     /// that must not stop a backup.
     async fn write_marker(&mut self) {
+        let owner = match self.store.owner.as_str() {
+            "" => String::new(),
+            owner => format!("{owner}-"),
+        };
         let marker = format!(
-            "{MARKER_DIR}{}{MARKER_SUFFIX}{:016x}",
+            "{MARKER_DIR}{}{MARKER_SUFFIX}{owner}{:016x}",
             self.full_key,
             fastrand::u64(..)
         );

@@ -141,17 +141,23 @@ impl S3Store {
         let sha256 = output
             .copy_object_result()
             .and_then(|result| result.checksum_sha256())
-            // A full-object checksum is plain base64; a composite one ends in `-N`.
-            .filter(|checksum| !checksum.contains('-'))
-            .and_then(|checksum| {
-                use base64::Engine as _;
-                base64::engine::general_purpose::STANDARD
-                    .decode(checksum)
-                    .ok()
-            })
-            .filter(|digest| digest.len() == 32)
-            .map(|digest| crate::format::hex(&digest));
+            .and_then(full_object_sha256);
         Ok(sha256)
+    }
+
+    /// The object's full-object SHA-256 (hex) as the server records it, when it records one
+    /// (multipart uploads and many S3-compatible servers have none).
+    pub(crate) async fn stored_sha256(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let output = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(self.full_key(key))
+            .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|error| self.sdk_error("inspect", key, &error))?;
+        Ok(output.checksum_sha256().and_then(full_object_sha256))
     }
 
     /// One PutObject of `size` bytes. The payload is not hashed a second time for the
@@ -374,4 +380,18 @@ impl S3Store {
             .map_err(|error| self.sdk_error("delete", key, &error))?;
         Ok(())
     }
+}
+
+/// A full-object SHA-256 checksum (plain base64) as hex; a composite one (ending in `-N`,
+/// a checksum of the parts' checksums) is no checksum of the content.
+fn full_object_sha256(checksum: &str) -> Option<String> {
+    use base64::Engine as _;
+    if checksum.contains('-') {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(checksum)
+        .ok()
+        .filter(|digest| digest.len() == 32)
+        .map(|digest| crate::format::hex(&digest))
 }

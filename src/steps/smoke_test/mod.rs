@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::duration::Duration;
 use crate::loader::Spanned;
 
+mod probes;
+
 use super::{Done, StepContext, StepFailure};
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
@@ -248,7 +250,7 @@ impl super::StepKind for SmokeTest {
                 .clone()
                 .unwrap_or_else(|| format!("check {} ({})", index + 1, check.kinds().join("")));
             let verdict = match self
-                .check_one(check, database.as_ref(), manifest.as_ref(), ctx)
+                .check_one(index, check, database.as_ref(), manifest.as_ref(), ctx)
                 .await
             {
                 Ok(verdict) => verdict,
@@ -313,6 +315,7 @@ impl SmokeTest {
 
     async fn check_one(
         &self,
+        index: usize,
         check: &Check,
         database: Option<&(Target, tokio_postgres::Client)>,
         manifest: Option<&Manifest>,
@@ -363,14 +366,14 @@ impl SmokeTest {
             return sequences(target, client).await;
         }
         if let Some(url) = &check.http {
-            return http(check, &render(url)?, ctx).await;
+            return probes::http(check, &render(url)?, index, ctx).await;
         }
         if let Some(argv) = &check.command {
             let argv = argv
                 .iter()
                 .map(|a| render(a))
                 .collect::<Result<Vec<_>, _>>()?;
-            return command(&argv, &check.env, ctx).await;
+            return probes::command(&argv, &check.env, index, ctx).await;
         }
         Err("nothing to check".into())
     }
@@ -520,77 +523,4 @@ async fn sequences(target: &Target, client: &tokio_postgres::Client) -> Result<V
     } else {
         Verdict::new(false, behind.join("; "))
     })
-}
-
-async fn http(check: &Check, url: &str, ctx: &StepContext<'_>) -> Result<Verdict, String> {
-    let started = std::time::Instant::now();
-    let response = ctx
-        .http
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET failed: {}", e.without_url()))?;
-    let status = response.status().as_u16();
-    let body = response
-        .text()
-        .await
-        .map_err(|e| format!("reading the body failed: {}", e.without_url()))?;
-    let latency = started.elapsed();
-    let mut problems = Vec::new();
-    let wanted = check.status.unwrap_or(200);
-    if status != wanted {
-        problems.push(format!("status {status}, expected {wanted}"));
-    }
-    let mut found = String::new();
-    if let Some(text) = &check.contains {
-        let text = (ctx.render)(text)?;
-        let shown = ctx.masker.mask(&text);
-        if body.contains(text.as_str()) {
-            found = format!(", the body contains `{shown}`");
-        } else {
-            problems.push(format!("the body does not contain `{shown}`"));
-        }
-    }
-    if let Some(limit) = check.max_latency
-        && latency > limit.0
-    {
-        problems.push(format!("{} ms, slower than {limit}", latency.as_millis()));
-    }
-    let measured = format!("status {status} in {} ms{found}", latency.as_millis());
-    Ok(if problems.is_empty() {
-        Verdict::new(true, measured)
-    } else {
-        Verdict::new(false, format!("{measured}: {}", problems.join(", ")))
-    })
-}
-
-async fn command(
-    argv: &[String],
-    env: &BTreeMap<String, String>,
-    ctx: &StepContext<'_>,
-) -> Result<Verdict, String> {
-    let Some((program, args)) = argv.split_first() else {
-        return Err("`command` is empty".into());
-    };
-    let mut command = tokio::process::Command::new(program);
-    for (name, value) in env {
-        command.env(name, (ctx.render)(value)?);
-    }
-    command.args(args).stdin(std::process::Stdio::null());
-    let output = crate::connect::child::output(&mut command)
-        .await
-        .map_err(|e| format!("cannot start `{}`: {e}", ctx.masker.mask(program)))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    let errors = String::from_utf8_lossy(&output.stderr);
-    let last = text
-        .lines()
-        .chain(errors.lines())
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .to_string();
-    Ok(Verdict::new(
-        output.status.success(),
-        ctx.masker
-            .mask(&format!("{} ({})", output.status, last.trim())),
-    ))
 }
