@@ -112,6 +112,9 @@ pub(super) enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Archive PostgreSQL's WAL into a store and fetch it back: `archive_command` and
+    /// `restore_command` (exit 0 done, 1 failed or not archived, 2 wrong usage or settings).
+    Wal(WalArgs),
     /// Write a run's report.
     Report {
         run_id: String,
@@ -122,6 +125,37 @@ pub(super) enum Command {
         output: Option<PathBuf>,
         #[command(flatten)]
         state: StateArgs,
+    },
+}
+
+#[derive(Args)]
+pub(super) struct WalArgs {
+    #[command(subcommand)]
+    pub(super) command: WalCommand,
+    /// A file of NAME=value lines (DRILLBOOK_WAL_STORE, AWS_ACCESS_KEY_ID, ...): the settings
+    /// for when PostgreSQL's archiver runs drillbook with a minimal environment.
+    #[arg(long, global = true, env = crate::wal::CONFIG_VARIABLE, value_name = "FILE")]
+    pub(super) config: Option<PathBuf>,
+    /// The store: s3://bucket/prefix or a directory (default: DRILLBOOK_WAL_STORE, from the
+    /// config file or the environment).
+    #[arg(long, global = true, value_name = "URL")]
+    pub(super) store: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum WalCommand {
+    /// Archive one file: `archive_command = 'drillbook wal push %p'`.
+    Push {
+        /// The file PostgreSQL asks to archive (%p); its name is its name in the archive.
+        path: PathBuf,
+    },
+    /// Restore one file: `restore_command = 'drillbook wal fetch %f %p'`. Exits 1, silently,
+    /// when the archive does not have it.
+    Fetch {
+        /// The archived file's name (%f).
+        name: String,
+        /// Where to write it (%p).
+        path: PathBuf,
     },
 }
 

@@ -6,6 +6,7 @@ mod history;
 mod playbook;
 mod run;
 mod runs;
+mod wal;
 
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -92,6 +93,7 @@ pub fn main() -> ExitCode {
             format,
             state,
         } => due(&StateDir::new(state.state_dir), &playbooks, every, format),
+        Command::Wal(args) => wal::wal(args, verbose),
         Command::Schema => {
             print(&crate::schema::playbook_schema_json());
             Outcome::Succeeded
