@@ -15,7 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::http::Receiver;
-use common::kill::{Kill, kill, kill_points, repeated_successes, resume_to_completion, survivors};
+use common::kill::{kill, kill_points, repeated_successes, resume_to_completion, survivors};
 use common::lab::{Lab, drill_inputs, playbook_copy, run_args};
 use common::pg::psql_url as psql;
 use common::{minutes, wait_for};
