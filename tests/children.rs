@@ -1,5 +1,6 @@
-//! No orphans: every program drillbook starts dies with it (parent-death signal), is journalled
-//! (`child_started`), and what survives anyway is stopped by `resume` before anything runs
+//! No orphans: every program drillbook starts dies with it (parent-death signal), and what
+//! it starts in its group too (the guard process), is journalled (`child_started`), and what
+//! survives anyway (the guard killed as well) is stopped by `resume` before anything runs
 //! again. Pre-approvals outlive a crash; lock files never collide and a deleted `locks/` does
 //! not let a second run start; racing `approve`s record one decision.
 
@@ -46,6 +47,37 @@ fn child_of(dir: &Path, step: &str) -> serde_json::Value {
 
 fn pid_of(record: &serde_json::Value) -> i32 {
     i32::try_from(record["pid"].as_i64().expect("pid")).expect("pid")
+}
+
+/// `starttime` of a process, if it exists and is not a zombie.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    if fields.first()?.starts_with('Z') {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
+}
+
+/// The guard process of the drillbook `pid` (`drillbook __guard`, its child), once there is
+/// one.
+fn guard_of(pid: i32) -> i32 {
+    let mut found = None;
+    wait_for(Duration::from_secs(20), "the guard process", || {
+        found = common::kill::descendants(pid).into_iter().find(|child| {
+            std::fs::read(format!("/proc/{child}/cmdline"))
+                .is_ok_and(|line| line.split(|b| *b == 0).nth(1) == Some(b"__guard".as_slice()))
+        });
+        found.is_some()
+    });
+    found.expect("guard")
+}
+
+/// SIGKILLs the guard and waits until it is gone.
+fn kill_guard(guard: i32) {
+    // SAFETY: signalling the guard process found just now below our drillbook.
+    unsafe { libc::kill(guard, libc::SIGKILL) };
+    wait_for(Duration::from_secs(5), "the guard to die", || !alive(guard));
 }
 
 fn lines(path: &Path) -> Vec<String> {
@@ -100,6 +132,79 @@ fn a_command_s_program_dies_with_a_sigkilled_drillbook_and_is_journalled() {
     );
 }
 
+/// What a program forks stays in its group but has no parent-death signal: the guard
+/// process kills the group when drillbook is gone.
+#[test]
+fn a_grandchild_in_the_group_dies_soon_after_a_sigkilled_drillbook() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: grandchild\nsteps:\n  - { id: nap, kind: command, run: [sh, -c, \"sleep 300 & wait\"] }\n",
+    );
+    let dir = test.dir().to_path_buf();
+    let mut running = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
+    let record = child_of(&dir, "nap");
+    let pgid = record["pgid"].as_i64().expect("pgid");
+    wait_for(Duration::from_secs(5), "the sleep to start", || {
+        group_members(pgid).len() >= 2
+    });
+    let guard = guard_of(running.pid());
+    assert_eq!(
+        group_members(i64::from(guard)),
+        [guard],
+        "the guard leads its own group"
+    );
+    running.kill();
+    wait_for(
+        Duration::from_secs(5),
+        "the shell and its sleep to die with drillbook",
+        || group_members(pgid).is_empty(),
+    );
+    wait_for(Duration::from_secs(5), "the guard to exit", || {
+        !alive(guard)
+    });
+}
+
+/// A clean run leaves no guard behind; while it runs, the guard holds nothing of drillbook's
+/// (no lock, no output pipe) but its own pipe.
+#[test]
+fn a_normal_run_leaves_no_guard_process_behind() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: guarded\nsteps:\n  - { id: nap, kind: command, run: [sleep, \"2\"] }\n  - { id: after, kind: command, run: [\"true\"], needs: [nap] }\n",
+    );
+    let dir = test.dir().to_path_buf();
+    let running = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
+    let guard = guard_of(running.pid());
+    let started = start_time(guard).expect("the guard runs");
+    let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{guard}/fd"))
+        .expect("fds")
+        .flatten()
+        .map(|fd| {
+            let target = std::fs::read_link(fd.path()).unwrap_or_default();
+            (
+                fd.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    fds.sort();
+    let names: Vec<&str> = fds.iter().map(|(fd, _)| fd.as_str()).collect();
+    assert_eq!(names, ["0", "1", "2"], "{fds:?}");
+    assert!(fds[0].1.starts_with("pipe:"), "{fds:?}");
+    assert_eq!(fds[1].1, "/dev/null");
+    assert_eq!(fds[2].1, "/dev/null");
+    let output = running.wait();
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    assert!(
+        !output.stderr.contains("guard process"),
+        "{}",
+        output.stderr
+    );
+    wait_for(Duration::from_secs(5), "the guard to exit", || {
+        start_time(guard) != Some(started)
+    });
+}
+
 #[test]
 fn pg_restore_dies_with_a_sigkilled_drillbook() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -128,8 +233,9 @@ fn pg_restore_dies_with_a_sigkilled_drillbook() {
 }
 
 /// The first attempt leaves a grandchild in its process group that outlives drillbook (a
-/// fork does not inherit the parent-death signal) and, ignoring SIGTERM, would write a line
-/// after 6 s. The re-run writes its own line.
+/// fork does not inherit the parent-death signal, and the guard is killed first, as the OOM
+/// killer or a `kill -9` of it could) and, ignoring SIGTERM, would write a line after 6 s.
+/// The re-run writes its own line.
 const SURVIVOR: &str = r#"version: 1
 name: survivor
 steps:
@@ -155,6 +261,7 @@ fn resume_stops_a_survivor_before_running_the_step_again() {
     wait_for(Duration::from_secs(5), "the subshell to start", || {
         group_members(pgid).len() >= 2
     });
+    kill_guard(guard_of(running.pid()));
     running.kill();
     let run = only_run(&dir);
     // The shell died with drillbook; what it forked did not.

@@ -24,6 +24,11 @@ use run::{execute, run};
 use runs::{list_runs, status, write_report};
 
 pub fn main() -> ExitCode {
+    // `drillbook __guard`: the guard of another drillbook's programs, never in `--help`.
+    if std::env::args_os().nth(1).as_deref() == Some(crate::connect::guard::SUBCOMMAND.as_ref()) {
+        return crate::connect::guard::serve();
+    }
+    crate::connect::guard::enable();
     let cli = Cli::parse();
     if let Err(error) = crate::clock::offset() {
         return refuse(Refusal::Usage(error)).into();

@@ -17,9 +17,11 @@
 //! has been idle a while. Never spawn a long-lived child from a `spawn_blocking` closure
 //! without waiting for it there.
 //!
-//! What escapes: a program that leaves its process group (`setsid`, a daemon) and its own
-//! children, which do not inherit the parent-death signal. A grandchild that stays in the
-//! group is reached by the group kill, and by `resume` (see [`survivors`]).
+//! What a program forks does not inherit the parent-death signal. A grandchild that stays in
+//! the group is reached by the group kill; if drillbook dies, by the [`guard`](super::guard),
+//! a process told of every group started and finished, which kills the groups it still holds
+//! when drillbook is gone; and by `resume` (see [`survivors`]) if the guard died too. What
+//! escapes: a program that leaves its process group (`setsid`, a daemon) and its children.
 //!
 //! Each start is told to the task's [`Watcher`], if any: the engine journals it, with the pid's
 //! start time and the boot, so that `resume` can recognise a survivor and nothing else.
@@ -139,6 +141,10 @@ fn kill(pid: libc::pid_t, signal: libc::c_int) {
 impl Drop for Group {
     fn drop(&mut self) {
         self.signal(libc::SIGKILL);
+        // Killed: the guard must never kill this group id again (it may be reused).
+        if let Some(pgid) = self.0.and_then(|pgid| u32::try_from(pgid).ok()) {
+            super::guard::forget(pgid);
+        }
     }
 }
 
@@ -182,7 +188,7 @@ pub fn spawn(command: &mut tokio::process::Command) -> io::Result<Child> {
         group: Group(pid.and_then(|pid| libc::pid_t::try_from(pid).ok())),
     };
     if let Some(pid) = pid {
-        tell(pid, program)?;
+        tell(&started(pid, program))?;
     }
     Ok(child)
 }
@@ -216,26 +222,30 @@ pub fn output_blocking(command: &mut std::process::Command) -> io::Result<Output
     let program = program_name(command.get_program());
     let child = command.spawn()?;
     let group = Group(libc::pid_t::try_from(child.id()).ok());
-    tell(child.id(), program)?;
+    tell(&started(child.id(), program))?;
     let output = child.wait_with_output();
     drop(group);
     output
 }
 
-/// Tells the watcher; if it cannot record the child, the child goes.
-fn tell(pid: u32, program: String) -> io::Result<()> {
-    let Some(watcher) = current_watcher() else {
-        return Ok(());
-    };
-    let started = Started {
+fn started(pid: u32, program: String) -> Started {
+    Started {
         pid,
         pgid: pid,
         start_time: stat(pid).map_or(0, |s| s.start_time),
         boot_id: boot_id().to_string(),
         program,
+    }
+}
+
+/// Tells the guard, then the watcher; if the watcher cannot record the child, the child goes.
+fn tell(started: &Started) -> io::Result<()> {
+    super::guard::watch(started);
+    let Some(watcher) = current_watcher() else {
+        return Ok(());
     };
-    watcher(&started).map_err(|message| {
-        Group(libc::pid_t::try_from(pid).ok()).signal(libc::SIGKILL);
+    watcher(started).map_err(|message| {
+        drop(Group(libc::pid_t::try_from(started.pid).ok()));
         io::Error::other(format!("{message}; the program was stopped"))
     })
 }

@@ -3,6 +3,7 @@
 pub mod child;
 pub mod cluster;
 pub mod demo;
+pub mod guard;
 pub mod pg_tools;
 pub mod postgres;
 pub mod redis;

@@ -1,8 +1,8 @@
 //! What a dead drillbook left running. Every program a step starts is journalled
 //! (`child_started`: pid, process group, start time, boot); each dies with drillbook by its
-//! parent-death signal, but what it started in its group does not, and a kill from outside
-//! (another machine's `kill -9` of the whole tree, a signal drillbook never saw) can leave one
-//! behind. A resume stops them before anything runs again, so a step is never re-run beside
+//! parent-death signal, and what it started in its group by the guard process
+//! (`connect::guard`), but a kill of the guard too (the OOM killer, a `kill -9` of it) can
+//! leave one behind. A resume stops them before anything runs again, so a step is never re-run beside
 //! the program of its last attempt.
 
 use std::time::Duration;
