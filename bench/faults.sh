@@ -14,13 +14,13 @@ cd "$(dirname "$0")/.."
 seeds=${1:-200}
 kills=${2:-20}
 export CARGO_PROFILE_DEV_DEBUG=0 CARGO_INCREMENTAL=0
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+log=${FAULTS_LOG:-$(mktemp)}
+[ -n "${FAULTS_LOG:-}" ] || trap 'rm -f "$log"' EXIT
 cargo test --test faults_s3 --test faults_kill --test faults_failover --test faults_systems --test failover_partition --no-run 2>&1 | tail -1
 started=$(date +%s)
 failed=0
 DRILLBOOK_FAULT_SEEDS=$seeds DRILLBOOK_KILL_POINTS=$kills \
-  cargo test --test faults_s3 --test faults_kill --test faults_failover --test faults_systems --test failover_partition -- \
+  cargo test --no-fail-fast --test faults_s3 --test faults_kill --test faults_failover --test faults_systems --test failover_partition -- \
   --nocapture --test-threads=2 >"$log" 2>&1 || failed=1
 echo "fault suite: $seeds seeds per rate, $kills kill points per kind, $(( $(date +%s) - started )) s"
 grep -E "^(FAULTS|KILLS) |^(PostgreSQL killed|Redis down|full disk: exit|SKIPPED)" "$log"
