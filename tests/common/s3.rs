@@ -154,11 +154,27 @@ impl S3Server {
 
     /// Names of s3s-fs's multipart bookkeeping files: an unfinished upload leaves
     /// `.upload-<id>.json` and `.upload_id-<id>.part-<n>` in the root.
+    ///
+    /// An upload exists while its `.upload-ID.json` does. Part files without it
+    /// (`.upload_id-ID.part-N`) are s3s-fs's own debris, not an upload: its
+    /// CompleteMultipartUpload deletes the upload before assembling the parts, and a client
+    /// that disconnects then (drillbook killed) cancels the rest. No object appears and the
+    /// upload is gone through the S3 API; on AWS completion is atomic.
     pub fn upload_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.root)
+        let names: Vec<String> = std::fs::read_dir(&self.root)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|name| name.starts_with(".upload"))
+            .collect();
+        let open = |part: &str| {
+            part.strip_prefix(".upload_id-")
+                .and_then(|rest| rest.split_once(".part-"))
+                .is_some_and(|(id, _)| names.contains(&format!(".upload-{id}.json")))
+        };
+        let mut names: Vec<String> = names
+            .iter()
+            .filter(|name| !name.starts_with(".upload_id-") || open(name))
+            .cloned()
             .collect();
         names.sort();
         names

@@ -71,8 +71,18 @@ impl S3Store {
             // this run is aborted here.
             if !listed || own {
                 let upload_id = self.read_marker(&marker.key, prefix).await?;
-                if self.abort_upload(&full_key, &upload_id).await? {
-                    removed.push(self.describe_abort(&full_key, &upload_id, marker.modified));
+                // Cleaning up is not the backup: an upload that cannot be aborted (no
+                // permission; or gone, which some servers answer with AccessDenied) is said
+                // and left to the bucket's AbortIncompleteMultipartUpload rule.
+                match self.abort_upload(&full_key, &upload_id).await {
+                    Ok(true) => {
+                        removed.push(self.describe_abort(&full_key, &upload_id, marker.modified))
+                    }
+                    Ok(false) => {}
+                    Err(error) => removed.push(format!(
+                        "could not abort the unfinished upload {upload_id} ({error}); if it \
+                         still exists, the bucket's AbortIncompleteMultipartUpload rule removes it"
+                    )),
                 }
             }
             self.delete_marker(&marker.key).await;
