@@ -176,19 +176,33 @@ fn a_normal_run_leaves_no_guard_process_behind() {
     let running = Drillbook::in_dir(&dir).args(&["run", "p.yaml"]).spawn();
     let guard = guard_of(running.pid());
     let started = start_time(guard).expect("the guard runs");
-    let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{guard}/fd"))
-        .expect("fds")
-        .flatten()
-        .map(|fd| {
-            let target = std::fs::read_link(fd.path()).unwrap_or_default();
-            (
-                fd.file_name().to_string_lossy().into_owned(),
-                target.to_string_lossy().into_owned(),
-            )
-        })
-        .collect();
-    fds.sort();
+    let fds = || {
+        let mut fds: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{guard}/fd"))
+            .expect("fds")
+            .flatten()
+            .map(|fd| {
+                let target = std::fs::read_link(fd.path()).unwrap_or_default();
+                (
+                    fd.file_name().to_string_lossy().into_owned(),
+                    target.to_string_lossy().into_owned(),
+                )
+            })
+            .collect();
+        fds.sort();
+        fds
+    };
+    // Seen just after its exec it may still hold what it inherited (a test harness's
+    // jobserver pipe, say): it closes all of it first thing.
+    let settled = (0..100).any(|_| {
+        let held = fds().len();
+        if held != 3 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        held == 3
+    });
+    let fds = fds();
     let names: Vec<&str> = fds.iter().map(|(fd, _)| fd.as_str()).collect();
+    assert!(settled, "{fds:?}");
     assert_eq!(names, ["0", "1", "2"], "{fds:?}");
     assert!(fds[0].1.starts_with("pipe:"), "{fds:?}");
     assert_eq!(fds[1].1, "/dev/null");
