@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::artifacts::{
     backup_problems, backups, dumps_without_manifest, leftovers, mirror_differences,
-    missing_from_mirror, report_problems,
+    missing_from_mirror, random_objects, report_problems,
 };
 use common::kill::{
     Kill, kill, kill_points, repeated_successes, resume_to_completion, survivors, the_run,
@@ -322,24 +322,6 @@ fn a_restore_killed_anywhere_leaves_the_target_whole_and_resumes() {
     kills.finish("restore");
 }
 
-/// Objects to mirror: small ones and two above a part.
-fn objects(dir: &Path) {
-    let mut rng = fastrand::Rng::with_seed(3);
-    for i in 0..30 {
-        let size = rng.usize(0..300_000);
-        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(size).collect();
-        let path = dir.join(format!("d{}/o{i}.bin", i % 4));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    for i in 0..2 {
-        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
-            .take((9 << 20) + i)
-            .collect();
-        std::fs::write(dir.join(format!("large-{i}.bin")), bytes).unwrap();
-    }
-}
-
 fn mirror_playbook(local: &Path, up: &str, copy: &str) -> String {
     format!(
         "version: 1\nname: kill-mirror\nsteps:\n  - id: up\n    kind: sync\n    source: {}\n    destination: {up}\n  - id: copy\n    kind: sync\n    needs: [up]\n    source: {up}\n    destination: {copy}\n  - id: parity\n    kind: verify\n    needs: [copy]\n    source: {up}\n    destination: {copy}\n    deep: true\n",
@@ -354,7 +336,8 @@ fn a_mirror_killed_anywhere_resumes_to_a_byte_identical_copy() {
     server.create_bucket("storage");
     let base = tempfile::tempdir().expect("tempdir");
     let local = base.path().join("objects");
-    objects(&local);
+    // Small objects and two above a part.
+    random_objects(&local, 3, 30, 300_000, 4, "o");
     std::fs::write(
         base.path().join("m.yaml"),
         mirror_playbook(&local, "s3://storage/base-up", "s3://storage/base-copy"),

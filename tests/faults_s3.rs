@@ -13,7 +13,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::artifacts::{
-    backup_problems, backups, mirror_differences, missing_from_mirror, report_problems,
+    backup_problems, backups, mirror_differences, missing_from_mirror, random_objects,
+    report_problems,
 };
 use common::drill::{json_report, step};
 use common::faults::FaultProxy;
@@ -202,20 +203,7 @@ fn restores_through_faults_are_whole_or_leave_the_target_alone() {
 /// request each), under nested keys.
 fn mirror_source(dir: &Path) -> PathBuf {
     let source = dir.join("objects");
-    let mut rng = fastrand::Rng::with_seed(7);
-    for i in 0..24 {
-        let size = rng.usize(0..200_000);
-        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(size).collect();
-        let path = source.join(format!("d{}/object-{i}.bin", i % 3));
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
-    for i in 0..2 {
-        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
-            .take((9 << 20) + i)
-            .collect();
-        std::fs::write(source.join(format!("large-{i}.bin")), bytes).unwrap();
-    }
+    random_objects(&source, 7, 24, 200_000, 3, "object");
     source
 }
 

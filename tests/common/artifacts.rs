@@ -131,3 +131,29 @@ pub fn missing_from_mirror(source: &Path, mirror: &Path) -> Vec<String> {
         .map(|key| key.to_string_lossy().into_owned())
         .collect()
 }
+
+/// A seeded tree of objects under `dir` to mirror: `count` of up to `max_size` random bytes,
+/// spread over `dirs` folders (`d0/NAME-0.bin` …), and two just above a 9 MiB part.
+pub fn random_objects(
+    dir: &Path,
+    seed: u64,
+    count: usize,
+    max_size: usize,
+    dirs: usize,
+    name: &str,
+) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    for i in 0..count {
+        let size = rng.usize(0..max_size);
+        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..)).take(size).collect();
+        let path = dir.join(format!("d{}/{name}-{i}.bin", i % dirs));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    for i in 0..2 {
+        let bytes: Vec<u8> = std::iter::repeat_with(|| rng.u8(..))
+            .take((9 << 20) + i)
+            .collect();
+        std::fs::write(dir.join(format!("large-{i}.bin")), bytes).unwrap();
+    }
+}
