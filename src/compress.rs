@@ -160,6 +160,11 @@ impl<R: AsyncRead + Unpin> ZstdEncoder<R> {
         Ok(encoder)
     }
 
+    /// The reader, to look at while it is being read through.
+    pub fn get_ref(&self) -> &R {
+        &self.reader
+    }
+
     /// The reader, back (what it read has been compressed once the stream ended).
     pub fn into_inner(self) -> R {
         self.reader

@@ -16,6 +16,7 @@ use common::artifacts::{
     backup_problems, backups, dumps_without_manifest, leftovers, mirror_differences,
     missing_from_mirror, random_objects, report_problems,
 };
+use common::faults::FaultProxy;
 use common::kill::{
     Kill, kill, kill_points, repeated_successes, resume_to_completion, survivors, the_run,
 };
@@ -396,4 +397,62 @@ fn a_drillbook_killed_alone_leaves_no_program_running() {
         "still running after drillbook's SIGKILL: {left:?}"
     );
     assert!(!dir.path().join("side").exists());
+}
+
+/// Killed after its dump is stored and before its manifest is (the proxy holds the manifest's
+/// PUT): the store holds a dump no manifest vouches for, which the resumed run removes before
+/// it writes the backup again — the store ends with one complete backup and nothing else.
+#[test]
+fn a_backup_killed_between_its_dump_and_its_manifest_leaves_only_complete_backups() {
+    let server = S3Server::start();
+    server.create_bucket("backups");
+    let proxy = FaultProxy::start(&server.endpoint, 0.0, 1);
+    proxy.hold_puts(".manifest.json");
+    let source = TestDb::create("dbk_kill_manifest");
+    fixture(&source, 1_000, None);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        backup_playbook("s3://backups/held"),
+    )
+    .unwrap();
+    let mut held_env = proxy.env(&server);
+    held_env.push(("DATABASE_URL".into(), source.url()));
+    let mut child = Drillbook::in_dir(dir.path())
+        .args(&["run", "p.yaml", "--mode", "live"])
+        .envs(&held_env)
+        .own_process_group()
+        .deadline(minutes(2))
+        .spawn();
+    let started = Instant::now();
+    while proxy.held() == 0 {
+        assert!(
+            child.try_wait().is_none(),
+            "the run ended before its manifest"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no manifest PUT"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    kill(&mut child, Kill::Drillbook);
+    let on_disk = server.root.join("backups").join("held");
+    let orphans = dumps_without_manifest(&on_disk);
+    assert_eq!(orphans.len(), 1, "the kill's moment: {orphans:?}");
+
+    let run = the_run(dir.path()).expect("a run");
+    let mut env = server.env();
+    env.push(("DATABASE_URL".into(), source.url()));
+    let output = resume_to_completion(dir.path(), &run, &env);
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    assert_eq!(dumps_without_manifest(&on_disk), Vec::<String>::new());
+    assert_eq!(backup_problems(&on_disk), Vec::<String>::new());
+    let stored = backups(&on_disk);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_ne!(stored[0].0, orphans[0], "the backup is the re-run's");
+    let said = common::journal(dir.path(), &run)
+        .iter()
+        .any(|r| r.to_string().contains("stored without its manifest"));
+    assert!(said, "the removal is in the step's evidence");
 }

@@ -13,6 +13,7 @@ pub mod flush;
 mod hashing;
 pub mod manual;
 pub mod notify;
+mod pending;
 pub mod promote;
 pub mod restore;
 pub mod smoke_test;

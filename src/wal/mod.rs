@@ -17,12 +17,19 @@
 //! history files and segments alike.
 //!
 //! Here: names, the archive and the errors. Reading the settings is in `config`, the metadata
-//! frame in `header`, the two commands in `push` and `fetch`.
+//! frame in `header`, the two commands in `push` and `fetch`; base backups' keys and manifest
+//! in `base`, what a base backup's tar says about itself in `label`, LSNs and segment names
+//! in `lsn`.
 
+pub mod base;
 mod config;
+pub mod continuity;
 mod fetch;
 mod header;
+pub mod label;
+pub mod lsn;
 mod push;
+pub mod verified;
 
 pub use config::{CONFIG_VARIABLE, LEVEL_VARIABLE, STORE_VARIABLE, WalConfig};
 pub use fetch::{Fetched, fetch};

@@ -2,13 +2,12 @@
 
 use std::io;
 use std::path::Path;
-use std::pin::Pin;
-use std::task::{Context, Poll, ready};
 
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::header::{MAX, Metadata};
+use super::verified::Verified;
 use super::{Archive, Conflict, WalError, WalName};
 use crate::compress::{Compression, ZstdEncoder};
 use crate::connect::store::{PutOptions, StoreError};
@@ -90,13 +89,12 @@ pub async fn push(archive: &Archive, path: &Path) -> Result<Pushed, WalError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(read_error("open"))?;
-    let checked = Checked {
-        reader: file,
-        hasher: Sha256::new(),
-        expected: sha256,
-        path: path.display().to_string(),
-        ended: false,
-    };
+    // The file is read twice: if it changed in between, the upload fails.
+    let checked = Verified::new(
+        file,
+        &sha256,
+        format!("{} changed while it was being archived", path.display()),
+    );
     let compressed =
         ZstdEncoder::with_size(checked, level, size).map_err(read_error("compress"))?;
     let body = header.as_slice().chain(compressed);
@@ -156,42 +154,4 @@ async fn hash<R: AsyncRead + Unpin>(reader: &mut R) -> io::Result<(u64, String)>
         size += read as u64;
     }
     Ok((size, crate::format::hex(&hasher.finalize())))
-}
-
-/// Passes `reader` through, and fails at its end if its bytes were not the ones hashed first.
-struct Checked<R> {
-    reader: R,
-    hasher: Sha256,
-    expected: String,
-    path: String,
-    /// The end was seen (and checked).
-    ended: bool,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for Checked<R> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        ready!(Pin::new(&mut this.reader).poll_read(cx, buf))?;
-        let read = &buf.filled()[before..];
-        if !read.is_empty() {
-            this.hasher.update(read);
-            return Poll::Ready(Ok(()));
-        }
-        if std::mem::replace(&mut this.ended, true) {
-            return Poll::Ready(Ok(()));
-        }
-        let actual = crate::format::hex(&std::mem::take(&mut this.hasher).finalize());
-        if actual != this.expected {
-            return Poll::Ready(Err(io::Error::other(format!(
-                "{} changed while it was being archived (SHA-256 {} then {actual})",
-                this.path, this.expected
-            ))));
-        }
-        Poll::Ready(Ok(()))
-    }
 }

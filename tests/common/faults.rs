@@ -108,6 +108,9 @@ struct State {
     storm: AtomicUsize,
     requests: AtomicUsize,
     counts: [AtomicUsize; 6],
+    /// PUTs whose path ends with this are held, never answered (see `FaultProxy::hold_puts`).
+    hold: Mutex<Option<String>>,
+    held: AtomicUsize,
 }
 
 impl State {
@@ -168,6 +171,8 @@ impl FaultProxy {
             storm: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
             counts: Default::default(),
+            hold: Mutex::new(None),
+            held: AtomicUsize::new(0),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -200,6 +205,17 @@ impl FaultProxy {
         if rate == 0.0 {
             self.state.storm.store(0, Ordering::SeqCst);
         }
+    }
+
+    /// From now on, a PUT whose path ends with `suffix` is held without an answer for as
+    /// long as the proxy runs: a moment a test can kill drillbook in, after everything the
+    /// upload did before that request. Counted by [`FaultProxy::held`].
+    pub fn hold_puts(&self, suffix: &str) {
+        *self.state.hold.lock().unwrap() = Some(suffix.to_owned());
+    }
+
+    pub fn held(&self) -> usize {
+        self.state.held.load(Ordering::SeqCst)
     }
 
     pub fn counts(&self) -> Counts {
@@ -327,6 +343,14 @@ async fn collect(mut body: Incoming) -> Result<Bytes, BoxError> {
 
 /// One request: a fault, or the server's answer passed on.
 async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Held>, BoxError> {
+    let hold = state.hold.lock().unwrap().clone();
+    if let Some(suffix) = hold
+        && request.method() == hyper::Method::PUT
+        && request.uri().path().ends_with(&suffix)
+    {
+        state.held.fetch_add(1, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    }
     let fault = state.decide();
     match fault {
         Some(Fault::ResetBefore) => return Err("fault proxy: reset before forwarding".into()),

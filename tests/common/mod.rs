@@ -8,6 +8,7 @@
 
 pub mod s3;
 
+pub mod archiving;
 pub mod argv;
 pub mod artifacts;
 pub mod drill;

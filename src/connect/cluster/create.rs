@@ -34,10 +34,49 @@ impl Cluster {
         name: &str,
         server_major: Option<u32>,
     ) -> Result<Cluster, ClusterError> {
+        let initdb = server_program("initdb", server_major)?;
+        let (mut cluster, unfinished) = Cluster::prepare(base, name, &initdb)?;
+        let user = server_user()?;
+
+        let mut initdb = cluster.server_command("initdb")?;
+        initdb
+            .arg("-D")
+            .arg(cluster.data())
+            .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8"])
+            .args(["--no-locale", "--no-sync"]);
+        run("initdb", initdb).await?;
+
+        let conf = cluster.data().join("postgresql.conf");
+        append(&conf, &format!("\ninclude = '{SETTINGS}'\n"))?;
+        for attempt in 1.. {
+            cluster.write_settings(user)?;
+            match cluster.start().await {
+                Ok(()) => break,
+                Err(ClusterError::PortTaken { .. }) if attempt < PORT_ATTEMPTS => {
+                    tracing::debug!(port = cluster.port, "port taken; trying another");
+                    cluster.port = free_port()?;
+                    cluster.write_record(None)?;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        unfinished.disarm();
+        tracing::info!(dir = %cluster.dir.display(), port = cluster.port, "created a throwaway PostgreSQL cluster");
+        Ok(cluster)
+    }
+
+    /// The directory of a new cluster (`<base>/<name>/`, or a link to one the server's user
+    /// can reach), its socket directory and its record, for the server programs beside
+    /// `tool`; the data directory is the caller's to make. Torn down when the guard is
+    /// dropped before it is disarmed.
+    pub(super) fn prepare(
+        base: &Path,
+        name: &str,
+        tool: &pg_tools::Tool,
+    ) -> Result<(Cluster, Unfinished), ClusterError> {
         if name.is_empty() || name == "." || name == ".." || name.contains('/') {
             return Err(ClusterError::InvalidName(name.to_string()));
         }
-        let initdb = server_program("initdb", server_major)?;
         let user = server_user()?;
         fs::create_dir_all(base).map_err(io_error("create directory", base))?;
         // Absolute, because the paths go into the server's configuration.
@@ -69,17 +108,17 @@ impl Cluster {
                 dir
             }
         };
-        let bin_dir = initdb
+        let bin_dir = tool
             .path
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default();
-        let mut cluster = Cluster {
+        let cluster = Cluster {
             dir,
             port: free_port()?,
             superuser: SUPERUSER.to_string(),
             bin_dir,
-            version: initdb.version.to_string(),
+            version: tool.version.to_string(),
         };
         // From here on, an error or a dropped future tears down what exists so far.
         let unfinished = Unfinished(Some(cluster.clone()));
@@ -92,32 +131,7 @@ impl Cluster {
             give(path, user)?;
         }
         cluster.write_record(None)?;
-
-        let mut initdb = cluster.server_command("initdb")?;
-        initdb
-            .arg("-D")
-            .arg(cluster.data())
-            .args(["-U", SUPERUSER, "--auth=trust", "-E", "UTF8"])
-            .args(["--no-locale", "--no-sync"]);
-        run("initdb", initdb).await?;
-
-        let conf = cluster.data().join("postgresql.conf");
-        append(&conf, &format!("\ninclude = '{SETTINGS}'\n"))?;
-        for attempt in 1.. {
-            cluster.write_settings(user)?;
-            match cluster.start().await {
-                Ok(()) => break,
-                Err(ClusterError::PortTaken { .. }) if attempt < PORT_ATTEMPTS => {
-                    tracing::debug!(port = cluster.port, "port taken; trying another");
-                    cluster.port = free_port()?;
-                    cluster.write_record(None)?;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        unfinished.disarm();
-        tracing::info!(dir = %cluster.dir.display(), port = cluster.port, "created a throwaway PostgreSQL cluster");
-        Ok(cluster)
+        Ok((cluster, unfinished))
     }
 
     /// Rewritten before every start by `create`, since the port may change between attempts.
@@ -151,10 +165,10 @@ fn outside(name: &str) -> Result<PathBuf, ClusterError> {
 }
 
 /// Tears a half-made cluster down when `create` fails or its future is dropped.
-struct Unfinished(Option<Cluster>);
+pub(super) struct Unfinished(Option<Cluster>);
 
 impl Unfinished {
-    fn disarm(mut self) {
+    pub(super) fn disarm(mut self) {
         self.0 = None;
     }
 }
@@ -170,7 +184,7 @@ impl Drop for Unfinished {
 }
 
 /// `initdb` of `server_major` exactly when it is installed, else the newest at least as new.
-fn server_program(
+pub(super) fn server_program(
     program: &str,
     server_major: Option<u32>,
 ) -> Result<pg_tools::Tool, ClusterError> {
@@ -194,7 +208,7 @@ fn server_program(
 
 /// A port nobody listens on now. Another process may take it before the server binds it;
 /// `create` then tries another.
-fn free_port() -> Result<u16, ClusterError> {
+pub(super) fn free_port() -> Result<u16, ClusterError> {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
@@ -211,7 +225,7 @@ fn append(path: &Path, text: &str) -> Result<(), ClusterError> {
 }
 
 /// A string value in postgresql.conf.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\\', "\\\\").replace('\'', "''"))
 }
 

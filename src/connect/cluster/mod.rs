@@ -31,13 +31,17 @@
 //! reboot, trust nothing in them and restore again.
 //!
 //! Here: the cluster, its errors, and finding and destroying those under a base directory.
-//! Making one is in `create`, running and stopping its server in `server`, its
+//! Making one is in `create`, making one from a base backup in `recover`, running and
+//! stopping its server in `server`, its
 //! `cluster.json` in `record`, and the OS user the server runs as in `os_user`.
 
 mod create;
 mod os_user;
 mod record;
+mod recover;
 mod server;
+
+pub use recover::{Recovered, Recovery, Restoring};
 
 pub(crate) use os_user::lookup_user;
 

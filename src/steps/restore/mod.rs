@@ -8,6 +8,7 @@ mod catalog;
 mod download;
 mod names;
 mod pg_restore;
+mod point_in_time;
 mod swap;
 
 use schemars::JsonSchema;
@@ -65,6 +66,15 @@ pub struct Restore {
     /// not create databases. A failed restore then leaves the target partly restored.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub in_place: bool,
+    /// For a base backup (`format: base`): where recovery from the WAL archive stops —
+    /// `latest` (the end of the archive, the default), a time (`2026-12-05T10:00:00Z`), a
+    /// duration before the incident's declared time or the run's start (`1h ago`),
+    /// `lsn 0/3000000`, or `name <restore point>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_target: Option<String>,
+    /// For a base backup: the database the `target` output points at (default `postgres`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
 }
 
 fn one() -> u32 {
@@ -88,6 +98,9 @@ impl super::StepKind for Restore {
         "errors_ignored",
         "previous_database",
         "scratch_database",
+        "recovered_to",
+        "timeline",
+        "target_reached",
     ];
     /// The target changes only at the swap, in one transaction, and a re-run drops what an
     /// interrupted attempt left (and does not restore again after a swap it made): a restore
@@ -125,6 +138,12 @@ impl super::StepKind for Restore {
                 ));
             }
         }
+        if let Some(target) = &self.recovery_target
+            && !target.contains("{{")
+            && let Err(error) = point_in_time::parse_target(target, jiff::Timestamp::now())
+        {
+            out.push(super::at_key(node, "recovery_target", error));
+        }
         if self.jobs == Some(0) {
             out.push(super::at_key(node, "jobs", "`jobs` is at least 1"));
         }
@@ -156,6 +175,14 @@ impl super::StepKind for Restore {
             .await
             .map_err(StepFailure::of)?;
         let target_text = render(&self.target)?;
+        if crate::wal::base::time_of(&key).is_some() {
+            return point_in_time::restore(self, ctx, &store, &key, &target_text).await;
+        }
+        if self.recovery_target.is_some() || self.database.is_some() {
+            return Err(StepFailure::permanent(format!(
+                "`recovery_target` and `database` are for base backups (base/….tar.zst), and {key} is a dump"
+            )));
+        }
         let allowed = self
             .allow_errors
             .iter()
