@@ -316,3 +316,92 @@ async fn a_hole_in_the_archive_refuses_the_restore_and_a_damaged_segment_fails_i
     assert!(text.contains(&format!("lacks {name}")), "{text}");
     assert!(!text.contains("recovered to"), "{text}");
 }
+
+/// RPO over the archive comes from the last archived commit: an idle primary goes on
+/// switching segments, and the newest segment's time would understate the loss.
+#[tokio::test(flavor = "multi_thread")]
+async fn assess_over_the_archive_measures_the_rpo_from_the_last_archived_commit() {
+    let (primary, key, _) = backed_up_with_two_rows().await;
+    // The last commit, then idleness: segments switched with no commit in them.
+    let last: jiff::Timestamp = {
+        primary.sql("INSERT INTO drill VALUES (9, 'the last commit')");
+        primary
+            .sql("SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")
+            .parse()
+            .unwrap()
+    };
+    primary.switch_and_archive();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    primary.sql("CHECKPOINT");
+    let idle_segment = primary.switch_and_archive();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        format!(
+            "version: 1\nname: archive-rpo\nobjectives:\n  rpo: 1h\nsteps:\n  - id: assess\n    kind: assess\n    store: {}\n",
+            primary.store.display()
+        ),
+    )
+    .unwrap();
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["run", "a.yaml"])
+        .deadline(minutes(2))
+        .run();
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let run = common::run_ids(dir.path()).pop().unwrap();
+    let finished = common::journal(dir.path(), &run)
+        .into_iter()
+        .find(|r| r["event"] == "step_finished" && r["step"] == "assess")
+        .unwrap();
+    let outputs = &finished["outputs"];
+    assert_eq!(outputs["backup"], key.as_str());
+    let taken: jiff::Timestamp = outputs["taken_at"].as_str().unwrap().parse().unwrap();
+    // The commit happened just before `last` was read, and 2 s before the idle segment.
+    let before_last = last.duration_since(taken);
+    assert!(
+        before_last >= jiff::SignedDuration::ZERO
+            && before_last < jiff::SignedDuration::from_millis(500),
+        "taken_at {taken}, the commit just before {last}"
+    );
+    let evidence = finished.to_string();
+    assert!(evidence.contains("the archive runs unbroken"), "{evidence}");
+    assert!(
+        evidence.contains(&format!("to {idle_segment}")),
+        "the idle segment is archived and was looked past: {evidence}"
+    );
+}
+
+/// A hole in the archive is named by `assess`.
+#[tokio::test(flavor = "multi_thread")]
+async fn assess_names_a_hole_in_the_archive() {
+    let (primary, _, _) = backed_up_with_two_rows().await;
+    primary.sql("INSERT INTO drill VALUES (3, 'later')");
+    let hole = primary.switch_and_archive();
+    primary.sql("INSERT INTO drill VALUES (4, 'later still')");
+    primary.switch_and_archive();
+    std::fs::remove_file(
+        primary
+            .store
+            .join("wal")
+            .join(&hole[..16])
+            .join(format!("{hole}.zst")),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.yaml"),
+        format!(
+            "version: 1\nname: archive-hole\nsteps:\n  - id: assess\n    kind: assess\n    store: {}\n",
+            primary.store.display()
+        ),
+    )
+    .unwrap();
+    let output = Drillbook::in_dir(dir.path())
+        .args(&["run", "a.yaml"])
+        .deadline(minutes(2))
+        .run();
+    assert_ne!(output.status, 0);
+    let text = format!("{}\n{}", output.stdout, output.stderr);
+    assert!(text.contains(&format!("lacks {hole}")), "{text}");
+}

@@ -27,6 +27,7 @@ pub mod continuity;
 mod fetch;
 mod header;
 pub mod label;
+pub mod last_commit;
 pub mod lsn;
 mod push;
 pub mod verified;

@@ -1,4 +1,5 @@
-//! `assess`: find the newest complete backup in a store and measure the RPO against it.
+//! `assess`: find the newest complete backup in a store and measure the RPO against it — a
+//! dump's snapshot, or over a WAL archive (`archive`) the last commit it holds.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -11,6 +12,8 @@ use crate::connect::store::Store;
 use crate::duration::human_bytes;
 use crate::format::format_duration;
 use crate::manifest::{self, Manifest};
+
+mod archive;
 
 /// Lists the backups in `store`, skips incomplete ones (no manifest, size mismatch) and picks
 /// the newest good one — or the one named by `key`, or the newest taken before `before`.
@@ -91,6 +94,9 @@ impl super::StepKind for Assess {
             None => None,
         };
         let listing = store.list("").await.map_err(StepFailure::of)?;
+        if !crate::wal::base::base_candidates(&listing).is_empty() {
+            return archive::assess(self, ctx, &store, &listing, wanted, before).await;
+        }
         let mut candidates = manifest::candidates(&listing);
         if let Some(key) = &wanted {
             candidates.retain(|c| &c.key == key);
@@ -156,24 +162,7 @@ impl super::StepKind for Assess {
             human_bytes(manifest.size),
             manifest.sha256
         ));
-        if let Some(rpo) = ctx.rpo {
-            let within = age.unsigned_abs() <= rpo.0 || age.is_negative();
-            let verdict = if within { "within" } else { "over" };
-            let line = format!(
-                "RPO: {} {verdict} the objective of {rpo}",
-                format_duration(age)
-            );
-            if !within && self.on_rpo_miss == OnRpoMiss::Fail {
-                let mut failure = StepFailure::new(format!(
-                    "the newest good backup is {} old, over the RPO of {rpo}",
-                    format_duration(age)
-                ));
-                evidence.push(line);
-                failure.evidence = evidence;
-                return Err(failure);
-            }
-            evidence.push(line);
-        }
+        judge_rpo(self, ctx, age, "backup", &mut evidence)?;
         if let Some(standby) = &self.standby {
             let lag = replication_lag(&render(standby)?).await?;
             evidence.push(format!("standby replication lag: {lag}"));
@@ -193,6 +182,36 @@ impl super::StepKind for Assess {
         done.evidence = evidence;
         Ok(done)
     }
+}
+
+/// Says how the RPO achieved (`age`, from what `newest` names) compares with the objective;
+/// fails the step when it is missed and the step says `on_rpo_miss: fail`.
+fn judge_rpo(
+    step: &Assess,
+    ctx: &StepContext<'_>,
+    age: jiff::SignedDuration,
+    newest: &str,
+    evidence: &mut Vec<String>,
+) -> Result<(), StepFailure> {
+    let Some(rpo) = ctx.rpo else {
+        return Ok(());
+    };
+    let within = age.unsigned_abs() <= rpo.0 || age.is_negative();
+    let verdict = if within { "within" } else { "over" };
+    let line = format!(
+        "RPO: {} {verdict} the objective of {rpo}",
+        format_duration(age)
+    );
+    evidence.push(line);
+    if !within && step.on_rpo_miss == OnRpoMiss::Fail {
+        let mut failure = StepFailure::new(format!(
+            "the newest good {newest} is {} old, over the RPO of {rpo}",
+            format_duration(age)
+        ));
+        failure.evidence = std::mem::take(evidence);
+        return Err(failure);
+    }
+    Ok(())
 }
 
 /// How far a streaming standby's replay is behind: nothing when it is streaming and has

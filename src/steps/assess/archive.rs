@@ -1,0 +1,199 @@
+//! `assess` over a WAL archive (a store holding `base/` backups and `wal/`): the newest
+//! complete base backup, the archive's continuity from that backup's start segment on every
+//! timeline after it (a hole is named and fails the step: a restore would stop there), and the
+//! RPO from the last commit the archive holds (`wal::last_commit`), not from the newest
+//! segment's upload time.
+
+use jiff::Timestamp;
+
+use super::{Assess, judge_rpo};
+use crate::connect::pg_tools;
+use crate::connect::store::{ObjectInfo, Store};
+use crate::duration::human_bytes;
+use crate::format::format_duration;
+use crate::steps::{Done, StepContext, StepFailure};
+use crate::wal::base::{BaseManifest, base_candidates, base_manifest_key, time_of};
+use crate::wal::continuity::Holdings;
+use crate::wal::last_commit::last_commit;
+
+pub(super) async fn assess(
+    step: &Assess,
+    ctx: &StepContext<'_>,
+    store: &Store,
+    listing: &[ObjectInfo],
+    wanted: Option<String>,
+    before: Option<Timestamp>,
+) -> Result<Done, StepFailure> {
+    let mut candidates = base_candidates(listing);
+    if let Some(key) = &wanted {
+        candidates.retain(|c| &c.key == key);
+    }
+    if let Some(before) = before {
+        candidates.retain(|c| time_of(&c.key).is_some_and(|at| at < before));
+    }
+    let mut evidence = Vec::new();
+    let mut chosen = None;
+    for candidate in &candidates {
+        if !candidate.has_manifest {
+            evidence.push(format!(
+                "skipped {}: no manifest (an interrupted or unfinished base backup)",
+                candidate.key
+            ));
+            continue;
+        }
+        let bytes = match store.get_bytes(&base_manifest_key(&candidate.key)).await {
+            Ok(bytes) => bytes,
+            // A manifest that could not be read says nothing about its backup: the step
+            // fails (and its retry reads again) rather than choose an older one.
+            Err(e) => {
+                let mut failure = StepFailure::of(e);
+                failure.evidence = evidence;
+                return Err(failure);
+            }
+        };
+        match BaseManifest::parse(&bytes) {
+            Err(why) => evidence.push(format!("skipped {}: {why}", candidate.key)),
+            Ok(manifest) if manifest.size != candidate.size => evidence.push(format!(
+                "skipped {}: size mismatch: the manifest says {} bytes, the store holds {}",
+                candidate.key, manifest.size, candidate.size
+            )),
+            Ok(manifest) => {
+                chosen = Some(manifest);
+                break;
+            }
+        }
+    }
+    let Some(manifest) = chosen else {
+        let mut failure = StepFailure::new(format!(
+            "no complete base backup in {}{}",
+            store.url(),
+            match (&wanted, before) {
+                (Some(key), _) => format!(" under the key {key}"),
+                (None, Some(before)) => format!(" taken before {before}"),
+                (None, None) => String::new(),
+            }
+        ));
+        failure.evidence = evidence;
+        return Err(failure);
+    };
+    evidence.push(format!(
+        "chose {}: ended {}, {}, sha256 {}; needs the WAL from {}",
+        manifest.key,
+        manifest.finished_at,
+        human_bytes(manifest.size),
+        manifest.sha256,
+        manifest.start_segment
+    ));
+
+    let size = manifest.wal_segment_size;
+    let start = manifest.first_segment().ok_or_else(|| {
+        StepFailure::permanent(format!(
+            "{}'s manifest names no start segment",
+            manifest.key
+        ))
+    })?;
+    let holdings = Holdings::of(listing.iter().map(|o| o.key.as_str()), size);
+    if let Some((missing, after)) = holdings.first_gap(start) {
+        let mut failure = StepFailure::new(if missing == after {
+            format!(
+                "the archive in {} lacks {}, the first segment {} needs: it cannot be restored",
+                store.url(),
+                start.name(size),
+                manifest.key
+            )
+        } else {
+            format!(
+                "the archive in {} lacks {} (the next archived is {}): a restore from {} stops there",
+                store.url(),
+                missing.name(size),
+                after.name(size),
+                manifest.key
+            )
+        });
+        failure.evidence = evidence;
+        return Err(failure);
+    }
+    let newest = holdings
+        .newest(start.timeline)
+        .map(|s| s.name(size))
+        .unwrap_or_default();
+    let timelines: Vec<String> = holdings
+        .segments
+        .range(start.timeline..)
+        .map(|(timeline, _)| timeline.to_string())
+        .collect();
+    evidence.push(format!(
+        "the archive runs unbroken from {} to {newest} (timeline{} {}{})",
+        manifest.start_segment,
+        if timelines.len() == 1 { "" } else { "s" },
+        timelines.join(", "),
+        if holdings.histories.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; history files for {}",
+                holdings
+                    .histories
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    ));
+
+    let major = manifest
+        .server_version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|major| major.parse().ok());
+    let pg_waldump = pg_tools::find("pg_waldump", major).map_err(StepFailure::of)?;
+    let scratch = ctx
+        .run_dir
+        .join("tmp")
+        .join(format!("{}.{}.wal", ctx.id, ctx.attempt));
+    tokio::fs::create_dir_all(&scratch)
+        .await
+        .map_err(|e| StepFailure::new(format!("{}: {e}", scratch.display())))?;
+    let found = last_commit(store, &holdings, start, size, &pg_waldump.path, &scratch).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    let found = found.map_err(StepFailure::new)?;
+    // The data a restore to `latest` gets is as of the last commit archived; with none since
+    // the backup, as of the backup's end.
+    let taken_at = match &found {
+        Some(commit) => {
+            evidence.push(format!(
+                "the last commit archived: {} (in {})",
+                commit.at, commit.segment
+            ));
+            commit.at
+        }
+        None => {
+            evidence.push(format!(
+                "no commit archived since the backup: the data is as of its end, {}",
+                manifest.finished_at
+            ));
+            manifest.finished_at
+        }
+    };
+    let age = ctx.clock_start.duration_since(taken_at);
+    evidence.push(format!(
+        "restorable to {taken_at}: {} before the incident clock",
+        format_duration(age)
+    ));
+    judge_rpo(step, ctx, age, "archived commit", &mut evidence)?;
+
+    let mut done = Done::default();
+    done.outputs
+        .insert("backup".into(), manifest.key.clone().into());
+    done.outputs
+        .insert("taken_at".into(), taken_at.to_string().into());
+    done.outputs
+        .insert("age".into(), format_duration(age).into());
+    done.outputs
+        .insert("size".into(), human_bytes(manifest.size).into());
+    done.outputs.insert("bytes".into(), manifest.size.into());
+    done.outputs.insert("sha256".into(), manifest.sha256.into());
+    done.evidence = evidence;
+    Ok(done)
+}
