@@ -39,6 +39,19 @@ pub fn format_margin(d: SignedDuration) -> String {
 }
 
 /// A timestamp as people read it in a report: UTC, to the second.
+/// A time as backup keys carry it, `20261124T181500.123Z`: sortable, and safe in a file name.
+pub fn key_time(at: Timestamp) -> String {
+    at.strftime("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+/// The time in a key's last part, `…/20261124T181500.123Z<suffix>`.
+pub fn time_in_key(key: &str, suffix: &str) -> Option<Timestamp> {
+    let name = key.rsplit('/').next()?.strip_suffix(suffix)?;
+    let name = name.strip_suffix('Z')?;
+    let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.f", name).ok()?;
+    jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+}
+
 pub fn format_time(at: Timestamp) -> String {
     at.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }

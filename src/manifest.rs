@@ -63,7 +63,7 @@ impl Manifest {
 
 /// `20261124T181500.123Z.dump`: sortable, and safe as a file name.
 pub fn dump_key(at: Timestamp) -> String {
-    format!("{}{DUMP_SUFFIX}", at.strftime("%Y%m%dT%H%M%S%.3fZ"))
+    format!("{}{DUMP_SUFFIX}", crate::format::key_time(at))
 }
 
 pub fn manifest_key(dump: &str) -> String {
@@ -72,10 +72,7 @@ pub fn manifest_key(dump: &str) -> String {
 
 /// The time in a dump key's name, when it was made by drillbook.
 pub fn time_of(key: &str) -> Option<Timestamp> {
-    let name = key.rsplit('/').next()?.strip_suffix(DUMP_SUFFIX)?;
-    let name = name.strip_suffix('Z')?;
-    let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.f", name).ok()?;
-    jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+    crate::format::time_in_key(key, DUMP_SUFFIX)
 }
 
 /// A dump found in a store, with its manifest's key when there is one.

@@ -91,6 +91,15 @@ impl BaseManifest {
         Segment::parse(&self.start_segment, self.wal_segment_size)
     }
 
+    /// The server's major version (15 for `15.10`): the server programs a restore needs.
+    pub fn server_major(&self) -> Option<u32> {
+        self.server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// Where recovery from this backup first reaches a consistent state.
     pub fn consistent_at(&self) -> Option<Lsn> {
         Lsn::parse(&self.end_lsn)
@@ -111,10 +120,7 @@ pub fn base_manifest_key(key: &str) -> String {
 
 /// The time in a base backup's key.
 pub fn time_of(key: &str) -> Option<Timestamp> {
-    let name = key.rsplit('/').next()?.strip_suffix(BASE_SUFFIX)?;
-    let name = name.strip_suffix('Z')?;
-    let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S%.f", name).ok()?;
-    jiff::tz::TimeZone::UTC.to_timestamp(civil).ok()
+    crate::format::time_in_key(key, BASE_SUFFIX)
 }
 
 /// A base backup found in a listing of `base/`, with whether its manifest is there.

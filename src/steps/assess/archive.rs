@@ -6,7 +6,7 @@
 
 use jiff::Timestamp;
 
-use super::{Assess, judge_rpo};
+use super::{Assess, judge_rpo, none_found};
 use crate::connect::pg_tools;
 use crate::connect::store::{ObjectInfo, Store};
 use crate::duration::human_bytes;
@@ -64,17 +64,7 @@ pub(super) async fn assess(
         }
     }
     let Some(manifest) = chosen else {
-        let mut failure = StepFailure::new(format!(
-            "no complete base backup in {}{}",
-            store.url(),
-            match (&wanted, before) {
-                (Some(key), _) => format!(" under the key {key}"),
-                (None, Some(before)) => format!(" taken before {before}"),
-                (None, None) => String::new(),
-            }
-        ));
-        failure.evidence = evidence;
-        return Err(failure);
+        return Err(none_found("base backup", store, &wanted, before, evidence));
     };
     evidence.push(format!(
         "chose {}: ended {}, {}, sha256 {}; needs the WAL from {}",
@@ -142,12 +132,8 @@ pub(super) async fn assess(
         }
     ));
 
-    let major = manifest
-        .server_version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|major| major.parse().ok());
-    let pg_waldump = pg_tools::find("pg_waldump", major).map_err(StepFailure::of)?;
+    let pg_waldump =
+        pg_tools::find("pg_waldump", manifest.server_major()).map_err(StepFailure::of)?;
     let scratch = ctx
         .run_dir
         .join("tmp")

@@ -138,17 +138,7 @@ impl super::StepKind for Assess {
             }
         }
         let Some(manifest) = chosen else {
-            let mut failure = StepFailure::new(format!(
-                "no complete backup in {}{}",
-                store.url(),
-                match (&wanted, before) {
-                    (Some(key), _) => format!(" under the key {key}"),
-                    (None, Some(before)) => format!(" taken before {before}"),
-                    (None, None) => String::new(),
-                }
-            ));
-            failure.evidence = evidence;
-            return Err(failure);
+            return Err(none_found("backup", &store, &wanted, before, evidence));
         };
 
         // RPO: the data in the backup is as of its snapshot; everything after is lost.
@@ -182,6 +172,28 @@ impl super::StepKind for Assess {
         done.evidence = evidence;
         Ok(done)
     }
+}
+
+/// No complete `what` in `store` (under `wanted`, or before `before`): the failure, with
+/// what was skipped on the way.
+fn none_found(
+    what: &str,
+    store: &Store,
+    wanted: &Option<String>,
+    before: Option<Timestamp>,
+    evidence: Vec<String>,
+) -> StepFailure {
+    let mut failure = StepFailure::new(format!(
+        "no complete {what} in {}{}",
+        store.url(),
+        match (wanted, before) {
+            (Some(key), _) => format!(" under the key {key}"),
+            (None, Some(before)) => format!(" taken before {before}"),
+            (None, None) => String::new(),
+        }
+    ));
+    failure.evidence = evidence;
+    failure
 }
 
 /// Says how the RPO achieved (`age`, from what `newest` names) compares with the objective;

@@ -130,12 +130,7 @@ pub(super) async fn take(
     let (uploaded, stderr) = tokio::join!(store.put_stream(&key, &mut stream, &report), stderr);
     let stderr = stderr.unwrap_or_default();
     if let Err(error) = uploaded {
-        let mut failure = StepFailure::new(match stream.failure() {
-            Some(failed) => format!("{failed}; nothing was stored under {key}"),
-            None => format!("{error}; nothing was stored under {key}"),
-        });
-        failure.evidence = last_lines(&stderr);
-        return Err(failure);
+        return Err(stream.upload_failed(error, &key, &stderr));
     }
     let read = stream.reader().get_ref().label().clone();
     let (size, sha256) = stream.finish();

@@ -294,12 +294,7 @@ impl super::StepKind for Backup {
                 (uploaded, counts, stderr.unwrap_or_default(), stream)
             };
             if let Err(error) = uploaded {
-                let mut failure = StepFailure::new(match stream.failure() {
-                    Some(dump) => format!("{dump}; nothing was stored under {key}"),
-                    None => format!("{error}; nothing was stored under {key}"),
-                });
-                failure.evidence = last_lines(&stderr);
-                return Err(failure);
+                return Err(stream.upload_failed(error, &key, &stderr));
             }
             // From here the store holds the dump: a failure removes it, and a kill leaves it
             // to the next attempt's `Pending::clear`.

@@ -39,6 +39,22 @@ impl<R> DumpStream<R> {
         self.failed.as_deref()
     }
 
+    /// The failure of an upload that read this stream: the program's own failure when it
+    /// failed (the clearer cause), with the last lines it wrote on its standard error.
+    pub(super) fn upload_failed(
+        &self,
+        error: impl std::fmt::Display,
+        key: &str,
+        stderr: &str,
+    ) -> crate::steps::StepFailure {
+        let mut failure = crate::steps::StepFailure::new(match self.failure() {
+            Some(failed) => format!("{failed}; nothing was stored under {key}"),
+            None => format!("{error}; nothing was stored under {key}"),
+        });
+        failure.evidence = super::last_lines(stderr);
+        failure
+    }
+
     /// What was read through.
     pub(super) fn reader(&self) -> &R {
         &self.stdout

@@ -173,17 +173,12 @@ pub(super) async fn restore(
         manifest.start_segment
     ));
 
-    let major: u32 = manifest
-        .server_version
-        .split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|major| major.parse().ok())
-        .ok_or_else(|| {
-            StepFailure::permanent(format!(
-                "{key}'s manifest gives the server version `{}`",
-                manifest.server_version
-            ))
-        })?;
+    let major = manifest.server_major().ok_or_else(|| {
+        StepFailure::permanent(format!(
+            "{key}'s manifest gives the server version `{}`",
+            manifest.server_version
+        ))
+    })?;
     let base = ctx.run_dir.join(CLUSTERS);
     let name = format!("restore-{}", ctx.id);
     // An interrupted attempt's cluster is this step's own: it goes before a new one is made.
