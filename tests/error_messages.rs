@@ -48,7 +48,7 @@ name: t
 steps:
   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
 "#,
-        r#"error: unknown value `directry`, expected one of: custom, directory
+        r#"error: unknown value `directry`, expected one of: custom, directory, base
  --> bad_enum.yaml:4:74
   |
 4 |   - { id: dump, kind: backup, database: postgres://x, store: /s, format: directry }
