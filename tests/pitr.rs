@@ -405,3 +405,114 @@ async fn assess_names_a_hole_in_the_archive() {
     let text = format!("{}\n{}", output.stdout, output.stderr);
     assert!(text.contains(&format!("lacks {hole}")), "{text}");
 }
+
+fn shipped(name: &str) -> String {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("playbooks")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// base-backup.yaml twice, the first backup made 8 days old: the second run keeps itself and
+/// prunes the old backup and only the WAL before its own start; then pitr-restore-drill.yaml
+/// restores from what is left and meets its objectives.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shipped_base_backup_prunes_and_the_shipped_pitr_drill_restores() {
+    let primary = ArchivingPrimary::start().await;
+    primary.sql("CREATE TABLE drill (id int, note text)");
+    primary.sql("INSERT INTO drill VALUES (1, 'in every backup')");
+    let store = primary.store.display().to_string();
+    let base_backup = |dir: &Path| {
+        let output = Drillbook::in_dir(dir)
+            .args(&[
+                "run",
+                &shipped("base-backup.yaml"),
+                "--mode",
+                "live",
+                "--var",
+                &format!("wal_store={store}"),
+            ])
+            .env("DATABASE_URL", primary.url())
+            .deadline(minutes(5))
+            .run();
+        assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    base_backup(dir.path());
+    // The first backup, made 8 days old: renamed, its manifest rewritten to match.
+    let first = base_manifests(&primary.store).remove(0);
+    let first_key = first["key"].as_str().unwrap().to_owned();
+    let old_at = jiff::Timestamp::now()
+        .checked_sub(jiff::SignedDuration::from_hours(8 * 24))
+        .unwrap();
+    let old_key = format!("base/{}.tar.zst", old_at.strftime("%Y%m%dT%H%M%S%.3fZ"));
+    let mut old = first.clone();
+    old["key"] = old_key.clone().into();
+    old["started_at"] = old_at.to_string().into();
+    old["finished_at"] = old_at.to_string().into();
+    std::fs::rename(primary.store.join(&first_key), primary.store.join(&old_key)).unwrap();
+    std::fs::remove_file(primary.store.join(format!("{first_key}.manifest.json"))).unwrap();
+    std::fs::write(
+        primary.store.join(format!("{old_key}.manifest.json")),
+        serde_json::to_vec_pretty(&old).unwrap(),
+    )
+    .unwrap();
+    for i in 2..5 {
+        primary.sql(&format!(
+            "INSERT INTO drill VALUES ({i}, 'between the backups')"
+        ));
+        primary.switch_and_archive();
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    base_backup(dir.path());
+    let manifests = base_manifests(&primary.store);
+    assert_eq!(
+        manifests.len(),
+        1,
+        "the old backup is pruned: {manifests:?}"
+    );
+    let kept = &manifests[0];
+    assert_ne!(kept["key"], old_key.as_str());
+    assert!(!primary.store.join(&old_key).exists());
+    let start = kept["start_segment"].as_str().unwrap();
+    let wal: Vec<String> = common::walk(&primary.store.join("wal"))
+        .into_iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        wal.iter().any(|name| name == &format!("{start}.zst")),
+        "the kept backup's start segment stays: {wal:?}"
+    );
+    assert!(
+        wal.iter().all(|name| &name[..24] >= start),
+        "no WAL before the kept backup's start is left: {wal:?}"
+    );
+    primary.sql("INSERT INTO drill VALUES (5, 'after the second backup')");
+    primary.switch_and_archive();
+
+    let dir = tempfile::tempdir().unwrap();
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
+            "run",
+            &shipped("pitr-restore-drill.yaml"),
+            "--var",
+            &format!("wal_store={store}"),
+        ])
+        .deadline(minutes(5))
+        .run();
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    let run = common::run_ids(dir.path()).pop().unwrap();
+    let journal = common::journal(dir.path(), &run);
+    let assessed = journal
+        .iter()
+        .find(|r| r["event"] == "step_finished" && r["step"] == "assess")
+        .unwrap();
+    assert!(
+        assessed.to_string().contains("the last commit archived"),
+        "the RPO comes from the archive: {assessed}"
+    );
+    assert_eq!(assessed["outputs"]["backup"], kept["key"]);
+    assert_eq!(restore_outputs(dir.path())["target_reached"], true);
+}

@@ -26,9 +26,11 @@ fn the_procedure_is_shipped() {
     assert_eq!(
         names,
         [
+            "base-backup.yaml",
             "database-restore.yaml",
             "monthly-restore-smoke.yaml",
             "nightly-backup.yaml",
+            "pitr-restore-drill.yaml",
             "quarterly-failover.yaml",
             "quickstart.yaml",
             "storage-mirror.yaml",

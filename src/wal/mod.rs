@@ -30,6 +30,8 @@ pub mod label;
 pub mod last_commit;
 pub mod lsn;
 mod push;
+pub mod recovery_target;
+pub mod retention;
 pub mod verified;
 
 pub use config::{CONFIG_VARIABLE, LEVEL_VARIABLE, STORE_VARIABLE, WalConfig};

@@ -28,6 +28,8 @@ pub(super) async fn assess(
     if let Some(key) = &wanted {
         candidates.retain(|c| &c.key == key);
     }
+    // A backup that started before `before` may have ended after it, and restores to no
+    // earlier moment than its end: the filter reads manifests (below), and keys only prune.
     if let Some(before) = before {
         candidates.retain(|c| time_of(&c.key).is_some_and(|at| at < before));
     }
@@ -57,6 +59,13 @@ pub(super) async fn assess(
                 "skipped {}: size mismatch: the manifest says {} bytes, the store holds {}",
                 candidate.key, manifest.size, candidate.size
             )),
+            Ok(manifest) if before.is_some_and(|before| manifest.finished_at >= before) => evidence
+                .push(format!(
+                    "skipped {}: it ended at {}, after {}",
+                    candidate.key,
+                    manifest.finished_at,
+                    before.map(|b| b.to_string()).unwrap_or_default()
+                )),
             Ok(manifest) => {
                 chosen = Some(manifest);
                 break;

@@ -25,7 +25,9 @@ pub struct Assess {
     /// Use this backup key instead of the newest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Point in time (RFC 3339): the newest backup taken before it.
+    /// Point in time: the newest backup taken before it (over a WAL archive, the newest base
+    /// backup that ended before it). RFC 3339 (`2026-11-24T02:00:00Z`), a duration before the
+    /// incident clock (`1h ago`), or `latest` for no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<String>,
     /// What a missed RPO does: `record` it (the run goes on and exits 3) or `fail` the step.
@@ -82,14 +84,19 @@ impl super::StepKind for Assess {
             .await
             .map_err(StepFailure::of)?;
         let wanted = self.key.as_deref().map(render).transpose()?;
+        // `latest` sets no limit; `1h ago` counts back from the incident clock.
         let before = match &self.before {
             Some(text) => {
                 let text = render(text)?;
-                Some(text.trim().parse::<Timestamp>().map_err(|e| {
-                    StepFailure::new(format!(
-                        "`before: {text}` is not a point in time (RFC 3339, e.g. 2026-11-24T02:00:00Z): {e}"
-                    ))
-                })?)
+                match crate::wal::recovery_target::parse_target(&text, ctx.clock_start) {
+                    Ok(crate::wal::recovery_target::Target::Latest) => None,
+                    Ok(crate::wal::recovery_target::Target::Time(at)) => Some(at),
+                    _ => {
+                        return Err(StepFailure::new(format!(
+                            "`before: {text}` is not a point in time: expected one like 2026-11-24T02:00:00Z, `1h ago` or `latest`"
+                        )));
+                    }
+                }
             }
             None => None,
         };

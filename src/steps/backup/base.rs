@@ -10,13 +10,14 @@ use crate::compress::{DEFAULT_LEVEL, ZstdEncoder};
 use crate::connect::postgres::{self, Target};
 use crate::connect::store::Store;
 use crate::connect::{child, pg_tools};
-use crate::duration::human_bytes;
+use crate::duration::{Duration, human_bytes};
 use crate::steps::command::capture;
 use crate::steps::pending::Pending;
 use crate::steps::{Done, Progress, StepContext, StepFailure, Unit, output_file};
-use crate::wal::base::{BaseManifest, base_key, base_manifest_key};
+use crate::wal::base::{BaseManifest, base_candidates, base_key, base_manifest_key};
 use crate::wal::label::LabelReader;
 use crate::wal::lsn::{Lsn, Segment};
+use crate::wal::retention;
 
 /// What the server says about itself before the backup.
 struct Server {
@@ -75,6 +76,7 @@ pub(super) async fn take(
     store: &Store,
     target: &Target,
     client: &tokio_postgres::Client,
+    prune_older_than: Option<Duration>,
     mut evidence: Vec<String>,
 ) -> Result<Done, StepFailure> {
     let server = server(target, client).await?;
@@ -226,6 +228,9 @@ pub(super) async fn take(
             .duration_since(started_at)
             .as_secs_f64()
     ));
+    if let Some(age) = prune_older_than {
+        evidence.push(prune(store, age).await?);
+    }
     let mut done = Done::default();
     done.outputs.insert("key".into(), key.into());
     done.outputs.insert("manifest".into(), manifest_key.into());
@@ -236,4 +241,42 @@ pub(super) async fn take(
         .insert("taken_at".into(), manifest.finished_at.to_string().into());
     done.evidence = evidence;
     Ok(done)
+}
+
+/// Removes base backups started more than `age` ago (never the newest complete one) and the
+/// WAL before the oldest kept backup's start segment (`wal::retention`). A manifest that
+/// cannot be read stops the pruning: what it vouches for might be needed.
+async fn prune(store: &Store, age: Duration) -> Result<String, StepFailure> {
+    let cutoff = Timestamp::now()
+        .checked_sub(age.as_std())
+        .map_err(|e| StepFailure::new(format!("prune_older_than {age}: {e}")))?;
+    let listing = store.list("").await.map_err(StepFailure::of)?;
+    let mut complete = Vec::new();
+    for candidate in base_candidates(&listing) {
+        if !candidate.has_manifest {
+            continue;
+        }
+        let bytes = store
+            .get_bytes(&base_manifest_key(&candidate.key))
+            .await
+            .map_err(StepFailure::of)?;
+        if let Ok(manifest) = BaseManifest::parse(&bytes)
+            && manifest.size == candidate.size
+        {
+            complete.push(manifest);
+        }
+    }
+    let pruning = retention::prune(&listing, &complete, cutoff);
+    for key in pruning.keys() {
+        store.delete(&key).await.map_err(StepFailure::of)?;
+    }
+    Ok(format!(
+        "pruned {} base backup(s) started before {cutoff} and {} WAL file(s){}",
+        pruning.backups.len(),
+        pruning.wal.len(),
+        match &pruning.kept_from {
+            Some(first) => format!(" before {first}, the first the oldest kept backup needs"),
+            None => String::new(),
+        }
+    ))
 }

@@ -102,7 +102,6 @@ impl super::StepKind for Backup {
                 ("compression", self.compression.is_some()),
                 ("jobs", self.jobs.is_some()),
                 ("pg_dump_args", !self.pg_dump_args.is_empty()),
-                ("prune_older_than", self.prune_older_than.is_some()),
             ] {
                 if given {
                     out.push(super::at_key(
@@ -164,8 +163,15 @@ impl super::StepKind for Backup {
             }
             evidence.extend(Pending::clear(ctx, &store).await?);
             if self.format == DumpFormat::Base {
-                return base::take(ctx, &store, &target, &client, std::mem::take(&mut evidence))
-                    .await;
+                return base::take(
+                    ctx,
+                    &store,
+                    &target,
+                    &client,
+                    self.prune_older_than,
+                    std::mem::take(&mut evidence),
+                )
+                .await;
             }
 
             // One snapshot for the dump and the row counts: the manifest describes exactly

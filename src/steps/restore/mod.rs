@@ -140,7 +140,8 @@ impl super::StepKind for Restore {
         }
         if let Some(target) = &self.recovery_target
             && !target.contains("{{")
-            && let Err(error) = point_in_time::parse_target(target, jiff::Timestamp::now())
+            && let Err(error) =
+                crate::wal::recovery_target::parse_target(target, jiff::Timestamp::now())
         {
             out.push(super::at_key(node, "recovery_target", error));
         }
