@@ -254,7 +254,7 @@ steps:
   |
 4 |   - id: restore
   |     ^
-  = help: `restore` steps need: backup, store, target
+  = help: `restore` steps need: backup, target
 
 error: 1 error in missing_param.yaml
 "#,

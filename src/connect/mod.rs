@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod demo;
 pub mod guard;
 pub mod pg_tools;
+pub mod pgbackrest;
 pub mod postgres;
 pub mod redis;
 pub mod store;

@@ -9,6 +9,7 @@ pub mod assess;
 pub mod backup;
 pub(crate) mod capture;
 pub mod command;
+pub mod engine;
 pub mod flush;
 mod hashing;
 pub mod manual;

@@ -10,7 +10,7 @@ use jiff::Timestamp;
 
 use super::continuity::Holdings;
 use super::lsn::Segment;
-use super::{Archive, fetch};
+use super::{Archive, WalError, fetch};
 use crate::compress::Compression;
 use crate::connect::store::Store;
 
@@ -38,35 +38,62 @@ pub async fn last_commit(
         store: store.clone(),
         compression: Compression::None,
     };
-    let mut looked = 0;
-    for (&timeline, numbers) in holdings.segments.range(floor.timeline..).rev() {
+    let mut names = Vec::new();
+    'timelines: for (&timeline, numbers) in holdings.segments.range(floor.timeline..).rev() {
         for &number in numbers.iter().rev() {
             let segment = Segment { timeline, number };
-            if segment < floor || looked == LOOK_BACK {
-                return Ok(None);
+            if segment < floor || names.len() as u64 == LOOK_BACK {
+                break 'timelines;
             }
-            looked += 1;
-            let name = segment.name(segment_size);
-            let path = scratch.join(&name);
-            fetch(&archive, &name, &path)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut command = tokio::process::Command::new(pg_waldump);
-            // Commit times in UTC, whatever this machine's zone.
-            command
-                .arg("--rmgr=Transaction")
-                .arg(&path)
-                .env("TZ", "UTC");
-            let output = crate::connect::child::output(&mut command)
-                .await
-                .map_err(|e| format!("cannot run {}: {e}", pg_waldump.display()))?;
-            let _ = tokio::fs::remove_file(&path).await;
-            // pg_waldump complains at the segment's end (the next one is not beside it): its
-            // output up to there is what counts.
-            let text = String::from_utf8_lossy(&output.stdout);
-            if let Some(at) = text.lines().rev().find_map(commit_time) {
-                return Ok(Some(LastCommit { at, segment: name }));
+            names.push(segment.name(segment_size));
+        }
+    }
+    newest_commit(names, pg_waldump, scratch, |name, path| {
+        let archive = archive.clone();
+        async move {
+            match fetch(&archive, &name, &path).await {
+                Ok(_) => Ok(true),
+                Err(WalError::NotArchived { .. }) => Ok(false),
+                Err(error) => Err(error.to_string()),
             }
+        }
+    })
+    .await
+}
+
+/// The last commit in `names` (segment names, newest first), each fetched by `fetch(name,
+/// path)` into `scratch` and read with `pg_waldump` until one holds a commit: drillbook's own
+/// archive above, pgBackRest's (`archive-get`) for `engine: pgbackrest`.
+pub async fn newest_commit<F, Fut>(
+    names: Vec<String>,
+    pg_waldump: &Path,
+    scratch: &Path,
+    mut fetch: F,
+) -> Result<Option<LastCommit>, String>
+where
+    F: FnMut(String, std::path::PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, String>>,
+{
+    for name in names.into_iter().take(LOOK_BACK as usize) {
+        let path = scratch.join(&name);
+        if !fetch(name.clone(), path.clone()).await? {
+            continue;
+        }
+        let mut command = tokio::process::Command::new(pg_waldump);
+        // Commit times in UTC, whatever this machine's zone.
+        command
+            .arg("--rmgr=Transaction")
+            .arg(&path)
+            .env("TZ", "UTC");
+        let output = crate::connect::child::output(&mut command)
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", pg_waldump.display()))?;
+        let _ = tokio::fs::remove_file(&path).await;
+        // pg_waldump complains at the segment's end (the next one is not beside it): its
+        // output up to there is what counts.
+        let text = String::from_utf8_lossy(&output.stdout);
+        if let Some(at) = text.lines().rev().find_map(commit_time) {
+            return Ok(Some(LastCommit { at, segment: name }));
         }
     }
     Ok(None)

@@ -89,7 +89,23 @@ pub struct ArchivingPrimary {
 }
 
 impl ArchivingPrimary {
+    /// Archiving through `drillbook wal push` into `store`.
     pub async fn start() -> ArchivingPrimary {
+        ArchivingPrimary::start_with(|store, _| {
+            format!(
+                "DRILLBOOK_WAL_STORE={} {} wal push %p",
+                store.display(),
+                super::binary().display()
+            )
+        })
+        .await
+    }
+
+    /// Archiving with the command `archive_command(store, cluster)` returns (it may write
+    /// the files the command needs first).
+    pub async fn start_with(
+        archive_command: impl FnOnce(&Path, &Cluster) -> String,
+    ) -> ArchivingPrimary {
         let base = tempfile::tempdir().unwrap();
         std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         let (uid, gid) = postgres_ids();
@@ -112,12 +128,12 @@ impl ArchivingPrimary {
         let server = Server {
             data: cluster.dir.join("data"),
         };
+        let command = archive_command(&store, &cluster);
         let conf = cluster.dir.join("data/postgresql.conf");
         let mut settings = std::fs::read_to_string(&conf).unwrap();
         settings.push_str(&format!(
-            "\narchive_mode = on\narchive_command = 'DRILLBOOK_WAL_STORE={} {} wal push %p'\n",
-            store.display(),
-            binary.display()
+            "\narchive_mode = on\narchive_command = '{}'\n",
+            command.replace('\'', "''")
         ));
         std::fs::write(&conf, settings).unwrap();
         let data = cluster.dir.join("data");

@@ -107,7 +107,7 @@ fn every_shipped_playbook_refuses_a_drill_on_its_live_targets() {
     for path in shipped_playbooks() {
         let (_, playbook) = drillbook::validate::load(&path).expect("valid");
         if playbook.targets.is_empty() {
-            // monthly-restore-smoke and weekly-verify write nothing that lives on (they read
+            // monthly-restore-smoke, pitr-restore-drill and weekly-verify write nothing that lives on (they read
             // stores; the restore goes into a throwaway cluster of the run's own): no targets,
             // so nothing a drill could be pointed at. That they write nothing is checked here.
             let writes: Vec<String> = playbook
@@ -161,6 +161,7 @@ fn every_shipped_playbook_refuses_a_drill_on_its_live_targets() {
     assert_eq!(
         refused,
         [
+            "base-backup",
             "database-restore",
             "nightly-backup",
             "quarterly-failover",

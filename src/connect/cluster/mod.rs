@@ -43,7 +43,7 @@ mod server;
 
 pub use recover::{Recovered, Recovery, Restoring};
 
-pub(crate) use os_user::lookup_user;
+pub(crate) use os_user::{lookup_user, server_user};
 
 use std::fs;
 use std::io;

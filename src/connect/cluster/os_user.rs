@@ -19,7 +19,7 @@ pub(crate) struct ServerUser {
 }
 
 /// Who the server programs run as: ourselves, unless we are root (initdb and postgres refuse).
-pub(super) fn server_user() -> Result<Option<ServerUser>, ClusterError> {
+pub(crate) fn server_user() -> Result<Option<ServerUser>, ClusterError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);

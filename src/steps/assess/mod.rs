@@ -14,13 +14,16 @@ use crate::format::format_duration;
 use crate::manifest::{self, Manifest};
 
 mod archive;
+mod pgbackrest;
 
 /// Lists the backups in `store`, skips incomplete ones (no manifest, size mismatch) and picks
 /// the newest good one — or the one named by `key`, or the newest taken before `before`.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Assess {
-    /// Where the backups are: `s3://bucket/prefix`, `file:///path` or a plain directory.
+    /// Where the backups are: `s3://bucket/prefix`, `file:///path` or a plain directory
+    /// (required unless `engine: pgbackrest`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub store: String,
     /// Use this backup key instead of the newest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -36,6 +39,19 @@ pub struct Assess {
     /// A streaming standby (PostgreSQL URL) whose replication lag is measured too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standby: Option<String>,
+    /// `drillbook` (the default: drillbook's backups in `store`) or `pgbackrest`: a pgBackRest
+    /// repository, named by `stanza` and `config`.
+    #[serde(default, skip_serializing_if = "is_drillbook")]
+    pub engine: super::engine::Engine,
+    /// With `engine: pgbackrest`: the stanza.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stanza: Option<String>,
+    /// With `engine: pgbackrest`: its configuration file (default: pgBackRest's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+fn is_drillbook(engine: &super::engine::Engine) -> bool {
+    *engine == super::engine::Engine::Drillbook
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -61,7 +77,15 @@ impl super::StepKind for Assess {
     const RPO_EVIDENCE: bool = true;
 
     fn summary(&self) -> String {
-        format!("find the newest good backup in {}", self.store)
+        match self.engine {
+            super::engine::Engine::Pgbackrest => format!(
+                "find the newest pgBackRest backup of stanza {}",
+                self.stanza.as_deref().unwrap_or_default()
+            ),
+            super::engine::Engine::Drillbook => {
+                format!("find the newest good backup in {}", self.store)
+            }
+        }
     }
 
     fn check(
@@ -69,6 +93,14 @@ impl super::StepKind for Assess {
         node: &crate::loader::node::Node,
         out: &mut Vec<crate::diagnostic::Diagnostic>,
     ) {
+        super::engine::check(
+            self.engine,
+            &self.store,
+            &self.stanza,
+            &self.config,
+            node,
+            out,
+        );
         if self.key.is_some() && self.before.is_some() {
             out.push(super::at_key(
                 node,
@@ -80,26 +112,17 @@ impl super::StepKind for Assess {
 
     async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        if self.engine == super::engine::Engine::Pgbackrest {
+            let repository = super::engine::repository(&self.stanza, &self.config, &render)?;
+            let wanted = self.key.as_deref().map(render).transpose()?;
+            let before = self.before(ctx, &render)?;
+            return pgbackrest::assess(self, ctx, &repository, wanted, before).await;
+        }
         let store = Store::open(&render(&self.store)?)
             .await
             .map_err(StepFailure::of)?;
         let wanted = self.key.as_deref().map(render).transpose()?;
-        // `latest` sets no limit; `1h ago` counts back from the incident clock.
-        let before = match &self.before {
-            Some(text) => {
-                let text = render(text)?;
-                match crate::wal::recovery_target::parse_target(&text, ctx.clock_start) {
-                    Ok(crate::wal::recovery_target::Target::Latest) => None,
-                    Ok(crate::wal::recovery_target::Target::Time(at)) => Some(at),
-                    _ => {
-                        return Err(StepFailure::new(format!(
-                            "`before: {text}` is not a point in time: expected one like 2026-11-24T02:00:00Z, `1h ago` or `latest`"
-                        )));
-                    }
-                }
-            }
-            None => None,
-        };
+        let before = self.before(ctx, &render)?;
         let listing = store.list("").await.map_err(StepFailure::of)?;
         if !crate::wal::base::base_candidates(&listing).is_empty() {
             return archive::assess(self, ctx, &store, &listing, wanted, before).await;
@@ -178,6 +201,27 @@ impl super::StepKind for Assess {
             .insert("sha256".into(), manifest.sha256.clone().into());
         done.evidence = evidence;
         Ok(done)
+    }
+}
+
+impl Assess {
+    /// `before`, read: `latest` sets no limit; `1h ago` counts back from the incident clock.
+    fn before(
+        &self,
+        ctx: &StepContext<'_>,
+        render: &dyn Fn(&str) -> Result<String, StepFailure>,
+    ) -> Result<Option<Timestamp>, StepFailure> {
+        let Some(text) = &self.before else {
+            return Ok(None);
+        };
+        let text = render(text)?;
+        match crate::wal::recovery_target::parse_target(&text, ctx.clock_start) {
+            Ok(crate::wal::recovery_target::Target::Latest) => Ok(None),
+            Ok(crate::wal::recovery_target::Target::Time(at)) => Ok(Some(at)),
+            _ => Err(StepFailure::new(format!(
+                "`before: {text}` is not a point in time: expected one like 2026-11-24T02:00:00Z, `1h ago` or `latest`"
+            ))),
+        }
     }
 }
 

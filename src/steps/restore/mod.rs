@@ -8,6 +8,7 @@ mod catalog;
 mod download;
 mod names;
 mod pg_restore;
+mod pgbackrest;
 mod point_in_time;
 mod swap;
 
@@ -34,7 +35,8 @@ use pg_restore::{Inspected, inspect};
 pub struct Restore {
     /// The backup key, usually `{{ steps.assess.outputs.backup }}`.
     pub backup: String,
-    /// The store holding the backup.
+    /// The store holding the backup (required unless `engine: pgbackrest`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub store: String,
     /// PostgreSQL URL of the target database, or `ephemeral` for a throwaway local cluster
     /// that drillbook creates and removes at cleanup.
@@ -75,6 +77,19 @@ pub struct Restore {
     /// For a base backup: the database the `target` output points at (default `postgres`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// `drillbook` (the default: drillbook's backups in `store`) or `pgbackrest`: a pgBackRest
+    /// repository, named by `stanza` and `config`.
+    #[serde(default, skip_serializing_if = "is_drillbook")]
+    pub engine: super::engine::Engine,
+    /// With `engine: pgbackrest`: the stanza.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stanza: Option<String>,
+    /// With `engine: pgbackrest`: its configuration file (default: pgBackRest's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
+}
+fn is_drillbook(engine: &super::engine::Engine) -> bool {
+    *engine == super::engine::Engine::Drillbook
 }
 
 fn one() -> u32 {
@@ -138,6 +153,14 @@ impl super::StepKind for Restore {
                 ));
             }
         }
+        super::engine::check(
+            self.engine,
+            &self.store,
+            &self.stanza,
+            &self.config,
+            node,
+            out,
+        );
         if let Some(target) = &self.recovery_target
             && !target.contains("{{")
             && let Err(error) =
@@ -172,6 +195,10 @@ impl super::StepKind for Restore {
     async fn run(&self, ctx: &StepContext<'_>) -> Result<Done, StepFailure> {
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
         let key = render(&self.backup)?;
+        if self.engine == super::engine::Engine::Pgbackrest {
+            let repository = super::engine::repository(&self.stanza, &self.config, &render)?;
+            return pgbackrest::restore(self, ctx, &repository, &key, &render(&self.target)?).await;
+        }
         let store = Store::open(&render(&self.store)?)
             .await
             .map_err(StepFailure::of)?;

@@ -13,7 +13,7 @@ use tokio::io::AsyncReadExt;
 
 use super::{EPHEMERAL, Restore};
 use crate::compress::ZstdDecoder;
-use crate::connect::cluster::{Cluster, Recovery};
+use crate::connect::cluster::{Cluster, Recovery, Restoring};
 use crate::connect::store::Store;
 use crate::connect::{child, pg_tools};
 use crate::duration::human_bytes;
@@ -115,17 +115,7 @@ pub(super) async fn restore(
             manifest.server_version
         ))
     })?;
-    let base = ctx.run_dir.join(CLUSTERS);
-    let name = format!("restore-{}", ctx.id);
-    // An interrupted attempt's cluster is this step's own: it goes before a new one is made.
-    for old in Cluster::found(&base) {
-        if old.dir.file_name() == Some(std::ffi::OsStr::new(&name)) {
-            old.destroy().await.map_err(StepFailure::of)?;
-            evidence.push("removed the cluster an interrupted attempt left".into());
-        }
-    }
-    let _ = std::fs::remove_dir_all(base.join(&name));
-    let restoring = Cluster::for_restore(&base, &name, major).map_err(StepFailure::of)?;
+    let restoring = fresh_cluster(ctx, major, &mut evidence).await?;
 
     // The object, hashed on its way; unpacked by tar as the server's user.
     let started = std::time::Instant::now();
@@ -219,8 +209,46 @@ pub(super) async fn restore(
         ),
         target: target.settings(),
     };
+    recover(
+        step, ctx, restoring, &recovery, &target, &newest, key, evidence,
+    )
+    .await
+}
+
+/// An empty cluster for this step to restore into; the one an interrupted attempt left goes
+/// first (it is this step's own).
+pub(super) async fn fresh_cluster(
+    ctx: &StepContext<'_>,
+    major: u32,
+    evidence: &mut Vec<String>,
+) -> Result<Restoring, StepFailure> {
+    let base = ctx.run_dir.join(CLUSTERS);
+    let name = format!("restore-{}", ctx.id);
+    for old in Cluster::found(&base) {
+        if old.dir.file_name() == Some(std::ffi::OsStr::new(&name)) {
+            old.destroy().await.map_err(StepFailure::of)?;
+            evidence.push("removed the cluster an interrupted attempt left".into());
+        }
+    }
+    let _ = std::fs::remove_dir_all(base.join(&name));
+    Cluster::for_restore(&base, &name, major).map_err(StepFailure::of)
+}
+
+/// Recovers the filled cluster to `target`, fails when recovery to `latest` ended before the
+/// archive's newest segment (`newest`), and says where it ended.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn recover(
+    step: &Restore,
+    ctx: &StepContext<'_>,
+    restoring: Restoring,
+    recovery: &Recovery,
+    target: &Target,
+    newest: &str,
+    key: &str,
+    mut evidence: Vec<String>,
+) -> Result<Done, StepFailure> {
     let recovering = std::time::Instant::now();
-    let (cluster, recovered) = restoring.recover(&recovery).await.map_err(|e| {
+    let (cluster, recovered) = restoring.recover(recovery).await.map_err(|e| {
         let mut failure = StepFailure::new(format!(
             "recovery to {} did not finish: {e}",
             target.describe()
@@ -232,7 +260,7 @@ pub(super) async fn restore(
     // `wal fetch`) for the end of the archive, and promotes there: short of the end is a
     // failure, whatever the target.
     let short = match (&target, &recovered.last_restored) {
-        (Target::Latest, last) => last.as_deref() < Some(newest.as_str()),
+        (Target::Latest, last) => last.as_deref() < Some(newest),
         _ => false,
     };
     if short {
@@ -277,6 +305,7 @@ pub(super) async fn restore(
         cluster.describe()
     ));
 
+    let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
     let database = match &step.database {
         Some(database) => render(database)?,
         None => "postgres".to_owned(),

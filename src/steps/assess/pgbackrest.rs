@@ -1,0 +1,126 @@
+//! `assess` with `engine: pgbackrest`: the newest backup pgBackRest's `info` lists (or `key`,
+//! a label, or the newest that ended before `before`), and the RPO from the last commit its
+//! archive holds — read with `pg_waldump` from the newest segments `archive-get` gives, since
+//! `info` knows no commit time.
+
+use jiff::Timestamp;
+
+use super::{Assess, judge_rpo};
+use crate::connect::pg_tools;
+use crate::connect::pgbackrest::PgBackRest;
+use crate::duration::human_bytes;
+use crate::format::format_duration;
+use crate::steps::{Done, StepContext, StepFailure};
+use crate::wal::last_commit::newest_commit;
+use crate::wal::lsn::Segment;
+
+/// pgBackRest's `info` gives no segment size: the default one is assumed.
+const SEGMENT_SIZE: u64 = 16 << 20;
+
+pub(super) async fn assess(
+    step: &Assess,
+    ctx: &StepContext<'_>,
+    repository: &PgBackRest,
+    wanted: Option<String>,
+    before: Option<Timestamp>,
+) -> Result<Done, StepFailure> {
+    let info = repository.info().await.map_err(StepFailure::new)?;
+    let chosen = info
+        .backups
+        .iter()
+        .rev()
+        .filter(|b| wanted.as_ref().is_none_or(|label| &b.label == label))
+        .find(|b| before.is_none_or(|before| b.stopped_at < before))
+        .ok_or_else(|| {
+            StepFailure::new(format!(
+                "no pgBackRest backup of stanza `{}`{}",
+                repository.stanza,
+                match (&wanted, before) {
+                    (Some(label), _) => format!(" labelled {label}"),
+                    (None, Some(before)) => format!(" that ended before {before}"),
+                    (None, None) => String::new(),
+                }
+            ))
+        })?;
+    let mut evidence = vec![format!(
+        "chose {} ({}): ended {}, {} in the repository ({} of data); needs the WAL from {}",
+        chosen.label,
+        chosen.kind,
+        chosen.stopped_at,
+        human_bytes(chosen.repository_size),
+        human_bytes(chosen.size),
+        chosen.archive_start
+    )];
+
+    // The newest segments, back to the backup's first, newest first.
+    let mut names = Vec::new();
+    if let (Some(max), Some(floor)) = (
+        info.archive_max
+            .as_deref()
+            .and_then(|m| Segment::parse(m, SEGMENT_SIZE)),
+        Segment::parse(&chosen.archive_start, SEGMENT_SIZE),
+    ) {
+        let mut segment = max;
+        while segment >= floor && names.len() < 16 {
+            names.push(segment.name(SEGMENT_SIZE));
+            if segment.number == 0 {
+                break;
+            }
+            segment.number -= 1;
+        }
+    }
+    let pg_waldump = pg_tools::find("pg_waldump", info.major).map_err(StepFailure::of)?;
+    let scratch = ctx
+        .run_dir
+        .join("tmp")
+        .join(format!("{}.{}.wal", ctx.id, ctx.attempt));
+    tokio::fs::create_dir_all(&scratch)
+        .await
+        .map_err(|e| StepFailure::new(format!("{}: {e}", scratch.display())))?;
+    let archive_id = info.archive_id.clone().unwrap_or_default();
+    let found = newest_commit(names, &pg_waldump.path, &scratch, |name, path| {
+        let archive_id = archive_id.clone();
+        async move { repository.fetch_segment(&archive_id, &name, &path).await }
+    })
+    .await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    let found = found.map_err(StepFailure::new)?;
+    let taken_at = match &found {
+        Some(commit) => {
+            evidence.push(format!(
+                "the last commit archived: {} (in {})",
+                commit.at, commit.segment
+            ));
+            commit.at
+        }
+        None => {
+            evidence.push(format!(
+                "no commit found in the newest segments: the data is as of the backup's end, {}",
+                chosen.stopped_at
+            ));
+            chosen.stopped_at
+        }
+    };
+    let age = ctx.clock_start.duration_since(taken_at);
+    evidence.push(format!(
+        "restorable to {taken_at}: {} before the incident clock",
+        format_duration(age)
+    ));
+    judge_rpo(step, ctx, age, "archived commit", &mut evidence)?;
+
+    let mut done = Done::default();
+    done.outputs
+        .insert("backup".into(), chosen.label.clone().into());
+    done.outputs
+        .insert("taken_at".into(), taken_at.to_string().into());
+    done.outputs
+        .insert("age".into(), format_duration(age).into());
+    done.outputs
+        .insert("size".into(), human_bytes(chosen.repository_size).into());
+    done.outputs
+        .insert("bytes".into(), chosen.repository_size.into());
+    // pgBackRest checks its own files; it publishes no checksum of the whole backup.
+    done.outputs.insert("sha256".into(), "".into());
+    done.evidence = evidence;
+    Ok(done)
+}
