@@ -22,8 +22,13 @@ pub struct Manifest {
     pub sha256: String,
     /// `custom` (pg_dump's archive), or `directory` (a tar of pg_dump's directory format).
     pub format: String,
-    /// pg_dump's compression level.
+    /// pg_dump's compression level (0 when drillbook compressed it: `compressed_with`).
     pub compression: u8,
+    /// `zstd` when drillbook compressed pg_dump's uncompressed output on the way: the stored
+    /// bytes are one zstd stream (`zstd -dc KEY | pg_restore …` by hand). Absent: as pg_dump
+    /// wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compressed_with: Option<String>,
     pub database: String,
     pub server_version: String,
     pub pg_dump_version: String,
@@ -201,6 +206,7 @@ mod tests {
             sha256: String::new(),
             format: "custom".into(),
             compression: 1,
+            compressed_with: None,
             database: "app".into(),
             server_version: "15.19".into(),
             pg_dump_version: "15.19".into(),

@@ -26,6 +26,7 @@ fn put_backup(server: &S3Server, age_hours: i64, bytes: &[u8], claimed: u64) -> 
             .collect(),
         format: "custom".into(),
         compression: 1,
+        compressed_with: None,
         database: "app".into(),
         server_version: "15.0".into(),
         pg_dump_version: "15.0".into(),

@@ -63,8 +63,17 @@ impl Download {
         key: &str,
         manifest: &Manifest,
     ) -> Result<std::path::PathBuf, StepFailure> {
+        let archive = match manifest.compressed_with.as_deref() {
+            None => self.path.clone(),
+            Some("zstd") => self.decompress(key).await?,
+            Some(other) => {
+                return Err(StepFailure::permanent(format!(
+                    "{key} is compressed with `{other}`, which this drillbook does not know; the target was not touched"
+                )));
+            }
+        };
         if manifest.format != "directory" {
-            return Ok(self.path.clone());
+            return Ok(archive);
         }
         let dir = self.path.with_extension("dir");
         let _ = std::fs::remove_dir_all(&dir);
@@ -76,7 +85,7 @@ impl Download {
                 .arg("-C")
                 .arg(&dir)
                 .arg("-xf")
-                .arg(&self.path)
+                .arg(&archive)
                 .stdin(std::process::Stdio::null()),
         )
         .await
@@ -92,9 +101,35 @@ impl Download {
     }
 }
 
+impl Download {
+    /// The downloaded (and checked) zstd stream, decompressed beside it: what pg_dump wrote.
+    async fn decompress(&self, key: &str) -> Result<std::path::PathBuf, StepFailure> {
+        let raw = self.path.with_extension("raw");
+        let failed = |e: std::io::Error| {
+            StepFailure::permanent(format!(
+                "{key} does not decompress ({e}); the target was not touched"
+            ))
+        };
+        let input = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| StepFailure::new(format!("{}: {e}", self.path.display())))?;
+        let mut decoder = crate::compress::ZstdDecoder::new(input).map_err(failed)?;
+        let mut output = tokio::fs::File::create(&raw)
+            .await
+            .map_err(|e| StepFailure::new(format!("{}: {e}", raw.display())))?;
+        tokio::io::copy(&mut decoder, &mut output)
+            .await
+            .map_err(failed)?;
+        // The compressed copy has served: the disk holds one copy of the dump from here.
+        let _ = tokio::fs::remove_file(&self.path).await;
+        Ok(raw)
+    }
+}
+
 impl Drop for Download {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.path.with_extension("raw"));
         let _ = std::fs::remove_dir_all(self.path.with_extension("dir"));
     }
 }
