@@ -6,11 +6,10 @@
 
 use jiff::Timestamp;
 
-use super::{Assess, judge_rpo, none_found};
+use super::{Assess, Chosen, archived, none_found};
 use crate::connect::pg_tools;
 use crate::connect::store::{ObjectInfo, Store};
 use crate::duration::human_bytes;
-use crate::format::format_duration;
 use crate::steps::{Done, StepContext, StepFailure};
 use crate::wal::base::{BaseManifest, base_candidates, base_manifest_key, time_of};
 use crate::wal::continuity::Holdings;
@@ -153,42 +152,16 @@ pub(super) async fn assess(
     let found = last_commit(store, &holdings, start, size, &pg_waldump.path, &scratch).await;
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     let found = found.map_err(StepFailure::new)?;
-    // The data a restore to `latest` gets is as of the last commit archived; with none since
-    // the backup, as of the backup's end.
-    let taken_at = match &found {
-        Some(commit) => {
-            evidence.push(format!(
-                "the last commit archived: {} (in {})",
-                commit.at, commit.segment
-            ));
-            commit.at
-        }
-        None => {
-            evidence.push(format!(
-                "no commit archived since the backup: the data is as of its end, {}",
-                manifest.finished_at
-            ));
-            manifest.finished_at
-        }
-    };
-    let age = ctx.clock_start.duration_since(taken_at);
-    evidence.push(format!(
-        "restorable to {taken_at}: {} before the incident clock",
-        format_duration(age)
-    ));
-    judge_rpo(step, ctx, age, "archived commit", &mut evidence)?;
-
-    let mut done = Done::default();
-    done.outputs
-        .insert("backup".into(), manifest.key.clone().into());
-    done.outputs
-        .insert("taken_at".into(), taken_at.to_string().into());
-    done.outputs
-        .insert("age".into(), format_duration(age).into());
-    done.outputs
-        .insert("size".into(), human_bytes(manifest.size).into());
-    done.outputs.insert("bytes".into(), manifest.size.into());
-    done.outputs.insert("sha256".into(), manifest.sha256.into());
-    done.evidence = evidence;
-    Ok(done)
+    archived(
+        step,
+        ctx,
+        found,
+        Chosen {
+            backup: &manifest.key,
+            ended: manifest.finished_at,
+            bytes: manifest.size,
+            sha256: &manifest.sha256,
+        },
+        evidence,
+    )
 }

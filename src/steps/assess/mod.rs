@@ -225,6 +225,60 @@ impl Assess {
     }
 }
 
+/// The backup an archive assessment chose, for [`archived`].
+struct Chosen<'a> {
+    backup: &'a str,
+    /// It restores to no earlier moment.
+    ended: Timestamp,
+    bytes: u64,
+    sha256: &'a str,
+}
+
+/// The RPO of an archive (drillbook's or pgBackRest's): the data a restore to `latest` gets is
+/// as of the last commit archived (`found`), or with none found, as of the backup's end.
+fn archived(
+    step: &Assess,
+    ctx: &StepContext<'_>,
+    found: Option<crate::wal::last_commit::LastCommit>,
+    chosen: Chosen<'_>,
+    mut evidence: Vec<String>,
+) -> Result<Done, StepFailure> {
+    let taken_at = match &found {
+        Some(commit) => {
+            evidence.push(format!(
+                "the last commit archived: {} (in {})",
+                commit.at, commit.segment
+            ));
+            commit.at
+        }
+        None => {
+            evidence.push(format!(
+                "no commit found in the archive's newest segments: the data is as of the backup's end, {}",
+                chosen.ended
+            ));
+            chosen.ended
+        }
+    };
+    let age = ctx.clock_start.duration_since(taken_at);
+    evidence.push(format!(
+        "restorable to {taken_at}: {} before the incident clock",
+        format_duration(age)
+    ));
+    judge_rpo(step, ctx, age, "archived commit", &mut evidence)?;
+    let mut done = Done::default();
+    done.outputs.insert("backup".into(), chosen.backup.into());
+    done.outputs
+        .insert("taken_at".into(), taken_at.to_string().into());
+    done.outputs
+        .insert("age".into(), format_duration(age).into());
+    done.outputs
+        .insert("size".into(), human_bytes(chosen.bytes).into());
+    done.outputs.insert("bytes".into(), chosen.bytes.into());
+    done.outputs.insert("sha256".into(), chosen.sha256.into());
+    done.evidence = evidence;
+    Ok(done)
+}
+
 /// No complete `what` in `store` (under `wanted`, or before `before`): the failure, with
 /// what was skipped on the way.
 fn none_found(

@@ -5,11 +5,10 @@
 
 use jiff::Timestamp;
 
-use super::{Assess, judge_rpo};
+use super::{Assess, Chosen, archived};
 use crate::connect::pg_tools;
 use crate::connect::pgbackrest::PgBackRest;
 use crate::duration::human_bytes;
-use crate::format::format_duration;
 use crate::steps::{Done, StepContext, StepFailure};
 use crate::wal::last_commit::newest_commit;
 use crate::wal::lsn::Segment;
@@ -42,7 +41,7 @@ pub(super) async fn assess(
                 }
             ))
         })?;
-    let mut evidence = vec![format!(
+    let evidence = vec![format!(
         "chose {} ({}): ended {}, {} in the repository ({} of data); needs the WAL from {}",
         chosen.label,
         chosen.kind,
@@ -85,42 +84,17 @@ pub(super) async fn assess(
     .await;
     let _ = tokio::fs::remove_dir_all(&scratch).await;
     let found = found.map_err(StepFailure::new)?;
-    let taken_at = match &found {
-        Some(commit) => {
-            evidence.push(format!(
-                "the last commit archived: {} (in {})",
-                commit.at, commit.segment
-            ));
-            commit.at
-        }
-        None => {
-            evidence.push(format!(
-                "no commit found in the newest segments: the data is as of the backup's end, {}",
-                chosen.stopped_at
-            ));
-            chosen.stopped_at
-        }
-    };
-    let age = ctx.clock_start.duration_since(taken_at);
-    evidence.push(format!(
-        "restorable to {taken_at}: {} before the incident clock",
-        format_duration(age)
-    ));
-    judge_rpo(step, ctx, age, "archived commit", &mut evidence)?;
-
-    let mut done = Done::default();
-    done.outputs
-        .insert("backup".into(), chosen.label.clone().into());
-    done.outputs
-        .insert("taken_at".into(), taken_at.to_string().into());
-    done.outputs
-        .insert("age".into(), format_duration(age).into());
-    done.outputs
-        .insert("size".into(), human_bytes(chosen.repository_size).into());
-    done.outputs
-        .insert("bytes".into(), chosen.repository_size.into());
-    // pgBackRest checks its own files; it publishes no checksum of the whole backup.
-    done.outputs.insert("sha256".into(), "".into());
-    done.evidence = evidence;
-    Ok(done)
+    archived(
+        step,
+        ctx,
+        found,
+        Chosen {
+            backup: &chosen.label,
+            ended: chosen.stopped_at,
+            bytes: chosen.repository_size,
+            // pgBackRest checks its own files; it publishes no checksum of the whole backup.
+            sha256: "",
+        },
+        evidence,
+    )
 }
