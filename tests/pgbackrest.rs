@@ -118,20 +118,14 @@ async fn a_pgbackrest_stanza_restores_to_a_time_with_the_row_before_and_not_the_
             "{target}: {}\n{}",
             output.stdout, output.stderr
         );
-        let run = common::run_ids(dir.path()).pop().unwrap();
-        let journal = common::journal(dir.path(), &run);
-        let finished = |step: &str| {
-            journal
-                .iter()
-                .find(|r| r["event"] == "step_finished" && r["step"] == step)
-                .cloned()
-                .unwrap()
-        };
-        let assessed = finished("assess");
+        let assessed = common::finished_step(dir.path(), "assess");
         assert!(
             assessed.to_string().contains("the last commit archived"),
             "the RPO comes from the archive's last commit: {assessed}"
         );
-        assert_eq!(finished("restore")["outputs"]["target_reached"], true);
+        assert_eq!(
+            common::finished_step(dir.path(), "restore")["outputs"]["target_reached"],
+            true
+        );
     }
 }

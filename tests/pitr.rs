@@ -178,12 +178,7 @@ steps:
 
 /// The `restore` step's outputs in the only run under `dir`.
 fn restore_outputs(dir: &Path) -> serde_json::Value {
-    let run = common::run_ids(dir).pop().expect("a run");
-    common::journal(dir, &run)
-        .into_iter()
-        .find(|r| r["event"] == "step_finished" && r["step"] == "restore")
-        .map(|r| r["outputs"].clone())
-        .unwrap_or_default()
+    common::finished_step(dir, "restore")["outputs"].clone()
 }
 
 /// A primary with a base backup taken by drillbook, then row 1, a moment, row 2, all
@@ -349,11 +344,7 @@ async fn assess_over_the_archive_measures_the_rpo_from_the_last_archived_commit(
         .deadline(minutes(2))
         .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let run = common::run_ids(dir.path()).pop().unwrap();
-    let finished = common::journal(dir.path(), &run)
-        .into_iter()
-        .find(|r| r["event"] == "step_finished" && r["step"] == "assess")
-        .unwrap();
+    let finished = common::finished_step(dir.path(), "assess");
     let outputs = &finished["outputs"];
     assert_eq!(outputs["backup"], key.as_str());
     let taken: jiff::Timestamp = outputs["taken_at"].as_str().unwrap().parse().unwrap();
@@ -503,12 +494,7 @@ async fn the_shipped_base_backup_prunes_and_the_shipped_pitr_drill_restores() {
         .deadline(minutes(5))
         .run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
-    let run = common::run_ids(dir.path()).pop().unwrap();
-    let journal = common::journal(dir.path(), &run);
-    let assessed = journal
-        .iter()
-        .find(|r| r["event"] == "step_finished" && r["step"] == "assess")
-        .unwrap();
+    let assessed = common::finished_step(dir.path(), "assess");
     assert!(
         assessed.to_string().contains("the last commit archived"),
         "the RPO comes from the archive: {assessed}"

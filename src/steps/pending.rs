@@ -25,7 +25,7 @@ struct Record {
     manifest: String,
 }
 
-/// The record of an upload in flight; [`Pending::written`] once its manifest is stored.
+/// The record of an upload in flight, until [`Pending::settle`] says how it ended.
 pub(crate) struct Pending {
     path: PathBuf,
     record: Record,
@@ -104,15 +104,30 @@ impl Pending {
         Ok(Pending { path, record })
     }
 
-    /// The manifest is stored: the object is complete and stays.
-    pub(crate) async fn written(self) -> Result<(), StepFailure> {
-        remove(&self.path).await
+    /// How the work after the upload ended (`vouched`: the checks and the manifest's write):
+    /// on success the object is complete and stays, and the record goes; on failure the
+    /// object goes (`discard`), said in the failure's evidence.
+    pub(crate) async fn settle<T>(
+        self,
+        store: &Store,
+        vouched: Result<T, StepFailure>,
+    ) -> Result<T, StepFailure> {
+        match vouched {
+            Ok(done) => {
+                remove(&self.path).await?;
+                Ok(done)
+            }
+            Err(mut failure) => {
+                failure.evidence.push(self.discard(store).await);
+                Err(failure)
+            }
+        }
     }
 
     /// This attempt fails after its upload completed: removes the object and any manifest a
     /// failed write may still have left (best effort: the next attempt's [`Pending::clear`]
     /// tries again) and says what became of them.
-    pub(crate) async fn discard(self, store: &Store) -> String {
+    async fn discard(self, store: &Store) -> String {
         let deleted = match store.delete(&self.record.manifest).await {
             Ok(()) => store.delete(&self.record.key).await,
             Err(error) => Err(error),

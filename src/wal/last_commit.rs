@@ -15,7 +15,7 @@ use crate::compress::Compression;
 use crate::connect::store::Store;
 
 /// How many segments back to look for a commit before giving up.
-const LOOK_BACK: u64 = 16;
+const LOOK_BACK: usize = 16;
 
 /// The last commit found: its time and the segment holding it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,7 +42,7 @@ pub async fn last_commit(
     'timelines: for (&timeline, numbers) in holdings.segments.range(floor.timeline..).rev() {
         for &number in numbers.iter().rev() {
             let segment = Segment { timeline, number };
-            if segment < floor || names.len() as u64 == LOOK_BACK {
+            if segment < floor {
                 break 'timelines;
             }
             names.push(segment.name(segment_size));
@@ -74,7 +74,7 @@ where
     F: FnMut(String, std::path::PathBuf) -> Fut,
     Fut: std::future::Future<Output = Result<bool, String>>,
 {
-    for name in names.into_iter().take(LOOK_BACK as usize) {
+    for name in names.into_iter().take(LOOK_BACK) {
         let path = scratch.join(&name);
         if !fetch(name.clone(), path.clone()).await? {
             continue;

@@ -500,6 +500,15 @@ pub fn journal(dir: &Path, run_id: &str) -> Vec<serde_json::Value> {
     journal_so_far(dir, run_id).expect("journal")
 }
 
+/// The `step_finished` record of `step` in the newest run under `dir`.
+pub fn finished_step(dir: &Path, step: &str) -> serde_json::Value {
+    let run = run_ids(dir).pop().expect("a run");
+    journal(dir, &run)
+        .into_iter()
+        .find(|r| r["event"] == "step_finished" && r["step"] == step)
+        .unwrap_or_else(|| panic!("{step} never finished in {run}"))
+}
+
 /// The same while the run may still be starting: its directory can exist a moment before its
 /// journal does.
 fn journal_so_far(dir: &Path, run_id: &str) -> std::io::Result<Vec<serde_json::Value>> {

@@ -51,7 +51,8 @@ pub(super) async fn assess(
         chosen.archive_start
     )];
 
-    // The newest segments, back to the backup's first, newest first.
+    // The segments back to the backup's first, newest first (`newest_commit` reads the
+    // newest few).
     let mut names = Vec::new();
     if let (Some(max), Some(floor)) = (
         info.archive_max
@@ -60,7 +61,7 @@ pub(super) async fn assess(
         Segment::parse(&chosen.archive_start, SEGMENT_SIZE),
     ) {
         let mut segment = max;
-        while segment >= floor && names.len() < 16 {
+        while segment >= floor {
             names.push(segment.name(SEGMENT_SIZE));
             if segment.number == 0 {
                 break;

@@ -194,15 +194,13 @@ pub(super) async fn take(
         Ok(manifest)
     }
     .await;
-    let manifest = match vouched {
-        Ok(manifest) => manifest,
-        Err(mut failure) => {
-            failure.evidence.push(pending.discard(store).await);
+    let manifest = pending
+        .settle(store, vouched)
+        .await
+        .map_err(|mut failure| {
             failure.evidence.extend(last_lines(&stderr));
-            return Err(failure);
-        }
-    };
-    pending.written().await?;
+            failure
+        })?;
 
     evidence.push(format!(
         "{key}: {} stored ({size} bytes, {:.1}x smaller than its {} tar of {} files), sha256 {sha256}",

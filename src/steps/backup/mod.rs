@@ -336,14 +336,7 @@ impl super::StepKind for Backup {
                 Ok::<_, StepFailure>(manifest)
             }
             .await;
-            let manifest = match vouched {
-                Ok(manifest) => manifest,
-                Err(mut failure) => {
-                    failure.evidence.push(pending.discard(&store).await);
-                    return Err(failure);
-                }
-            };
-            pending.written().await?;
+            let manifest = pending.settle(&store, vouched).await?;
             let (size, sha256, finished_at) =
                 (manifest.size, manifest.sha256.clone(), manifest.finished_at);
             evidence.push(format!(
