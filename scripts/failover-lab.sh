@@ -16,6 +16,10 @@
 #     s3s-fs, started here unless LAB_S3_ENDPOINT and LAB_S3_ROOT name a server already serving
 #     LAB_S3_ROOT (each bucket is a directory there) with the AWS_* credentials in the
 #     environment;
+#   - with a drillbook binary (DRILLBOOK, target/debug, or PATH): the primary archives its WAL
+#     through `drillbook wal push` into DIR/wal (a copy of the binary in DIR/bin), a nightly
+#     backup goes to lab-backups and an hourly base backup to DIR/wal, so a drill has both
+#     kinds of RPO evidence (`--var drill_wal_store=$WAL_STORE`);
 #   - a few cache keys in Redis (127.0.0.1:6379, database LAB_REDIS_DB, default 9);
 #   - with LAB_NETNS=NAME (root only), the primary in a network namespace of that name, reached
 #     over a veth pair (10.231.X.1 here, 10.231.X.2 there): `partition` then drops every
@@ -158,9 +162,23 @@ up() {
   standby_port=$(free_port)
   while [ "$standby_port" = "$primary_port" ]; do standby_port=$(free_port); done
 
+  local drillbook=${DRILLBOOK:-}
+  if [ -z "$drillbook" ] && [ -x "$repo/target/debug/drillbook" ]; then drillbook=$repo/target/debug/drillbook; fi
+  if [ -z "$drillbook" ]; then drillbook=$(command -v drillbook || true); fi
+
   echo "== primary on $PRIMARY_HOST port $primary_port"
   as_pg "$pg_bin/initdb" -D "$dir/pg/a" -U postgres -A trust --data-checksums --no-sync \
     >"$dir/pg/initdb.log"
+  if [ -n "$drillbook" ]; then
+    # The archiver runs drillbook as postgres: a copy it can reach, into a directory it owns.
+    # The standby, a copy of this directory, archives the same way once promoted.
+    mkdir -p "$dir/bin" "$dir/wal"
+    cp "$drillbook" "$dir/bin/drillbook"
+    chmod 0755 "$dir/bin" "$dir/bin/drillbook"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir/wal"; fi
+    printf "archive_mode = on\narchive_command = '%s wal push --store %s %%p'\n" \
+      "$dir/bin/drillbook" "$dir/wal" >>"$dir/pg/a/postgresql.conf"
+  fi
   if [ -n "$NETNS" ]; then
     printf 'host all all %s/32 trust\nhost replication all %s/32 trust\n' "$HOST_ADDR" "$HOST_ADDR" \
       >>"$dir/pg/a/pg_hba.conf"
@@ -232,15 +250,17 @@ EOF
 
   # The newest backup is the failover's RPO evidence: take one, as the nightly job would
   # (`--mode live`, as the scheduled job runs; the lab's store is the live store here).
-  local drillbook=${DRILLBOOK:-}
-  if [ -z "$drillbook" ] && [ -x "$repo/target/debug/drillbook" ]; then drillbook=$repo/target/debug/drillbook; fi
-  if [ -z "$drillbook" ]; then drillbook=$(command -v drillbook || true); fi
   if [ -n "$drillbook" ]; then
     echo "== nightly backup"
     DATABASE_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/app AWS_ENDPOINT_URL=$s3_endpoint \
       "$drillbook" run "$repo/playbooks/nightly-backup.yaml" --state-dir "$dir/lab-state" \
       --mode live --var store=s3://lab-backups/app >"$dir/backup.log" 2>&1 ||
       { echo "failover-lab: the backup failed, see $dir/backup.log" >&2; exit 1; }
+    echo "== base backup into the WAL archive"
+    DATABASE_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/postgres \
+      "$drillbook" run "$repo/playbooks/base-backup.yaml" --state-dir "$dir/lab-state" \
+      --mode live --var "wal_store=$dir/wal" >"$dir/base-backup.log" 2>&1 ||
+      { echo "failover-lab: the base backup failed, see $dir/base-backup.log" >&2; exit 1; }
   else
     echo "failover-lab: no drillbook binary (set DRILLBOOK): no backup taken" >&2
   fi
@@ -261,6 +281,7 @@ A_URL=postgres://postgres@$PRIMARY_HOST:$primary_port/app
 B_URL=postgres://postgres@127.0.0.1:$standby_port/app
 DRILL_REDIS_URL=redis://127.0.0.1:6379/$redis_db
 STORE=s3://lab-backups/app
+WAL_STORE=$([ -d "$dir/wal" ] && echo "$dir/wal")
 STORAGE=s3://lab-storage/app
 MIRROR=s3://lab-mirror/app
 APP_ENV_FILE=$dir/app.env
@@ -324,7 +345,7 @@ down() {
   redis-cli -h 127.0.0.1 -n "${DRILL_REDIS_URL##*/}" FLUSHDB >/dev/null 2>&1 || true
   # Deleting the namespace deletes its end of the veth pair, and with it this one.
   [ -z "${NETNS:-}" ] || ip netns del "$NETNS" 2>/dev/null || true
-  rm -rf "$dir/pg" "$dir/s3" "$dir/lab.env" "$dir/netns"
+  rm -rf "$dir/pg" "$dir/s3" "$dir/wal" "$dir/bin" "$dir/lab.env" "$dir/netns"
   echo "== down"
 }
 

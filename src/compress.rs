@@ -284,6 +284,77 @@ impl<R: AsyncRead + Unpin> AsyncRead for ZstdDecoder<R> {
     }
 }
 
+/// Decompresses a zstd stream written into it, in order, into `inner`: the same checks as
+/// [`ZstdDecoder`] for a writer (a download's in-order reader feeds it as bytes arrive).
+/// [`UnzstdWriter::finish`] says whether the stream ended where a frame does.
+pub struct UnzstdWriter<W> {
+    inner: W,
+    decoder: Decoder<'static>,
+    output: Vec<u8>,
+    /// zstd's last hint: 0 when the last frame is complete.
+    hint: usize,
+    started: bool,
+    /// Decompressed bytes written to `inner`.
+    written: u64,
+}
+
+impl<W: io::Write> UnzstdWriter<W> {
+    pub fn new(inner: W) -> io::Result<UnzstdWriter<W>> {
+        Ok(UnzstdWriter {
+            inner,
+            decoder: Decoder::new()?,
+            output: vec![0; BUFFER],
+            hint: 0,
+            started: false,
+            written: 0,
+        })
+    }
+
+    /// The end of the stream: fails unless it ended where a frame ends. Returns the
+    /// decompressed size.
+    pub fn finish(mut self) -> io::Result<u64> {
+        if !self.started || self.hint != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the zstd stream is truncated (it ends inside a frame)",
+            ));
+        }
+        self.inner.flush()?;
+        Ok(self.written)
+    }
+}
+
+impl<W: io::Write> io::Write for UnzstdWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.started |= !buf.is_empty();
+        let mut input = InBuffer::around(buf);
+        loop {
+            let before = input.pos();
+            let mut output = OutBuffer::around(&mut self.output[..]);
+            let hint = self.decoder.run(&mut input, &mut output).map_err(|error| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("not a valid zstd stream: {error}"),
+                )
+            })?;
+            let produced = output.pos();
+            if input.pos() > before || produced > 0 {
+                self.hint = hint;
+            }
+            self.inner.write_all(&self.output[..produced])?;
+            self.written += produced as u64;
+            // Done when the input is consumed and zstd had room to spare (it holds no more).
+            if input.pos() == buf.len() && produced < self.output.len() {
+                return Ok(buf.len());
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +438,43 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
         assert!(decompress(b"not zstd at all").await.is_err());
         assert!(decompress(b"").await.is_err());
+    }
+
+    /// Writes `compressed` into an [`UnzstdWriter`] in pieces of `piece` bytes.
+    fn unzstd(compressed: &[u8], piece: usize) -> io::Result<Vec<u8>> {
+        use std::io::Write;
+        let mut out = Vec::new();
+        let mut writer = UnzstdWriter::new(&mut out)?;
+        for chunk in compressed.chunks(piece) {
+            writer.write_all(chunk)?;
+        }
+        let size = writer.finish()?;
+        assert_eq!(size, out.len() as u64);
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn the_writer_decompresses_whatever_the_pieces_and_refuses_what_the_reader_refuses() {
+        for size in [1, 1000, 3 * BUFFER + 17] {
+            let data = sample(size);
+            let compressed = compress(&data, DEFAULT_LEVEL).await;
+            for piece in [1, 7, 4096, BUFFER + 3] {
+                assert_eq!(unzstd(&compressed, piece).unwrap(), data, "{size}/{piece}");
+            }
+        }
+        // Output far larger than the input and than the buffer; two frames one after the other.
+        let zeros = compress(&vec![0u8; 40 * BUFFER], 1).await;
+        let mut two = zeros.clone();
+        two.extend(compress(b"tail", 3).await);
+        let mut expected = vec![0u8; 40 * BUFFER];
+        expected.extend(b"tail");
+        assert_eq!(unzstd(&two, 1 << 20).unwrap(), expected);
+
+        let compressed = compress(&sample(100_000), 3).await;
+        let error = unzstd(&compressed[..compressed.len() - 10], 4096).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData, "{error}");
+        assert!(unzstd(b"not zstd at all", 4).is_err());
+        assert!(unzstd(b"", 4).is_err());
     }
 
     #[test]

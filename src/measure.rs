@@ -67,9 +67,11 @@ pub struct Objectives {
 /// it finished with exit 0 or 3, or — so that the runner can call this before it records its
 /// exit code — it has not finished and every main step is done without failure.
 ///
-/// RPO: the clock start minus the `taken_at` output of the first succeeded `assess` step, in
-/// plan order. A backup newer than the clock start counts as zero: a recovery cannot lose a
-/// negative amount of data.
+/// RPO: the clock start minus the `taken_at` output of the succeeded `assess` step whose
+/// `backup` a succeeded `restore` brought back (the data actually recovered: a playbook that
+/// assesses both the WAL archive and the dumps, and restores the dump, lost what the dump
+/// lacks); without one, of the first succeeded `assess` step in plan order. A backup newer than
+/// the clock start counts as zero: a recovery cannot lose a negative amount of data.
 pub fn objectives(state: &RunState) -> Objectives {
     Objectives {
         rto: Measure::new(
@@ -112,13 +114,20 @@ fn ended_well(step: &StepState) -> bool {
 }
 
 fn rpo_achieved(state: &RunState) -> Option<SignedDuration> {
-    let assess = state
-        .planned_steps()
-        .into_iter()
-        .find(|(_, step)| {
-            step.kind.is_some_and(Kind::rpo_evidence) && step.status == Status::Succeeded
-        })?
-        .1;
+    let succeeded = |kind: fn(Kind) -> bool| {
+        state
+            .planned_steps()
+            .into_iter()
+            .map(|(_, step)| step)
+            .filter(move |step| step.kind.is_some_and(kind) && step.status == Status::Succeeded)
+    };
+    let backup = |step: &StepState| step.outputs.get("backup")?.as_str().map(str::to_owned);
+    let restored: Vec<String> = succeeded(|kind| kind == Kind::Restore)
+        .filter_map(backup)
+        .collect();
+    let assess = succeeded(Kind::rpo_evidence)
+        .find(|step| backup(step).is_some_and(|key| restored.contains(&key)))
+        .or_else(|| succeeded(Kind::rpo_evidence).next())?;
     let taken_at: Timestamp = assess.outputs.get("taken_at")?.as_str()?.parse().ok()?;
     Some(elapsed(taken_at, state.clock_start()))
 }
@@ -344,6 +353,69 @@ mod tests {
         let rpo = objectives(&journal.state()).rpo;
         assert_eq!(rpo.achieved, Some(minutes(120)));
         assert_eq!(rpo.met, Some(false));
+    }
+
+    #[test]
+    fn rpo_is_the_age_of_what_the_restore_brought_back_when_two_assessments_disagree() {
+        let plan = vec![
+            planned("archive", "assess"),
+            planned("dumps", "assess"),
+            planned("restore", "restore"),
+        ];
+        let at = |ago: i64| Timestamp::from_second(fixtures::BASE - ago).expect("timestamp");
+        let outputs = |pairs: &[(&str, String)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone().into()))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let run = |restored: Option<&str>| {
+            let mut journal = Journal::start(plan.clone(), None, Some("1h"), None);
+            journal.attempt(
+                "archive",
+                1,
+                0,
+                5,
+                Status::Succeeded,
+                None,
+                outputs(&[
+                    ("backup", "base/a.tar.zst".into()),
+                    ("taken_at", at(300).to_string()),
+                ]),
+                vec![],
+            );
+            journal.attempt(
+                "dumps",
+                1,
+                5,
+                10,
+                Status::Succeeded,
+                None,
+                outputs(&[
+                    ("backup", "db/b.dump".into()),
+                    ("taken_at", at(7_200).to_string()),
+                ]),
+                vec![],
+            );
+            if let Some(key) = restored {
+                journal.attempt(
+                    "restore",
+                    1,
+                    10,
+                    20,
+                    Status::Succeeded,
+                    None,
+                    outputs(&[("backup", key.into())]),
+                    vec![],
+                );
+            }
+            objectives(&journal.state()).rpo.achieved
+        };
+        // The dump was restored: the archive's 5 minutes were not what this recovery got.
+        assert_eq!(run(Some("db/b.dump")), Some(minutes(120)));
+        assert_eq!(run(Some("base/a.tar.zst")), Some(minutes(5)));
+        // Nothing restored (a failover, an assessment alone): the first assessment speaks.
+        assert_eq!(run(None), Some(minutes(5)));
     }
 
     #[test]

@@ -40,6 +40,19 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
         &watched,
     );
 
+    // A write after the lab's nightly dump, archived: the archive is newer than the dump.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let switched = psql(
+        lab.get("A_URL"),
+        "INSERT INTO orders (item) VALUES ('archived before the drill'); SELECT pg_walfile_name(pg_switch_wal())",
+    );
+    wait_for(Duration::from_secs(30), "the write to be archived", || {
+        psql(
+            lab.get("A_URL"),
+            "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+        ) >= switched
+    });
+
     // Drill 1: A -> B.
     let (env, vars) = drill_inputs(&lab, &receiver, "A");
     let env = with_password(env, &password);
@@ -90,6 +103,41 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
     assert!(
         lag.ends_with("ms") || (lag.ends_with('s') && !lag.contains(['m', 'h', 'd'])),
         "a lag under a minute: {lag}"
+    );
+    // The lab's primary archives its WAL: the report's RPO is the archive's last commit (the
+    // write above), not the nightly dump's age.
+    let archive = step(&report, "assess_archive");
+    assert_eq!(archive["status"], "succeeded", "{archive}");
+    let archive_text = archive.to_string();
+    assert!(
+        archive_text.contains("the last commit archived"),
+        "{archive_text}"
+    );
+    let at = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .expect("a time")
+            .parse::<jiff::Timestamp>()
+            .expect("a timestamp")
+    };
+    let clock = at(&report["clock_started_at"]);
+    let expected = clock
+        .duration_since(at(&archive["outputs"]["taken_at"]))
+        .as_secs_f64()
+        .max(0.0);
+    let achieved = report["objectives"]["rpo"]["achieved_seconds"]
+        .as_f64()
+        .expect("an achieved RPO");
+    assert!(
+        (achieved - expected).abs() < 1.0,
+        "RPO {achieved} s, the archive's {expected} s"
+    );
+    let dump = clock
+        .duration_since(at(&step(&report, "assess")["outputs"]["taken_at"]))
+        .as_secs_f64();
+    assert!(
+        dump > expected + 1.0,
+        "the dump ({dump} s old) predates the archive's last commit ({expected} s old)"
     );
     let smoke = step(&report, "smoke");
     assert_eq!(smoke["status"], "succeeded", "{smoke}");

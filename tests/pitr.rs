@@ -502,3 +502,92 @@ async fn the_shipped_base_backup_prunes_and_the_shipped_pitr_drill_restores() {
     assert_eq!(assessed["outputs"]["backup"], kept["key"]);
     assert_eq!(restore_outputs(dir.path())["target_reached"], true);
 }
+
+/// database-restore.yaml in a drill, with the WAL archive beside the dumps: `assess_archive`
+/// reads the archive's last commit (a write after the dump), while the RPO the report gives is
+/// the age of the dump the restore brought back.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_restore_reports_the_archive_beside_the_dump_it_restored() {
+    let primary = ArchivingPrimary::start().await;
+    primary.sql("CREATE TABLE drill (id int, note text)");
+    primary.sql("INSERT INTO drill VALUES (1, 'in the dump')");
+    let dir = tempfile::tempdir().unwrap();
+    let dumps = dir.path().join("dumps");
+    let nightly = Drillbook::in_dir(dir.path())
+        .args(&[
+            "run",
+            &shipped("nightly-backup.yaml"),
+            "--mode",
+            "live",
+            "--var",
+            &format!("store={}", dumps.display()),
+        ])
+        .env("DATABASE_URL", primary.url())
+        .deadline(minutes(5))
+        .run();
+    assert_eq!(nightly.status, 0, "{}\n{}", nightly.stdout, nightly.stderr);
+    let output = run(dir.path(), &base_backup_playbook(&primary.store), &primary);
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    std::thread::sleep(std::time::Duration::from_millis(1_500));
+    primary.sql("INSERT INTO drill VALUES (2, 'only in the archive')");
+    primary.switch_and_archive();
+
+    let staging = common::pg::TestDb::create("drillbook_pitr_staging");
+    let env_file = dir.path().join("app.env");
+    std::fs::write(&env_file, "DATABASE_URL=postgres://old@db/app\n").unwrap();
+    let output = Drillbook::in_dir(dir.path())
+        .args(&[
+            "run",
+            &shipped("database-restore.yaml"),
+            "--run-id",
+            "restore-drill",
+            "--approve-all",
+            "--var",
+            &format!("store={}", dumps.display()),
+            "--var",
+            &format!("drill_wal_store={}", primary.store.display()),
+            "--var",
+            &format!("drill_env_file={}", env_file.display()),
+            "--var",
+            "drill_redis_host=127.0.0.1",
+        ])
+        .env("DRILL_RESTORE_URL", staging.url())
+        .env("DRILL_REDIS_URL", "redis://127.0.0.1:6379/14")
+        .deadline(minutes(5))
+        .run();
+    assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);
+    assert_eq!(
+        staging.psql("SELECT string_agg(note, ',') FROM drill"),
+        "in the dump"
+    );
+
+    let report = common::drill::json_report(dir.path(), "restore-drill");
+    let archive = common::drill::step(&report, "assess_archive");
+    assert_eq!(archive["status"], "succeeded", "{archive}");
+    assert!(
+        archive.to_string().contains("the last commit archived"),
+        "{archive}"
+    );
+    let at = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .expect("a time")
+            .parse::<jiff::Timestamp>()
+            .expect("a timestamp")
+    };
+    let clock = at(&report["clock_started_at"]);
+    let age = |id: &str| {
+        clock
+            .duration_since(at(&common::drill::step(&report, id)["outputs"]["taken_at"]))
+            .as_secs_f64()
+    };
+    let (dump, archived) = (age("assess"), age("assess_archive"));
+    assert!(dump > archived + 1.0, "dump {dump} s, archive {archived} s");
+    let achieved = report["objectives"]["rpo"]["achieved_seconds"]
+        .as_f64()
+        .expect("an achieved RPO");
+    assert!(
+        (achieved - dump).abs() < 1.0,
+        "RPO {achieved} s, the dump's age {dump} s"
+    );
+}

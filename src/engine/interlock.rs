@@ -72,6 +72,11 @@ impl Live {
     ) -> Vec<Clash> {
         let mut clashes = Vec::new();
         for (name, value) in drill {
+            // Empty names nothing: no step reaches a live system through it (a step that
+            // needs it is skipped by its `when`, or fails for want of a target).
+            if value.trim().is_empty() {
+                continue;
+            }
             match identities(value, Expect::Any, &self.env) {
                 Ok(found) => {
                     for identity in found {

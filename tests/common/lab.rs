@@ -194,6 +194,7 @@ pub fn drill_inputs(
     let options = lab.get(&format!("{primary}_OPTIONS")).to_string();
     let vars = [
         ("drill_store", lab.get("STORE").to_string()),
+        ("drill_wal_store", lab.get("WAL_STORE").to_string()),
         ("drill_storage", lab.get("STORAGE").to_string()),
         ("drill_mirror", lab.get("MIRROR").to_string()),
         ("drill_env_file", lab.get("APP_ENV_FILE").to_string()),

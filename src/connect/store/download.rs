@@ -1,12 +1,16 @@
 //! Downloading an object into a file with its SHA-256, fast: large objects are fetched as
 //! byte ranges by several requests at once (one stream from an S3 server is far slower than
-//! the disk or the hash), written in place, and hashed in order right behind the download,
-//! so memory stays at a few buffers whatever the object's size.
+//! the disk or the hash), written in place, and read back in order right behind the download
+//! — a piece as soon as it is written, not a whole range — so memory stays at a few buffers
+//! whatever the object's size. The in-order reader hashes each piece and passes it on
+//! (`through`: a decompressor writing the dump pg_restore reads) to a thread of its own, so
+//! hashing, decompressing and downloading overlap rather than follow one another.
 
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -18,16 +22,22 @@ const CHUNK: u64 = 8 << 20;
 /// Requests in flight.
 const PARALLEL: usize = 4;
 const BUFFER: usize = 1 << 20;
+/// Pieces read in order but not yet taken by `through`.
+const QUEUED: usize = 4;
 
 impl Store {
-    /// Downloads `key` into `path`, reporting bytes done to `progress`. Returns the object's
-    /// size and the SHA-256 (hex) of the bytes written.
-    pub async fn download(
+    /// Downloads `key` into `path`, reporting bytes done to `progress`, and writes the bytes
+    /// in order into `through` too (`std::io::sink()` for none). Returns the object's size,
+    /// the SHA-256 (hex) of the bytes written, and `through` with its first error if any
+    /// (after which it was given nothing more: the download and the hash go on, since a
+    /// mismatch with a manifest is the first thing to say).
+    pub async fn download<W: Write + Send + 'static>(
         &self,
         key: &str,
         path: &Path,
         progress: &(dyn Fn(u64) + Send + Sync),
-    ) -> Result<(u64, String), StoreError> {
+        through: W,
+    ) -> Result<Downloaded<W>, StoreError> {
         let failed = |action: &'static str, error: std::io::Error| StoreError::Failed {
             action,
             url: path.display().to_string(),
@@ -43,7 +53,7 @@ impl Store {
                 });
             }
         };
-        // Read back too: the hasher reads what the workers wrote.
+        // Read back too: the in-order reader reads what the workers wrote.
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -54,22 +64,15 @@ impl Store {
         file.set_len(actual).map_err(|e| failed("write", e))?;
         let file = Arc::new(file);
         let chunks = actual.div_ceil(CHUNK) as usize;
-        // Chunk i is written when done[i] holds its length; the hasher follows in order.
-        let done: Arc<Vec<AtomicU64>> = Arc::new((0..chunks).map(|_| AtomicU64::new(0)).collect());
+        let arrived = Arc::new(Arrived::new(chunks));
         let next = Arc::new(AtomicUsize::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        let wake = Arc::new(tokio::sync::Notify::new());
 
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..PARALLEL.min(chunks) {
             let (store, key) = (self.clone(), key.to_owned());
-            let (file, done, next, written, wake) = (
-                file.clone(),
-                done.clone(),
-                next.clone(),
-                written.clone(),
-                wake.clone(),
-            );
+            let (file, arrived, next, written) =
+                (file.clone(), arrived.clone(), next.clone(), written.clone());
             workers.spawn(async move {
                 let mut buffer = vec![0u8; BUFFER];
                 loop {
@@ -107,52 +110,21 @@ impl Store {
                         })?;
                         offset += read as u64;
                         written.fetch_add(read as u64, Ordering::Relaxed);
+                        arrived.set(index, offset - start);
                     }
-                    // Short read: the object changed under us; the hash will say so.
-                    done[index].store((offset - start).max(1), Ordering::SeqCst);
-                    wake.notify_one();
+                    // Short read: the object changed under us; the reader goes on over what
+                    // is not there, and the hash says so.
+                    arrived.set(index, end - start);
                 }
             });
         }
 
-        let hashing = {
-            let (file, done, wake) = (file.clone(), done.clone(), wake.clone());
-            async move {
-                let mut hasher = Sha256::new();
-                let mut buffer = vec![0u8; BUFFER];
-                let mut hashed = 0u64;
-                for (index, chunk) in done.iter().enumerate() {
-                    loop {
-                        // Register before checking, so a notification in between is not lost.
-                        let notified = wake.notified();
-                        if chunk.load(Ordering::SeqCst) != 0 {
-                            break;
-                        }
-                        notified.await;
-                    }
-                    let start = index as u64 * CHUNK;
-                    let end = (start + CHUNK).min(actual);
-                    let mut offset = start;
-                    while offset < end {
-                        let want = ((end - offset) as usize).min(BUFFER);
-                        let file = file.clone();
-                        let mut piece = std::mem::take(&mut buffer);
-                        let (piece, result) = tokio::task::spawn_blocking(move || {
-                            let result = file.read_exact_at(&mut piece[..want], offset);
-                            (piece, result)
-                        })
-                        .await
-                        .map_err(std::io::Error::other)?;
-                        result?;
-                        hasher.update(&piece[..want]);
-                        buffer = piece;
-                        offset += want as u64;
-                        hashed += want as u64;
-                    }
-                }
-                Ok::<_, std::io::Error>((hashed, crate::format::hex(&hasher.finalize())))
-            }
+        let reading = {
+            let (file, arrived) = (file.clone(), arrived.clone());
+            tokio::task::spawn_blocking(move || read_in_order(&file, &arrived, actual, through))
         };
+        // However this ends (an error, or the caller giving up), the reader stops waiting.
+        let _stop = Stop(arrived.clone());
         let report = async {
             loop {
                 progress(written.load(Ordering::Relaxed));
@@ -169,12 +141,19 @@ impl Store {
             }
             Ok(())
         };
-        // A failed download stops the hasher too (it would wait for chunks that never come).
         let result = tokio::select! {
-            result = async { tokio::try_join!(downloading, async { hashing.await.map_err(|e| failed("read", e)) }) } => result,
+            result = downloading => result,
             _ = report => unreachable!("reporting never ends"),
         };
-        let ((), (hashed, sha256)) = result?;
+        if let Err(error) = result {
+            arrived.stop();
+            let _ = reading.await;
+            return Err(error);
+        }
+        let (hashed, sha256, through, through_error) = reading
+            .await
+            .map_err(|e| failed("read", std::io::Error::other(e)))?
+            .map_err(|e| failed("read", e))?;
         progress(written.load(Ordering::Relaxed));
         if hashed != actual {
             return Err(failed(
@@ -182,6 +161,218 @@ impl Store {
                 std::io::Error::other(format!("{hashed} of {actual} bytes arrived")),
             ));
         }
-        Ok((actual, sha256))
+        Ok(Downloaded {
+            size: actual,
+            sha256,
+            through,
+            through_error,
+        })
+    }
+}
+
+/// A finished download.
+pub struct Downloaded<W> {
+    pub size: u64,
+    /// The SHA-256 (hex) of the bytes downloaded.
+    pub sha256: String,
+    /// What the bytes were also written into.
+    pub through: W,
+    /// The first error `through` returned; it was given nothing after it.
+    pub through_error: Option<std::io::Error>,
+}
+
+/// How far each range has been written from its start, for the in-order reader to follow.
+struct Arrived {
+    bytes: Mutex<(Vec<u64>, bool)>,
+    changed: Condvar,
+}
+
+impl Arrived {
+    fn new(chunks: usize) -> Arrived {
+        Arrived {
+            bytes: Mutex::new((vec![0; chunks], false)),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn set(&self, index: usize, bytes: u64) {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).0[index] = bytes;
+        self.changed.notify_all();
+    }
+
+    /// The reader waits no more: the download failed or was given up.
+    fn stop(&self) {
+        self.bytes.lock().unwrap_or_else(|e| e.into_inner()).1 = true;
+        self.changed.notify_all();
+    }
+
+    /// Waits until range `index` holds more than `have` bytes; how many it holds, or `None`
+    /// once stopped.
+    fn wait(&self, index: usize, have: u64) -> Option<u64> {
+        let mut state = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if state.1 {
+                return None;
+            }
+            if state.0[index] > have {
+                return Some(state.0[index]);
+            }
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Stops the reader when the download is over, whichever way.
+struct Stop(Arc<Arrived>);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Reads the file in order as its ranges arrive, hashing each piece and handing it to
+/// `through` on a thread of its own. Returns the bytes hashed, the SHA-256 (hex), `through`
+/// and its first error.
+#[allow(clippy::type_complexity)]
+fn read_in_order<W: Write + Send>(
+    file: &std::fs::File,
+    arrived: &Arrived,
+    size: u64,
+    mut through: W,
+) -> std::io::Result<(u64, String, W, Option<std::io::Error>)> {
+    let (pieces, taken) = std::sync::mpsc::sync_channel::<Vec<u8>>(QUEUED);
+    // Emptied buffers come back for the next pieces.
+    let (returned, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || {
+            let mut error = None;
+            for piece in taken {
+                if error.is_none()
+                    && let Err(e) = through.write_all(&piece)
+                {
+                    error = Some(e);
+                }
+                let _ = returned.send(piece);
+            }
+            (through, error)
+        });
+        let mut hasher = Sha256::new();
+        let mut hashed = 0u64;
+        let reading = (|| {
+            for (index, start) in (0..size).step_by(CHUNK as usize).enumerate() {
+                let length = CHUNK.min(size - start);
+                let mut have = 0;
+                while have < length {
+                    let Some(ready) = arrived.wait(index, have) else {
+                        return Err(std::io::Error::other("the download stopped"));
+                    };
+                    while have < ready {
+                        let want = ((ready - have) as usize).min(BUFFER);
+                        let mut piece = reuse.try_recv().unwrap_or_default();
+                        piece.resize(want, 0);
+                        file.read_exact_at(&mut piece, start + have)?;
+                        hasher.update(&piece);
+                        have += want as u64;
+                        hashed += want as u64;
+                        if pieces.send(piece).is_err() {
+                            return Err(std::io::Error::other("the writer stopped"));
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        drop(pieces);
+        let (through, error) = writer
+            .join()
+            .map_err(|_| std::io::Error::other("the writer panicked"))?;
+        reading?;
+        Ok((
+            hashed,
+            crate::format::hex(&hasher.finalize()),
+            through,
+            error,
+        ))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails once it has taken `limit` bytes.
+    struct Refuses {
+        taken: Vec<u8>,
+        limit: usize,
+    }
+
+    impl Write for Refuses {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.taken.len() + buf.len() > self.limit {
+                return Err(std::io::Error::other("full"));
+            }
+            self.taken.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn several_ranges_arrive_whole_hashed_and_passed_on_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store").display().to_string())
+            .await
+            .unwrap();
+        let mut rng = fastrand::Rng::with_seed(3);
+        let bytes: Vec<u8> = (0..2 * CHUNK as usize + 12_345)
+            .map(|_| rng.u8(..))
+            .collect();
+        store.put_bytes("k/object", bytes.clone()).await.unwrap();
+        let into = dir.path().join("downloaded");
+        let done = store
+            .download("k/object", &into, &|_| {}, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(done.size, bytes.len() as u64);
+        assert_eq!(done.sha256, crate::format::hex(&Sha256::digest(&bytes)));
+        assert!(done.through == bytes, "the pieces came through in order");
+        assert!(done.through_error.is_none());
+        assert!(std::fs::read(&into).unwrap() == bytes);
+
+        // `through` failing does not stop the download or the hash.
+        let done = store
+            .download(
+                "k/object",
+                &into,
+                &|_| {},
+                Refuses {
+                    taken: Vec::new(),
+                    limit: 3 << 20,
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(done.sha256, crate::format::hex(&Sha256::digest(&bytes)));
+        assert!(done.through.taken.len() <= 3 << 20);
+        assert_eq!(done.through.taken[..], bytes[..done.through.taken.len()]);
+        assert_eq!(done.through_error.unwrap().to_string(), "full");
+
+        let empty = dir.path().join("empty");
+        store.put_bytes("k/empty", Vec::new()).await.unwrap();
+        let done = store
+            .download("k/empty", &empty, &|_| {}, Vec::new())
+            .await
+            .unwrap();
+        assert_eq!(done.size, 0);
+        assert_eq!(done.sha256, crate::format::hex(&Sha256::digest(b"")));
+
+        let missing = store
+            .download("k/missing", &empty, &|_| {}, std::io::sink())
+            .await;
+        assert!(matches!(missing, Err(StoreError::NotFound { .. })));
     }
 }

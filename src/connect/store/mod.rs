@@ -11,6 +11,7 @@ mod ownership;
 mod s3;
 mod streamed;
 
+pub use download::Downloaded;
 pub use error::StoreError;
 use error::location;
 pub use ownership::STALE_UPLOAD;

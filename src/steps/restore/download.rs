@@ -26,14 +26,16 @@ impl Download {
         })
     }
 
-    /// Downloads the dump, hashing as it goes; fails unless size and SHA-256 match.
+    /// Downloads the dump, hashing as it goes and — for a zstd-compressed one — decompressing
+    /// behind the download into the file pg_restore will read; fails unless size and SHA-256
+    /// match the manifest and the stream decompresses. Returns the archive pg_dump wrote.
     pub(super) async fn fetch(
         &self,
         store: &Store,
         key: &str,
         manifest: &Manifest,
         ctx: &StepContext<'_>,
-    ) -> Result<(), StepFailure> {
+    ) -> Result<std::path::PathBuf, StepFailure> {
         let total = manifest.size;
         let report = |done| {
             (ctx.progress)(Progress {
@@ -43,17 +45,46 @@ impl Download {
                 objects: None,
             })
         };
-        let (size, sha256) = store
-            .download(key, &self.path, &report)
+        let raw = self.path.with_extension("raw");
+        let through = match manifest.compressed_with.as_deref() {
+            None => None,
+            Some("zstd") => {
+                let file = std::fs::File::create(&raw)
+                    .map_err(|e| StepFailure::new(format!("{}: {e}", raw.display())))?;
+                Some(crate::compress::UnzstdWriter::new(file).map_err(StepFailure::of)?)
+            }
+            Some(other) => {
+                return Err(StepFailure::permanent(format!(
+                    "{key} is compressed with `{other}`, which this drillbook does not know; the target was not touched"
+                )));
+            }
+        };
+        let downloaded = store
+            .download(key, &self.path, &report, Through(through))
             .await
             .map_err(StepFailure::of)?;
-        if size != manifest.size || sha256 != manifest.sha256 {
+        let (size, sha256) = (downloaded.size, &downloaded.sha256);
+        if size != manifest.size || *sha256 != manifest.sha256 {
             return Err(StepFailure::permanent(format!(
                 "{key} does not match its manifest (size {size}, manifest {}; sha256 {sha256}, manifest {}): the backup is corrupt, and the target was not touched",
                 manifest.size, manifest.sha256
             )));
         }
-        Ok(())
+        let Some(decompressing) = downloaded.through.0 else {
+            return Ok(self.path.clone());
+        };
+        let decompressed = match downloaded.through_error {
+            Some(error) => Err(error),
+            None => decompressing.finish(),
+        };
+        decompressed.map_err(|e| {
+            StepFailure::permanent(format!(
+                "{key} does not decompress ({e}); the target was not touched"
+            ))
+        })?;
+        // The compressed copy has served: the disk holds one copy of the dump from here.
+        let _ = tokio::fs::remove_file(&self.path).await;
+        Ok(raw)
     }
 
     /// What pg_restore reads: the dump, or for a directory-format backup (a tar of pg_dump's
@@ -62,16 +93,8 @@ impl Download {
         &self,
         key: &str,
         manifest: &Manifest,
+        archive: std::path::PathBuf,
     ) -> Result<std::path::PathBuf, StepFailure> {
-        let archive = match manifest.compressed_with.as_deref() {
-            None => self.path.clone(),
-            Some("zstd") => self.decompress(key).await?,
-            Some(other) => {
-                return Err(StepFailure::permanent(format!(
-                    "{key} is compressed with `{other}`, which this drillbook does not know; the target was not touched"
-                )));
-            }
-        };
         if manifest.format != "directory" {
             return Ok(archive);
         }
@@ -101,28 +124,22 @@ impl Download {
     }
 }
 
-impl Download {
-    /// The downloaded (and checked) zstd stream, decompressed beside it: what pg_dump wrote.
-    async fn decompress(&self, key: &str) -> Result<std::path::PathBuf, StepFailure> {
-        let raw = self.path.with_extension("raw");
-        let failed = |e: std::io::Error| {
-            StepFailure::permanent(format!(
-                "{key} does not decompress ({e}); the target was not touched"
-            ))
-        };
-        let input = tokio::fs::File::open(&self.path)
-            .await
-            .map_err(|e| StepFailure::new(format!("{}: {e}", self.path.display())))?;
-        let mut decoder = crate::compress::ZstdDecoder::new(input).map_err(failed)?;
-        let mut output = tokio::fs::File::create(&raw)
-            .await
-            .map_err(|e| StepFailure::new(format!("{}: {e}", raw.display())))?;
-        tokio::io::copy(&mut decoder, &mut output)
-            .await
-            .map_err(failed)?;
-        // The compressed copy has served: the disk holds one copy of the dump from here.
-        let _ = tokio::fs::remove_file(&self.path).await;
-        Ok(raw)
+/// The decompressor the download writes through, if the dump is compressed.
+struct Through(Option<crate::compress::UnzstdWriter<std::fs::File>>);
+
+impl std::io::Write for Through {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.0 {
+            Some(writer) => writer.write(buf),
+            None => Ok(buf.len()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.0 {
+            Some(writer) => writer.flush(),
+            None => Ok(()),
+        }
     }
 }
 

@@ -394,27 +394,28 @@ impl Restore {
         };
         let (downloaded, ready) =
             tokio::join!(download.fetch(store, key, &manifest, ctx), getting_ready);
-        let (destination, pg_restore, notes) = match ready {
+        let (archive, (destination, pg_restore, notes)) = match ready {
             // Nothing is restored again: whatever the store holds now does not matter.
             Ok(Err((target, restored))) => return Ok(Prepare::Done(target, restored)),
             // A corrupt dump is the first thing to say, whatever else went wrong.
-            Ok(Ok(ready)) => {
-                downloaded?;
-                ready
-            }
+            Ok(Ok(ready)) => (downloaded?, ready),
             Err(failure) => {
                 downloaded?;
                 return Err(failure);
             }
         };
+        let done = match manifest.compressed_with {
+            Some(_) => "downloaded, checked and decompressed",
+            None => "downloaded and checked",
+        };
         let mut evidence = vec![format!(
-            "{key}: {} and sha256 {} match the manifest (downloaded and checked in {:.1} s)",
+            "{key}: {} and sha256 {} match the manifest ({done} in {:.1} s)",
             human_bytes(manifest.size),
             manifest.sha256,
             started.elapsed().as_secs_f64()
         )];
         evidence.extend(notes);
-        let input = download.unpack(key, &manifest).await?;
+        let input = download.unpack(key, &manifest, archive).await?;
         let prepared = Prepared {
             key: key.to_string(),
             manifest,
