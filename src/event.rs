@@ -267,6 +267,13 @@ pub enum Event {
         #[serde(default)]
         pre_approved: bool,
     },
+    /// The operator of an incident answered "Proceed?" before a step (`proceed`, `skip` or
+    /// `abort`) after `waited_ms`: time a human took, which no recovery time may count.
+    Confirmed {
+        step: String,
+        answer: String,
+        waited_ms: u64,
+    },
     Interrupted {
         reason: String,
     },
@@ -355,6 +362,7 @@ impl Event {
             | Event::RetryScheduled { step, .. }
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalDecided { step, .. }
+            | Event::Confirmed { step, .. }
             | Event::NotificationRepeated { step, .. }
             | Event::ChildStarted { step, .. }
             | Event::ChildStopped { step, .. } => Some(step),

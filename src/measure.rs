@@ -162,13 +162,7 @@ pub(crate) fn recovery_time(state: &RunState, objectives: &Objectives) -> Signed
     let waited = state
         .steps
         .iter()
-        .filter(|step| {
-            step.approvals
-                .iter()
-                .map(|decision| decision.at)
-                .max()
-                .is_some_and(|at| at <= end)
-        })
+        .filter(|step| step.human_wait_ended.is_some_and(|at| at <= end))
         .fold(SignedDuration::ZERO, |sum, step| sum + step.human_wait);
     (window - waited).max(SignedDuration::ZERO)
 }

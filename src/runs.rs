@@ -82,6 +82,40 @@ impl StateDir {
         (runs, broken)
     }
 
+    /// The run a person means: `latest` (the newest run), a run id, or any prefix of exactly
+    /// one run id (`20261206-0215` for `20261206-021530-7f3a`).
+    pub fn resolve(&self, given: &str) -> Result<String, String> {
+        if given == "latest" {
+            let (runs, _) = self.list();
+            return runs
+                .first()
+                .map(|run| run.run_id.clone())
+                .ok_or_else(|| format!("no runs in {} yet", self.root.display()));
+        }
+        if self.journal(given).is_file() || check_run_id(given).is_err() {
+            return Ok(given.to_owned());
+        }
+        let mut matching: Vec<String> = std::fs::read_dir(self.root.join("runs"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|id| id.starts_with(given))
+                    .collect()
+            })
+            .unwrap_or_default();
+        matching.sort();
+        match matching.len() {
+            0 => Ok(given.to_owned()),
+            1 => Ok(matching.remove(0)),
+            n => Err(format!(
+                "`{given}` is the start of {n} run ids: {}{}; give more of one",
+                matching[..n.min(5)].join(", "),
+                if n > 5 { ", …" } else { "" }
+            )),
+        }
+    }
+
     /// Folds one run's journal.
     pub fn load(&self, run_id: &str) -> Result<RunState, String> {
         check_run_id(run_id)?;
@@ -149,6 +183,33 @@ pub fn check_run_id(id: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latest_and_unique_prefixes_name_a_run() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(root.path().to_path_buf());
+        assert!(dir.resolve("latest").unwrap_err().contains("no runs"));
+        for id in [
+            "20261206-021530-7f3a",
+            "20261206-021530-9b2c",
+            "20261207-090000-0001",
+        ] {
+            std::fs::create_dir_all(dir.run_dir(id)).unwrap();
+        }
+        assert_eq!(dir.resolve("20261207").unwrap(), "20261207-090000-0001");
+        let ambiguous = dir.resolve("20261206-0215").unwrap_err();
+        assert!(
+            ambiguous.contains("20261206-021530-7f3a, 20261206-021530-9b2c"),
+            "{ambiguous}"
+        );
+        assert_eq!(
+            dir.resolve("20261206-021530-9").unwrap(),
+            "20261206-021530-9b2c"
+        );
+        // Nothing matches: the name as given, for the usual "no run" message.
+        assert_eq!(dir.resolve("nightly").unwrap(), "nightly");
+        assert_eq!(dir.resolve("../x").unwrap(), "../x");
+    }
 
     #[test]
     fn run_ids_are_safe_directory_names() {

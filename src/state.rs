@@ -127,8 +127,11 @@ pub struct StepState {
     pub question: Option<Question>,
     pub approvals: Vec<Decision>,
     pub waiting_since: Option<Timestamp>,
-    /// Time this step spent waiting for a human decision.
+    /// Time this step spent waiting for a human decision (a gate, an attestation, an
+    /// incident's "Proceed?").
     pub human_wait: SignedDuration,
+    /// When its last wait for a human ended.
+    pub human_wait_ended: Option<Timestamp>,
 }
 
 #[derive(Clone, Debug)]
@@ -177,6 +180,7 @@ impl StepState {
             approvals: Vec::new(),
             waiting_since: None,
             human_wait: SignedDuration::ZERO,
+            human_wait_ended: None,
         }
     }
 
@@ -487,6 +491,7 @@ impl RunState {
                 if settled {
                     if let Some(since) = step.waiting_since.take() {
                         step.human_wait += at.duration_since(since);
+                        step.human_wait_ended = Some(at);
                     }
                     step.question = None;
                     step.status = if *approved {
@@ -495,6 +500,13 @@ impl RunState {
                         Status::Rejected
                     };
                 }
+            }
+            Event::Confirmed {
+                step, waited_ms, ..
+            } => {
+                let step = self.step_mut(step);
+                step.human_wait += SignedDuration::from_millis(*waited_ms as i64);
+                step.human_wait_ended = Some(at);
             }
             Event::Interrupted { reason } => self.interruptions.push((at, reason.clone())),
             Event::RunFinished { exit_code } => self.finished = Some((at, *exit_code)),

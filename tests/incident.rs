@@ -507,3 +507,47 @@ fn drills_and_unattended_runs_keep_the_placeholders() {
     assert!(events(&journal(dir, &run), "post_mortem_notes", None).is_empty());
     assert_eq!(root_cause_and_remediation(dir, &run), placeholders);
 }
+
+/// Time at "Proceed?" is a human's: it counts as human wait, not as recovery.
+#[test]
+fn time_at_the_proceed_prompt_is_human_wait() {
+    let test = Drillbook::new().playbook(
+        "incident.yaml",
+        "version: 1\nname: incident\nobjectives: { rto: 30m }\nsteps:\n  - { id: check, kind: command, run: [touch, checked] }\n",
+    );
+    let dir = test.dir();
+    let (mut pty, _) = drive(dir, |kind, _| match kind {
+        Kind::Proceed => {
+            std::thread::sleep(Duration::from_millis(1_500));
+            Reply::Word("yes")
+        }
+        Kind::Notes => NO_NOTES,
+        _ => Reply::Word("yes"),
+    });
+    assert_eq!(pty.wait(), 0, "screen:\n{}", pty.screen);
+    let run = only_run(dir);
+    let records = journal(dir, &run);
+    let confirmed = events(&records, "confirmed", Some("check"));
+    assert_eq!(confirmed.len(), 1, "{confirmed:?}");
+    assert_eq!(confirmed[0]["answer"], "proceed");
+    assert!(
+        confirmed[0]["waited_ms"].as_u64().unwrap() >= 1_400,
+        "{}",
+        confirmed[0]
+    );
+
+    let report = Drillbook::in_dir(dir)
+        .args(&["report", &run, "--format", "json"])
+        .run();
+    let report: serde_json::Value = serde_json::from_str(&report.stdout).expect("JSON");
+    let waited = report["human_wait_seconds"].as_f64().unwrap();
+    let recovery = report["recovery_seconds"].as_f64().unwrap();
+    let rto = report["objectives"]["rto"]["achieved_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!(waited >= 1.4, "human wait {waited} s");
+    assert!(
+        recovery <= rto - 1.4,
+        "recovery {recovery} s of an RTO of {rto} s"
+    );
+}

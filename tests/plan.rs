@@ -80,12 +80,13 @@ fn dot_has_every_edge() {
         .args(&["plan", "p.yaml", "--format", "dot"])
         .expect_status(0)
         .run();
+    // Critical edges carry a colour: an edge is its two ends, whatever follows.
     for edge in [
-        "\"assess\" -> \"restore_db\";",
-        "\"assess\" -> \"restore_files\";",
-        "\"restore_db\" -> \"check_db\";",
-        "\"check_db\" -> \"smoke\";",
-        "\"restore_files\" -> \"smoke\";",
+        "\"assess\" -> \"restore_db\"",
+        "\"assess\" -> \"restore_files\"",
+        "\"restore_db\" -> \"check_db\"",
+        "\"check_db\" -> \"smoke\"",
+        "\"restore_files\" -> \"smoke\"",
     ] {
         assert!(
             output.stdout.contains(edge),
@@ -105,4 +106,74 @@ fn validate_several_files_fails_if_one_is_invalid() {
         .run();
     assert_eq!(output.stdout, "good.yaml: valid (6 steps)\n");
     assert!(output.stderr.contains("bad.yaml:3:1"));
+}
+
+#[test]
+fn pictures_put_cleanup_after_the_main_flow_and_mark_the_critical_path() {
+    let test = Drillbook::new().playbook("p.yaml", DIAMOND);
+    let dot = Drillbook::in_dir(test.dir())
+        .args(&["plan", "p.yaml", "--format", "dot"])
+        .expect_status(0)
+        .run()
+        .stdout;
+    // Cleanup in a box of its own, after the main flow's last step.
+    let cluster = dot
+        .split("subgraph cluster_cleanup {")
+        .nth(1)
+        .and_then(|rest| rest.split("  }").next())
+        .unwrap_or_else(|| panic!("no cleanup cluster in\n{dot}"));
+    assert!(cluster.contains("\"tidy\" ["), "{dot}");
+    assert!(!cluster.contains("\"smoke\" ["), "{dot}");
+    assert!(
+        dot.contains("\"smoke\" -> \"tidy\" [style=dotted"),
+        "cleanup follows the last main step:\n{dot}"
+    );
+    assert!(!dot.contains("\"check_db\" -> \"tidy\""), "{dot}");
+    // The critical path assess -> restore_db -> check_db -> smoke is red; the other edges not.
+    for edge in [
+        "\"assess\" -> \"restore_db\" [color=",
+        "\"restore_db\" -> \"check_db\" [color=",
+        "\"check_db\" -> \"smoke\" [color=",
+    ] {
+        assert!(dot.contains(edge), "{edge} in\n{dot}");
+    }
+    assert!(dot.contains("\"assess\" -> \"restore_files\";"), "{dot}");
+    assert!(dot.contains("subgraph cluster_legend"), "{dot}");
+
+    let mermaid = Drillbook::in_dir(test.dir())
+        .args(&["plan", "p.yaml", "--format", "mermaid"])
+        .expect_status(0)
+        .run()
+        .stdout;
+    assert!(
+        mermaid.contains("subgraph cleanup [\"cleanup (always runs at the end)\"]"),
+        "{mermaid}"
+    );
+    // smoke is the fifth step (s4), tidy the sixth (s5).
+    assert!(mermaid.contains("s4 -.->|then| s5"), "{mermaid}");
+    assert!(
+        mermaid.contains("class s0,s1,s3,s4,legend_critical critical"),
+        "{mermaid}"
+    );
+}
+
+#[test]
+fn the_text_plan_names_the_variable_a_repoint_sets() {
+    let playbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("playbooks/quarterly-failover.yaml")
+        .display()
+        .to_string();
+    let plan = Drillbook::new()
+        .args(&["plan", &playbook])
+        .expect_status(0)
+        .run()
+        .stdout;
+    for id in ["switch_storage", "storage_back"] {
+        let line = plan
+            .lines()
+            .find(|line| line.trim_start().starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no {id} in\n{plan}"));
+        assert!(line.contains("set STORAGE_URL in"), "{line}");
+        assert!(!line.contains("DATABASE_URL"), "{line}");
+    }
 }

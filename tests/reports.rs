@@ -103,3 +103,97 @@ cleanup:
         assert!(md.contains(section), "{section} missing:\n{md}");
     }
 }
+
+/// `runs` filters and speaks JSON; `report`, `status` and `approve` take `latest` or any
+/// unique prefix of a run id.
+#[test]
+fn runs_are_listed_filtered_and_named_by_prefix_or_latest() {
+    let test = Drillbook::new()
+        .playbook(
+            "ok.yaml",
+            "version: 1\nname: fine\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n",
+        )
+        .playbook(
+            "bad.yaml",
+            "version: 1\nname: broken\nsteps:\n  - { id: a, kind: command, run: [\"false\"] }\n",
+        );
+    let dir = test.dir().to_path_buf();
+    let ran = |file: &str, id: &str| {
+        Drillbook::in_dir(&dir)
+            .args(&["run", file, "--run-id", id])
+            .run()
+            .status
+    };
+    assert_eq!(ran("ok.yaml", "first-fine"), 0);
+    assert_eq!(ran("bad.yaml", "second-broken"), 1);
+
+    let list = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["runs", "--format", "json"];
+        all.extend_from_slice(args);
+        let output = Drillbook::in_dir(&dir).args(&all).run();
+        assert_eq!(output.status, 0, "{}", output.stderr);
+        let json: serde_json::Value = serde_json::from_str(&output.stdout).expect("JSON");
+        json["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .map(|run| {
+                format!(
+                    "{}:{}",
+                    run["run_id"].as_str().unwrap(),
+                    run["status"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    // Newest first.
+    assert_eq!(list(&[]), ["second-broken:failed", "first-fine:succeeded"]);
+    assert_eq!(list(&["--status", "failed"]), ["second-broken:failed"]);
+    assert_eq!(list(&["--playbook", "fine"]), ["first-fine:succeeded"]);
+    assert_eq!(list(&["--since", "1h"]).len(), 2);
+    assert!(list(&["--since", "2099-01-01T00:00:00Z"]).is_empty());
+    let bad = Drillbook::in_dir(&dir)
+        .args(&["runs", "--status", "exploded"])
+        .run();
+    assert_eq!(bad.status, 2);
+    assert!(
+        bad.stderr.contains("expected one of succeeded, failed"),
+        "{}",
+        bad.stderr
+    );
+
+    let report = |run: &str| {
+        Drillbook::in_dir(&dir)
+            .args(&["report", run, "--format", "json"])
+            .run()
+    };
+    let latest = report("latest");
+    assert_eq!(latest.status, 0, "{}", latest.stderr);
+    assert!(
+        latest.stdout.contains("\"run_id\": \"second-broken\""),
+        "{}",
+        latest.stdout
+    );
+    let prefix = report("first");
+    assert_eq!(prefix.status, 0, "{}", prefix.stderr);
+    assert!(
+        prefix.stdout.contains("\"run_id\": \"first-fine\""),
+        "{}",
+        prefix.stdout
+    );
+    let status = Drillbook::in_dir(&dir).args(&["status", "sec"]).run();
+    assert_eq!(status.status, 0, "{}", status.stderr);
+    assert!(status.stdout.contains("second-broken"), "{}", status.stdout);
+
+    // Two runs start with "f"... once there are two.
+    assert_eq!(ran("ok.yaml", "fine-again"), 0);
+    let ambiguous = report("f");
+    assert_eq!(ambiguous.status, 2);
+    assert!(
+        ambiguous
+            .stderr
+            .contains("is the start of 2 run ids: fine-again, first-fine"),
+        "{}",
+        ambiguous.stderr
+    );
+}

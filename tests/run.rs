@@ -419,6 +419,26 @@ fn the_quickstart_runs_end_to_end_with_nothing_configured() {
     let backup = &events(&records, "step_finished", Some("backup"))[0];
     let key = backup["outputs"]["key"].as_str().expect("key");
     assert!(dir.join(".drillbook/store").join(key).is_file());
+    // Every report an auditor reads says which backup was restored, that its checksum was
+    // verified, and the rows compared.
+    let sha256 = backup["outputs"]["sha256"].as_str().expect("sha256");
+    let verdict = format!("sha256 {sha256} match the manifest");
+    for format in ["text", "md", "html"] {
+        let report = Drillbook::in_dir(&dir)
+            .args(&["report", &run, "--format", format])
+            .run();
+        assert_eq!(report.status, 0, "{}", report.stderr);
+        for needle in [key, verdict.as_str(), "22500 rows, each as in the backup"] {
+            assert!(
+                report.stdout.contains(needle),
+                "{format} report lacks `{needle}`:\n{}",
+                report.stdout
+            );
+        }
+        if format == "html" {
+            rendered(&dir, &report.stdout);
+        }
+    }
     assert!(
         dir.join(".drillbook/store")
             .join(format!("{key}.manifest.json"))
@@ -466,4 +486,27 @@ cleanup:
         "cleanup was aborted (second Ctrl-C)"
     );
     assert!(!dir.join("after_tidy").exists());
+}
+
+/// The HTML report, rendered by headless Chromium to a PNG and a PDF (skipped, with a message,
+/// where there is no Chromium). Set DRILLBOOK_KEEP_RENDERED=DIR to keep both files.
+fn rendered(dir: &std::path::Path, html: &str) {
+    let page = dir.join("report.html");
+    std::fs::write(&page, html).expect("report.html");
+    let Some((png, pdf)) = common::chromium::render(&page) else {
+        return;
+    };
+    let png_bytes = std::fs::read(&png).expect("png");
+    assert!(png_bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // A blank page compresses to almost nothing; a report with text and a chart does not.
+    assert!(png_bytes.len() > 40_000, "{} bytes of PNG", png_bytes.len());
+    let pdf_bytes = std::fs::read(&pdf).expect("pdf");
+    assert!(pdf_bytes.starts_with(b"%PDF-"), "not a PDF");
+    assert!(pdf_bytes.len() > 20_000, "{} bytes of PDF", pdf_bytes.len());
+    if let Some(keep) = std::env::var_os("DRILLBOOK_KEEP_RENDERED") {
+        let keep = std::path::PathBuf::from(keep);
+        std::fs::create_dir_all(&keep).expect("keep dir");
+        std::fs::copy(&png, keep.join("quickstart-report.png")).expect("keep png");
+        std::fs::copy(&pdf, keep.join("quickstart-report.pdf")).expect("keep pdf");
+    }
 }

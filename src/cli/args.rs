@@ -47,6 +47,7 @@ pub(super) enum Command {
     Run(RunArgs),
     /// Continue a run that stopped: crashed, interrupted, failed or waiting for approval.
     Resume {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
         /// Continue even though the playbook file changed since the run started.
         #[arg(long)]
@@ -66,6 +67,7 @@ pub(super) enum Command {
     },
     /// Record a decision for a step waiting for a human (approval, manual step, re-run).
     Approve {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
         step: String,
         /// Say no instead of yes.
@@ -80,7 +82,23 @@ pub(super) enum Command {
         state: StateArgs,
     },
     /// List runs, newest first.
+    #[command(
+        after_help = "Examples:\n  drillbook runs --playbook database-restore --since 30d\n  drillbook runs --status failed --format json"
+    )]
     Runs {
+        /// Only runs of this playbook (its name).
+        #[arg(long)]
+        playbook: Option<String>,
+        /// Only runs that ended so (succeeded, failed, objective_missed, interrupted,
+        /// waiting_approval, invalid) or have not (running, stopped).
+        #[arg(long)]
+        status: Option<String>,
+        /// Only runs started since then: a time (2026-12-01T00:00:00Z) or a duration back
+        /// from now (7d, 12h).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, value_enum, default_value_t = ListFormat::Text)]
+        format: ListFormat,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -106,8 +124,23 @@ pub(super) enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Watch a run from any terminal: its steps, the clock against the RTO, the step in
+    /// progress and its output, what was found, the decisions waiting. Read-only; q quits.
+    #[command(
+        after_help = "Examples:\n  drillbook watch latest\n  drillbook watch 20261206-0215 --once   # print it once, for a pipe or a log"
+    )]
+    Watch {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
+        run_id: String,
+        /// Print the view once as plain lines and exit (also what happens without a terminal).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Show where a run stands.
     Status {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
         #[command(flatten)]
         state: StateArgs,
@@ -117,6 +150,7 @@ pub(super) enum Command {
     Wal(WalArgs),
     /// Write a run's report.
     Report {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
         #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
         format: ReportFormat,
@@ -205,6 +239,12 @@ pub(super) enum ModeArg {
     /// Routine work against `targets.live` (the nightly backup, the mirror), usually from a
     /// scheduler.
     Live,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(super) enum ListFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]

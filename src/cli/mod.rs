@@ -44,6 +44,10 @@ pub fn main() -> ExitCode {
             vars,
             state,
         } => {
+            let run_id = match StateDir::new(state.state_dir.clone()).resolve(&run_id) {
+                Ok(run_id) => run_id,
+                Err(error) => return refuse(Refusal::Usage(error)).into(),
+            };
             let options = ResumeOptions {
                 run_id,
                 accept_changed_playbook,
@@ -65,6 +69,10 @@ pub fn main() -> ExitCode {
         } => {
             let by = crate::ui::operator_name(operator);
             let dir = StateDir::new(state.state_dir);
+            let run_id = match dir.resolve(&run_id) {
+                Ok(run_id) => run_id,
+                Err(error) => return refuse(Refusal::Usage(error)).into(),
+            };
             match engine::approve(&dir, &run_id, &step, !reject, &by, reason) {
                 Ok(message) => {
                     eprintln!("{message}");
@@ -73,14 +81,52 @@ pub fn main() -> ExitCode {
                 Err(refusal) => refuse(refusal),
             }
         }
-        Command::Runs { state } => list_runs(&StateDir::new(state.state_dir)),
-        Command::Status { run_id, state } => status(&StateDir::new(state.state_dir), &run_id),
+        Command::Runs {
+            playbook,
+            status,
+            since,
+            format,
+            state,
+        } => {
+            let filter = runs::Filter::new(playbook, status, since.as_deref());
+            match filter {
+                Ok(filter) => list_runs(&StateDir::new(state.state_dir), &filter, format),
+                Err(error) => refuse(Refusal::Usage(error)),
+            }
+        }
+        Command::Watch {
+            run_id,
+            once,
+            state,
+        } => {
+            let dir = StateDir::new(state.state_dir);
+            let watched = dir
+                .resolve(&run_id)
+                .and_then(|run_id| crate::ui::console::watch(&dir, &run_id, once));
+            match watched {
+                Ok(()) => Outcome::Succeeded,
+                Err(error) => refuse(Refusal::Usage(error)),
+            }
+        }
+        Command::Status { run_id, state } => {
+            let dir = StateDir::new(state.state_dir);
+            match dir.resolve(&run_id) {
+                Ok(run_id) => status(&dir, &run_id),
+                Err(error) => refuse(Refusal::Usage(error)),
+            }
+        }
         Command::Report {
             run_id,
             format,
             output,
             state,
-        } => write_report(&StateDir::new(state.state_dir), &run_id, format, output),
+        } => {
+            let dir = StateDir::new(state.state_dir);
+            match dir.resolve(&run_id) {
+                Ok(run_id) => write_report(&dir, &run_id, format, output),
+                Err(error) => refuse(Refusal::Usage(error)),
+            }
+        }
         Command::Validate { files } => validate_files(&files),
         Command::Plan {
             file,

@@ -2,15 +2,107 @@
 
 use std::path::PathBuf;
 
-use super::args::ReportFormat;
+use super::args::{ListFormat, ReportFormat};
 use super::{finished_runs, print, refuse};
 use crate::engine::Refusal;
 use crate::outcome::Outcome;
 use crate::report;
 use crate::runs::StateDir;
 
-pub(super) fn list_runs(dir: &StateDir) -> Outcome {
+/// Which runs `runs` lists.
+pub(super) struct Filter {
+    playbook: Option<String>,
+    status: Option<String>,
+    since: Option<jiff::Timestamp>,
+}
+
+/// What `runs --status` accepts: an outcome, or where an unfinished run stands.
+const STATUSES: &[&str] = &[
+    "succeeded",
+    "failed",
+    "objective_missed",
+    "interrupted",
+    "waiting_approval",
+    "invalid",
+    "running",
+    "stopped",
+];
+
+impl Filter {
+    pub(super) fn new(
+        playbook: Option<String>,
+        status: Option<String>,
+        since: Option<&str>,
+    ) -> Result<Filter, String> {
+        if let Some(status) = &status
+            && !STATUSES.contains(&status.as_str())
+        {
+            return Err(format!(
+                "--status {status}: expected one of {}",
+                STATUSES.join(", ")
+            ));
+        }
+        let since = since
+            .map(|text| {
+                text.parse::<jiff::Timestamp>().or_else(|_| {
+                    crate::duration::Duration::parse(text)
+                        .ok()
+                        .and_then(|ago| jiff::Timestamp::now().checked_sub(ago.signed()).ok())
+                        .ok_or_else(|| {
+                            format!(
+                                "--since {text}: expected a time (2026-12-01T00:00:00Z) or a duration back from now (7d, 12h)"
+                            )
+                        })
+                })
+            })
+            .transpose()?;
+        Ok(Filter {
+            playbook,
+            status,
+            since,
+        })
+    }
+
+    fn keeps(&self, state: &crate::state::RunState) -> bool {
+        self.playbook.as_ref().is_none_or(|p| *p == state.playbook)
+            && self.status.as_ref().is_none_or(|s| s == run_status(state))
+            && self.since.is_none_or(|since| state.started_at >= since)
+    }
+}
+
+pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> Outcome {
     let (runs, broken) = dir.list();
+    let runs: Vec<_> = runs.into_iter().filter(|run| filter.keeps(run)).collect();
+    if let ListFormat::Json = format {
+        let rows: Vec<serde_json::Value> = runs
+            .iter()
+            .map(|state| {
+                let end = state.finished.map_or(state.last_at, |(at, _)| at);
+                serde_json::json!({
+                    "run_id": state.run_id,
+                    "playbook": state.playbook,
+                    "mode": state.mode.name(),
+                    "status": run_status(state),
+                    "exit_code": state.finished.map(|(_, code)| code),
+                    "started_at": state.started_at,
+                    "finished_at": state.finished.map(|(at, _)| at),
+                    "duration_seconds": crate::measure::elapsed(state.started_at, end).as_secs_f64(),
+                })
+            })
+            .collect();
+        let broken: Vec<serde_json::Value> = broken
+            .iter()
+            .map(|(id, error)| serde_json::json!({ "run_id": id, "error": error }))
+            .collect();
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "runs": rows, "unreadable": broken })
+            )
+            .unwrap_or_default()
+        ));
+        return Outcome::Succeeded;
+    }
     if runs.is_empty() && broken.is_empty() {
         eprintln!("no runs in {}", dir.root().display());
         return Outcome::Succeeded;

@@ -104,7 +104,7 @@ impl Emitter {
                 evidence.iter_mut().for_each(text);
             }
             Event::StepSkipped { reason, .. } => text(reason),
-            Event::RetryScheduled { .. } => {}
+            Event::RetryScheduled { .. } | Event::Confirmed { .. } => {}
             Event::ApprovalRequested { prompt, .. } => text(prompt),
             Event::ApprovalDecided { reason, .. } => reason.iter_mut().for_each(text),
             Event::Interrupted { reason } => text(reason),

@@ -93,10 +93,23 @@ pub(crate) async fn drive(
         let operator = shared.operator.clone();
         let (id, summary) = (step.id.clone(), step.params.summary());
         let (elapsed, rto) = (shared.elapsed(), shared.rto);
+        let asked = std::time::Instant::now();
         let go = ask_human(&shared, &cancel, move || {
             operator.confirm(&id, &summary, elapsed, rto)
         })
         .await;
+        let answer = match &go {
+            Some(Go::Proceed) => "proceed",
+            Some(Go::Skip { .. }) => "skip",
+            Some(Go::Abort { .. }) => "abort",
+            None => "none (the run stopped)",
+        };
+        // The time at the prompt is a human's, whatever the answer.
+        shared.emitter.emit(Event::Confirmed {
+            step: step.id.clone(),
+            answer: answer.into(),
+            waited_ms: asked.elapsed().as_millis() as u64,
+        })?;
         match go {
             Some(Go::Proceed) => {}
             Some(Go::Skip { by }) => return skip(format!("skipped by {by}")),

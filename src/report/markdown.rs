@@ -1,5 +1,5 @@
-//! A post-mortem skeleton in Markdown: the facts the journal knows (summary, timeline,
-//! approvals, the messages sent, what failed), then what only people can write (root cause,
+//! A post-mortem skeleton in Markdown: the facts the journal knows (summary, timeline, what
+//! each step found, approvals, the messages sent, what failed), then what only people can write (root cause,
 //! remediation): the incident operator's notes when they were given at the end of the run,
 //! otherwise placeholders to fill in. Pasted into a wiki or an issue, it renders as tables.
 
@@ -35,11 +35,41 @@ pub(crate) fn render(state: &RunState) -> String {
     }
     summary(&mut out, state);
     timeline(&mut out, state);
+    evidence(&mut out, state);
     approvals(&mut out, state);
     communication(&mut out, state);
     failures(&mut out, state);
     notes(&mut out, state);
     out
+}
+
+/// What each step that did not fail found and checked — which backup, its checksum, the rows
+/// compared, where a mirror stands — as the step recorded it. (A failed step's evidence is
+/// under "What failed", beside its error.)
+fn evidence(out: &mut String, state: &RunState) {
+    let found: Vec<_> = report_steps(state)
+        .into_iter()
+        .filter(|(_, step)| !is_failure(step.status) && !step.evidence.is_empty())
+        .collect();
+    out.push_str("## Evidence\n\n");
+    if found.is_empty() {
+        out.push_str("_No step recorded evidence._\n\n");
+        return;
+    }
+    for (plan, step) in found {
+        let kind = plan.map(|plan| plan.kind.as_str()).unwrap_or("?");
+        let _ = writeln!(
+            out,
+            "### `{}` ({}) — {}\n",
+            cell(&step.id),
+            inline(kind),
+            step.status.name()
+        );
+        for line in &step.evidence {
+            let _ = writeln!(out, "- {}", inline(line));
+        }
+        out.push('\n');
+    }
 }
 
 /// Root cause and remediation as the operator wrote them at the end of the incident; what
@@ -240,10 +270,12 @@ fn timeline(out: &mut String, state: &RunState) {
     for (_, step) in report_steps(state) {
         // A step's wait and decisions come before its attempts: at the same second, the
         // approval is what let the attempt start. The state keeps how long the step waited
-        // and when the wait ended (the settling decision), so the wait is one row ending
-        // there: it explains the gap in the timeline before the approval.
-        let settled = step.approvals.iter().map(|decision| decision.at).max();
-        if let Some(settled) = settled.filter(|_| step.human_wait.is_positive()) {
+        // and when the wait ended (the settling decision, the answer at a prompt), so the
+        // wait is one row ending there: it explains the gap in the timeline before it.
+        if let Some(settled) = step
+            .human_wait_ended
+            .filter(|_| step.human_wait.is_positive())
+        {
             rows.push(Row {
                 at: Some(settled - step.human_wait),
                 step: step.id.clone(),
@@ -532,6 +564,7 @@ mod tests {
             [
                 "## Summary",
                 "## Timeline",
+                "## Evidence",
                 "## Approvals",
                 "## Communication",
                 "## What failed",
@@ -539,6 +572,15 @@ mod tests {
                 "## Remediation"
             ]
         );
+        // What the succeeded assess found; the failed restore's evidence stays with its error.
+        let evidence = section(&text, "Evidence");
+        assert!(
+            evidence.contains("### `assess` (assess) — succeeded"),
+            "{evidence}"
+        );
+        assert!(evidence.contains("newest complete backup"), "{evidence}");
+        assert!(!evidence.contains("stderr line"), "{evidence}");
+        assert!(section(&text, "What failed").contains("stderr line 12"));
         assert!(section(&text, "Root cause").contains("_To be written._"));
         assert!(section(&text, "Remediation").contains("_To be written._"));
         assert!(text.contains("**DRILL**"));

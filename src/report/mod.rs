@@ -11,6 +11,7 @@ use crate::event::{Ask, PlannedStep, Status};
 use crate::state::{Decision, RunState, StepState};
 
 mod communication;
+mod gantt;
 mod html;
 mod json;
 mod junit;

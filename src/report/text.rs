@@ -12,8 +12,9 @@ use super::{decision_phrase, is_failure, report_steps};
 use crate::format::{format_clock, format_duration, format_margin, format_time};
 use crate::measure::{Measure, objectives, recovery_time, step_duration, total_duration};
 
-/// A failed step shows at most this many evidence lines: the last ones, where a program's
-/// output usually says what went wrong. The full evidence is in the other formats.
+/// A step shows at most this many evidence lines: a failed step its last ones, where a
+/// program's output usually says what went wrong, any other its first ones, where steps say
+/// what they found. The full evidence is in the other formats.
 const EVIDENCE_LINES: usize = 10;
 
 pub(crate) fn render(state: &RunState) -> String {
@@ -223,7 +224,26 @@ fn details(out: &mut String, state: &RunState, step: &StepState, indent: &str) {
             question.prompt
         );
     }
+    let evidence = |lines: &[String]| {
+        let mut text = String::new();
+        for line in lines {
+            let _ = writeln!(text, "{}", format!("{indent}| {line}").trim_end());
+        }
+        text
+    };
     if !is_failure(step.status) {
+        // What the step found — which backup, what it checked — is what an auditor reads:
+        // the first lines, where steps put it.
+        let shown = step.evidence.len().min(EVIDENCE_LINES);
+        out.push_str(&evidence(&step.evidence[..shown]));
+        let more = step.evidence.len() - shown;
+        if more > 0 {
+            let _ = writeln!(
+                out,
+                "{indent}| … {more} more lines (all of them: drillbook report {} --format md)",
+                state.run_id
+            );
+        }
         return;
     }
     if let Some(error) = &step.error {
@@ -233,13 +253,12 @@ fn details(out: &mut String, state: &RunState, step: &StepState, indent: &str) {
             let _ = writeln!(out, "{indent}       {line}");
         }
     }
+    // A failure's last lines are where a program's output usually says what went wrong.
     let skip = step.evidence.len().saturating_sub(EVIDENCE_LINES);
     if skip > 0 {
         let _ = writeln!(out, "{indent}| … {skip} earlier lines");
     }
-    for line in &step.evidence[skip..] {
-        let _ = writeln!(out, "{}", format!("{indent}| {line}").trim_end());
-    }
+    out.push_str(&evidence(&step.evidence[skip..]));
 }
 
 /// "messages sent: 6 (declare 1, updates 4, restored 1)", then each message that did not
@@ -361,8 +380,12 @@ mod tests {
         assert!(text.contains("| stderr line 12"), "{text}");
         assert!(text.contains("| stderr line 3\n"), "{text}");
         assert!(!text.contains("| stderr line 2\n"), "{text}");
-        // The succeeded step's evidence is not repeated in the summary.
-        assert!(!text.contains("newest complete backup"), "{text}");
+        // The succeeded step says what it found, under its own line.
+        let assess = text
+            .split("\n  ✓ succeeded")
+            .nth(1)
+            .expect("the assess line");
+        assert!(assess.contains("newest complete backup"), "{text}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Bounded capture: whatever a step reads from a program or an HTTP peer goes, masked, into a
 //! file in the run directory, whole, while memory keeps only its first and last bytes (the
 //! head and the tail, what outputs, the journal and reports show) and a SHA-256 of the file.
+//! Output that trickles in reaches the file at once, so that it can be watched as it grows.
 //! However much a program prints or a server sends, memory stays flat. Every reader of
 //! program output and HTTP bodies in the steps goes through here.
 
@@ -89,7 +90,15 @@ pub(crate) struct Sink {
     /// Bytes dropped from the front of `tail`.
     dropped: u64,
     needle: Option<Needle>,
+    /// When the file was last flushed: output that trickles in is on disk within
+    /// [`FLUSH_AFTER`], for `drillbook watch` and anyone tailing it.
+    flushed: std::time::Instant,
 }
+
+/// A chunk this small says the program is not flooding: it is written through at once.
+const SMALL: usize = 4096;
+/// The longest output waits in the buffer while it keeps coming in large chunks.
+const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A search for a text in the raw stream, across chunk boundaries, in bounded memory.
 struct Needle {
@@ -119,6 +128,7 @@ impl Sink {
             size: 0,
             dropped: 0,
             needle: None,
+            flushed: std::time::Instant::now(),
         })
     }
 
@@ -136,7 +146,15 @@ impl Sink {
             needle.push(raw);
         }
         let masked = self.masker.push(raw);
-        self.write(&masked).await
+        self.write(&masked).await?;
+        if raw.len() < SMALL || self.flushed.elapsed() >= FLUSH_AFTER {
+            self.file
+                .flush()
+                .await
+                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+            self.flushed = std::time::Instant::now();
+        }
+        Ok(())
     }
 
     async fn write(&mut self, chunk: &[u8]) -> Result<(), String> {

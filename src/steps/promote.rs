@@ -51,7 +51,14 @@ impl super::StepKind for Promote {
     fn summary(&self) -> String {
         match self.method {
             PromoteMethod::Standby => "promote the standby".into(),
-            PromoteMethod::Repoint => "repoint the application's DATABASE_URL".into(),
+            PromoteMethod::Repoint => {
+                let variable = self.variable.as_deref().unwrap_or("DATABASE_URL");
+                match (&self.env_file, &self.endpoint) {
+                    (Some(file), _) => format!("set {variable} in {file}"),
+                    (None, Some(endpoint)) => format!("send {variable} to {endpoint}"),
+                    (None, None) => format!("repoint the application's {variable}"),
+                }
+            }
         }
     }
 

@@ -2,6 +2,7 @@
 //! [`Plain`] for a log that a scheduler keeps (timestamped lines, no escape codes). Both only
 //! ever see masked text, because the runner masks records before it hands them out.
 
+pub mod console;
 mod lines;
 mod plain;
 mod progress;

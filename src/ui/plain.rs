@@ -196,6 +196,14 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             "{step} {}",
             decision(*ask, *approved, by, reason.as_deref(), *pre_approved)
         ),
+        Event::Confirmed {
+            step,
+            answer,
+            waited_ms,
+        } => format!(
+            "{step}: {answer}, answered after {}",
+            compact(Duration::from_millis(*waited_ms))
+        ),
         Event::Interrupted { reason } => format!("run {run_id} interrupted: {}", one_line(reason)),
         Event::NotificationRepeated { step, error, .. } => match error {
             None => format!("{step} sent again"),

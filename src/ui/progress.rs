@@ -295,7 +295,8 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
-            Event::RunProcess { .. } | Event::ChildStarted { .. } => {}
+            // Answered at this terminal: nothing to repeat.
+            Event::RunProcess { .. } | Event::ChildStarted { .. } | Event::Confirmed { .. } => {}
             Event::PreApproved { by, all, steps } => {
                 let text = super::plain::pre_approved_text(by, *all, steps);
                 self.say(display, Line::new("✓", Tone::Plain, text));

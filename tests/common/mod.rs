@@ -11,6 +11,7 @@ pub mod s3;
 pub mod archiving;
 pub mod argv;
 pub mod artifacts;
+pub mod chromium;
 pub mod drill;
 pub mod faults;
 pub mod http;

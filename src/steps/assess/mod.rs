@@ -172,7 +172,11 @@ impl super::StepKind for Assess {
         };
 
         // RPO: the data in the backup is as of its snapshot; everything after is lost.
-        let age = ctx.clock_start.duration_since(manifest.snapshot_at);
+        // A backup taken after the clock started (in the same run) lost nothing.
+        let age = ctx
+            .clock_start
+            .duration_since(manifest.snapshot_at)
+            .max(jiff::SignedDuration::ZERO);
         let mut done = Done::default();
         evidence.push(format!(
             "chose {}: taken {}, {} old, {}, sha256 {}",
@@ -259,7 +263,10 @@ fn archived(
             chosen.ended
         }
     };
-    let age = ctx.clock_start.duration_since(taken_at);
+    let age = ctx
+        .clock_start
+        .duration_since(taken_at)
+        .max(jiff::SignedDuration::ZERO);
     evidence.push(format!(
         "restorable to {taken_at}: {} before the incident clock",
         format_duration(age)

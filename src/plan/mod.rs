@@ -1,5 +1,7 @@
-//! A validated playbook as a DAG: execution order, parallel stages, critical path, and the
-//! pictures (`dot`, `mermaid`) and JSON tools want.
+//! A validated playbook as a DAG: execution order, parallel stages, critical path, the text
+//! and JSON forms people and tools read; the pictures (`dot`, `mermaid`) are in `picture.rs`.
+
+mod picture;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -133,18 +135,7 @@ impl Plan {
                     if !step.needs.is_empty() {
                         flags.push(format!("needs {}", step.needs.join(", ")));
                     }
-                    if step.approval.is_some() {
-                        flags.push("approval".into());
-                    }
-                    if step.live_only {
-                        flags.push("live only".into());
-                    }
-                    if step.clock_stop {
-                        flags.push("stops the clock".into());
-                    }
-                    if step.when.is_some() {
-                        flags.push("conditional".into());
-                    }
+                    flags.extend(marks(step).into_iter().map(String::from));
                     let flags = if flags.is_empty() {
                         String::new()
                     } else {
@@ -180,57 +171,6 @@ impl Plan {
             path.len(),
             plural(path.len())
         );
-        out
-    }
-
-    pub fn render_dot(&self) -> String {
-        let mut out = format!(
-            "digraph {:?} {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
-            self.playbook.name
-        );
-        for step in &self.playbook.steps {
-            let style = if step.cleanup {
-                ", style=dashed"
-            } else if step.live_only {
-                ", style=bold"
-            } else {
-                ""
-            };
-            let _ = writeln!(
-                out,
-                "  {:?} [label={:?}{style}];",
-                step.id,
-                format!("{}\n{}", step.id, step.kind)
-            );
-        }
-        for edge in self.graph.raw_edges() {
-            let from = &self.playbook.steps[self.graph[edge.source()]].id;
-            let to = &self.playbook.steps[self.graph[edge.target()]].id;
-            let _ = writeln!(out, "  {from:?} -> {to:?};");
-        }
-        out.push_str("}\n");
-        out
-    }
-
-    pub fn render_mermaid(&self) -> String {
-        let mut out = String::from("flowchart LR\n");
-        for step in &self.playbook.steps {
-            let (open, close) = if step.cleanup {
-                ("([", "])")
-            } else {
-                ("[", "]")
-            };
-            let _ = writeln!(
-                out,
-                "  {}{open}\"{}<br/>{}\"{close}",
-                step.id, step.id, step.kind
-            );
-        }
-        for edge in self.graph.raw_edges() {
-            let from = &self.playbook.steps[self.graph[edge.source()]].id;
-            let to = &self.playbook.steps[self.graph[edge.target()]].id;
-            let _ = writeln!(out, "  {from} --> {to}");
-        }
         out
     }
 
@@ -320,6 +260,25 @@ pub fn longest_chain(
     }
     path.reverse();
     path
+}
+
+/// What sets a step apart in every form of the plan: a human decision before it, live only,
+/// the RTO clock, a condition.
+pub(crate) fn marks(step: &crate::model::Step) -> Vec<&'static str> {
+    let mut marks = Vec::new();
+    if step.approval.is_some() {
+        marks.push("approval");
+    }
+    if step.live_only {
+        marks.push("live only");
+    }
+    if step.clock_stop {
+        marks.push("stops the clock");
+    }
+    if step.when.is_some() {
+        marks.push("conditional");
+    }
+    marks
 }
 
 fn plural(n: usize) -> &'static str {
