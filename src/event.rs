@@ -39,6 +39,18 @@ impl Status {
         }
     }
 
+    /// The mark a step's line starts with in the terminal summary and the console.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Status::Succeeded => "✓",
+            Status::Failed | Status::TimedOut | Status::Rejected | Status::Cancelled => "✗",
+            Status::Skipped => "-",
+            Status::Pending => "·",
+            Status::WaitingApproval => "?",
+            Status::Running => "▶",
+        }
+    }
+
     /// Whether the step is done, one way or another.
     pub fn is_final(self) -> bool {
         !matches!(

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::argv::{Sampler, unique};
-use common::drill::{json_report, shipped, step};
+use common::drill::{assessed_age, json_report, reported_rpo, shipped, step};
 use common::http::Receiver;
 use common::lab::{
     Lab, count, drill_inputs, four_eyes_drill, password_in, playbook_copy, redis_keys, run_args,
@@ -113,28 +113,13 @@ fn two_drills_in_a_row_fail_over_and_leave_a_healthy_pair() {
         archive_text.contains("the last commit archived"),
         "{archive_text}"
     );
-    let at = |value: &serde_json::Value| {
-        value
-            .as_str()
-            .expect("a time")
-            .parse::<jiff::Timestamp>()
-            .expect("a timestamp")
-    };
-    let clock = at(&report["clock_started_at"]);
-    let expected = clock
-        .duration_since(at(&archive["outputs"]["taken_at"]))
-        .as_secs_f64()
-        .max(0.0);
-    let achieved = report["objectives"]["rpo"]["achieved_seconds"]
-        .as_f64()
-        .expect("an achieved RPO");
+    let expected = assessed_age(&report, "assess_archive").max(0.0);
+    let achieved = reported_rpo(&report);
+    let dump = assessed_age(&report, "assess");
     assert!(
         (achieved - expected).abs() < 1.0,
         "RPO {achieved} s, the archive's {expected} s"
     );
-    let dump = clock
-        .duration_since(at(&step(&report, "assess")["outputs"]["taken_at"]))
-        .as_secs_f64();
     assert!(
         dump > expected + 1.0,
         "the dump ({dump} s old) predates the archive's last commit ({expected} s old)"

@@ -568,24 +568,12 @@ async fn the_database_restore_reports_the_archive_beside_the_dump_it_restored() 
         archive.to_string().contains("the last commit archived"),
         "{archive}"
     );
-    let at = |value: &serde_json::Value| {
-        value
-            .as_str()
-            .expect("a time")
-            .parse::<jiff::Timestamp>()
-            .expect("a timestamp")
-    };
-    let clock = at(&report["clock_started_at"]);
-    let age = |id: &str| {
-        clock
-            .duration_since(at(&common::drill::step(&report, id)["outputs"]["taken_at"]))
-            .as_secs_f64()
-    };
-    let (dump, archived) = (age("assess"), age("assess_archive"));
+    let (dump, archived) = (
+        common::drill::assessed_age(&report, "assess"),
+        common::drill::assessed_age(&report, "assess_archive"),
+    );
     assert!(dump > archived + 1.0, "dump {dump} s, archive {archived} s");
-    let achieved = report["objectives"]["rpo"]["achieved_seconds"]
-        .as_f64()
-        .expect("an achieved RPO");
+    let achieved = common::drill::reported_rpo(&report);
     assert!(
         (achieved - dump).abs() < 1.0,
         "RPO {achieved} s, the dump's age {dump} s"

@@ -4,7 +4,7 @@
 
 use std::fmt::Write;
 
-use crate::event::{PlannedStep, Status};
+use crate::event::PlannedStep;
 use crate::state::{RunState, StepState};
 
 use super::communication;
@@ -127,17 +127,6 @@ fn measure(measure: &Measure, missing: &'static str) -> String {
     parts.join(" · ")
 }
 
-fn symbol(status: Status) -> &'static str {
-    match status {
-        Status::Succeeded => "✓",
-        Status::Failed | Status::TimedOut | Status::Rejected | Status::Cancelled => "✗",
-        Status::Skipped => "-",
-        Status::Pending => "·",
-        Status::WaitingApproval => "?",
-        Status::Running => ">",
-    }
-}
-
 fn steps(out: &mut String, state: &RunState) {
     let steps = report_steps(state);
     let status_width = steps
@@ -161,7 +150,7 @@ fn steps(out: &mut String, state: &RunState) {
         let notes = notes(*plan, step);
         let line = format!(
             "  {} {:<status_width$}  {:<id_width$}  {:>duration_width$}  {}",
-            symbol(step.status),
+            step.status.symbol(),
             step.status.name(),
             step.id,
             duration,

@@ -27,6 +27,27 @@ pub fn step<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Valu
         .unwrap_or_else(|| panic!("no step {id} in {report}"))
 }
 
+/// In a JSON report: how old the data `step` assessed (`outputs.taken_at`) was when the RTO
+/// clock started, in seconds; and the RPO the report gives.
+pub fn assessed_age(report: &serde_json::Value, id: &str) -> f64 {
+    let at = |value: &serde_json::Value| {
+        value
+            .as_str()
+            .unwrap_or_else(|| panic!("not a time: {value}"))
+            .parse::<jiff::Timestamp>()
+            .expect("a timestamp")
+    };
+    at(&report["clock_started_at"])
+        .duration_since(at(&step(report, id)["outputs"]["taken_at"]))
+        .as_secs_f64()
+}
+
+pub fn reported_rpo(report: &serde_json::Value) -> f64 {
+    report["objectives"]["rpo"]["achieved_seconds"]
+        .as_f64()
+        .expect("an achieved RPO")
+}
+
 /// The runs of `playbook` in `dir` (run ids started in the same second do not sort by time).
 pub fn runs_of(dir: &Path, playbook: &str) -> Vec<String> {
     super::run_ids(dir)

@@ -28,7 +28,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 use crate::event::{Event, Status};
 use crate::runs::StateDir;
 use crate::state::RunState;
-use view::{Extras, OUTPUT_LINES, View, symbol, view};
+use view::{Extras, OUTPUT_LINES, View, view};
 
 /// How often the view is read again.
 const TICK: Duration = Duration::from_millis(250);
@@ -204,7 +204,7 @@ fn draw(frame: &mut ratatui::Frame, view: &View, keys: &str) {
         .map(|(status, text)| {
             Line::from(vec![
                 Span::styled(
-                    format!("{} ", symbol(*status)),
+                    format!("{} ", status.symbol()),
                     Style::default().fg(colour(*status)),
                 ),
                 Span::raw(text.clone()),
@@ -263,7 +263,7 @@ fn draw(frame: &mut ratatui::Frame, view: &View, keys: &str) {
 fn plain(view: &View) -> String {
     let mut out = format!("{}\n{}\n\nsteps\n", view.title, view.clock);
     for (status, line) in &view.steps {
-        out.push_str(&format!("  {} {line}\n", symbol(*status)));
+        out.push_str(&format!("  {} {line}\n", status.symbol()));
     }
     for (title, lines) in [
         ("now", &view.current),

@@ -205,18 +205,6 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The symbol a status is shown with.
-pub(crate) fn symbol(status: Status) -> &'static str {
-    match status {
-        Status::Succeeded => "✓",
-        Status::Failed | Status::TimedOut | Status::Rejected | Status::Cancelled => "✗",
-        Status::Skipped => "-",
-        Status::Pending => "·",
-        Status::WaitingApproval => "?",
-        Status::Running => "▶",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
