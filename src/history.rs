@@ -47,15 +47,20 @@ pub(crate) fn playbooks(runs: &[RunState]) -> Vec<String> {
 }
 
 /// The prediction for the next run of the playbook whose past `runs` (oldest first) are given:
-/// the newest run's plan, weighed with all of them.
+/// the newest run's plan, weighed with those of its mode (a drill is not an incident).
 pub(crate) fn next_run(runs: &[&RunState]) -> Option<Prediction> {
     let newest = runs.last()?;
     let steps = PlanStep::of_run(newest);
-    Forecast::new(steps, &History::from_runs(runs), newest.rto).map(|f| f.prediction())
+    let alike: Vec<&RunState> = runs
+        .iter()
+        .copied()
+        .filter(|run| run.mode == newest.mode)
+        .collect();
+    Forecast::new(steps, &History::from_runs(&alike), newest.rto).map(|f| f.prediction())
 }
 
 /// How the newest run's RTO compares with the runs before it: "RTO 4m12s, 18% faster than the
-/// median of the 5 before". Only runs that reached the clock stop have an RTO to compare.
+/// median of the 5 drill runs before". Only runs of its mode that reached the clock stop count.
 pub(crate) fn trend(rows: &[Row]) -> String {
     let Some((last, earlier)) = rows.split_last() else {
         return "no runs".into();
@@ -66,11 +71,21 @@ pub(crate) fn trend(rows: &[Row]) -> String {
     let Some(achieved) = last.rto.achieved else {
         return format!("RTO not reached in the last run ({})", last.verdict);
     };
+    // Like with like: a drill against drills, an incident (its prompts, its human waits)
+    // against incidents.
+    let mode = last.mode.name();
     let before: Vec<f64> = earlier
         .iter()
+        .filter(|row| row.mode == last.mode)
         .filter_map(|row| row.rto.achieved)
         .map(|d| d.as_secs_f64())
         .collect();
+    if !earlier.iter().any(|row| row.mode == last.mode) {
+        return format!(
+            "RTO {}; the first {mode} run, nothing like it to compare with",
+            format_duration(achieved)
+        );
+    }
     let Some(median) = crate::predict::median(&before) else {
         return format!(
             "RTO {}; no earlier run reached the clock stop to compare with",
@@ -78,9 +93,9 @@ pub(crate) fn trend(rows: &[Row]) -> String {
         );
     };
     let which = if before.len() == 1 {
-        "the run before".to_string()
+        format!("the {mode} run before")
     } else {
-        format!("the median of the {} before", before.len())
+        format!("the median of the {} {mode} runs before", before.len())
     };
     let change = if median > 0.0 {
         ((median - achieved.as_secs_f64()) / median * 100.0).round()
@@ -281,6 +296,7 @@ pub(crate) fn render_json(entries: &[Entry]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Mode;
     use crate::fixtures::{Journal, planned};
 
     /// A finished run of `database-restore` whose clock stops after `seconds` (or never).
@@ -352,15 +368,15 @@ mod tests {
                 Some(290),
                 Some(246)
             ])),
-            "RTO 4m06s, 18% faster than the median of the 5 before"
+            "RTO 4m06s, 18% faster than the median of the 5 drill runs before"
         );
         assert_eq!(
             trend(&rows(&[Some(200), Some(250)])),
-            "RTO 4m10s, 25% slower than the run before"
+            "RTO 4m10s, 25% slower than the drill run before"
         );
         assert_eq!(
             trend(&rows(&[Some(200), None, Some(200)])),
-            "RTO 3m20s, as fast as the run before"
+            "RTO 3m20s, as fast as the drill run before"
         );
         assert_eq!(
             trend(&rows(&[Some(200), None])),
@@ -369,6 +385,31 @@ mod tests {
         assert_eq!(
             trend(&rows(&[None, Some(60)])),
             "RTO 1m00s; no earlier run reached the clock stop to compare with"
+        );
+    }
+
+    #[test]
+    fn the_trend_compares_a_drill_with_drills_and_an_incident_with_incidents() {
+        let row = |n: i64, rto: i64, mode: Mode| {
+            let mut row = Row::of(&run(&format!("r{n}"), n * 1000, Some(rto), 0));
+            row.mode = mode;
+            row
+        };
+        // A quick drill, then a slow incident full of prompts: nothing alike to compare with.
+        let rows = [row(1, 300, Mode::Drill), row(2, 600, Mode::Incident)];
+        assert_eq!(
+            trend(&rows),
+            "RTO 10m00s; the first incident run, nothing like it to compare with"
+        );
+        // The next drill is compared with the drill, not with the incident between.
+        let rows = [
+            row(1, 300, Mode::Drill),
+            row(2, 600, Mode::Incident),
+            row(3, 240, Mode::Drill),
+        ];
+        assert_eq!(
+            trend(&rows),
+            "RTO 4m00s, 20% faster than the drill run before"
         );
     }
 

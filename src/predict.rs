@@ -127,8 +127,20 @@ impl History {
         } else {
             None
         };
+        // Only runs of comparable size (within a factor of [`COMPARABLE`] of the newest) are
+        // rescaled to it: a rate measured on a tiny database says little about a large one,
+        // and one large run must not inflate the estimate for small ones.
+        let comparable = |sample: &&Sample| match (newest, sample.bytes) {
+            (Some(newest), Some(bytes)) => {
+                let ratio = bytes as f64 / newest.max(1) as f64;
+                (1.0 / COMPARABLE..=COMPARABLE).contains(&ratio)
+            }
+            (Some(_), None) => false,
+            (None, _) => true,
+        };
         let seconds: Vec<f64> = samples
             .iter()
+            .filter(comparable)
             .map(|sample| match (newest, sample.bytes) {
                 (Some(newest), Some(bytes)) if bytes > 0 => {
                     // The same rate (bytes / second) applied to the newest size.
@@ -192,6 +204,10 @@ fn byte_count(run: &RunState, step: &StepState) -> Option<u64> {
             .find_map(own)
     })
 }
+
+/// How far a past run's size may be from the newest one's, either way, and still be scaled to
+/// it.
+const COMPARABLE: f64 = 2.0;
 
 /// A step's predicted time, in seconds.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -600,6 +616,27 @@ mod tests {
         assert_eq!(
             super::tests::forecast(&plan, &runs).prediction().median,
             SignedDuration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn only_runs_of_comparable_size_are_scaled_to_the_newest() {
+        let plan = [step("backup", "backup", &[])];
+        // Four runs on a 1 MB demo database, then one on 100 MB: scaling the small runs' 2 s
+        // by 100 would predict 200 s; the large run alone says 40 s.
+        let mut runs: Vec<_> = (0..4)
+            .map(|_| run(&plan, &[("backup", 2, Some(1_000_000))]))
+            .collect();
+        runs.push(run(&plan, &[("backup", 40, Some(100_000_000))]));
+        let prediction = forecast(&plan, &runs).prediction();
+        assert_eq!(prediction.median, SignedDuration::from_secs(40));
+        // And back on the small database: the large run is not scaled down into it.
+        runs.push(run(&plan, &[("backup", 3, Some(1_200_000))]));
+        let prediction = forecast(&plan, &runs).prediction();
+        assert!(
+            prediction.median <= SignedDuration::from_secs(3),
+            "{:?}",
+            prediction.median
         );
     }
 

@@ -69,7 +69,7 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
     assert!(
         playbook["trend"]
             .as_str()
-            .is_some_and(|t| t.starts_with("RTO ") && t.ends_with(" the run before")),
+            .is_some_and(|t| t.starts_with("RTO ") && t.ends_with(" the drill run before")),
         "{}",
         playbook["trend"]
     );
@@ -91,7 +91,12 @@ fn history_lists_every_run_with_its_verdict_and_a_prediction() {
         let text = Drillbook::in_dir(&dir).args(&["history", which]).run();
         assert_eq!(text.status, 0, "{}", text.stderr);
         assert!(text.stdout.starts_with("quick-drill\n"), "{}", text.stdout);
-        assert_eq!(text.stdout.matches(" drill ").count(), 2, "{}", text.stdout);
+        assert_eq!(
+            text.stdout.matches("  drill  ").count(),
+            2,
+            "{}",
+            text.stdout
+        );
         assert!(text.stdout.contains("\ntrend: RTO "), "{}", text.stdout);
         assert!(
             text.stdout.contains("\nnext: predicted ")

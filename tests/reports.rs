@@ -197,3 +197,40 @@ fn runs_are_listed_filtered_and_named_by_prefix_or_latest() {
         ambiguous.stderr
     );
 }
+
+/// Every subcommand's help has examples; `run --help` says what each exit code means.
+#[test]
+fn the_cli_explains_itself() {
+    for command in [
+        "validate", "plan", "schema", "run", "resume", "approve", "runs", "history", "due",
+        "watch", "status", "report", "wal",
+    ] {
+        let help = Drillbook::new().args(&[command, "--help"]).run();
+        assert_eq!(help.status, 0, "{command}: {}", help.stderr);
+        assert!(
+            help.stdout.contains("Example"),
+            "{command} --help:\n{}",
+            help.stdout
+        );
+    }
+    let run = Drillbook::new().args(&["run", "--help"]).run().stdout;
+    for code in [
+        "0    succeeded",
+        "1    a step failed",
+        "2    the playbook",
+        "3    succeeded, but an objective",
+        "4    waiting for a decision",
+        "130  interrupted",
+    ] {
+        assert!(run.contains(code), "`{code}` in\n{run}");
+    }
+    let approve = Drillbook::new().args(&["approve", "--help"]).run().stdout;
+    assert!(
+        approve.contains("--reason <REASON>") && approve.contains("Why: kept in the journal"),
+        "{approve}"
+    );
+    assert!(
+        approve.contains("The step whose question is answered"),
+        "{approve}"
+    );
+}

@@ -4,6 +4,22 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// `run --help`'s epilogue: examples, then what each exit code means.
+const RUN_HELP: &str = "Examples:
+  drillbook run playbooks/quickstart.yaml
+  drillbook run playbooks/database-restore.yaml --var store=s3://backups/prod
+  drillbook run playbooks/database-restore.yaml --mode incident --declared-at 2026-12-06T02:10:00Z
+  drillbook run playbooks/nightly-backup.yaml --mode live   # from a scheduler
+
+Exit codes:
+  0    succeeded, every objective met
+  1    a step failed
+  2    the playbook or the arguments are invalid, or the run was refused (a live target in a
+       drill, a run already in progress); nothing ran
+  3    succeeded, but an objective (RTO or RPO) was missed
+  4    waiting for a decision: drillbook approve RUN STEP, then drillbook resume RUN
+  130  interrupted (Ctrl-C, SIGTERM); drillbook resume RUN continues";
+
 #[derive(Parser)]
 #[command(
     name = "drillbook",
@@ -28,13 +44,21 @@ pub(super) struct StateArgs {
 #[derive(Subcommand)]
 pub(super) enum Command {
     /// Check playbooks and report every error at once (exit 0 when all are valid, 2 otherwise).
+    #[command(
+        after_help = "Examples:\n  drillbook validate playbooks/*.yaml\n  drillbook validate my-drill.yaml && echo valid"
+    )]
     Validate {
+        /// Playbook files (YAML).
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Show the steps in execution order, the parallel stages and the critical path, and
     /// the RTO predicted from past runs of the playbook.
+    #[command(
+        after_help = "Examples:\n  drillbook plan playbooks/database-restore.yaml\n  drillbook plan playbooks/quarterly-failover.yaml --format dot | dot -Tsvg > failover.svg\n  drillbook plan playbooks/quarterly-failover.yaml --format mermaid"
+    )]
     Plan {
+        /// The playbook file.
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
         format: PlanFormat,
@@ -42,10 +66,15 @@ pub(super) enum Command {
         state: StateArgs,
     },
     /// Print the JSON Schema of the playbook language.
+    #[command(after_help = "Example:\n  drillbook schema > schemas/playbook.schema.json")]
     Schema,
     /// Run a playbook: a drill (default) or a live incident.
+    #[command(after_help = RUN_HELP)]
     Run(RunArgs),
     /// Continue a run that stopped: crashed, interrupted, failed or waiting for approval.
+    #[command(
+        after_help = "Examples:\n  drillbook resume latest\n  drillbook resume 20261206-0215 --as alice\n\nExit codes: as for `drillbook run`."
+    )]
     Resume {
         /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
@@ -66,9 +95,13 @@ pub(super) enum Command {
         state: StateArgs,
     },
     /// Record a decision for a step waiting for a human (approval, manual step, re-run).
+    #[command(
+        after_help = "Examples:\n  drillbook approve latest restore --as bob\n  drillbook approve 20261206-0215 promote --reject --reason \"standby is 2h behind\"\nThen `drillbook resume RUN` continues the run (a four-eyes gate needs two different people)."
+    )]
     Approve {
         /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
+        /// The step whose question is answered (as `status` names it).
         step: String,
         /// Say no instead of yes.
         #[arg(long)]
@@ -76,6 +109,7 @@ pub(super) enum Command {
         /// Who decides (default: the OS user).
         #[arg(long = "as", value_name = "NAME")]
         operator: Option<String>,
+        /// Why: kept in the journal and shown in every report (most useful with --reject).
         #[arg(long)]
         reason: Option<String>,
         #[command(flatten)]
@@ -104,7 +138,11 @@ pub(super) enum Command {
     },
     /// The finished runs of a playbook (a name or a file) or of every playbook: verdicts,
     /// RTO and RPO against their objectives, the trend, and the next run's prediction.
+    #[command(
+        after_help = "Examples:\n  drillbook history\n  drillbook history database-restore --format md"
+    )]
     History {
+        /// A playbook's name or file (default: every playbook with runs).
         playbook: Option<String>,
         #[arg(long, value_enum, default_value_t = HistoryFormat::Text)]
         format: HistoryFormat,
@@ -113,6 +151,9 @@ pub(super) enum Command {
     },
     /// List the playbooks whose last pass is older than the cadence, that never passed, or
     /// that changed since they last passed (exit 1 if any, 0 when nothing is due).
+    #[command(
+        after_help = "Examples:\n  drillbook due playbooks/quarterly-failover.yaml --every 92d\n  drillbook due --format json"
+    )]
     Due {
         /// Playbook files to check (default: every playbook with runs in the state directory).
         playbooks: Vec<PathBuf>,
@@ -139,6 +180,9 @@ pub(super) enum Command {
         state: StateArgs,
     },
     /// Show where a run stands.
+    #[command(
+        after_help = "Examples:\n  drillbook status latest\n  drillbook status 20261206-0215"
+    )]
     Status {
         /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,
@@ -147,8 +191,14 @@ pub(super) enum Command {
     },
     /// Archive PostgreSQL's WAL into a store and fetch it back: `archive_command` and
     /// `restore_command` (exit 0 done, 1 failed or not archived, 2 wrong usage or settings).
+    #[command(
+        after_help = "Examples (postgresql.conf):\n  archive_command = 'drillbook wal push --config /etc/drillbook/wal.conf %p'\n  restore_command = 'drillbook wal fetch --config /etc/drillbook/wal.conf %f %p'"
+    )]
     Wal(WalArgs),
     /// Write a run's report.
+    #[command(
+        after_help = "Examples:\n  drillbook report latest\n  drillbook report 20261206-0215 --format html -o drill.html\n  drillbook report latest --format junit -o drill.xml"
+    )]
     Report {
         /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
         run_id: String,

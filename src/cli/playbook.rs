@@ -41,7 +41,11 @@ pub(super) fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -
     let plan = Plan::new(playbook);
     let prediction = || {
         let runs = finished_runs(dir);
-        let past = crate::history::runs_of(&runs, &plan.playbook.name);
+        // `plan` speaks of the next drill: predicted from past drills only.
+        let past: Vec<_> = crate::history::runs_of(&runs, &plan.playbook.name)
+            .into_iter()
+            .filter(|run| run.mode == crate::event::Mode::Drill)
+            .collect();
         let steps = plan
             .playbook
             .steps

@@ -86,17 +86,19 @@ fn fold(path: &Path) -> Result<RunState, String> {
     RunState::fold(&replay.records)
 }
 
-/// The projection of a run of `playbook`, from the past runs of the same playbook (other than
-/// `this` run, when resuming one).
+/// The projection of a run of `playbook` in `mode`, from the past runs of the same playbook in
+/// the same mode (a drill is not an incident: no prompts, no human waits), other than `this`
+/// run, when resuming one.
 fn projection(
     playbook: &Playbook,
     runs: &[RunState],
     this: Option<&str>,
+    mode: crate::event::Mode,
     clock_start: Timestamp,
 ) -> Arc<Projection> {
     let past: Vec<&RunState> = crate::history::runs_of(runs, &playbook.name)
         .into_iter()
-        .filter(|run| Some(run.run_id.as_str()) != this)
+        .filter(|run| Some(run.run_id.as_str()) != this && run.mode == mode)
         .collect();
     Arc::new(Projection::new(
         playbook

@@ -60,6 +60,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         &playbook,
         &options.past_runs,
         None,
+        options.mode,
         declared_at.unwrap_or(started_at),
     );
     let fields = RunFields {

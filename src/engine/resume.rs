@@ -66,6 +66,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         &playbook,
         &options.past_runs,
         Some(&state.run_id),
+        state.mode,
         state.clock_start(),
     );
     projection.resume_from(&state);
