@@ -142,16 +142,11 @@ pub(super) async fn assess(
 
     let pg_waldump =
         pg_tools::find("pg_waldump", manifest.server_major()).map_err(StepFailure::of)?;
-    let scratch = ctx
-        .run_dir
-        .join("tmp")
-        .join(format!("{}.{}.wal", ctx.id, ctx.attempt));
-    tokio::fs::create_dir_all(&scratch)
-        .await
-        .map_err(|e| StepFailure::new(format!("{}: {e}", scratch.display())))?;
-    let found = last_commit(store, &holdings, start, size, &pg_waldump.path, &scratch).await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    let found = found.map_err(StepFailure::new)?;
+    let found = super::with_scratch(ctx, |scratch| async move {
+        last_commit(store, &holdings, start, size, &pg_waldump.path, &scratch).await
+    })
+    .await?
+    .map_err(StepFailure::new)?;
     archived(
         step,
         ctx,

@@ -229,6 +229,27 @@ impl Assess {
     }
 }
 
+/// Runs `read` with a scratch directory of the step's own for the WAL segments `pg_waldump`
+/// reads (drillbook's archive and pgBackRest's alike), removed once `read` is done.
+async fn with_scratch<T, F>(
+    ctx: &StepContext<'_>,
+    read: impl FnOnce(std::path::PathBuf) -> F,
+) -> Result<T, StepFailure>
+where
+    F: std::future::Future<Output = T>,
+{
+    let scratch = ctx
+        .run_dir
+        .join("tmp")
+        .join(format!("{}.{}.wal", ctx.id, ctx.attempt));
+    tokio::fs::create_dir_all(&scratch)
+        .await
+        .map_err(|e| StepFailure::new(format!("{}: {e}", scratch.display())))?;
+    let done = read(scratch.clone()).await;
+    let _ = tokio::fs::remove_dir_all(&scratch).await;
+    Ok(done)
+}
+
 /// The backup an archive assessment chose, for [`archived`].
 struct Chosen<'a> {
     backup: &'a str,

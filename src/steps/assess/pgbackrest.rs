@@ -70,21 +70,16 @@ pub(super) async fn assess(
         }
     }
     let pg_waldump = pg_tools::find("pg_waldump", info.major).map_err(StepFailure::of)?;
-    let scratch = ctx
-        .run_dir
-        .join("tmp")
-        .join(format!("{}.{}.wal", ctx.id, ctx.attempt));
-    tokio::fs::create_dir_all(&scratch)
-        .await
-        .map_err(|e| StepFailure::new(format!("{}: {e}", scratch.display())))?;
     let archive_id = info.archive_id.clone().unwrap_or_default();
-    let found = newest_commit(names, &pg_waldump.path, &scratch, |name, path| {
-        let archive_id = archive_id.clone();
-        async move { repository.fetch_segment(&archive_id, &name, &path).await }
+    let found = super::with_scratch(ctx, |scratch| async move {
+        newest_commit(names, &pg_waldump.path, &scratch, |name, path| {
+            let archive_id = archive_id.clone();
+            async move { repository.fetch_segment(&archive_id, &name, &path).await }
+        })
+        .await
     })
-    .await;
-    let _ = tokio::fs::remove_dir_all(&scratch).await;
-    let found = found.map_err(StepFailure::new)?;
+    .await?
+    .map_err(StepFailure::new)?;
     archived(
         step,
         ctx,
