@@ -279,6 +279,11 @@ pub enum Event {
         #[serde(default)]
         pre_approved: bool,
     },
+    /// The operator of an incident is asked "Proceed?" before a step, at the run's terminal.
+    Confirming {
+        step: String,
+        by: String,
+    },
     /// The operator of an incident answered "Proceed?" before a step (`proceed`, `skip` or
     /// `abort`) after `waited_ms`: time a human took, which no recovery time may count.
     Confirmed {
@@ -288,6 +293,14 @@ pub enum Event {
     },
     Interrupted {
         reason: String,
+    },
+    /// The incident operator stopped the run before `step`, giving `reason`: no main step
+    /// starts after it; cleanup still runs.
+    Aborted {
+        step: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// A repeated notification (`every:`) was sent, or failed to be.
     NotificationRepeated {
@@ -375,6 +388,8 @@ impl Event {
             | Event::ApprovalRequested { step, .. }
             | Event::ApprovalDecided { step, .. }
             | Event::Confirmed { step, .. }
+            | Event::Confirming { step, .. }
+            | Event::Aborted { step, .. }
             | Event::NotificationRepeated { step, .. }
             | Event::ChildStarted { step, .. }
             | Event::ChildStopped { step, .. } => Some(step),

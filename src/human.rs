@@ -3,6 +3,8 @@
 //! nobody in an unattended run) and [`Observer`]s see every event (the progress display, the
 //! log). Both see only masked text.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::event::{Ask, Record};
@@ -17,6 +19,8 @@ pub struct Question {
     pub text: String,
     /// What the step will do, in one line.
     pub summary: String,
+    /// What it writes to, by identity ("`redis`: redis 127.0.0.1:6379 db 9"): never a password.
+    pub targets: Vec<String>,
     /// People who already said yes (a four-eyes gate needs someone else).
     pub approved_by: Vec<String>,
     /// Distinct people whose "yes" is needed in all.
@@ -24,6 +28,38 @@ pub struct Question {
     /// Time on the RTO clock so far, and the objective.
     pub elapsed: Duration,
     pub rto: Option<Duration>,
+    /// Incident mode: the question is the step's one confirmation, so skip and abort are
+    /// answers too.
+    pub incident: bool,
+    /// Set when the question is settled elsewhere (`drillbook approve` from another shell):
+    /// the operator stops asking and answers [`Reply::Unavailable`].
+    pub withdrawn: Withdrawn,
+}
+
+/// Incident mode's question before a step with no gate of its own.
+#[derive(Clone, Debug)]
+pub struct Confirmation {
+    pub step: String,
+    /// What the step will do, rendered (secrets masked).
+    pub summary: String,
+    /// What it writes to, by identity.
+    pub targets: Vec<String>,
+    pub elapsed: Duration,
+    pub rto: Option<Duration>,
+}
+
+/// A flag the runner raises when a question it asked was answered another way.
+#[derive(Clone, Debug, Default)]
+pub struct Withdrawn(Arc<AtomicBool>);
+
+impl Withdrawn {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +72,15 @@ pub enum Reply {
         by: String,
         reason: Option<String>,
     },
+    /// Incident mode: the step is not run, the run goes on.
+    Skip {
+        by: String,
+    },
+    /// Incident mode: the run stops here.
+    Abort {
+        by: String,
+        reason: Option<String>,
+    },
     /// Nobody can answer here (no terminal): the run stops until `drillbook approve`.
     Unavailable,
 }
@@ -45,7 +90,7 @@ pub enum Reply {
 pub enum Go {
     Proceed,
     Skip { by: String },
-    Abort { by: String },
+    Abort { by: String, reason: Option<String> },
 }
 
 /// What the incident operator writes for the post-mortem when the run is over.
@@ -72,7 +117,7 @@ pub trait Operator: Send + Sync {
     fn interactive(&self) -> bool;
     fn ask(&self, question: &Question) -> Reply;
     /// Incident mode: shown before each step.
-    fn confirm(&self, step: &str, summary: &str, elapsed: Duration, rto: Option<Duration>) -> Go;
+    fn confirm(&self, confirmation: &Confirmation) -> Go;
     /// Incident mode, once the steps are over (`outcome` says how: "succeeded", "failed"…):
     /// the root cause and remediation for the post-mortem, while the people who know them are
     /// still at the keyboard. `None` where nobody can answer; the report then keeps its
@@ -102,7 +147,7 @@ impl Operator for Nobody {
         Reply::Unavailable
     }
 
-    fn confirm(&self, _: &str, _: &str, _: Duration, _: Option<Duration>) -> Go {
+    fn confirm(&self, _: &Confirmation) -> Go {
         Go::Proceed
     }
 }

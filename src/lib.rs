@@ -23,6 +23,7 @@ pub mod format;
 pub mod fuzzing;
 pub mod history;
 pub mod human;
+pub mod inbox;
 pub mod journal;
 pub mod loader;
 pub mod lock;

@@ -7,6 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
 use crate::event::{Mode, Status};
+use crate::outcome::Outcome;
 use crate::state::{RunState, StepState};
 use crate::steps::Kind;
 
@@ -105,6 +106,51 @@ fn rto_end(state: &RunState) -> Option<Timestamp> {
     main.iter()
         .filter_map(|step| step.attempts.last().and_then(|a| a.finished_at))
         .max()
+}
+
+/// Why a run ended that did not succeed though no step failed (aborted, interrupted, an
+/// objective missed), so that "nothing failed" is never all a report says: "Aborted by erin
+/// before `restore`: wrong region." `None` when a step failed (that is the why) or the run
+/// succeeded, waits, or has not finished.
+pub fn why_stopped(state: &RunState) -> Option<String> {
+    if let Some(abort) = &state.aborted {
+        let reason = abort
+            .reason
+            .as_deref()
+            .map(|reason| format!(": {reason}"))
+            .unwrap_or_default();
+        return Some(format!(
+            "Aborted by {} before `{}`{reason}.",
+            abort.by, abort.step
+        ));
+    }
+    let failed = state.steps.iter().any(|step| {
+        matches!(
+            step.status,
+            Status::Failed | Status::TimedOut | Status::Rejected | Status::Cancelled
+        )
+    });
+    let outcome = state.outcome()?;
+    if failed || matches!(outcome, Outcome::Succeeded | Outcome::WaitingApproval) {
+        return None;
+    }
+    let mut why = format!(
+        "No step failed, but the run ended {}",
+        state.outcome_name().replace('_', " ")
+    );
+    if let Some((_, code)) = state.finished {
+        why.push_str(&format!(" (exit {code})"));
+    }
+    let reasons: Vec<&str> = state
+        .interruptions
+        .iter()
+        .map(|(_, reason)| reason.as_str())
+        .collect();
+    if !reasons.is_empty() {
+        why.push_str(&format!(": {}", reasons.join("; ")));
+    }
+    why.push('.');
+    Some(why)
 }
 
 /// Done without failing: succeeded, or skipped for a reason of its own (a `when`, a live-only

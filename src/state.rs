@@ -1,5 +1,8 @@
 //! A run's state, folded from its journal. `resume`, `status` and every report read this; none
 //! of them trusts anything but the journal.
+//!
+//! Long, but one idea: the state's types and the one `match` over every journal event that
+//! builds them, which must see each other to stay in step.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +39,8 @@ pub struct RunState {
     /// Each time the run was picked up again: when, and by whom.
     pub resumes: Vec<(Timestamp, String)>,
     pub interruptions: Vec<(Timestamp, String)>,
+    /// The incident operator aborted the run: before which step, who, when and why.
+    pub aborted: Option<Abort>,
     pub finished: Option<(Timestamp, u8)>,
     /// Time of the last record.
     pub last_at: Timestamp,
@@ -101,6 +106,16 @@ impl Notification {
     }
 }
 
+/// An incident's operator stopped the run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Abort {
+    pub at: Timestamp,
+    /// The step they were asked about.
+    pub step: String,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct PostMortemNotes {
     pub root_cause: String,
@@ -132,6 +147,9 @@ pub struct StepState {
     pub human_wait: SignedDuration,
     /// When its last wait for a human ended.
     pub human_wait_ended: Option<Timestamp>,
+    /// Incident mode: the operator at the run's terminal is being asked to proceed (who,
+    /// since when), until they answer.
+    pub confirming: Option<(String, Timestamp)>,
 }
 
 #[derive(Clone, Debug)]
@@ -181,6 +199,7 @@ impl StepState {
             waiting_since: None,
             human_wait: SignedDuration::ZERO,
             human_wait_ended: None,
+            confirming: None,
         }
     }
 
@@ -245,9 +264,12 @@ impl RunState {
         self.finished.map(|(_, code)| Outcome::from_code(code))
     }
 
-    /// The outcome's word, or `unfinished`.
+    /// The outcome's word, or `unfinished`; `aborted` for a run its operator stopped.
     pub fn outcome_name(&self) -> &'static str {
-        self.outcome().map_or("unfinished", Outcome::name)
+        match self.outcome() {
+            Some(Outcome::Failed) if self.aborted.is_some() => "aborted",
+            outcome => outcome.map_or("unfinished", Outcome::name),
+        }
     }
 
     /// When the RTO clock started: the declared incident time, or the run's start.
@@ -324,6 +346,7 @@ impl RunState {
             steps: Vec::new(),
             resumes: Vec::new(),
             interruptions: Vec::new(),
+            aborted: None,
             finished: None,
             last_at: first.at,
             notifications: Vec::new(),
@@ -505,8 +528,33 @@ impl RunState {
                 step, waited_ms, ..
             } => {
                 let step = self.step_mut(step);
+                step.confirming = None;
                 step.human_wait += SignedDuration::from_millis(*waited_ms as i64);
+                // Skip or abort answered at a gate: the question's wait ends with it.
+                if let Some(since) = step.waiting_since.take() {
+                    step.human_wait += at.duration_since(since);
+                    step.question = None;
+                }
                 step.human_wait_ended = Some(at);
+            }
+            Event::Confirming { step, by } => {
+                self.step_mut(step).confirming = Some((by.clone(), at));
+            }
+            Event::Aborted { step, by, reason } => {
+                let said = match reason {
+                    Some(reason) => format!("aborted by {by}: {reason}"),
+                    None => format!("aborted by {by}"),
+                };
+                self.aborted = Some(Abort {
+                    at,
+                    step: step.clone(),
+                    by: by.clone(),
+                    reason: reason.clone(),
+                });
+                let step = self.step_mut(step);
+                step.status = Status::Cancelled;
+                step.skipped_reason = Some(said);
+                step.question = None;
             }
             Event::Interrupted { reason } => self.interruptions.push((at, reason.clone())),
             Event::RunFinished { exit_code } => self.finished = Some((at, *exit_code)),

@@ -40,6 +40,36 @@ pub fn is_template(text: &str) -> bool {
     text.contains("{{") || text.contains("{%") || text.contains("{#")
 }
 
+/// `text` with each `{{ … }}` replaced by what `known` says of its expression, or else by a
+/// named placeholder, `‹steps.assess.outputs.backup›`: for plans and prompts, which show what
+/// they can before a run has the values. Text outside the braces is kept as it is; an
+/// unclosed `{{` stays as written.
+pub fn placeholders(text: &str, known: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open + 2..].find("}}") else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let expression = rest[open + 2..open + 2 + close]
+            .trim()
+            .trim_matches('-')
+            .trim();
+        match known(expression) {
+            Some(value) => out.push_str(&value),
+            None => {
+                out.push('‹');
+                out.push_str(expression);
+                out.push('›');
+            }
+        }
+        rest = &rest[open + 2 + close + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn now() -> String {
     jiff::Timestamp::now().to_string()
 }
@@ -110,5 +140,22 @@ mod tests {
     fn undefined_is_an_error() {
         let env = environment();
         assert!(env.render_str("{{ vars.missing }}", ()).is_err());
+    }
+
+    #[test]
+    fn placeholders_name_what_is_not_known_yet() {
+        let known = |expression: &str| (expression == "vars.store").then(|| "s3://backups".into());
+        assert_eq!(
+            placeholders(
+                "restore {{ steps.assess.outputs.backup }} from {{vars.store}} into {{ secrets.URL | trim }}",
+                known
+            ),
+            "restore ‹steps.assess.outputs.backup› from s3://backups into ‹secrets.URL | trim›"
+        );
+        assert_eq!(placeholders("no templates", known), "no templates");
+        assert_eq!(
+            placeholders("cut {{ vars.store", known),
+            "cut {{ vars.store"
+        );
     }
 }

@@ -177,3 +177,48 @@ fn the_text_plan_names_the_variable_a_repoint_sets() {
         assert!(!line.contains("DATABASE_URL"), "{line}");
     }
 }
+
+#[test]
+fn the_text_plan_renders_what_it_can_and_never_cuts_instructions() {
+    let output = Drillbook::new()
+        .playbook(
+            "p.yaml",
+            r#"version: 1
+name: templates
+vars: { store: "s3://backups/prod" }
+secrets: [RESTORE_URL]
+steps:
+  - { id: assess, kind: assess, store: "{{ vars.store }}" }
+  - id: restore
+    kind: restore
+    backup: "{{ steps.assess.outputs.backup }}"
+    store: "{{ vars.store }}"
+    target: "{{ secrets.RESTORE_URL }}"
+    needs: [assess]
+  - id: call
+    kind: manual
+    needs: [restore]
+    instructions: |
+      Call the DBA on-call, and when they answer,
+      confirm the standby is healthy.
+"#,
+        )
+        .args(&["plan", "p.yaml"])
+        .expect_status(0)
+        .run();
+    let text = output.stdout;
+    // A variable's default is known; what a run learns is a named placeholder.
+    assert!(text.contains("s3://backups/prod"), "{text}");
+    assert!(text.contains("‹steps.assess.outputs.backup›"), "{text}");
+    assert!(text.contains("‹secrets.RESTORE_URL›"), "{text}");
+    assert!(!text.contains("{{"), "{text}");
+    // Both lines of the instructions, whole.
+    assert!(
+        text.contains("| Call the DBA on-call, and when they answer,\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| confirm the standby is healthy.\n"),
+        "{text}"
+    );
+}

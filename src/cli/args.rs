@@ -91,12 +91,16 @@ pub(super) enum Command {
         /// value masked in it.
         #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
         vars: Vec<(String, String)>,
+        /// An incident at a terminal: ask with plain line prompts instead of the full-screen
+        /// console.
+        #[arg(long)]
+        no_console: bool,
         #[command(flatten)]
         state: StateArgs,
     },
     /// Record a decision for a step waiting for a human (approval, manual step, re-run).
     #[command(
-        after_help = "Examples:\n  drillbook approve latest restore --as bob\n  drillbook approve 20261206-0215 promote --reject --reason \"standby is 2h behind\"\nThen `drillbook resume RUN` continues the run (a four-eyes gate needs two different people)."
+        after_help = "Examples:\n  drillbook approve latest restore --as bob\n  drillbook approve 20261206-0215 promote --reject --reason \"standby is 2h behind\"\nA run waiting at a terminal takes the decision at once and goes on; a paused run goes on with\n`drillbook resume RUN`. A four-eyes gate needs two different people."
     )]
     Approve {
         /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
@@ -123,7 +127,7 @@ pub(super) enum Command {
         /// Only runs of this playbook (its name).
         #[arg(long)]
         playbook: Option<String>,
-        /// Only runs that ended so (succeeded, failed, objective_missed, interrupted,
+        /// Only runs that ended so (succeeded, failed, aborted, objective_missed, interrupted,
         /// waiting_approval, invalid) or have not (running, stopped).
         #[arg(long)]
         status: Option<String>,
@@ -270,6 +274,10 @@ pub(super) struct RunArgs {
     /// Who is running it (default: the OS user).
     #[arg(long = "as", value_name = "NAME")]
     pub(super) operator: Option<String>,
+    /// Incident mode at a terminal: ask with plain line prompts instead of the full-screen
+    /// console.
+    #[arg(long)]
+    pub(super) no_console: bool,
     #[command(flatten)]
     pub(super) state: StateArgs,
     /// When the incident began (RFC 3339), if before this run: the RTO clock starts there.

@@ -42,6 +42,7 @@ pub fn main() -> ExitCode {
             secrets_file,
             operator,
             vars,
+            no_console,
             state,
         } => {
             let run_id = match StateDir::new(state.state_dir.clone()).resolve(&run_id) {
@@ -57,7 +58,7 @@ pub fn main() -> ExitCode {
                 past_runs: finished_runs(&StateDir::new(state.state_dir.clone())),
                 state_dir: StateDir::new(state.state_dir),
             };
-            execute(engine::prepare_resume(options), verbose)
+            execute(engine::prepare_resume(options), verbose, !no_console)
         }
         Command::Approve {
             run_id,

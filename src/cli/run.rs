@@ -45,11 +45,12 @@ pub(super) fn run(args: RunArgs, verbose: u8) -> Outcome {
             Err(refusal) => refuse(refusal),
         };
     }
-    execute(engine::prepare(options), verbose)
+    execute(engine::prepare(options), verbose, !args.no_console)
 }
 
 /// Sets up the log and the display for a prepared run, runs it, prints the summary.
-pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> Outcome {
+/// `console`: an incident at a terminal gets the full-screen console.
+pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8, console: bool) -> Outcome {
     let prepared = match prepared {
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(refusal),
@@ -57,10 +58,31 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8) -> Outco
     init_log(&prepared.run_dir, verbose);
     warn(&prepared.warnings);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let full_screen = interactive
+        && console
+        && prepared.mode == Mode::Incident
+        && std::io::stdout().is_terminal();
+    let incident = full_screen
+        .then(|| {
+            let root = prepared.run_dir.parent()?.parent()?.to_path_buf();
+            crate::ui::console::Incident::open(
+                StateDir::new(root),
+                &prepared.run_id,
+                &prepared.operator,
+                Some(prepared.projection.clone()),
+                color(),
+            )
+            .inspect_err(|error| eprintln!("warning: {error}; asking with plain prompts"))
+            .ok()
+        })
+        .flatten();
     let (operator, observers): (
         std::sync::Arc<dyn crate::human::Operator>,
         Vec<std::sync::Arc<dyn crate::human::Observer>>,
-    ) = if interactive {
+    ) = if let Some(incident) = incident {
+        let incident = std::sync::Arc::new(incident);
+        (incident.clone(), vec![incident])
+    } else if interactive {
         let elapsed =
             crate::measure::elapsed(prepared.clock_start, crate::clock::now()).unsigned_abs();
         let started = std::time::Instant::now()

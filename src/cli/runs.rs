@@ -20,6 +20,7 @@ pub(super) struct Filter {
 const STATUSES: &[&str] = &[
     "succeeded",
     "failed",
+    "aborted",
     "objective_missed",
     "interrupted",
     "waiting_approval",
@@ -65,7 +66,10 @@ impl Filter {
 
     fn keeps(&self, state: &crate::state::RunState) -> bool {
         self.playbook.as_ref().is_none_or(|p| *p == state.playbook)
-            && self.status.as_ref().is_none_or(|s| s == run_status(state))
+            // An aborted run failed too (exit 1): `failed` finds it, `aborted` only it.
+            && self.status.as_ref().is_none_or(|s| {
+                s == run_status(state) || (s == "failed" && run_status(state) == "aborted")
+            })
             && self.since.is_none_or(|since| state.started_at >= since)
     }
 }
@@ -136,7 +140,7 @@ pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> 
 /// A run's outcome, or for an unfinished one whether its process is still alive.
 fn run_status(state: &crate::state::RunState) -> &'static str {
     match state.outcome() {
-        Some(outcome) => outcome.name(),
+        Some(_) => state.outcome_name(),
         None if std::path::Path::new(&format!("/proc/{}", state.pid)).exists() => "running",
         None => "stopped",
     }
@@ -144,6 +148,15 @@ fn run_status(state: &crate::state::RunState) -> &'static str {
 
 pub(super) fn status(dir: &StateDir, run_id: &str) -> Outcome {
     match dir.load(run_id) {
+        // A run in progress: as its console shows it, to this moment.
+        Ok(state) if run_status(&state) == "running" => {
+            match crate::ui::console::snapshot(dir, run_id) {
+                Ok(view) => print(&view),
+                Err(error) => return refuse(Refusal::Usage(error)),
+            }
+            print("\nstatus: running\n");
+            Outcome::Succeeded
+        }
         Ok(state) => {
             print(&report::render(&state, report::Format::Text));
             for step in state.steps.iter().filter(|s| s.question.is_some()) {

@@ -1,10 +1,13 @@
 //! `drillbook approve`: a human decision recorded for a run that waits for one.
 
+use std::time::Duration;
+
 use super::Refusal;
 use crate::event::Event;
 use crate::format::format_time;
+use crate::inbox::{self, Letter};
 use crate::journal::Journal;
-use crate::lock::RunLock;
+use crate::lock::{LockError, RunLock};
 use crate::runs::StateDir;
 use crate::state::RunState;
 
@@ -21,16 +24,105 @@ pub fn approve(
 ) -> Result<String, Refusal> {
     let playbook = state_dir.load(run_id).map_err(Refusal::usage)?.playbook;
     // Brief: another `approve` holding it is waited for; a live run holding it is not.
-    let _lock =
-        RunLock::acquire_brief(&state_dir.lock_path(&playbook), run_id).map_err(|error| {
-            Refusal::Locked {
+    let lock = match RunLock::acquire_brief(&state_dir.lock_path(&playbook), run_id) {
+        Ok(lock) => lock,
+        // The run itself is going: a terminal waits on its questions. The decision goes to
+        // its inbox and the run journals it.
+        Err(LockError::Held { run_id: held, pid }) if held == run_id => {
+            return by_letter(state_dir, run_id, step, approved, by, reason, pid);
+        }
+        Err(error) => {
+            return Err(Refusal::Locked {
                 error,
                 at_terminal: true,
-            }
-        })?;
+            });
+        }
+    };
     let (mut journal, replay) = Journal::reopen(&state_dir.run_dir(run_id))
         .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
+    let question = check(&state, run_id, step, by)?;
+    let earlier = state
+        .step(step)
+        .map_or(0, |s| s.approvals_for(question.ask, s.decision_window()));
+    journal
+        .append(Event::ApprovalDecided {
+            step: step.to_string(),
+            ask: question.ask,
+            approved,
+            by: by.to_string(),
+            reason,
+            pre_approved: false,
+        })
+        .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
+    drop(lock);
+    let verb = match (question.ask, approved) {
+        (crate::event::Ask::Attest, true) => "attested",
+        (_, true) => "approved",
+        (_, false) => "rejected",
+    };
+    let count = earlier + 1;
+    Ok(if approved && count < question.approvers as usize {
+        format!(
+            "{by} {verb} `{step}` ({count} of {} approvals); someone else must approve too",
+            question.approvers
+        )
+    } else {
+        format!("{by} {verb} `{step}`; continue with: drillbook resume {run_id}")
+    })
+}
+
+/// How long `approve` waits for a running drillbook to take its decision.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A decision for a run in progress: checked against its journal as it stands, posted to its
+/// inbox, and recorded by the run itself, whose answer is given back.
+fn by_letter(
+    state_dir: &StateDir,
+    run_id: &str,
+    step: &str,
+    approved: bool,
+    by: &str,
+    reason: Option<String>,
+    pid: u32,
+) -> Result<String, Refusal> {
+    let run_dir = state_dir.run_dir(run_id);
+    let state = state_dir.load(run_id).map_err(Refusal::usage)?;
+    check(&state, run_id, step, by)?;
+    let letter = Letter {
+        id: format!(
+            "{}-{}",
+            std::process::id(),
+            crate::clock::now().as_nanosecond()
+        ),
+        step: step.to_string(),
+        approved,
+        by: by.to_string(),
+        reason,
+    };
+    inbox::post(&run_dir, &letter).map_err(|e| {
+        Refusal::Failed(format!(
+            "cannot leave the decision for run {run_id} in {}: {e}",
+            run_dir.display()
+        ))
+    })?;
+    match inbox::await_answer(&run_dir, &letter.id, PATIENCE) {
+        Some(Ok(said)) => Ok(said),
+        Some(Err(why)) => Err(Refusal::usage(why)),
+        None => Err(Refusal::Failed(format!(
+            "run {run_id} is in progress (pid {pid}) but did not take the decision within {}s: it is not waiting at a terminal for `{step}`; once it pauses, approve again and resume it",
+            PATIENCE.as_secs()
+        ))),
+    }
+}
+
+/// The open question on `step` that `by` may still answer.
+fn check(
+    state: &RunState,
+    run_id: &str,
+    step: &str,
+    by: &str,
+) -> Result<crate::state::Question, Refusal> {
     let Some(step_state) = state.step(step) else {
         let ids: Vec<&str> = state.plan.iter().map(|s| s.id.as_str()).collect();
         return Err(Refusal::usage(format!(
@@ -68,7 +160,6 @@ pub fn approve(
             "the question on `{step}` expired at {expired}; an expired approval counts as rejected (`drillbook resume {run_id}` records it)"
         )));
     }
-    let earlier = step_state.approvals_for(question.ask, since);
     // One decision per person per question. A rejection settles the question, so an earlier
     // decision of an open question is an approval that others must join.
     if step_state
@@ -81,28 +172,5 @@ pub fn approve(
             question.approvers
         )));
     }
-    journal
-        .append(Event::ApprovalDecided {
-            step: step.to_string(),
-            ask: question.ask,
-            approved,
-            by: by.to_string(),
-            reason,
-            pre_approved: false,
-        })
-        .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
-    let verb = match (question.ask, approved) {
-        (crate::event::Ask::Attest, true) => "attested",
-        (_, true) => "approved",
-        (_, false) => "rejected",
-    };
-    let count = earlier + 1;
-    Ok(if approved && count < question.approvers as usize {
-        format!(
-            "{by} {verb} `{step}` ({count} of {} approvals); someone else must approve too",
-            question.approvers
-        )
-    } else {
-        format!("{by} {verb} `{step}`; continue with: drillbook resume {run_id}")
-    })
+    Ok(question)
 }

@@ -104,10 +104,11 @@ impl Emitter {
                 evidence.iter_mut().for_each(text);
             }
             Event::StepSkipped { reason, .. } => text(reason),
-            Event::RetryScheduled { .. } | Event::Confirmed { .. } => {}
+            Event::RetryScheduled { .. } | Event::Confirmed { .. } | Event::Confirming { .. } => {}
             Event::ApprovalRequested { prompt, .. } => text(prompt),
             Event::ApprovalDecided { reason, .. } => reason.iter_mut().for_each(text),
             Event::Interrupted { reason } => text(reason),
+            Event::Aborted { reason, .. } => reason.iter_mut().for_each(text),
             Event::NotificationRepeated {
                 error, to, message, ..
             } => {

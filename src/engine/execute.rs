@@ -55,6 +55,7 @@ pub async fn execute(
         approve_all: prepared.approve_all,
         approve: prepared.approve,
         pre_approver: prepared.pre_approver,
+        operator_name: prepared.operator.clone(),
         clock_start: prepared.clock_start,
         rto,
         live: prepared.live,

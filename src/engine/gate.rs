@@ -10,7 +10,8 @@ use tokio_util::sync::CancellationToken;
 use super::run::Shared;
 use super::step::Fatal;
 use crate::event::{Ask, Event};
-use crate::human::{Question, Reply};
+use crate::human::{Question, Reply, Withdrawn};
+use crate::inbox::Letter;
 use crate::model::Step;
 use crate::state::StepState;
 use crate::steps::StepConfig;
@@ -61,11 +62,23 @@ pub(super) enum Settled {
     No,
     Waiting,
     Cancelled,
+    /// Incident mode: the step's one question was answered "skip" or "abort".
+    Skip(String),
+    Abort(String, Option<String>),
+}
+
+/// How often a question waiting at a terminal looks for decisions from other shells.
+const INBOX_LOOK: Duration = Duration::from_millis(200);
+
+/// Who answered a question first.
+enum Answered {
+    Here(Option<Reply>),
+    Elsewhere(Letter),
 }
 
 /// Gets a decision on `ask` from the journal, pre-approval flags, or the operator.
 pub(super) async fn settle(
-    shared: &Shared,
+    shared: &std::sync::Arc<Shared>,
     step: &Step,
     prior: Option<&StepState>,
     gate: Gate,
@@ -166,28 +179,82 @@ pub(super) async fn settle(
         if !shared.operator.interactive() {
             return Ok(Settled::Waiting);
         }
+        let withdrawn = Withdrawn::default();
         let question = Question {
             step: step.id.clone(),
             ask,
             text: text.clone(),
-            summary: step.params.summary(),
+            summary: super::step::shown_summary(shared, step),
+            targets: Vec::new(),
             approved_by: yes.iter().map(|(by, _)| by.clone()).collect(),
             approvers,
             elapsed: shared.elapsed(),
             rto: shared.rto,
+            incident: shared.mode == crate::event::Mode::Incident,
+            withdrawn: withdrawn.clone(),
         };
         let operator = shared.operator.clone();
-        let asked = ask_human(shared, cancel, move || operator.ask(&question));
-        let reply = match remaining {
-            Some(left) => match tokio::time::timeout(left, asked).await {
-                Ok(reply) => reply,
-                Err(_) => return expired(&reject),
+        let naming = shared.clone();
+        let index = shared.playbook.index_of(&step.id);
+        let asked = ask_human(shared, cancel, move || {
+            let targets = index
+                .map(|i| super::step::writes_to(&naming, &naming.playbook.steps[i]))
+                .unwrap_or_default();
+            operator.ask(&Question {
+                targets,
+                ..question
+            })
+        });
+        let answered = async {
+            tokio::select! {
+                reply = asked => Answered::Here(reply),
+                letter = letter_for(shared, &step.id) => Answered::Elsewhere(letter),
+            }
+        };
+        let answered = match remaining {
+            Some(left) => match tokio::time::timeout(left, answered).await {
+                Ok(answered) => answered,
+                Err(_) => {
+                    withdrawn.raise();
+                    return expired(&reject);
+                }
             },
-            None => asked.await,
+            None => answered.await,
+        };
+        // The terminal stops asking whatever answered: its thread sees the flag and returns.
+        withdrawn.raise();
+        let reply = match answered {
+            Answered::Here(reply) => reply,
+            Answered::Elsewhere(letter) => {
+                let id = letter.id.clone();
+                let (answer, reply) = from_letter(letter, &yes, approvers, &step.id);
+                crate::inbox::reply(&shared.run_dir, &id, &answer);
+                match reply {
+                    Some(reply) => Some(reply),
+                    None => continue,
+                }
+            }
         };
         match reply {
             None => return Ok(Settled::Cancelled),
             Some(Reply::Unavailable) => return Ok(Settled::Waiting),
+            Some(reply @ (Reply::Skip { .. } | Reply::Abort { .. })) => {
+                shared.emitter.emit(Event::Confirmed {
+                    step: step.id.clone(),
+                    answer: if matches!(reply, Reply::Skip { .. }) {
+                        "skip"
+                    } else {
+                        "abort"
+                    }
+                    .into(),
+                    waited_ms: 0,
+                })?;
+                return Ok(match reply {
+                    Reply::Skip { by } => Settled::Skip(by),
+                    Reply::Abort { by, reason } => Settled::Abort(by, reason),
+                    _ => unreachable!("matched above"),
+                });
+            }
             Some(Reply::No { by, reason }) => {
                 reject(by, reason)?;
                 return Ok(Settled::No);
@@ -208,6 +275,57 @@ pub(super) async fn settle(
             }
         }
     }
+}
+
+/// The next decision for `step` posted to the run's inbox by `drillbook approve` in another
+/// shell; pending forever when none comes.
+async fn letter_for(shared: &Shared, step: &str) -> Letter {
+    loop {
+        if let Some(letter) = crate::inbox::take(&shared.run_dir, step).into_iter().next() {
+            return letter;
+        }
+        tokio::time::sleep(INBOX_LOOK).await;
+    }
+}
+
+/// A decision from another shell, checked as `drillbook approve` checks one it writes itself:
+/// the sender's answer, and the reply it stands for (`None`: refused, keep asking).
+fn from_letter(
+    letter: Letter,
+    yes: &[(String, Timestamp)],
+    approvers: u32,
+    step: &str,
+) -> (crate::inbox::Answer, Option<Reply>) {
+    let Letter {
+        approved,
+        by,
+        reason,
+        ..
+    } = letter;
+    if yes.iter().any(|(said, _)| said == &by) {
+        return (
+            Err(format!(
+                "{by} already approved `{step}`; it needs {approvers} different people"
+            )),
+            None,
+        );
+    }
+    let count = yes.len() + 1;
+    let answer = if !approved {
+        format!("{by} rejected `{step}`; the running drillbook recorded it")
+    } else if count < approvers as usize {
+        format!(
+            "{by} approved `{step}` ({count} of {approvers} approvals); someone else must approve too"
+        )
+    } else {
+        format!("{by} approved `{step}`; the running drillbook goes on")
+    };
+    let reply = if approved {
+        Reply::Yes { by, reason }
+    } else {
+        Reply::No { by, reason }
+    };
+    (Ok(answer), Some(reply))
 }
 
 /// Runs a blocking conversation with the operator, one at a time, off the async threads.

@@ -35,6 +35,8 @@ pub(crate) struct Shared {
     pub approve: Vec<String>,
     /// Who gave `approve` and `approve_all` (to `run`; a resume keeps them).
     pub pre_approver: String,
+    /// Who runs it now (`--as`, or the OS user).
+    pub operator_name: String,
     pub clock_start: Timestamp,
     pub rto: Option<Duration>,
     /// In a drill, the live targets no step may write to.
@@ -225,14 +227,15 @@ impl Runner {
             let step = &self.shared.playbook.steps[index];
             self.slots[index] = match end? {
                 End::Waiting => Slot::Waiting,
-                End::Abort(by) => {
-                    self.shared.emitter.emit(Event::Interrupted {
-                        reason: format!("aborted by {by} before `{}`", step.id),
+                End::Abort(by, reason) => {
+                    self.shared.emitter.emit(Event::Aborted {
+                        step: step.id.clone(),
+                        by: by.clone(),
+                        reason,
                     })?;
                     stop.get_or_insert(Stop::Aborted(by));
                     main_cancel.cancel();
-                    self.block(index, "the run was aborted")?;
-                    continue;
+                    Slot::Done(Status::Cancelled)
                 }
                 End::Final(status) => {
                     let failed = !matches!(status, Status::Succeeded | Status::Skipped)

@@ -13,7 +13,7 @@ use super::repeat::repeat;
 use super::retry;
 use super::run::Shared;
 use crate::event::{Ask, ErrorClass, Event, Mode, Status};
-use crate::human::Go;
+use crate::human::{Confirmation, Go};
 use crate::model::Step;
 use crate::state::StepState;
 use crate::steps::{Done, Kind, StepConfig, StepContext, StepFailure};
@@ -23,8 +23,8 @@ pub(crate) enum End {
     Final(Status),
     /// A human must answer first; the run pauses (exit 4) once nothing else can move.
     Waiting,
-    /// The incident operator said stop.
-    Abort(String),
+    /// The incident operator said stop: who, and why.
+    Abort(String, Option<String>),
 }
 
 /// The journal could not be written: nothing may go on.
@@ -86,16 +86,36 @@ pub(crate) async fn drive(
             Settled::No => return Ok(End::Final(Status::Rejected)),
             Settled::Waiting => return Ok(End::Waiting),
             Settled::Cancelled => return Ok(End::Final(Status::Cancelled)),
+            Settled::Skip(by) => return skip(format!("skipped by {by}")),
+            Settled::Abort(by, reason) => return Ok(End::Abort(by, reason)),
         }
     }
 
-    if shared.mode == Mode::Incident && shared.operator.interactive() {
+    let mut gates = gates(step);
+    // An incident's operator confirms each step once: a step with a gate of its own is
+    // confirmed by answering it.
+    let incident = shared.mode == Mode::Incident && shared.operator.interactive();
+    if incident && gates.is_empty() {
         let operator = shared.operator.clone();
-        let (id, summary) = (step.id.clone(), step.params.summary());
-        let (elapsed, rto) = (shared.elapsed(), shared.rto);
+        let confirmation = Confirmation {
+            step: step.id.clone(),
+            summary: shown_summary(&shared, step),
+            targets: Vec::new(),
+            elapsed: shared.elapsed(),
+            rto: shared.rto,
+        };
+        shared.emitter.emit(Event::Confirming {
+            step: step.id.clone(),
+            by: shared.operator_name.clone(),
+        })?;
         let asked = std::time::Instant::now();
+        let naming = shared.clone();
         let go = ask_human(&shared, &cancel, move || {
-            operator.confirm(&id, &summary, elapsed, rto)
+            let targets = writes_to(&naming, &naming.playbook.steps[index]);
+            operator.confirm(&Confirmation {
+                targets,
+                ..confirmation
+            })
         })
         .await;
         let answer = match &go {
@@ -113,12 +133,11 @@ pub(crate) async fn drive(
         match go {
             Some(Go::Proceed) => {}
             Some(Go::Skip { by }) => return skip(format!("skipped by {by}")),
-            Some(Go::Abort { by }) => return Ok(End::Abort(by)),
+            Some(Go::Abort { by, reason }) => return Ok(End::Abort(by, reason)),
             None => return Ok(End::Final(Status::Cancelled)),
         }
     }
 
-    let mut gates = gates(step);
     // Unless someone at a terminal confirms each step of an incident, a live-only step (one
     // that touches production) needs a yes of its own — at the terminal, `--approve STEP`,
     // `--approve-all`, or `drillbook approve` while the run waits.
@@ -150,6 +169,8 @@ pub(crate) async fn drive(
             Settled::No => return Ok(End::Final(Status::Rejected)),
             Settled::Waiting => return Ok(End::Waiting),
             Settled::Cancelled => return Ok(End::Final(Status::Cancelled)),
+            Settled::Skip(by) => return skip(format!("skipped by {by}")),
+            Settled::Abort(by, reason) => return Ok(End::Abort(by, reason)),
         }
     }
 
@@ -386,6 +407,42 @@ async fn live_clashes(shared: &Arc<Shared>, index: usize) -> Option<StepFailure>
             clashes.join("\n  ")
         ))
     })
+}
+
+/// What the step will do, in one line, its templates rendered as people may see them (secrets
+/// masked); what cannot be rendered yet stays a named placeholder.
+pub(super) fn shown_summary(shared: &Shared, step: &Step) -> String {
+    let summary = step.params.summary();
+    shared
+        .context
+        .render_shown(&summary, &step.id)
+        .unwrap_or_else(|_| crate::template::placeholders(&summary, |_| None))
+}
+
+/// What the step writes to, each by the identity the interlock compares ("`redis`: redis
+/// 127.0.0.1:6379 db 9"), for the person asked to let it run; a value that does not render
+/// yet or names nothing recognisable is left out. Resolves names: call it off the async
+/// threads.
+pub(super) fn writes_to(shared: &Shared, step: &Step) -> Vec<String> {
+    let env = crate::target::Env::current();
+    step.params
+        .writes()
+        .into_iter()
+        .filter_map(|write| {
+            let value = shared.context.render(write.value, &step.id).ok()?;
+            let identity = crate::target::Identity::of(&value, write.expect, &env).ok()?;
+            let identity = if write.server {
+                identity.server()
+            } else {
+                identity
+            };
+            Some(
+                shared
+                    .masker
+                    .mask(&format!("`{}`: {identity}", write.param)),
+            )
+        })
+        .collect()
 }
 
 /// The step's parameters with templates rendered as the journal shows them: secrets as `***`

@@ -120,6 +120,18 @@ impl Plan {
             .map(|s| s.kind.name().len())
             .max()
             .unwrap_or(0);
+        // What a plan can know before a run: a variable's default; the rest (secrets, targets,
+        // earlier steps' outputs) shows as a named placeholder.
+        let shown = |text: &str| {
+            crate::template::placeholders(text, |expression| {
+                let name = expression.strip_prefix("vars.")?;
+                playbook
+                    .vars
+                    .get(name)
+                    .filter(|value| !crate::template::is_template(value))
+                    .cloned()
+            })
+        };
         let section = |title: String, stages: &[Vec<usize>], out: &mut String| {
             let _ = writeln!(out, "\n{title}");
             for (n, stage) in stages.iter().enumerate() {
@@ -146,8 +158,15 @@ impl Plan {
                         "    {:width$}  {:kind_width$}  {}{flags}",
                         step.id,
                         step.kind.name(),
-                        step.params.summary()
+                        match long_instructions(step) {
+                            Some(_) => "manual: instructions below".into(),
+                            None => shown(&step.params.summary()).replace('\n', " ↵ "),
+                        }
                     );
+                    // Instructions are for people: all of them, as written.
+                    for line in long_instructions(step).into_iter().flat_map(str::lines) {
+                        let _ = writeln!(out, "      | {}", shown(line));
+                    }
                 }
             }
         };
@@ -283,4 +302,14 @@ pub(crate) fn marks(step: &crate::model::Step) -> Vec<&'static str> {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+/// A manual step's instructions of more than one line, which a one-line summary would cut.
+fn long_instructions(step: &crate::model::Step) -> Option<&str> {
+    match &step.params {
+        crate::steps::StepConfig::Manual(manual) if manual.instructions.trim().contains('\n') => {
+            Some(manual.instructions.trim_end())
+        }
+        _ => None,
+    }
 }

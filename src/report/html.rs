@@ -289,7 +289,7 @@ fn view(state: &RunState) -> View {
         any_evidence: steps
             .iter()
             .any(|(_, step)| !is_failure(step.status) && !step.evidence.is_empty()),
-        stopped: stopped(state, &steps),
+        stopped: crate::measure::why_stopped(state),
         root_cause: state
             .notes
             .iter()
@@ -314,38 +314,6 @@ fn view(state: &RunState) -> View {
             .map(|count| format!("{} {}", count.step, super::communication::tally(count)))
             .collect(),
     }
-}
-
-/// A run that did not succeed though no step failed (aborted, interrupted, an objective
-/// missed): what ended it, so that "nothing failed" is never all the report says.
-fn stopped(
-    state: &RunState,
-    steps: &[(Option<&crate::event::PlannedStep>, &crate::state::StepState)],
-) -> Option<String> {
-    if steps.iter().any(|(_, step)| is_failure(step.status)) {
-        return None;
-    }
-    let outcome = state.outcome()?;
-    if matches!(outcome, Outcome::Succeeded | Outcome::WaitingApproval) {
-        return None;
-    }
-    let mut why = format!(
-        "No step failed, but the run ended {}",
-        state.outcome_name().replace('_', " ")
-    );
-    if let Some((_, code)) = state.finished {
-        why.push_str(&format!(" (exit {code})"));
-    }
-    let reasons: Vec<&str> = state
-        .interruptions
-        .iter()
-        .map(|(_, reason)| reason.as_str())
-        .collect();
-    if !reasons.is_empty() {
-        why.push_str(&format!(": {}", reasons.join("; ")));
-    }
-    why.push('.');
-    Some(why)
 }
 
 /// The messages in time order, worded as in the Markdown post-mortem.

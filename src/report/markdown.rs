@@ -330,7 +330,7 @@ fn timeline(out: &mut String, state: &RunState) {
         }
         if step.attempts.is_empty() && step.question.is_none() {
             let event = match (&step.skipped_reason, step.status) {
-                (Some(reason), _) => format!("skipped: {reason}"),
+                (Some(reason), status) => format!("{}: {reason}", status.name()),
                 (None, status) => status.name().to_owned(),
             };
             untimed.push(Row {
@@ -448,8 +448,13 @@ fn failures(out: &mut String, state: &RunState) {
         .into_iter()
         .filter(|(_, step)| is_failure(step.status))
         .collect();
+    if let Some(why) = crate::measure::why_stopped(state) {
+        let _ = writeln!(out, "{why}\n");
+    }
     if failed.is_empty() {
-        out.push_str("_Nothing failed._\n\n");
+        if crate::measure::why_stopped(state).is_none() {
+            out.push_str("_Nothing failed._\n\n");
+        }
         return;
     }
     for (plan, step) in failed {

@@ -50,6 +50,9 @@ fn header(out: &mut String, state: &RunState) {
         "outcome",
         state.outcome_name().replace('_', " ").to_uppercase()
     );
+    if let Some(why) = crate::measure::why_stopped(state) {
+        let _ = writeln!(out, "{:<12}{why}", "why");
+    }
     let ended = match state.finished {
         Some((at, _)) => format!("finished {}", format_clock(at, state.started_at)),
         None => format!(

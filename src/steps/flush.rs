@@ -38,10 +38,17 @@ impl super::StepKind for Flush {
     const IDEMPOTENT: bool = true;
 
     fn summary(&self) -> String {
+        // Which Redis, never its password: a template is shown as written (rendered, or a
+        // named placeholder, where the summary is shown).
+        let redis = if crate::template::is_template(&self.redis) {
+            self.redis.clone()
+        } else {
+            crate::connect::redis::describe(&self.redis)
+        };
         match (&self.pattern, self.scope) {
-            (Some(pattern), _) => format!("delete Redis keys matching {pattern}"),
-            (None, FlushScope::Db) => "FLUSHDB".into(),
-            (None, FlushScope::All) => "FLUSHALL ASYNC".into(),
+            (Some(pattern), _) => format!("delete keys matching {pattern} on {redis}"),
+            (None, FlushScope::Db) => format!("FLUSHDB on {redis}"),
+            (None, FlushScope::All) => format!("FLUSHALL ASYNC on {redis}"),
         }
     }
 

@@ -7,6 +7,7 @@ mod lines;
 mod plain;
 mod progress;
 mod prompt;
+mod stdin_line;
 
 use std::time::{Duration, Instant};
 

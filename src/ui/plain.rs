@@ -205,6 +205,14 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             compact(Duration::from_millis(*waited_ms))
         ),
         Event::Interrupted { reason } => format!("run {run_id} interrupted: {}", one_line(reason)),
+        Event::Confirming { step, by } => format!("{step}: {by} is asked to proceed"),
+        Event::Aborted { step, by, reason } => format!(
+            "run {run_id} aborted by {by} before {step}{}",
+            reason
+                .as_deref()
+                .map(|r| format!(": {}", one_line(r)))
+                .unwrap_or_default()
+        ),
         Event::NotificationRepeated { step, error, .. } => match error {
             None => format!("{step} sent again"),
             Some(error) => format!("{step} could not be sent again: {}", one_line(error)),

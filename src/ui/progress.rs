@@ -295,8 +295,19 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
+            Event::Aborted { step, by, reason } => {
+                let why = reason
+                    .as_deref()
+                    .map(|r| format!(": {}", one_line(r)))
+                    .unwrap_or_default();
+                let text = format!("aborted by {by} before {step}{why}");
+                self.say(display, Line::new("⚠", Tone::Alarm, text));
+            }
             // Answered at this terminal: nothing to repeat.
-            Event::RunProcess { .. } | Event::ChildStarted { .. } | Event::Confirmed { .. } => {}
+            Event::RunProcess { .. }
+            | Event::ChildStarted { .. }
+            | Event::Confirmed { .. }
+            | Event::Confirming { .. } => {}
             Event::PreApproved { by, all, steps } => {
                 let text = super::plain::pre_approved_text(by, *all, steps);
                 self.say(display, Line::new("✓", Tone::Plain, text));

@@ -6,14 +6,12 @@
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use dialoguer::Input;
 use dialoguer::console::{Style, Term};
-use dialoguer::theme::SimpleTheme;
 
 use super::progress::Terminal;
 use super::{Budget, compact, objective};
 use crate::event::Ask;
-use crate::human::{Go, Notes, Operator, Question, Reply};
+use crate::human::{Confirmation, Go, Notes, Operator, Question, Reply, Withdrawn};
 
 /// What a conversation needs from a terminal, so the logic can be tested with a script.
 pub(crate) trait Conversation {
@@ -27,9 +25,22 @@ pub(crate) trait Conversation {
 }
 
 /// The real terminal, on stderr so that stdout stays clean for whatever the run prints there.
-struct Console {
+/// Answers are read as whole lines (the terminal's own line editing), in slices, so that a
+/// question answered elsewhere stops being asked.
+pub(crate) struct Console {
     term: Term,
     color: bool,
+    withdrawn: Withdrawn,
+}
+
+impl Console {
+    pub(crate) fn stderr(color: bool) -> Console {
+        Console {
+            term: Term::stderr(),
+            color,
+            withdrawn: Withdrawn::default(),
+        }
+    }
 }
 
 impl Conversation for Console {
@@ -47,28 +58,36 @@ impl Conversation for Console {
     }
 
     fn read(&mut self, prompt: &str, allow_empty: bool) -> Option<String> {
-        Input::<String>::with_theme(&SimpleTheme)
-            .with_prompt(prompt)
-            .allow_empty(allow_empty)
-            .interact_text_on(&self.term)
-            .ok()
+        loop {
+            let _ = self.term.write_str(&format!("{prompt}: "));
+            let _ = self.term.flush();
+            let line = super::stdin_line::read(&self.withdrawn)?;
+            if allow_empty || !line.trim().is_empty() {
+                return Some(line);
+            }
+        }
     }
 }
 
 impl Terminal {
     /// Runs one conversation with the bars off the screen and no other conversation
     /// interleaved.
-    fn converse<T>(&self, talk: impl FnOnce(&mut Console) -> T) -> T {
+    fn converse<T>(&self, withdrawn: Withdrawn, talk: impl FnOnce(&mut Console) -> T) -> T {
         let _turn = self
             .conversation
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let _paused = self.pause();
         let mut console = Console {
-            term: Term::stderr(),
-            color: self.header.color,
+            withdrawn,
+            ..Console::stderr(self.header.color)
         };
-        talk(&mut console)
+        let answer = talk(&mut console);
+        if console.withdrawn.is_raised() {
+            console.say("");
+            console.say("  answered from another shell");
+        }
+        answer
     }
 }
 
@@ -78,17 +97,21 @@ impl Operator for Terminal {
     }
 
     fn ask(&self, question: &Question) -> Reply {
-        self.converse(|console| ask(console, question, &self.header.operator))
+        self.converse(question.withdrawn.clone(), |console| {
+            ask(console, question, &self.header.operator)
+        })
     }
 
-    fn confirm(&self, step: &str, summary: &str, elapsed: Duration, rto: Option<Duration>) -> Go {
-        self.converse(|console| {
-            confirm(console, step, summary, elapsed, rto, &self.header.operator)
+    fn confirm(&self, confirmation: &Confirmation) -> Go {
+        self.converse(Withdrawn::default(), |console| {
+            confirm(console, confirmation, &self.header.operator)
         })
     }
 
     fn post_mortem(&self, outcome: &str) -> Option<Notes> {
-        self.converse(|console| post_mortem(console, outcome, &self.header.operator))
+        self.converse(Withdrawn::default(), |console| {
+            post_mortem(console, outcome, &self.header.operator)
+        })
     }
 }
 
@@ -116,6 +139,7 @@ fn gate(
     if !question.summary.trim().is_empty() {
         conversation.say(&format!("  will: {}", question.summary));
     }
+    say_targets(conversation, &question.targets);
     conversation.say(&elapsed_line(question.elapsed, question.rto));
     if question.approvers > 1 {
         conversation.say(&format!(
@@ -129,16 +153,53 @@ fn gate(
             question.approved_by.join(", ")
         ));
     }
-    let prompt = format!("Approve {}? [yes/no]", question.step);
+    let prompt = if question.incident {
+        format!("Approve {}? [yes/no/skip/abort]", question.step)
+    } else {
+        format!("Approve {}? [yes/no]", question.step)
+    };
     loop {
-        match normalize(&conversation.read(&prompt, false)?).as_str() {
+        let answer = normalize(&conversation.read(&prompt, false)?);
+        match answer.as_str() {
             "yes" | "y" => {
                 let by = approver(conversation, &question.approved_by, operator)?;
                 return Some(Reply::Yes { by, reason: None });
             }
             "no" | "n" => return refusal(conversation, operator),
-            _ => conversation.say("  please answer yes or no"),
+            _ => {}
         }
+        if question.incident {
+            match incident_answer(conversation, &answer, operator)? {
+                Some(reply) => return Some(reply),
+                None if matches!(answer.as_str(), "abort" | "a") => continue,
+                None => conversation.say("  please answer yes, no, skip or abort"),
+            }
+        } else {
+            conversation.say("  please answer yes or no");
+        }
+    }
+}
+
+/// Incident mode's other answers to a step's one question: skip it, or abort the run (after a
+/// reason, which is the confirmation: Enter alone goes back to the question). `None` when the
+/// answer is neither, or the abort was taken back.
+fn incident_answer(
+    conversation: &mut impl Conversation,
+    answer: &str,
+    operator: &str,
+) -> Option<Option<Reply>> {
+    let by = operator.to_string();
+    match answer {
+        "skip" | "s" => Some(Some(Reply::Skip { by })),
+        "abort" | "a" => {
+            let reason = conversation.read("Abort the run: why? (Enter alone goes back)", true)?;
+            let reason = reason.trim();
+            Some((!reason.is_empty()).then(|| Reply::Abort {
+                by,
+                reason: Some(reason.to_string()),
+            }))
+        }
+        _ => Some(None),
     }
 }
 
@@ -186,11 +247,15 @@ fn attest(
     conversation.heading(&format!("Manual step: {}", question.step));
     say_indented(conversation, &question.text);
     conversation.say(&elapsed_line(question.elapsed, question.rto));
+    let prompt = if question.incident {
+        "Type done when finished, no if it cannot be done, or skip or abort"
+    } else {
+        "Type done when finished, or no if it cannot be done"
+    };
     loop {
-        let answer =
-            conversation.read("Type done when finished, or no if it cannot be done", false)?;
+        let answer = normalize(&conversation.read(prompt, false)?);
         // Only the word "done": a reflexive "yes" must not attest work nobody did.
-        match normalize(&answer).as_str() {
+        match answer.as_str() {
             "done" => {
                 return Some(Reply::Yes {
                     by: operator.to_string(),
@@ -198,8 +263,15 @@ fn attest(
                 });
             }
             "no" | "n" => return refusal(conversation, operator),
-            _ => conversation.say("  please type done or no"),
+            _ => {}
         }
+        if question.incident && matches!(answer.as_str(), "skip" | "s" | "abort" | "a") {
+            if let Some(reply) = incident_answer(conversation, &answer, operator)? {
+                return Some(reply);
+            }
+            continue;
+        }
+        conversation.say("  please type done or no");
     }
 }
 
@@ -244,30 +316,48 @@ fn refusal(conversation: &mut impl Conversation, operator: &str) -> Option<Reply
 
 pub(crate) fn confirm(
     conversation: &mut impl Conversation,
-    step: &str,
-    summary: &str,
-    elapsed: Duration,
-    rto: Option<Duration>,
+    confirmation: &Confirmation,
     operator: &str,
 ) -> Go {
+    let Confirmation {
+        step,
+        summary,
+        targets,
+        elapsed,
+        rto,
+    } = confirmation;
     conversation.say("");
     if summary.trim().is_empty() {
         conversation.heading(&format!("Next: {step}"));
     } else {
         conversation.heading(&format!("Next: {step} — {summary}"));
     }
-    conversation.say(&elapsed_line(elapsed, rto));
+    say_targets(conversation, targets);
+    conversation.say(&elapsed_line(*elapsed, *rto));
     let by = operator.to_string();
     loop {
         // Nobody left to ask is not consent: stop rather than carry on unsupervised.
         let Some(answer) = conversation.read("Proceed? [yes/skip/abort]", false) else {
-            return Go::Abort { by };
+            return Go::Abort {
+                by,
+                reason: Some("nobody left at the terminal".into()),
+            };
         };
-        match normalize(&answer).as_str() {
-            "yes" | "y" => return Go::Proceed,
-            "skip" | "s" => return Go::Skip { by },
-            "abort" | "a" => return Go::Abort { by },
-            _ => conversation.say("  please answer yes, skip or abort"),
+        let answer = normalize(&answer);
+        if matches!(answer.as_str(), "yes" | "y") {
+            return Go::Proceed;
+        }
+        match incident_answer(conversation, &answer, operator) {
+            None => {
+                return Go::Abort {
+                    by,
+                    reason: Some("nobody left at the terminal".into()),
+                };
+            }
+            Some(Some(Reply::Skip { by })) => return Go::Skip { by },
+            Some(Some(Reply::Abort { by, reason })) => return Go::Abort { by, reason },
+            Some(_) if matches!(answer.as_str(), "abort" | "a") => {}
+            Some(_) => conversation.say("  please answer yes, skip or abort"),
         }
     }
 }
@@ -341,6 +431,13 @@ fn conclude(conversation: &mut impl Conversation, notes: Notes) -> Option<Notes>
     Some(notes)
 }
 
+/// "  writes `redis`: redis 127.0.0.1:6379 db 9": the real thing the step will change.
+fn say_targets(conversation: &mut impl Conversation, targets: &[String]) {
+    for target in targets {
+        conversation.say(&format!("  writes {target}"));
+    }
+}
+
 fn normalize(answer: &str) -> String {
     answer.trim().to_lowercase()
 }
@@ -412,10 +509,13 @@ mod tests {
             ask,
             text: "Point the app at the restored database?".into(),
             summary: "rewrite DATABASE_URL in /etc/app.env".into(),
+            targets: Vec::new(),
             approved_by: Vec::new(),
             approvers: 1,
             elapsed: Duration::from_secs(245),
             rto: Some(Duration::from_secs(1_800)),
+            incident: false,
+            withdrawn: Withdrawn::default(),
         }
     }
 
@@ -636,23 +736,48 @@ mod tests {
     fn incident_mode_confirms_each_step() {
         let elapsed = Duration::from_secs(1_930);
         let rto = Some(Duration::from_secs(1_800));
+        let erin = || "erin".to_string();
+        let gone = Some("nobody left at the terminal".to_string());
         let cases = [
             (vec!["yes"], Go::Proceed),
-            (vec!["what", "skip"], Go::Skip { by: "erin".into() }),
-            (vec!["A"], Go::Abort { by: "erin".into() }),
-            (vec![], Go::Abort { by: "erin".into() }),
+            (vec!["what", "skip"], Go::Skip { by: erin() }),
+            // Abort asks why; Enter alone takes it back.
+            (
+                vec!["A", "", "abort", "wrong region"],
+                Go::Abort {
+                    by: erin(),
+                    reason: Some("wrong region".into()),
+                },
+            ),
+            (
+                vec![],
+                Go::Abort {
+                    by: erin(),
+                    reason: gone.clone(),
+                },
+            ),
+            (
+                vec!["abort"],
+                Go::Abort {
+                    by: erin(),
+                    reason: gone,
+                },
+            ),
         ];
         for (answers, expected) in cases {
             let mut script = Script::new(&answers);
             let go = confirm(
                 &mut script,
-                "flush",
-                "FLUSHDB on redis",
-                elapsed,
-                rto,
+                &Confirmation {
+                    step: "flush".into(),
+                    summary: "FLUSHDB on redis".into(),
+                    targets: Vec::new(),
+                    elapsed,
+                    rto,
+                },
                 "erin",
             );
-            assert_eq!(go, expected);
+            assert_eq!(go, expected, "{answers:?}");
             assert_eq!(script.transcript[1], "Next: flush — FLUSHDB on redis");
             assert_eq!(
                 script.transcript[2],
@@ -660,5 +785,30 @@ mod tests {
             );
             assert_eq!(script.prompts()[0], "Proceed? [yes/skip/abort]");
         }
+    }
+
+    #[test]
+    fn an_incident_gate_is_the_steps_one_question() {
+        let incident = Question {
+            incident: true,
+            ..question(Ask::Gate)
+        };
+        let mut script = Script::new(&["skip"]);
+        assert_eq!(
+            ask(&mut script, &incident, "erin"),
+            Reply::Skip { by: "erin".into() }
+        );
+        assert_eq!(script.prompts(), ["Approve promote? [yes/no/skip/abort]"]);
+        let mut script = Script::new(&["abort", "the standby is stale"]);
+        assert_eq!(
+            ask(&mut script, &incident, "erin"),
+            Reply::Abort {
+                by: "erin".into(),
+                reason: Some("the standby is stale".into())
+            }
+        );
+        // Outside an incident, skip is not an answer.
+        let mut script = Script::new(&["skip", "yes"]);
+        assert_eq!(ask(&mut script, &question(Ask::Gate), "erin"), yes("erin"));
     }
 }

@@ -6,7 +6,10 @@
 //! `drillbook watch RUN` shows it read-only from any terminal, reading the run's journal and
 //! output files as they grow: the run itself never knows it is watched.
 
+mod operate;
 mod view;
+
+pub use operate::Incident;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Seek, SeekFrom};
@@ -48,7 +51,7 @@ pub fn watch(dir: &StateDir, run_id: &str, once: bool) -> Result<(), String> {
         let frame = read(dir, run_id)?;
         terminal
             .0
-            .draw(|f| draw(f, &frame, "read-only · q quits"))
+            .draw(|f| draw(f, &frame, &[], "read-only · q quits"))
             .map_err(|e| e.to_string())?;
         if event::poll(TICK).map_err(|e| e.to_string())?
             && let Key::Key(key) = event::read().map_err(|e| e.to_string())?
@@ -62,6 +65,11 @@ pub fn watch(dir: &StateDir, run_id: &str, once: bool) -> Result<(), String> {
             }
         }
     }
+}
+
+/// The run as the console shows it now, as plain lines: `status` of a run in progress.
+pub fn snapshot(dir: &StateDir, run_id: &str) -> Result<String, String> {
+    read(dir, run_id).map(|view| plain(&view))
 }
 
 /// The terminal in raw mode on its alternate screen, given back as it was when dropped
@@ -180,7 +188,9 @@ fn colour(status: Status) -> Color {
     }
 }
 
-fn draw(frame: &mut ratatui::Frame, view: &View, keys: &str) {
+/// Lays a view out; `asked` is the question waiting for the person at this screen (empty when
+/// none, or read-only).
+fn draw(frame: &mut ratatui::Frame, view: &View, asked: &[String], keys: &str) {
     let [header, body, footer] = Layout::vertical([
         Constraint::Length(2),
         Constraint::Min(6),
@@ -218,35 +228,63 @@ fn draw(frame: &mut ratatui::Frame, view: &View, keys: &str) {
         left,
     );
 
-    let mut sections: Vec<(&str, &[String])> = vec![(" now ", &view.current)];
+    let mut sections: Vec<(&str, &[String])> = Vec::new();
+    if !asked.is_empty() {
+        sections.push((" your decision ", asked));
+    }
+    sections.push((" now ", &view.current));
     if !view.decisions.is_empty() {
         sections.push((" decisions ", &view.decisions));
     }
     sections.push((" output ", &view.output));
     sections.push((" last found ", &view.found));
-    // Each box as tall as its lines once wrapped to the box's width; the output takes the rest.
+    // Each box as tall as its lines once wrapped to the box's width. When they do not all
+    // fit, the output gives way first, then what the last step found, then the rest: the
+    // question asked is never cut.
     let width = usize::from(right.width.saturating_sub(2)).max(1);
-    let heights: Vec<Constraint> = sections
+    let mut heights: Vec<u16> = sections
         .iter()
-        .map(|(title, lines)| {
+        .map(|(_, lines)| {
             let rows: usize = lines
                 .iter()
                 .map(|line| line.chars().count().div_ceil(width).max(1))
                 .sum();
+            rows.max(1) as u16 + 2
+        })
+        .collect();
+    let mut over = heights.iter().sum::<u16>().saturating_sub(right.height);
+    for title in [" output ", " last found ", " decisions ", " now "] {
+        if let Some(i) = sections.iter().position(|(t, _)| *t == title) {
+            let give = over.min(heights[i].saturating_sub(3));
+            heights[i] -= give;
+            over -= give;
+        }
+    }
+    // The output takes what is left over.
+    let heights: Vec<Constraint> = sections
+        .iter()
+        .zip(&heights)
+        .map(|((title, _), height)| {
             if *title == " output " {
-                Constraint::Min(rows.max(1) as u16 + 2)
+                Constraint::Min(*height)
             } else {
-                Constraint::Length(rows.max(1) as u16 + 2)
+                Constraint::Length(*height)
             }
         })
         .collect();
     let areas = Layout::vertical(heights).split(right);
     for ((title, lines), area) in sections.iter().zip(areas.iter()) {
         let text: Vec<Line> = lines.iter().map(|line| Line::from(line.clone())).collect();
+        let mut block = Block::default().borders(Borders::ALL).title(*title);
+        if *title == " your decision " {
+            block = block.border_style(
+                Style::default()
+                    .fg(Color::Yellow)
+                    .add_modifier(Modifier::BOLD),
+            );
+        }
         frame.render_widget(
-            Paragraph::new(text)
-                .block(Block::default().borders(Borders::ALL).title(*title))
-                .wrap(Wrap { trim: false }),
+            Paragraph::new(text).block(block).wrap(Wrap { trim: false }),
             *area,
         );
     }

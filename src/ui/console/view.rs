@@ -108,9 +108,10 @@ pub(crate) fn view(state: &RunState, extras: &Extras, now: Timestamp) -> View {
         })
         .collect();
 
-    let active = planned
-        .iter()
-        .find(|(_, step)| matches!(step.status, Status::Running | Status::WaitingApproval));
+    let active = planned.iter().find(|(_, step)| {
+        matches!(step.status, Status::Running | Status::WaitingApproval)
+            || step.confirming.is_some()
+    });
     let current = match active {
         Some((plan, step)) => {
             let mut lines = vec![format!("{} ({}): {}", step.id, plan.kind, plan.summary)];
@@ -157,6 +158,13 @@ pub(crate) fn view(state: &RunState, extras: &Extras, now: Timestamp) -> View {
 
     let mut decisions = Vec::new();
     for step in &state.steps {
+        if let Some((by, since)) = &step.confirming {
+            decisions.push(format!(
+                "{} waits for {by} at the run's terminal to proceed, skip or abort (asked {} ago)",
+                step.id,
+                format_duration(elapsed(*since, now))
+            ));
+        }
         if let Some(question) = &step.question {
             let yes: Vec<&str> = step
                 .approvals

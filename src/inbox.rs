@@ -1,0 +1,178 @@
+//! A running drillbook's inbox: decisions given with `drillbook approve` from another shell
+//! while the run holds its lock (a terminal waits on the same question). The letter is a file
+//! in the run's directory; the run takes it at the gate, journals the decision itself (the
+//! journal has one writer), and leaves an answer file the sender reads back.
+//!
+//! Letters are written whole (a temporary file renamed), so the run never reads half of one;
+//! a letter the run never takes is removed by its sender when it gives up waiting.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// A decision for one step, from one person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Letter {
+    /// Unique per letter: names its file and its answer's.
+    pub id: String,
+    pub step: String,
+    pub approved: bool,
+    pub by: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The run's answer: what was recorded, or why not.
+pub type Answer = Result<String, String>;
+
+/// How often a sender looks for its answer.
+const LOOK: Duration = Duration::from_millis(50);
+
+fn folder(run_dir: &Path) -> PathBuf {
+    run_dir.join("inbox")
+}
+
+fn letter_path(run_dir: &Path, id: &str) -> PathBuf {
+    folder(run_dir).join(format!("{id}.letter"))
+}
+
+fn answer_path(run_dir: &Path, id: &str) -> PathBuf {
+    folder(run_dir).join(format!("{id}.answer"))
+}
+
+/// Writes a letter where the run will find it.
+pub fn post(run_dir: &Path, letter: &Letter) -> std::io::Result<()> {
+    std::fs::create_dir_all(folder(run_dir))?;
+    let path = letter_path(run_dir, &letter.id);
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, serde_json::to_vec(letter)?)?;
+    std::fs::rename(&partial, &path)
+}
+
+/// The letters for `step`, oldest first, taken out of the inbox (others stay). A letter that
+/// does not parse is answered as such and removed.
+pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
+    let Ok(entries) = std::fs::read_dir(folder(run_dir)) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(std::time::SystemTime, Letter, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|ext| ext != "letter") {
+            continue;
+        }
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(letter) = serde_json::from_slice::<Letter>(&bytes) else {
+            if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
+                reply(
+                    run_dir,
+                    id,
+                    &Err("the running drillbook could not read this decision".into()),
+                );
+            }
+            let _ = std::fs::remove_file(&path);
+            continue;
+        };
+        if letter.step != step {
+            continue;
+        }
+        let at = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        found.push((at, letter, path));
+    }
+    found.sort_by_key(|(at, letter, _)| (*at, letter.id.clone()));
+    found
+        .into_iter()
+        .filter_map(|(_, letter, path)| std::fs::remove_file(&path).ok().map(|()| letter))
+        .collect()
+}
+
+/// The run's answer to letter `id`.
+pub fn reply(run_dir: &Path, id: &str, answer: &Answer) {
+    let path = answer_path(run_dir, id);
+    let partial = path.with_extension("partial-answer");
+    let Ok(bytes) = serde_json::to_vec(answer) else {
+        return;
+    };
+    if std::fs::write(&partial, bytes).is_ok() {
+        let _ = std::fs::rename(&partial, &path);
+    }
+}
+
+/// Waits up to `patience` for the answer to a letter posted earlier. `None` when none came:
+/// the letter is then withdrawn, unless the run took it meanwhile (then its answer is waited
+/// for a little longer, since the decision is being recorded).
+pub fn await_answer(run_dir: &Path, id: &str, patience: Duration) -> Option<Answer> {
+    let deadline = Instant::now() + patience;
+    let answer = answer_path(run_dir, id);
+    loop {
+        if let Ok(bytes) = std::fs::read(&answer) {
+            let _ = std::fs::remove_file(&answer);
+            return serde_json::from_slice(&bytes).ok();
+        }
+        if Instant::now() >= deadline {
+            // Removed by us: never taken. Gone already: taken, so an answer is coming.
+            if std::fs::remove_file(letter_path(run_dir, id)).is_ok() {
+                return None;
+            }
+            if Instant::now() >= deadline + patience {
+                return None;
+            }
+        }
+        std::thread::sleep(LOOK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(id: &str, step: &str) -> Letter {
+        Letter {
+            id: id.into(),
+            step: step.into(),
+            approved: true,
+            by: "bob".into(),
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_letter_is_taken_once_by_its_step_and_answered() {
+        let dir = tempfile::tempdir().unwrap();
+        post(dir.path(), &letter("a", "restore")).unwrap();
+        post(dir.path(), &letter("b", "promote")).unwrap();
+        assert!(take(dir.path(), "flush").is_empty());
+        assert_eq!(take(dir.path(), "restore"), [letter("a", "restore")]);
+        assert!(take(dir.path(), "restore").is_empty(), "taken once");
+        reply(dir.path(), "a", &Ok("recorded".into()));
+        assert_eq!(
+            await_answer(dir.path(), "a", Duration::from_millis(10)),
+            Some(Ok("recorded".into()))
+        );
+        // Nobody takes b: its sender withdraws it.
+        assert_eq!(
+            await_answer(dir.path(), "b", Duration::from_millis(10)),
+            None
+        );
+        assert!(take(dir.path(), "promote").is_empty(), "withdrawn");
+    }
+
+    #[test]
+    fn a_letter_that_does_not_parse_is_answered_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(folder(dir.path())).unwrap();
+        std::fs::write(letter_path(dir.path(), "x"), "{not json").unwrap();
+        assert!(take(dir.path(), "restore").is_empty());
+        assert!(
+            await_answer(dir.path(), "x", Duration::from_millis(10))
+                .unwrap()
+                .is_err()
+        );
+    }
+}

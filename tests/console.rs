@@ -1,0 +1,338 @@
+//! The incident console: `run --mode incident` at a terminal takes the screen (ratatui), and an
+//! operator drives the whole incident with keys. Driven through a real pseudo-terminal and
+//! read back through a terminal emulator (vt100), as a person would see it: the step list,
+//! the clock ticking, the real target a step writes to, a command's output, proceed, skip, a
+//! four-eyes gate whose second approval comes from another shell, `watch` beside it, and an
+//! abort that asks for its reason.
+
+mod common;
+
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Drillbook, events, journal, only_run, wait_for};
+
+/// Redis database 13 is named but never flushed: the operator skips the step.
+const PLAYBOOK: &str = r#"version: 1
+name: console
+objectives: { rto: 30m }
+vars: { cache: "redis://127.0.0.1:6379/13" }
+steps:
+  - id: ticking
+    kind: command
+    run: [sh, -c, 'for i in $(seq 1 40); do echo "tick $i"; sleep 0.05; done']
+  - { id: flush_cache, kind: flush, redis: "{{ vars.cache }}", needs: [ticking] }
+  - id: promote
+    kind: command
+    run: [touch, promoted]
+    needs: [flush_cache]
+    approval: { prompt: "Point the application at the standby?", approvers: 2 }
+  - { id: last, kind: command, run: [touch, last], needs: [promote] }
+"#;
+
+struct Screen {
+    session: common::Terminal,
+    parser: vt100::Parser,
+    started: Instant,
+}
+
+impl Screen {
+    fn new(session: common::Terminal) -> Screen {
+        let size = |n: u16| std::num::NonZeroU16::new(n).expect("not zero");
+        Screen {
+            session,
+            parser: vt100::Parser::new(size(40), size(120), 0),
+            started: Instant::now(),
+        }
+    }
+
+    /// What the screen shows after reading for `within`.
+    fn read(&mut self, within: Duration) -> String {
+        let until = Instant::now() + within;
+        let mut buf = [0u8; 8192];
+        while Instant::now() < until {
+            match self.session.try_read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => self.parser.process(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.parser.screen().contents()
+    }
+
+    /// Reads until the screen shows `needle`, failing after 20 s with the screen.
+    fn until(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.read(Duration::from_millis(100));
+            if screen.contains(needle) {
+                return screen;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "`{needle}` never shown ({:?} in):\n{screen}",
+                self.started.elapsed()
+            );
+        }
+    }
+
+    fn keys(&mut self, keys: &str) {
+        self.session.write_all(keys.as_bytes()).expect("type");
+        self.session.flush().expect("flush");
+    }
+
+    fn exit_status(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.read(Duration::from_millis(100));
+            if let Ok(expectrl::process::unix::WaitStatus::Exited(_, code)) =
+                self.session.get_process().status()
+            {
+                return code;
+            }
+            assert!(Instant::now() < deadline, "drillbook did not exit");
+        }
+    }
+}
+
+fn clock(screen: &str) -> String {
+    screen
+        .lines()
+        .find(|line| line.contains("of RTO 30m"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn waiting_on(dir: &Path, step: &str) -> bool {
+    common::run_ids(dir).first().is_some_and(|run| {
+        let records = journal(dir, run);
+        events(&records, "approval_requested", Some(step)).len()
+            > events(&records, "confirmed", Some(step)).len()
+    })
+}
+
+#[test]
+fn an_incident_is_driven_from_the_console() {
+    let test = Drillbook::new().playbook("p.yaml", PLAYBOOK);
+    let dir = test.dir().to_path_buf();
+    let session = Drillbook::in_dir(&dir)
+        .args(&[
+            "run", "p.yaml", "--mode", "incident", "--as", "alice", "--run-id", "inc-1",
+        ])
+        .pty();
+    let mut screen = Screen::new(session);
+
+    // Before the first step: the list, the clock, the question and its keys.
+    let first = screen.until("p proceed");
+    for needle in [
+        "INCIDENT · console · run inc-1 · in progress",
+        "0 of 4 steps done",
+        "ticking pending",
+        "promote pending",
+        "your decision",
+        "Next: ticking",
+    ] {
+        assert!(first.contains(needle), "`{needle}` not shown:\n{first}");
+    }
+    let later = screen.read(Duration::from_millis(1_300));
+    assert_ne!(clock(&first), clock(&later), "the clock ticks:\n{later}");
+
+    // Proceed: the command's output shows while it runs.
+    screen.keys("p");
+    screen.until("tick ");
+
+    // The flush names the Redis it would empty; skip it.
+    let flush = screen.until("Next: flush_cache");
+    assert!(
+        flush.contains("writes `redis`") && flush.contains("127.0.0.1:6379"),
+        "{flush}"
+    );
+    assert!(flush.contains("1 of 4 steps done"), "{flush}");
+    screen.keys("s");
+
+    // The four-eyes gate is the step's one question: alice approves here...
+    let gate = screen.until("Approve promote?");
+    assert!(
+        gate.contains("y approve · n reject · s skip · a abort"),
+        "{gate}"
+    );
+    screen.keys("y");
+    wait_for(Duration::from_secs(10), "alice's approval", || {
+        events(&journal(&dir, "inc-1"), "approval_decided", Some("promote")).len() == 1
+    });
+    screen.until("so far: alice");
+    assert!(waiting_on(&dir, "promote"));
+
+    // ...`watch` shows the same run read-only from another terminal...
+    let mut watch = Screen::new(Drillbook::in_dir(&dir).args(&["watch", "inc"]).pty());
+    let watched = watch.until("promote waits");
+    assert!(watched.contains("read-only · q quits"), "{watched}");
+    assert!(watched.contains("1 of 2 yes (alice)"), "{watched}");
+    assert!(!watched.contains("your decision"), "{watched}");
+    watch.keys("q");
+
+    // ...and bob approves from another shell while the console waits.
+    let approved = Drillbook::in_dir(&dir)
+        .args(&["approve", "latest", "promote", "--as", "bob"])
+        .run();
+    assert_eq!(approved.status, 0, "{}{}", approved.stdout, approved.stderr);
+    assert!(
+        approved
+            .stderr
+            .contains("bob approved `promote`; the running drillbook goes on"),
+        "{}",
+        approved.stderr
+    );
+    let moved_on = screen.until("Next: last");
+    assert!(moved_on.contains("promote succeeded"), "{moved_on}");
+    assert!(dir.join("promoted").exists());
+
+    // Abort asks why; Esc takes it back; Enter with a reason aborts.
+    screen.keys("a");
+    screen.until("Abort the run — why?");
+    screen.keys("\x1b");
+    screen.read(Duration::from_millis(400));
+    screen.keys("a");
+    screen.until("Abort the run — why?");
+    screen.keys("wrong region\r");
+
+    // The screen is given back for the post-mortem, asked as plain lines.
+    screen.until("Root cause");
+    screen.keys("\r");
+    screen.until("Remediation item 1");
+    screen.keys("\r");
+    assert_eq!(screen.exit_status(), 1);
+    assert!(!dir.join("last").exists(), "the aborted step never ran");
+
+    let run = only_run(&dir);
+    let records = journal(&dir, &run);
+    let decided: Vec<&str> = events(&records, "approval_decided", Some("promote"))
+        .iter()
+        .map(|r| r["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(decided, ["alice", "bob"]);
+    let skipped = events(&records, "step_skipped", Some("flush_cache"));
+    assert_eq!(skipped[0]["reason"], "skipped by alice");
+    let aborted = events(&records, "aborted", Some("last"));
+    assert_eq!(aborted.len(), 1, "{records:?}");
+    assert_eq!(aborted[0]["by"], "alice");
+    assert_eq!(aborted[0]["reason"], "wrong region");
+
+    // The report says the run was aborted, by whom and why — not "failed" beside "nothing
+    // failed" — and lists the step as cancelled, not skipped.
+    let report = Drillbook::in_dir(&dir)
+        .args(&["report", "latest", "--format", "md"])
+        .run();
+    assert!(
+        report.stdout.contains("**aborted**"),
+        "{}{}",
+        report.stdout,
+        report.stderr
+    );
+    assert!(
+        report
+            .stdout
+            .contains("Aborted by alice before `last`: wrong region."),
+        "{}",
+        report.stdout
+    );
+    assert!(
+        !report.stdout.contains("_Nothing failed._"),
+        "{}",
+        report.stdout
+    );
+    assert!(
+        report
+            .stdout
+            .contains("cancelled: aborted by alice: wrong region"),
+        "{}",
+        report.stdout
+    );
+    let text = Drillbook::in_dir(&dir).args(&["report", "latest"]).run();
+    assert!(text.stdout.contains("ABORTED (exit 1)"), "{}", text.stdout);
+}
+
+#[test]
+fn a_decision_for_a_run_that_is_not_asking_is_refused_in_time() {
+    // An unattended run holds its lock while a long step runs; its gate is not being asked at
+    // any terminal, so the letter is never taken: approve says so instead of hanging.
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: unattended
+steps:
+  - { id: slow, kind: command, run: [sleep, "30"] }
+  - { id: gate, kind: approval, prompt: "Go?" }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let mut run = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--run-id", "un-1"])
+        .spawn();
+    wait_for(Duration::from_secs(10), "the slow step", || {
+        common::step_started(&dir, Some("slow"))
+    });
+    let approved = Drillbook::in_dir(&dir)
+        .args(&["approve", "un-1", "gate", "--as", "bob"])
+        .run();
+    assert_ne!(approved.status, 0);
+    assert!(
+        approved.stderr.contains("is not waiting for a decision"),
+        "{}",
+        approved.stderr
+    );
+    run.kill();
+}
+
+#[test]
+fn a_line_prompt_gives_way_to_a_decision_from_another_shell() {
+    // A drill at a terminal asks with plain line prompts; the approvers are elsewhere.
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        r#"version: 1
+name: gated
+steps:
+  - id: promote
+    kind: command
+    run: [touch, promoted]
+    approval: { prompt: "Promote?", approvers: 2 }
+"#,
+    );
+    let dir = test.dir().to_path_buf();
+    let session = Drillbook::in_dir(&dir)
+        .args(&["run", "p.yaml", "--as", "alice", "--run-id", "gated-1"])
+        .env("NO_COLOR", "1")
+        .pty();
+    let mut screen = Screen::new(session);
+    screen.until("Approve promote? [yes/no]:");
+    // `status` is live while the terminal waits, and names the command that answers.
+    let status = Drillbook::in_dir(&dir).args(&["status", "gated"]).run();
+    assert!(
+        status
+            .stdout
+            .contains("from any shell: drillbook approve gated-1 promote"),
+        "{}",
+        status.stdout
+    );
+    for by in ["bob", "carol"] {
+        let approved = Drillbook::in_dir(&dir)
+            .args(&["approve", "gated-1", "promote", "--as", by])
+            .run();
+        assert_eq!(approved.status, 0, "{by}: {}", approved.stderr);
+    }
+    screen.until("answered from another shell");
+    assert_eq!(screen.exit_status(), 0);
+    assert!(dir.join("promoted").exists());
+    let records = journal(&dir, "gated-1");
+    let decided: Vec<&str> = events(&records, "approval_decided", Some("promote"))
+        .iter()
+        .map(|r| r["by"].as_str().unwrap())
+        .collect();
+    assert_eq!(decided, ["bob", "carol"]);
+}
