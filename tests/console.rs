@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::screen::Screen;
 use common::{Drillbook, events, journal, only_run, wait_for};
 
 /// Redis database 13 is named but never flushed: the operator skips the step.
@@ -30,75 +30,6 @@ steps:
     approval: { prompt: "Point the application at the standby?", approvers: 2 }
   - { id: last, kind: command, run: [touch, last], needs: [promote] }
 "#;
-
-struct Screen {
-    session: common::Terminal,
-    parser: vt100::Parser,
-    started: Instant,
-}
-
-impl Screen {
-    fn new(session: common::Terminal) -> Screen {
-        let size = |n: u16| std::num::NonZeroU16::new(n).expect("not zero");
-        Screen {
-            session,
-            parser: vt100::Parser::new(size(40), size(120), 0),
-            started: Instant::now(),
-        }
-    }
-
-    /// What the screen shows after reading for `within`.
-    fn read(&mut self, within: Duration) -> String {
-        let until = Instant::now() + within;
-        let mut buf = [0u8; 8192];
-        while Instant::now() < until {
-            match self.session.try_read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => self.parser.process(&buf[..n]),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => break,
-            }
-        }
-        self.parser.screen().contents()
-    }
-
-    /// Reads until the screen shows `needle`, failing after 20 s with the screen.
-    fn until(&mut self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.read(Duration::from_millis(100));
-            if screen.contains(needle) {
-                return screen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "`{needle}` never shown ({:?} in):\n{screen}",
-                self.started.elapsed()
-            );
-        }
-    }
-
-    fn keys(&mut self, keys: &str) {
-        self.session.write_all(keys.as_bytes()).expect("type");
-        self.session.flush().expect("flush");
-    }
-
-    fn exit_status(&mut self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            self.read(Duration::from_millis(100));
-            if let Ok(expectrl::process::unix::WaitStatus::Exited(_, code)) =
-                self.session.get_process().status()
-            {
-                return code;
-            }
-            assert!(Instant::now() < deadline, "drillbook did not exit");
-        }
-    }
-}
 
 fn clock(screen: &str) -> String {
     screen

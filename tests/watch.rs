@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::io::{ErrorKind, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::screen::Screen;
 use common::{Drillbook, wait_for};
 
 const PLAYBOOK: &str = r#"version: 1
@@ -21,24 +21,6 @@ steps:
   - { id: after, kind: command, run: ["true"] }
 "#;
 
-/// The screen as the emulator shows it after whatever the child wrote in `within`.
-fn screen(session: &mut common::Terminal, parser: &mut vt100::Parser, within: Duration) -> String {
-    let until = Instant::now() + within;
-    let mut buf = [0u8; 8192];
-    while Instant::now() < until {
-        match session.try_read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => parser.process(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                std::thread::sleep(Duration::from_millis(20))
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    parser.screen().contents()
-}
-
 #[test]
 fn watch_shows_a_running_run_live_and_read_only() {
     let test = Drillbook::new().playbook("p.yaml", PLAYBOOK);
@@ -50,10 +32,8 @@ fn watch_shows_a_running_run_live_and_read_only() {
         common::step_started(&dir, Some("ticking"))
     });
 
-    let mut session = Drillbook::in_dir(&dir).args(&["watch", "latest"]).pty();
-    let size = |n: u16| std::num::NonZeroU16::new(n).expect("not zero");
-    let mut parser = vt100::Parser::new(size(40), size(120), 0);
-    let first = screen(&mut session, &mut parser, Duration::from_millis(1_500));
+    let mut screen = Screen::new(Drillbook::in_dir(&dir).args(&["watch", "latest"]).pty());
+    let first = screen.read(Duration::from_millis(1_500));
     for needle in [
         "DRILL · watched · run watched-1 · in progress",
         "of RTO 30m",
@@ -80,29 +60,19 @@ fn watch_shows_a_running_run_live_and_read_only() {
             .trim()
             .to_string()
     };
-    let second = screen(&mut session, &mut parser, Duration::from_millis(1_200));
+    let second = screen.read(Duration::from_millis(1_200));
     assert_ne!(clock(&first), clock(&second), "the clock moves:\n{second}");
 
     // It ends with the run, and shows how.
     assert_eq!(run.wait_within(Duration::from_secs(30)).status, 0);
-    let last = screen(&mut session, &mut parser, Duration::from_millis(1_000));
+    let last = screen.read(Duration::from_millis(1_000));
     assert!(last.contains("· succeeded"), "{last}");
     assert!(last.contains("2 of 2 steps done"), "{last}");
     assert!(last.contains("tick 100 of"), "{last}");
 
     // Read-only: keys other than q change nothing; q quits and gives the terminal back.
-    session.write_all(b"y").expect("type");
-    session.write_all(b"q").expect("type");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        screen(&mut session, &mut parser, Duration::from_millis(100));
-        if let Ok(status) = session.get_process().status()
-            && status != expectrl::process::unix::WaitStatus::StillAlive
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "watch did not quit on q");
-    }
+    screen.keys("yq");
+    assert_eq!(screen.exit_status(), 0, "watch quits on q");
 
     // Without a terminal, once, as plain lines.
     let once = Drillbook::in_dir(&dir)

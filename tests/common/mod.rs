@@ -19,6 +19,7 @@ pub mod kill;
 pub mod lab;
 pub mod own_redis;
 pub mod pg;
+pub mod screen;
 pub mod swap;
 pub mod tally;
 
