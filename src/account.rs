@@ -12,6 +12,33 @@ pub(crate) struct Account {
     pub(crate) home: PathBuf,
 }
 
+/// The account and host a decision is recorded with: whoever started this process.
+pub fn os_account() -> crate::event::OsAccount {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    os_account_of(unsafe { libc::getuid() })
+}
+
+/// The account with user id `uid`, on this host (`uid N` when it has no name).
+pub fn os_account_of(uid: u32) -> crate::event::OsAccount {
+    crate::event::OsAccount {
+        user: of(uid).map_or_else(|| format!("uid {uid}"), |account| account.name),
+        uid,
+        host: host(),
+    }
+}
+
+/// This machine's host name, or `unknown host`.
+pub fn host() -> String {
+    let mut buffer = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+    let status = unsafe { libc::gethostname(buffer.as_mut_ptr().cast(), buffer.len()) };
+    let end = buffer.iter().position(|b| *b == 0).unwrap_or(buffer.len());
+    match std::str::from_utf8(&buffer[..end]) {
+        Ok(name) if status == 0 && !name.is_empty() => name.to_string(),
+        _ => "unknown host".into(),
+    }
+}
+
 /// Whoever started drillbook (the real user id).
 pub(crate) fn real() -> Option<Account> {
     // SAFETY: getuid has no preconditions and cannot fail.

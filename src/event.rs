@@ -173,11 +173,31 @@ fn one() -> u32 {
     1
 }
 
+/// Who a decision came from as the operating system knows them: the account's name (`uid N`
+/// for one without a name), its uid, and the host. Four eyes count accounts, not names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsAccount {
+    pub user: String,
+    pub uid: u32,
+    pub host: String,
+}
+
+impl std::fmt::Display for OsAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.user, self.host)
+    }
+}
+
 /// One line of a journal: a sequence number, when, and what.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub seq: u64,
     pub at: Timestamp,
+    /// SHA-256 (hex) of the journal line before this one, exactly as written: the chain that
+    /// makes an edited, removed, inserted or moved record show (`drillbook verify`). Absent on
+    /// the first record, and in journals older than the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
     #[serde(flatten)]
     pub event: Event,
 }
@@ -266,6 +286,9 @@ pub enum Event {
         /// When the gate rejects by itself.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         expires_at: Option<Timestamp>,
+        /// Who may decide (declared names); empty: anyone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allowed: Vec<String>,
     },
     ApprovalDecided {
         step: String,
@@ -278,6 +301,10 @@ pub enum Event {
         /// Given ahead of time (`--approve`, `--approve-all`), not at the gate.
         #[serde(default)]
         pre_approved: bool,
+        /// The OS account and host the decision came from, beside the declared name `by`
+        /// (absent for an expiry, and in journals older than it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<OsAccount>,
     },
     /// The operator of an incident is asked "Proceed?" before a step, at the run's terminal.
     Confirming {
@@ -301,6 +328,8 @@ pub enum Event {
         by: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<OsAccount>,
     },
     /// A repeated notification (`every:`) was sent, or failed to be.
     NotificationRepeated {
@@ -340,6 +369,9 @@ pub enum Event {
     /// `--approve` and `--approve-all` as given to `run`: `resume` honours them too.
     PreApproved {
         by: String,
+        /// The OS account that gave them (absent in journals older than it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        account: Option<OsAccount>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         all: bool,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -465,6 +497,7 @@ mod tests {
     fn a_record_is_one_flat_json_object() {
         let record = Record {
             seq: 3,
+            prev: None,
             at: "2026-11-24T10:00:00Z".parse().expect("timestamp"),
             event: Event::StepSkipped {
                 step: "promote".into(),

@@ -70,6 +70,7 @@ impl Journal {
     pub(crate) fn push(&mut self, second: i64, event: Event) -> &mut Journal {
         self.records.push(Record {
             seq: self.records.len() as u64,
+            prev: None,
             at: at(second),
             event,
         });
@@ -139,6 +140,7 @@ impl Journal {
                 prompt: format!("run {step}?"),
                 approvers: 1,
                 expires_at: None,
+                allowed: Vec::new(),
             },
         );
         self.push(
@@ -150,6 +152,7 @@ impl Journal {
                 by: by.into(),
                 reason: Some("backup looks right".into()),
                 pre_approved: false,
+                account: None,
             },
         )
     }

@@ -21,10 +21,15 @@ pub struct Question {
     pub summary: String,
     /// What it writes to, by identity ("`redis`: redis 127.0.0.1:6379 db 9"): never a password.
     pub targets: Vec<String>,
-    /// People who already said yes (a four-eyes gate needs someone else).
+    /// People who already said yes, with their accounts (a four-eyes gate needs someone else).
     pub approved_by: Vec<String>,
+    /// Whether this terminal's OS account is among them: then only another person's account,
+    /// through `drillbook approve`, can give the next yes.
+    pub approved_here: bool,
     /// Distinct people whose "yes" is needed in all.
     pub approvers: u32,
+    /// Who may decide (declared names); empty: anyone.
+    pub allowed: Vec<String>,
     /// Time on the RTO clock so far, and the objective.
     pub elapsed: Duration,
     pub rto: Option<Duration>,

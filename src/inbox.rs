@@ -21,6 +21,24 @@ pub struct Letter {
     pub by: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The sender's host, as it says.
+    pub host: String,
+    /// The sender's user id: the owner of the letter's file, as the file system vouches for it
+    /// (never what the letter says).
+    #[serde(skip)]
+    pub uid: Option<u32>,
+}
+
+impl Letter {
+    /// Who sent it: the file's owner, on the host the letter names.
+    pub fn account(&self) -> crate::event::OsAccount {
+        // SAFETY: getuid has no preconditions; a letter not read from a file is this process's.
+        let uid = self.uid.unwrap_or_else(|| unsafe { libc::getuid() });
+        crate::event::OsAccount {
+            host: self.host.clone(),
+            ..crate::account::os_account_of(uid)
+        }
+    }
 }
 
 /// The run's answer: what was recorded, or why not.
@@ -39,6 +57,16 @@ fn letter_path(run_dir: &Path, id: &str) -> PathBuf {
 
 fn answer_path(run_dir: &Path, id: &str) -> PathBuf {
     folder(run_dir).join(format!("{id}.answer"))
+}
+
+/// Opens the inbox of a run that is starting: anyone who can reach the run's directory may
+/// leave a letter (each file's owner is its sender), only its own sender or the run removes
+/// one (sticky), and nobody but the run lists them.
+pub fn open(run_dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let inbox = folder(run_dir);
+    std::fs::create_dir_all(&inbox)?;
+    std::fs::set_permissions(&inbox, std::fs::Permissions::from_mode(0o1733))
 }
 
 /// Writes a letter where the run will find it.
@@ -65,7 +93,7 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         let Ok(bytes) = std::fs::read(&path) else {
             continue;
         };
-        let Ok(letter) = serde_json::from_slice::<Letter>(&bytes) else {
+        let Ok(mut letter) = serde_json::from_slice::<Letter>(&bytes) else {
             if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
                 reply(
                     run_dir,
@@ -79,10 +107,11 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         if letter.step != step {
             continue;
         }
-        let at = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .unwrap_or(std::time::UNIX_EPOCH);
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        letter.uid = Some(std::os::unix::fs::MetadataExt::uid(&metadata));
+        let at = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
         found.push((at, letter, path));
     }
     found.sort_by_key(|(at, letter, _)| (*at, letter.id.clone()));
@@ -139,6 +168,8 @@ mod tests {
             approved: true,
             by: "bob".into(),
             reason: None,
+            host: "here".into(),
+            uid: None,
         }
     }
 
@@ -148,7 +179,12 @@ mod tests {
         post(dir.path(), &letter("a", "restore")).unwrap();
         post(dir.path(), &letter("b", "promote")).unwrap();
         assert!(take(dir.path(), "flush").is_empty());
-        assert_eq!(take(dir.path(), "restore"), [letter("a", "restore")]);
+        let taken = take(dir.path(), "restore");
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].id, "a");
+        // The sender is whoever owns the file, not whoever the letter says.
+        // SAFETY: getuid has no preconditions.
+        assert_eq!(taken[0].uid, Some(unsafe { libc::getuid() }));
         assert!(take(dir.path(), "restore").is_empty(), "taken once");
         reply(dir.path(), "a", &Ok("recorded".into()));
         assert_eq!(

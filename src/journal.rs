@@ -3,6 +3,11 @@
 //! last line; reading ignores a torn last line, and reopening for append cuts it off so the
 //! next record starts on a clean line. A bad line anywhere else is real corruption and an
 //! error.
+//!
+//! Each record carries the SHA-256 of the line before it (`prev`), so the journal is a hash
+//! chain: [`verify`] finds where a record was edited, removed, inserted or moved, and the hash
+//! of the last line (the chain's head) can be kept elsewhere to show that nothing was cut off
+//! or rewritten from the end.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -16,6 +21,8 @@ pub struct Journal {
     file: File,
     path: PathBuf,
     next_seq: u64,
+    /// The hash of the last line: the next record's `prev`.
+    head: Option<String>,
 }
 
 /// What reading a journal found.
@@ -26,6 +33,21 @@ pub struct Replay {
     pub torn_bytes: usize,
     /// Length of the intact prefix of the file.
     good_len: u64,
+    /// The SHA-256 of each record's line, as written.
+    pub hashes: Vec<String>,
+}
+
+impl Replay {
+    /// The chain's head: the hash of the last intact line.
+    pub fn head(&self) -> Option<&str> {
+        self.hashes.last().map(String::as_str)
+    }
+}
+
+/// The SHA-256 of one journal line without its newline, in hex.
+pub fn line_hash(line: &[u8]) -> String {
+    use sha2::Digest;
+    crate::format::hex(&sha2::Sha256::digest(line))
 }
 
 impl Journal {
@@ -43,6 +65,7 @@ impl Journal {
             file,
             path,
             next_seq: 0,
+            head: None,
         })
     }
 
@@ -57,11 +80,13 @@ impl Journal {
         }
         let file = OpenOptions::new().append(true).open(&path)?;
         let next_seq = replay.records.last().map_or(0, |r| r.seq + 1);
+        let head = replay.head().map(str::to_owned);
         Ok((
             Journal {
                 file,
                 path,
                 next_seq,
+                head,
             },
             replay,
         ))
@@ -72,13 +97,16 @@ impl Journal {
         let record = Record {
             seq: self.next_seq,
             at: crate::clock::now(),
+            prev: self.head.clone(),
             event,
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
+        let hash = line_hash(&line);
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.file.sync_data()?;
         self.next_seq += 1;
+        self.head = Some(hash);
         Ok(record)
     }
 
@@ -91,6 +119,7 @@ impl Journal {
 pub fn read(path: &Path) -> io::Result<Replay> {
     let bytes = std::fs::read(path)?;
     let mut records = Vec::new();
+    let mut hashes = Vec::new();
     let mut offset = 0usize;
     let mut good_len = 0u64;
     let mut line_number = 0usize;
@@ -105,6 +134,7 @@ pub fn read(path: &Path) -> io::Result<Replay> {
         match (serde_json::from_slice::<Record>(line), complete) {
             (Ok(record), true) => {
                 records.push(record);
+                hashes.push(line_hash(line));
                 good_len = next as u64;
             }
             (Err(error), true) if !is_last => {
@@ -122,6 +152,7 @@ pub fn read(path: &Path) -> io::Result<Replay> {
                     records,
                     torn_bytes: bytes.len() - offset,
                     good_len,
+                    hashes,
                 });
             }
         }
@@ -131,6 +162,7 @@ pub fn read(path: &Path) -> io::Result<Replay> {
         records,
         torn_bytes: 0,
         good_len,
+        hashes,
     })
 }
 

@@ -7,6 +7,7 @@
 //! ARCHITECTURE.md gives the layers and what each may import.
 
 pub(crate) mod account;
+pub mod chain;
 pub mod checksums;
 pub mod cli;
 pub mod clock;

@@ -131,6 +131,9 @@ impl Default for Retry {
 pub struct Gate {
     pub prompt: String,
     pub approvers: u32,
+    /// Who may decide (declared names); empty: anyone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed: Vec<String>,
     /// When it expires the gate rejects; it never approves by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,

@@ -213,6 +213,7 @@ mod tests {
     fn record(second: i64, event: Event) -> Record {
         Record {
             seq: 0,
+            prev: None,
             at: at(second),
             event,
         }

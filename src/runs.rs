@@ -126,7 +126,10 @@ impl StateDir {
             }
             _ => format!("{}: {e}", path.display()),
         })?;
-        RunState::fold(&replay.records).map_err(|e| format!("{}: {e}", path.display()))
+        let mut state =
+            RunState::fold(&replay.records).map_err(|e| format!("{}: {e}", path.display()))?;
+        state.journal = Some(crate::chain::check(&replay));
+        Ok(state)
     }
 }
 

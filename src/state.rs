@@ -41,6 +41,9 @@ pub struct RunState {
     pub interruptions: Vec<(Timestamp, String)>,
     /// The incident operator aborted the run: before which step, who, when and why.
     pub aborted: Option<Abort>,
+    /// The journal's hash chain as checked when it was read from its file (`None` for a state
+    /// folded from records alone).
+    pub journal: Option<crate::chain::Chain>,
     pub finished: Option<(Timestamp, u8)>,
     /// Time of the last record.
     pub last_at: Timestamp,
@@ -69,6 +72,7 @@ pub struct RunProcess {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PreApproval {
     pub by: String,
+    pub account: Option<crate::event::OsAccount>,
     pub all: bool,
     pub steps: Vec<String>,
 }
@@ -170,6 +174,8 @@ pub struct Question {
     pub approvers: u32,
     pub asked_at: Timestamp,
     pub expires_at: Option<Timestamp>,
+    /// Who may decide; empty: anyone.
+    pub allowed: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -180,6 +186,18 @@ pub struct Decision {
     pub at: Timestamp,
     pub reason: Option<String>,
     pub pre_approved: bool,
+    /// The OS account and host it came from.
+    pub account: Option<crate::event::OsAccount>,
+}
+
+impl Decision {
+    /// The declared name and, where recorded, the account: "bob (uid 4242@db-1)".
+    pub fn who(&self) -> String {
+        match &self.account {
+            Some(account) => format!("{} ({account})", self.by),
+            None => self.by.clone(),
+        }
+    }
 }
 
 impl StepState {
@@ -347,6 +365,7 @@ impl RunState {
             resumes: Vec::new(),
             interruptions: Vec::new(),
             aborted: None,
+            journal: None,
             finished: None,
             last_at: first.at,
             notifications: Vec::new(),
@@ -475,6 +494,7 @@ impl RunState {
                 prompt,
                 approvers,
                 expires_at,
+                allowed,
             } => {
                 let step = self.step_mut(step);
                 step.status = Status::WaitingApproval;
@@ -485,6 +505,7 @@ impl RunState {
                     approvers: *approvers,
                     asked_at: at,
                     expires_at: *expires_at,
+                    allowed: allowed.clone(),
                 });
             }
             Event::ApprovalDecided {
@@ -494,6 +515,7 @@ impl RunState {
                 by,
                 reason,
                 pre_approved,
+                account,
             } => {
                 let step = self.step_mut(step);
                 step.approvals.push(Decision {
@@ -503,6 +525,7 @@ impl RunState {
                     at,
                     reason: reason.clone(),
                     pre_approved: *pre_approved,
+                    account: account.clone(),
                 });
                 // The question stays open until enough distinct people said yes.
                 let since = step.decision_window();
@@ -540,7 +563,9 @@ impl RunState {
             Event::Confirming { step, by } => {
                 self.step_mut(step).confirming = Some((by.clone(), at));
             }
-            Event::Aborted { step, by, reason } => {
+            Event::Aborted {
+                step, by, reason, ..
+            } => {
                 let said = match reason {
                     Some(reason) => format!("aborted by {by}: {reason}"),
                     None => format!("aborted by {by}"),
@@ -569,9 +594,15 @@ impl RunState {
                     boot_id: boot_id.clone(),
                 });
             }
-            Event::PreApproved { by, all, steps } => {
+            Event::PreApproved {
+                by,
+                all,
+                steps,
+                account,
+            } => {
                 let given = self.pre_approval.get_or_insert_with(|| PreApproval {
                     by: by.clone(),
+                    account: account.clone(),
                     all: false,
                     steps: Vec::new(),
                 });
@@ -627,6 +658,7 @@ mod tests {
     fn record(seq: u64, second: i64, event: Event) -> Record {
         Record {
             seq,
+            prev: None,
             at: Timestamp::from_second(1_800_000_000 + second).expect("timestamp"),
             event,
         }
@@ -667,6 +699,7 @@ mod tests {
                     by: by.into(),
                     reason: None,
                     pre_approved,
+                    account: None,
                 },
             )
         };
@@ -682,6 +715,7 @@ mod tests {
                     prompt: "go?".into(),
                     approvers: 2,
                     expires_at: None,
+                    allowed: Vec::new(),
                 },
             ),
         ];
@@ -753,6 +787,7 @@ mod tests {
                     prompt: "ok?".into(),
                     approvers: 1,
                     expires_at: None,
+                    allowed: Vec::new(),
                 },
             ),
             record(
@@ -765,6 +800,7 @@ mod tests {
                     by: "alice".into(),
                     reason: Some("no".into()),
                     pre_approved: false,
+                    account: None,
                 },
             ),
         ];

@@ -150,15 +150,44 @@ fn four_eyes_needs_two_different_people() {
         "one approval is not enough: {}",
         output.stderr
     );
-    assert_eq!(
-        Drillbook::in_dir(&dir)
-            .args(&["approve", &run, "go", "--as", "bob"])
-            .run()
-            .status,
-        0
+    // The same OS account under another name is the same person.
+    let renamed = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "bob"])
+        .run();
+    assert_eq!(renamed.status, 2, "{}", renamed.stderr);
+    assert!(
+        renamed
+            .stderr
+            .contains("already approved `go` as alice; four eyes need another person's account"),
+        "{}",
+        renamed.stderr
     );
+    // Bob, from his own account, is the second pair of eyes.
+    common::share_state(&dir.join(".drillbook"));
+    let bob = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "bob"])
+        .by_uid(4242)
+        .run();
+    assert_eq!(bob.status, 0, "{}", bob.stderr);
     let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
     assert_eq!(output.status, 0, "{}", output.stderr);
+    // Each decision names its account and host beside the name given.
+    let records = common::journal(&dir, &run);
+    let decided = common::events(&records, "approval_decided", Some("go"));
+    let accounts: Vec<(&str, u64)> = decided
+        .iter()
+        .map(|d| {
+            (
+                d["by"].as_str().unwrap(),
+                d["account"]["uid"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    // SAFETY: getuid has no preconditions.
+    let me = u64::from(unsafe { libc::getuid() });
+    assert_eq!(accounts, [("alice", me), ("bob", 4242)]);
+    assert_eq!(decided[1]["account"]["user"], "uid 4242");
+    assert!(!decided[1]["account"]["host"].as_str().unwrap().is_empty());
 }
 
 #[test]
@@ -235,4 +264,48 @@ steps:
     let finished = events(&records, "step_finished", Some("call"));
     assert_eq!(finished[0]["outputs"]["done_by"], "erin");
     assert!(dir.join("after").exists());
+}
+
+#[test]
+fn only_the_people_a_gate_allows_decide_it() {
+    let (_test, dir) = gated(&GATED.replace(
+        "prompt: \"Promote the standby? (run {{ run.id }})\"",
+        "prompt: \"Promote?\"\n    allowed: [alice, Bob]",
+    ));
+    let run = first_run(&dir);
+    for (by, verb) in [("mallory", "approve"), ("mallory", "reject")] {
+        let mut args = vec!["approve", &run, "go", "--as", by];
+        if verb == "reject" {
+            args.push("--reject");
+        }
+        let refused = Drillbook::in_dir(&dir).args(&args).run();
+        assert_eq!(refused.status, 2, "{}", refused.stderr);
+        assert_eq!(
+            refused.stderr,
+            "error: mallory is not among the people allowed to decide `go` (alice, Bob)\n"
+        );
+    }
+    assert!(events(&journal(&dir, &run), "approval_decided", Some("go")).is_empty());
+    // Names match as people type them.
+    let bob = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "bob"])
+        .run();
+    assert_eq!(bob.status, 0, "{}", bob.stderr);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    assert_eq!(output.status, 0, "{}", output.stderr);
+
+    // A list that cannot be satisfied is refused before anything runs.
+    let (_test, dir) = gated(&GATED.replace(
+        "prompt: \"Promote the standby? (run {{ run.id }})\"",
+        "prompt: \"Promote?\"\n    approvers: 2\n    allowed: [alice]",
+    ));
+    let invalid = Drillbook::in_dir(&dir).args(&["validate", "p.yaml"]).run();
+    assert_eq!(invalid.status, 2, "{}", invalid.stderr);
+    assert!(
+        invalid
+            .stderr
+            .contains("`approvers: 2` needs 2 different people, but `allowed` names 1"),
+        "{}",
+        invalid.stderr
+    );
 }

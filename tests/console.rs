@@ -108,9 +108,27 @@ fn an_incident_is_driven_from_the_console() {
     assert!(!watched.contains("your decision"), "{watched}");
     watch.keys("q");
 
-    // ...and bob approves from another shell while the console waits.
+    // ...alice cannot be the second pair of eyes from another shell under another name...
+    let renamed = Drillbook::in_dir(&dir)
+        .args(&["approve", "latest", "promote", "--as", "bob"])
+        .run();
+    assert_eq!(renamed.status, 2, "{}", renamed.stderr);
+    assert!(
+        renamed
+            .stderr
+            .contains("four eyes need another person's account"),
+        "{}",
+        renamed.stderr
+    );
+    // ...nor at the console: a second `y` from her account is no approval.
+    screen.keys("y");
+    screen.until("the next yes must come from another person's account");
+
+    // ...and bob approves from his own account in another shell while the console waits.
+    common::share_state(&dir.join(".drillbook"));
     let approved = Drillbook::in_dir(&dir)
         .args(&["approve", "latest", "promote", "--as", "bob"])
+        .by_uid(4242)
         .run();
     assert_eq!(approved.status, 0, "{}{}", approved.stdout, approved.stderr);
     assert!(
@@ -251,9 +269,11 @@ steps:
         "{}",
         status.stdout
     );
-    for by in ["bob", "carol"] {
+    common::share_state(&dir.join(".drillbook"));
+    for (by, uid) in [("bob", 4242), ("carol", 4243)] {
         let approved = Drillbook::in_dir(&dir)
             .args(&["approve", "gated-1", "promote", "--as", by])
+            .by_uid(uid)
             .run();
         assert_eq!(approved.status, 0, "{by}: {}", approved.stderr);
     }

@@ -333,10 +333,7 @@ fn killed_right_after_the_promote_resumes_without_promoting_again() {
         .envs(&env)
         .run();
     assert_eq!(output.status, 4, "{}\n{}", output.stdout, output.stderr);
-    let output = lab
-        .drillbook()
-        .args(&["approve", "killed", "approve", "--as", "bob"])
-        .run();
+    let output = lab.approve_as_bob("killed");
     assert_eq!(output.status, 0, "{}", output.stderr);
     let mut child = lab
         .drillbook()

@@ -38,10 +38,7 @@ fn a_partitioned_primary_is_reported_unfenced_and_the_standby_takes_over() {
 
     // The primary's region drops off the network; bob approves from elsewhere.
     lab.network("partition");
-    let output = lab
-        .drillbook()
-        .args(&["approve", "cut", "approve", "--as", "bob"])
-        .run();
+    let output = lab.approve_as_bob("cut");
     assert_eq!(output.status, 0, "{}", output.stderr);
     let resumed = lab.drillbook().args(&["resume", "cut"]).envs(&env).run();
 

@@ -61,10 +61,7 @@ fn a_failover_drill_killed_anywhere_resumes_to_a_healthy_pair() {
             "{label}: waits for bob\n{}",
             output.stderr
         );
-        let output = lab
-            .drillbook()
-            .args(&["approve", &run, "approve", "--as", "bob"])
-            .run();
+        let output = lab.approve_as_bob(&run);
         assert_eq!(output.status, 0, "{label}: {}", output.stderr);
 
         let mut child = lab

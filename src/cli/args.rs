@@ -193,6 +193,18 @@ pub(super) enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Check a run's journal: every record must carry the hash of the line before it. Says
+    /// which line was edited, removed, inserted or moved, and prints the chain's head to
+    /// compare with a copy kept elsewhere (exit 0 intact, 1 broken, 2 no such run).
+    #[command(
+        after_help = "Examples:\n  drillbook verify latest\n  drillbook verify 20261206-0215 && echo intact"
+    )]
+    Verify {
+        /// The run: its id, any prefix of exactly one run id, or `latest` (the newest run).
+        run_id: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
     /// Archive PostgreSQL's WAL into a store and fetch it back: `archive_command` and
     /// `restore_command` (exit 0 done, 1 failed or not archived, 2 wrong usage or settings).
     #[command(

@@ -116,6 +116,13 @@ pub fn main() -> ExitCode {
                 Err(error) => refuse(Refusal::Usage(error)),
             }
         }
+        Command::Verify { run_id, state } => {
+            let dir = StateDir::new(state.state_dir);
+            match dir.resolve(&run_id) {
+                Ok(run_id) => runs::verify(&dir, &run_id),
+                Err(error) => refuse(Refusal::Usage(error)),
+            }
+        }
         Command::Report {
             run_id,
             format,

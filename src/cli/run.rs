@@ -110,6 +110,7 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8, console:
         )
     };
     let run_id = prepared.run_id.clone();
+    let journal = prepared.run_dir.join(crate::journal::FILE_NAME);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +125,11 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8, console:
     // Blocking prompt threads may still wait on the terminal: do not wait for them.
     runtime.shutdown_background();
     match result {
-        Ok((code, state)) => {
+        Ok((code, mut state)) => {
+            // The summary is the report: with the chain's head, to keep elsewhere.
+            state.journal = crate::journal::read(&journal)
+                .ok()
+                .map(|replay| crate::chain::check(&replay));
             print(&report::render(&state, report::Format::Text));
             if code == Outcome::WaitingApproval {
                 for step in state.steps.iter().filter(|s| s.question.is_some()) {

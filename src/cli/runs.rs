@@ -174,6 +174,44 @@ pub(super) fn status(dir: &StateDir, run_id: &str) -> Outcome {
     }
 }
 
+/// `drillbook verify`: the journal's hash chain, link by link.
+pub(super) fn verify(dir: &StateDir, run_id: &str) -> Outcome {
+    let state = match dir.load(run_id) {
+        Ok(state) => state,
+        Err(error) => return refuse(Refusal::Usage(error)),
+    };
+    let Some(chain) = state.journal else {
+        return refuse(Refusal::Failed(format!(
+            "the journal of run {run_id} was not read"
+        )));
+    };
+    let head = chain.head.as_deref().unwrap_or("none (empty journal)");
+    if chain.intact() {
+        print(&format!(
+            "journal of run {run_id}: {} records, hash chain intact\nhead sha256 {head}\n",
+            chain.records
+        ));
+        if chain.unchained > 0 {
+            print(&format!(
+                "note: the first {} records were written before drillbook kept the chain and are not covered by it\n",
+                chain.unchained
+            ));
+        }
+        return Outcome::Succeeded;
+    }
+    let mut text = format!(
+        "journal of run {run_id} has been altered ({} broken link{}):\n",
+        chain.breaks.len(),
+        if chain.breaks.len() == 1 { "" } else { "s" }
+    );
+    for line in &chain.breaks {
+        text.push_str(&format!("  {line}\n"));
+    }
+    text.push_str(&format!("head sha256 {head}\n"));
+    eprint!("{text}");
+    Outcome::Failed
+}
+
 pub(super) fn write_report(
     dir: &StateDir,
     run_id: &str,

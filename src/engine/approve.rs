@@ -53,6 +53,7 @@ pub fn approve(
             by: by.to_string(),
             reason,
             pre_approved: false,
+            account: Some(crate::account::os_account()),
         })
         .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
     drop(lock);
@@ -99,6 +100,8 @@ fn by_letter(
         approved,
         by: by.to_string(),
         reason,
+        host: crate::account::host(),
+        uid: None,
     };
     inbox::post(&run_dir, &letter).map_err(|e| {
         Refusal::Failed(format!(
@@ -158,6 +161,26 @@ fn check(
     if let Some(expired) = question.expires_at.filter(|at| *at <= crate::clock::now()) {
         return Err(Refusal::usage(format!(
             "the question on `{step}` expired at {expired}; an expired approval counts as rejected (`drillbook resume {run_id}` records it)"
+        )));
+    }
+    if !crate::steps::approval::may_decide(&question.allowed, by) {
+        return Err(Refusal::usage(super::gate::not_allowed(
+            by,
+            step,
+            &question.allowed,
+        )));
+    }
+    // One decision per account, whatever name it gives: four eyes are two people.
+    let me = crate::account::os_account();
+    if let Some(earlier) = step_state.approvals.iter().find(|d| {
+        d.ask == question.ask
+            && d.at >= since
+            && d.by != by
+            && d.account.as_ref().is_some_and(|a| a.uid == me.uid)
+    }) {
+        return Err(Refusal::usage(format!(
+            "OS account {} already approved `{step}` as {}; four eyes need another person's account (each approver runs `drillbook approve` as themselves)",
+            me.user, earlier.by
         )));
     }
     // One decision per person per question. A rejection settles the question, so an earlier

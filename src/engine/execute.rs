@@ -29,9 +29,13 @@ pub async fn execute(
         start_time: crate::connect::child::stat(me).map_or(0, |s| s.start_time),
         boot_id: crate::connect::child::boot_id().to_string(),
     })?;
+    // Decisions from other shells reach the run here while it waits at a terminal.
+    crate::inbox::open(&prepared.run_dir)
+        .map_err(|e| format!("cannot open the run's inbox: {e}"))?;
     if prepared.journal_pre_approvals {
         emitter.emit(Event::PreApproved {
             by: prepared.pre_approver.clone(),
+            account: prepared.pre_approver_account.clone(),
             all: prepared.approve_all,
             steps: prepared.approve.clone(),
         })?;
@@ -55,6 +59,8 @@ pub async fn execute(
         approve_all: prepared.approve_all,
         approve: prepared.approve,
         pre_approver: prepared.pre_approver,
+        pre_approver_account: prepared.pre_approver_account,
+        account: crate::account::os_account(),
         operator_name: prepared.operator.clone(),
         clock_start: prepared.clock_start,
         rto,

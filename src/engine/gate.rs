@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::run::Shared;
 use super::step::Fatal;
-use crate::event::{Ask, Event};
+use crate::event::{Ask, Event, OsAccount};
 use crate::human::{Question, Reply, Withdrawn};
 use crate::inbox::Letter;
 use crate::model::Step;
@@ -25,6 +25,7 @@ pub(super) fn gates(step: &Step) -> Vec<Gate> {
             text: gate.prompt.clone(),
             approvers: gate.approvers,
             timeout: gate.timeout.map(|t| t.0),
+            allowed: gate.allowed.clone(),
         });
     }
     match &step.params {
@@ -34,12 +35,14 @@ pub(super) fn gates(step: &Step) -> Vec<Gate> {
             text: approval.prompt.clone(),
             approvers: approval.approvers.unwrap_or(1).max(1),
             timeout: step.timeout.map(|t| t.0),
+            allowed: approval.allowed.clone(),
         }),
         StepConfig::Manual(manual) => gates.push(Gate {
             ask: Ask::Attest,
             text: manual.instructions.clone(),
             approvers: 1,
             timeout: None,
+            allowed: Vec::new(),
         }),
         _ => {}
     }
@@ -55,6 +58,8 @@ pub(super) struct Gate {
     pub(super) approvers: u32,
     /// Expiry rejects.
     pub(super) timeout: Option<Duration>,
+    /// Who may decide (declared names); empty: anyone.
+    pub(super) allowed: Vec<String>,
 }
 
 pub(super) enum Settled {
@@ -89,34 +94,43 @@ pub(super) async fn settle(
         text,
         approvers,
         timeout,
+        allowed,
     } = gate;
+    let may = |name: &str| crate::steps::approval::may_decide(&allowed, name);
     // Decisions count from the last attempt on: a gate passed before a failed attempt is asked
     // again for the next one.
     let since = prior
         .and_then(|p| p.attempts.last())
         .map_or(Timestamp::MIN, |a| a.started_at);
-    let mut yes: Vec<(String, Timestamp)> = prior
+    let mut yes: Vec<Yes> = prior
         .map(|p| {
             p.approvals
                 .iter()
                 .filter(|d| d.ask == ask && d.approved && d.at >= since)
-                .map(|d| (d.by.clone(), d.at))
+                .map(|d| Yes {
+                    by: d.by.clone(),
+                    account: d.account.clone(),
+                    at: d.at,
+                })
                 .collect()
         })
         .unwrap_or_default();
     let open = prior
         .and_then(|p| p.question.clone())
         .filter(|q| q.ask == ask);
-    let enough = |yes: &Vec<(String, Timestamp)>| {
-        let mut people: Vec<&str> = yes.iter().map(|(by, _)| by.as_str()).collect();
-        people.sort_unstable();
-        people.dedup();
-        people.len() >= approvers as usize
+    let enough = |yes: &[Yes]| people(yes) >= approvers as usize;
+    let settled = |yes: &[Yes]| {
+        let last = yes.last().expect("enough approvals");
+        Settled::Yes((last.by.clone(), last.at))
     };
 
     // Pre-approvals are the person's who gave them to `run`, also when another resumes.
     let pre_approver = &shared.pre_approver;
-    if shared.pre_approved(&step.id, ask) && !yes.iter().any(|(by, _)| by == pre_approver) {
+    let pre_account = shared.pre_approver_account.clone();
+    if shared.pre_approved(&step.id, ask)
+        && may(pre_approver)
+        && !yes.iter().any(|y| y.is(pre_approver, pre_account.as_ref()))
+    {
         let record = shared.emitter.emit(Event::ApprovalDecided {
             step: step.id.clone(),
             ask,
@@ -124,11 +138,16 @@ pub(super) async fn settle(
             by: pre_approver.clone(),
             reason: None,
             pre_approved: true,
+            account: pre_account.clone(),
         })?;
-        yes.push((pre_approver.clone(), record.at));
+        yes.push(Yes {
+            by: pre_approver.clone(),
+            account: pre_account,
+            at: record.at,
+        });
     }
     if enough(&yes) {
-        return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
+        return Ok(settled(&yes));
     }
 
     let expires_at = match &open {
@@ -145,11 +164,12 @@ pub(super) async fn settle(
                 prompt: text.clone(),
                 approvers,
                 expires_at,
+                allowed: allowed.clone(),
             })?;
             expires_at
         }
     };
-    let reject = |by: String, reason: Option<String>| {
+    let reject = |by: String, reason: Option<String>, account: Option<OsAccount>| {
         shared.emitter.emit(Event::ApprovalDecided {
             step: step.id.clone(),
             ask,
@@ -157,14 +177,17 @@ pub(super) async fn settle(
             by,
             reason,
             pre_approved: false,
+            account,
         })
     };
-    let expired = |reject: &dyn Fn(String, Option<String>) -> Result<_, Fatal>| {
-        let waited = timeout.map_or_else(String::new, |t| {
-            format!(" within {}", crate::duration::Duration(t))
-        });
-        reject("timeout".into(), Some(format!("no decision{waited}"))).map(|_| Settled::No)
-    };
+    let expired =
+        |reject: &dyn Fn(String, Option<String>, Option<OsAccount>) -> Result<_, Fatal>| {
+            let waited = timeout.map_or_else(String::new, |t| {
+                format!(" within {}", crate::duration::Duration(t))
+            });
+            reject("timeout".into(), Some(format!("no decision{waited}")), None)
+                .map(|_| Settled::No)
+        };
     loop {
         let remaining = match expires_at {
             Some(at) => {
@@ -186,11 +209,17 @@ pub(super) async fn settle(
             text: text.clone(),
             summary: super::step::shown_summary(shared, step),
             targets: Vec::new(),
-            approved_by: yes.iter().map(|(by, _)| by.clone()).collect(),
+            approved_by: yes.iter().map(Yes::shown).collect(),
+            approved_here: yes.iter().any(|y| {
+                y.account
+                    .as_ref()
+                    .is_some_and(|a| a.uid == shared.account.uid)
+            }),
             approvers,
             elapsed: shared.elapsed(),
             rto: shared.rto,
             incident: shared.mode == crate::event::Mode::Incident,
+            allowed: allowed.clone(),
             withdrawn: withdrawn.clone(),
         };
         let operator = shared.operator.clone();
@@ -224,16 +253,25 @@ pub(super) async fn settle(
         // The terminal stops asking whatever answered: its thread sees the flag and returns.
         withdrawn.raise();
         let reply = match answered {
-            Answered::Here(reply) => reply,
+            Answered::Here(reply) => reply.map(|reply| (reply, shared.account.clone())),
             Answered::Elsewhere(letter) => {
                 let id = letter.id.clone();
-                let (answer, reply) = from_letter(letter, &yes, approvers, &step.id);
+                let account = letter.account();
+                let (answer, reply) = match may(&letter.by) {
+                    true => from_letter(letter, &yes, approvers, &step.id),
+                    false => (Err(not_allowed(&letter.by, &step.id, &allowed)), None),
+                };
                 crate::inbox::reply(&shared.run_dir, &id, &answer);
                 match reply {
-                    Some(reply) => Some(reply),
+                    Some(reply) => Some((reply, account)),
                     None => continue,
                 }
             }
+        };
+        // An answer at this terminal is this process's account's.
+        let (reply, account) = match reply {
+            Some((reply, account)) => (Some(reply), account),
+            None => (None, shared.account.clone()),
         };
         match reply {
             None => return Ok(Settled::Cancelled),
@@ -255,10 +293,14 @@ pub(super) async fn settle(
                     _ => unreachable!("matched above"),
                 });
             }
+            // Only the people allowed decide: the terminal's operator waits for them too.
+            Some(Reply::Yes { by, .. } | Reply::No { by, .. }) if !may(&by) => {}
             Some(Reply::No { by, reason }) => {
-                reject(by, reason)?;
+                reject(by, reason, Some(account))?;
                 return Ok(Settled::No);
             }
+            // One account, one approval, whatever names it gives.
+            Some(Reply::Yes { by, .. }) if yes.iter().any(|y| y.is(&by, Some(&account))) => {}
             Some(Reply::Yes { by, reason }) => {
                 let record = shared.emitter.emit(Event::ApprovalDecided {
                     step: step.id.clone(),
@@ -267,10 +309,15 @@ pub(super) async fn settle(
                     by: by.clone(),
                     reason,
                     pre_approved: false,
+                    account: Some(account.clone()),
                 })?;
-                yes.push((by, record.at));
+                yes.push(Yes {
+                    by,
+                    account: Some(account),
+                    at: record.at,
+                });
                 if enough(&yes) {
-                    return Ok(Settled::Yes(yes.last().cloned().unwrap_or_default()));
+                    return Ok(settled(&yes));
                 }
             }
         }
@@ -288,27 +335,78 @@ async fn letter_for(shared: &Shared, step: &str) -> Letter {
     }
 }
 
+/// Why `by` may not decide `step`.
+pub(super) fn not_allowed(by: &str, step: &str, allowed: &[String]) -> String {
+    format!(
+        "{by} is not among the people allowed to decide `{step}` ({})",
+        allowed.join(", ")
+    )
+}
+
+/// An approval already given: by whom, from which account, when.
+struct Yes {
+    by: String,
+    account: Option<OsAccount>,
+    at: Timestamp,
+}
+
+impl Yes {
+    /// Whether this approval is `by`'s, or that account's under any name.
+    fn is(&self, by: &str, account: Option<&OsAccount>) -> bool {
+        self.by.trim().eq_ignore_ascii_case(by.trim())
+            || matches!((&self.account, account), (Some(a), Some(b)) if a.uid == b.uid)
+    }
+
+    /// "alice (root@db-1)".
+    fn shown(&self) -> String {
+        match &self.account {
+            Some(account) => format!("{} ({account})", self.by),
+            None => self.by.clone(),
+        }
+    }
+}
+
+/// How many different people approved: names and accounts both distinct. An approval with no
+/// recorded account (an older journal) counts by its name alone.
+fn people(yes: &[Yes]) -> usize {
+    let mut names: Vec<String> = yes.iter().map(|y| y.by.trim().to_lowercase()).collect();
+    names.sort_unstable();
+    names.dedup();
+    let mut uids: Vec<u32> = yes
+        .iter()
+        .filter_map(|y| Some(y.account.as_ref()?.uid))
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    let unaccounted = yes.iter().filter(|y| y.account.is_none()).count();
+    names.len().min(uids.len() + unaccounted)
+}
+
 /// A decision from another shell, checked as `drillbook approve` checks one it writes itself:
 /// the sender's answer, and the reply it stands for (`None`: refused, keep asking).
 fn from_letter(
     letter: Letter,
-    yes: &[(String, Timestamp)],
+    yes: &[Yes],
     approvers: u32,
     step: &str,
 ) -> (crate::inbox::Answer, Option<Reply>) {
+    let account = letter.account();
     let Letter {
         approved,
         by,
         reason,
         ..
     } = letter;
-    if yes.iter().any(|(said, _)| said == &by) {
-        return (
-            Err(format!(
-                "{by} already approved `{step}`; it needs {approvers} different people"
-            )),
-            None,
-        );
+    if let Some(earlier) = yes.iter().find(|y| y.is(&by, Some(&account))) {
+        let why = if earlier.by.trim().eq_ignore_ascii_case(by.trim()) {
+            format!("{by} already approved `{step}`; it needs {approvers} different people")
+        } else {
+            format!(
+                "OS account {} already approved `{step}` as {}; four eyes need another person's account",
+                account.user, earlier.by
+            )
+        };
+        return (Err(why), None);
     }
     let count = yes.len() + 1;
     let answer = if !approved {

@@ -74,6 +74,8 @@ pub struct Prepared {
     approve_all: bool,
     /// Who gave `approve` and `approve_all`: the operator of `run`, also when resumed.
     pre_approver: String,
+    /// Their OS account: the runner's, or the one journalled with the pre-approvals.
+    pre_approver_account: Option<crate::event::OsAccount>,
     /// A new run journals its pre-approvals; a resumed one has them in its journal.
     journal_pre_approvals: bool,
     /// The programs the journal says were started: a resume stops any still running first.

@@ -127,6 +127,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
         prior,
         journal_pre_approvals: options.approve_all || !options.approve.is_empty(),
         pre_approver: options.operator,
+        pre_approver_account: Some(crate::account::os_account()),
         children: Vec::new(),
         approve: options.approve,
         approve_all: options.approve_all,

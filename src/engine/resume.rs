@@ -97,6 +97,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         .clone()
         .unwrap_or_else(|| crate::state::PreApproval {
             by: options.operator.clone(),
+            account: Some(crate::account::os_account()),
             all: false,
             steps: Vec::new(),
         });
@@ -124,6 +125,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         approve: pre_approval.steps,
         approve_all: pre_approval.all,
         pre_approver: pre_approval.by,
+        pre_approver_account: pre_approval.account,
         journal_pre_approvals: false,
         children: state.children.clone(),
         max_parallel: state.max_parallel,

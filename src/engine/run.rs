@@ -35,8 +35,11 @@ pub(crate) struct Shared {
     pub approve: Vec<String>,
     /// Who gave `approve` and `approve_all` (to `run`; a resume keeps them).
     pub pre_approver: String,
-    /// Who runs it now (`--as`, or the OS user).
+    /// Their OS account, for the pre-approvals.
+    pub pre_approver_account: Option<crate::event::OsAccount>,
+    /// Who runs it now (`--as`, or the OS user), and as which OS account.
     pub operator_name: String,
+    pub account: crate::event::OsAccount,
     pub clock_start: Timestamp,
     pub rto: Option<Duration>,
     /// In a drill, the live targets no step may write to.
@@ -232,6 +235,7 @@ impl Runner {
                         step: step.id.clone(),
                         by: by.clone(),
                         reason,
+                        account: Some(self.shared.account.clone()),
                     })?;
                     stop.get_or_insert(Stop::Aborted(by));
                     main_cancel.cancel();

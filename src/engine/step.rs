@@ -80,6 +80,7 @@ pub(crate) async fn drive(
             text,
             approvers: 1,
             timeout: None,
+            allowed: Vec::new(),
         };
         match settle(&shared, step, prior, question, &cancel).await? {
             Settled::Yes(_) => {}
@@ -154,6 +155,7 @@ pub(crate) async fn drive(
                 ),
                 approvers: 1,
                 timeout: None,
+                allowed: Vec::new(),
             },
         );
     }

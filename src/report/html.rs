@@ -93,6 +93,8 @@ struct View {
     exit_code: Option<u8>,
     duration: String,
     human_wait: String,
+    /// The journal's hash chain: its verdict and head.
+    journal: Option<String>,
     recovery: String,
     objectives: Vec<ObjectiveRow>,
     resumes: Vec<String>,
@@ -194,6 +196,7 @@ fn view(state: &RunState) -> View {
         exit_code: state.finished.map(|(_, code)| code),
         duration: format_duration(total_duration(state)),
         human_wait: format_duration(state.human_wait()),
+        journal: state.journal.as_ref().map(crate::chain::Chain::summary),
         recovery: format_duration(recovery_time(state, &measured)),
         objectives: vec![
             objective_row("RTO", &measured.rto, "not reached"),
@@ -256,7 +259,7 @@ fn view(state: &RunState) -> View {
                             format!(
                                 "{} by {} at {}{reason}",
                                 decision_phrase(decision),
-                                decision.by,
+                                decision.who(),
                                 format_clock(decision.at, state.started_at)
                             )
                         })

@@ -38,6 +38,9 @@ struct Report<'a> {
     human_wait_seconds: f64,
     recovery_seconds: f64,
     duration_seconds: f64,
+    /// The journal's hash chain as checked: records, head, breaks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    journal: Option<&'a crate::chain::Chain>,
     resumes: Vec<Resume<'a>>,
     interruptions: Vec<Interruption<'a>>,
     steps: Vec<Step<'a>>,
@@ -138,6 +141,9 @@ struct Approval<'a> {
     ask: Ask,
     approved: bool,
     by: &'a str,
+    /// The OS account and host it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a crate::event::OsAccount>,
     at: Timestamp,
     reason: Option<&'a str>,
     pre_approved: bool,
@@ -173,6 +179,7 @@ fn report(state: &RunState) -> Report<'_> {
         human_wait_seconds: seconds(state.human_wait()),
         recovery_seconds: seconds(recovery_time(state, &measured)),
         duration_seconds: seconds(crate::measure::total_duration(state)),
+        journal: state.journal.as_ref(),
         resumes: state
             .resumes
             .iter()
@@ -217,6 +224,7 @@ fn report(state: &RunState) -> Report<'_> {
                         ask: decision.ask,
                         approved: decision.approved,
                         by: &decision.by,
+                        account: decision.account.as_ref(),
                         at: decision.at,
                         reason: decision.reason.as_deref(),
                         pre_approved: decision.pre_approved,

@@ -185,6 +185,9 @@ fn summary(out: &mut String, state: &RunState) {
     rows.push(("RTO", measure(&measured.rto, "not reached")));
     rows.push(("RPO", measure(&measured.rpo, "not measured")));
     rows.push(("Human wait", format_duration(state.human_wait())));
+    if let Some(chain) = &state.journal {
+        rows.push(("Journal", cell(&chain.summary())));
+    }
     rows.push((
         "Recovery excluding human wait",
         format_duration(recovery_time(state, &measured)),
@@ -433,7 +436,7 @@ fn approvals(out: &mut String, state: &RunState) {
             cell(&step.id),
             decision.ask.name(),
             decision_phrase(decision),
-            cell(&decision.by),
+            cell(&decision.who()),
             format_clock(decision.at, state.started_at),
             format_duration(step.human_wait),
             cell(decision.reason.as_deref().unwrap_or(""))
@@ -714,6 +717,7 @@ mod tests {
                     by: "ci".into(),
                     reason: None,
                     pre_approved: true,
+                    account: None,
                 },
             )
             .ok("restore", 5, 60)

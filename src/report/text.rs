@@ -92,6 +92,9 @@ fn header(out: &mut String, state: &RunState) {
             format_clock(*at, state.started_at)
         );
     }
+    if let Some(chain) = &state.journal {
+        let _ = writeln!(out, "{:<12}{}", "journal", chain.summary());
+    }
     let measured = objectives(state);
     let _ = writeln!(
         out,
@@ -403,6 +406,7 @@ mod tests {
                 prompt: "Point the app at the restored database?".into(),
                 approvers: 1,
                 expires_at: None,
+                allowed: Vec::new(),
             },
         );
         journal.finish(6, 4);

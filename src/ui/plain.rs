@@ -192,6 +192,7 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             by,
             reason,
             pre_approved,
+            ..
         } => format!(
             "{step} {}",
             decision(*ask, *approved, by, reason.as_deref(), *pre_approved)
@@ -206,7 +207,9 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
         ),
         Event::Interrupted { reason } => format!("run {run_id} interrupted: {}", one_line(reason)),
         Event::Confirming { step, by } => format!("{step}: {by} is asked to proceed"),
-        Event::Aborted { step, by, reason } => format!(
+        Event::Aborted {
+            step, by, reason, ..
+        } => format!(
             "run {run_id} aborted by {by} before {step}{}",
             reason
                 .as_deref()
@@ -224,7 +227,7 @@ pub(crate) fn event_text(event: &Event, run_id: &str, took: Option<Duration>) ->
             format!("run {run_id} finished (exit code {exit_code})")
         }
         Event::RunProcess { .. } | Event::ChildStarted { .. } => return None,
-        Event::PreApproved { by, all, steps } => pre_approved_text(by, *all, steps),
+        Event::PreApproved { by, all, steps, .. } => pre_approved_text(by, *all, steps),
         Event::ChildStopped { .. } => survivor_text(event)?,
     };
     Some(text)
@@ -408,6 +411,7 @@ mod tests {
                 prompt: "Promote\nthe standby?".into(),
                 approvers: 1,
                 expires_at: None,
+                allowed: Vec::new(),
             }),
             "approve waiting for approval: Promote the standby? — run `drillbook approve r1 \
              approve` then `drillbook resume r1`"
@@ -420,6 +424,7 @@ mod tests {
                 by: "alice".into(),
                 reason: None,
                 pre_approved: true,
+                account: None,
             }),
             "approve approved by alice (pre-approved)"
         );

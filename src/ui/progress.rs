@@ -279,6 +279,7 @@ impl Observer for Terminal {
                 by,
                 reason,
                 pre_approved,
+                ..
             } => {
                 let text = format!(
                     "{step}  {}",
@@ -295,7 +296,9 @@ impl Observer for Terminal {
                 let text = format!("interrupted: {}", one_line(reason));
                 self.say(display, Line::new("⚠", Tone::Alarm, text));
             }
-            Event::Aborted { step, by, reason } => {
+            Event::Aborted {
+                step, by, reason, ..
+            } => {
                 let why = reason
                     .as_deref()
                     .map(|r| format!(": {}", one_line(r)))
@@ -308,7 +311,7 @@ impl Observer for Terminal {
             | Event::ChildStarted { .. }
             | Event::Confirmed { .. }
             | Event::Confirming { .. } => {}
-            Event::PreApproved { by, all, steps } => {
+            Event::PreApproved { by, all, steps, .. } => {
                 let text = super::plain::pre_approved_text(by, *all, steps);
                 self.say(display, Line::new("✓", Tone::Plain, text));
             }

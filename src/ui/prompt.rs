@@ -12,6 +12,7 @@ use super::progress::Terminal;
 use super::{Budget, compact, objective};
 use crate::event::Ask;
 use crate::human::{Confirmation, Go, Notes, Operator, Question, Reply, Withdrawn};
+use crate::steps::approval::may_decide;
 
 /// What a conversation needs from a terminal, so the logic can be tested with a script.
 pub(crate) trait Conversation {
@@ -153,6 +154,12 @@ fn gate(
             question.approved_by.join(", ")
         ));
     }
+    if !question.allowed.is_empty() {
+        conversation.say(&format!(
+            "  only these people may decide: {}",
+            question.allowed.join(", ")
+        ));
+    }
     let prompt = if question.incident {
         format!("Approve {}? [yes/no/skip/abort]", question.step)
     } else {
@@ -161,9 +168,22 @@ fn gate(
     loop {
         let answer = normalize(&conversation.read(&prompt, false)?);
         match answer.as_str() {
+            "yes" | "y" | "no" | "n" if !may_decide(&question.allowed, operator) => {
+                conversation.say(&format!(
+                    "  {operator} may not decide this; only {} can, with `drillbook approve` (this prompt gives way when they do)",
+                    question.allowed.join(", ")
+                ));
+                continue;
+            }
+            "yes" | "y" if question.approved_here => {
+                conversation.say(ANOTHER_ACCOUNT);
+                continue;
+            }
             "yes" | "y" => {
-                let by = approver(conversation, &question.approved_by, operator)?;
-                return Some(Reply::Yes { by, reason: None });
+                return Some(Reply::Yes {
+                    by: operator.to_string(),
+                    reason: None,
+                });
             }
             "no" | "n" => return refusal(conversation, operator),
             _ => {}
@@ -203,40 +223,10 @@ fn incident_answer(
     }
 }
 
-/// Four eyes means two people: when the person at the keyboard already said yes, the next
-/// "yes" must be recorded under someone else's name.
-fn approver(
-    conversation: &mut impl Conversation,
-    approved_by: &[String],
-    operator: &str,
-) -> Option<String> {
-    if !already_approved(approved_by, operator) {
-        return Some(operator.to_string());
-    }
-    conversation.say(&format!(
-        "  {operator} has already approved; the next approval must come from someone else"
-    ));
-    loop {
-        let name = conversation.read("Name of the next approver", false)?;
-        let name = name.trim();
-        if name.is_empty() {
-            continue;
-        }
-        if already_approved(approved_by, name) {
-            conversation.say(&format!(
-                "  {name} has already approved; the next approval must come from someone else"
-            ));
-            continue;
-        }
-        return Some(name.to_string());
-    }
-}
-
-fn already_approved(approved_by: &[String], name: &str) -> bool {
-    approved_by
-        .iter()
-        .any(|approved| approved.trim().eq_ignore_ascii_case(name.trim()))
-}
+/// Four eyes means two people, and two accounts: once this terminal's account said yes, the
+/// next yes can only come from someone else's, with `drillbook approve` in their own shell
+/// (which this prompt gives way to).
+const ANOTHER_ACCOUNT: &str = "  you have approved from this account; the next approval must come from another person's account: `drillbook approve RUN STEP --as NAME` in their own shell (this prompt gives way when it arrives)";
 
 fn attest(
     conversation: &mut impl Conversation,
@@ -514,6 +504,8 @@ mod tests {
             approvers: 1,
             elapsed: Duration::from_secs(245),
             rto: Some(Duration::from_secs(1_800)),
+            approved_here: false,
+            allowed: Vec::new(),
             incident: false,
             withdrawn: Withdrawn::default(),
         }
@@ -582,35 +574,57 @@ mod tests {
     }
 
     #[test]
-    fn four_eyes_needs_a_second_name() {
+    fn four_eyes_never_takes_a_second_name_from_the_same_account() {
         let mut question = question(Ask::Gate);
         question.approvers = 2;
-        question.approved_by = vec!["alice".into()];
-        let mut script = Script::new(&["yes", "", "Alice", "bob"]);
-        assert_eq!(ask(&mut script, &question, "alice"), yes("bob"));
+        question.approved_by = vec!["alice (root@db-1)".into()];
+        question.approved_here = true;
+        // Yes again from this account is refused however often; the prompt waits (here, until
+        // the script ends: nobody left, so the question stays open).
+        let mut script = Script::new(&["yes", "y"]);
+        assert_eq!(ask(&mut script, &question, "bob"), Reply::Unavailable);
         assert!(
             script
                 .transcript
-                .contains(&"  approved so far: alice".to_string())
+                .contains(&"  approved so far: alice (root@db-1)".to_string())
         );
-        assert!(
+        assert_eq!(
             script
                 .transcript
-                .contains(&"  needs 2 different people to approve".to_string())
+                .iter()
+                .filter(|line| line.as_str() == ANOTHER_ACCOUNT)
+                .count(),
+            2
         );
         assert_eq!(
             script.prompts(),
             [
                 "Approve promote? [yes/no]",
-                "Name of the next approver",
-                "Name of the next approver",
-                "Name of the next approver",
+                "Approve promote? [yes/no]",
+                "Approve promote? [yes/no]"
             ]
         );
     }
 
     #[test]
-    fn a_second_person_at_the_keyboard_approves_as_themselves() {
+    fn only_the_people_allowed_decide() {
+        let mut question = question(Ask::Gate);
+        question.allowed = vec!["bob".into(), "carol".into()];
+        let mut script = Script::new(&["yes", "no"]);
+        assert_eq!(ask(&mut script, &question, "alice"), Reply::Unavailable);
+        assert!(
+            script
+                .transcript
+                .contains(&"  only these people may decide: bob, carol".to_string()),
+            "{:?}",
+            script.transcript
+        );
+        let mut script = Script::new(&["yes"]);
+        assert_eq!(ask(&mut script, &question, "Carol"), yes("Carol"));
+    }
+
+    #[test]
+    fn a_second_person_at_their_own_terminal_approves_as_themselves() {
         let mut question = question(Ask::Gate);
         question.approvers = 2;
         question.approved_by = vec!["alice".into()];

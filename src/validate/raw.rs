@@ -146,6 +146,9 @@ pub(crate) struct GateRaw {
     /// Distinct people who must approve (2 for four-eyes).
     #[serde(default)]
     pub approvers: Option<Spanned<u32>>,
+    /// Only these people may decide (the names they give with `--as`); absent: anyone.
+    #[serde(default)]
+    pub allowed: Vec<String>,
     /// When the gate expires it rejects.
     #[serde(default)]
     pub timeout: Option<Duration>,

@@ -272,9 +272,14 @@ fn build(
                 "`approvers` must be at least 1",
             ));
         }
+        let approvers = gate.approvers.as_ref().map_or(1, |a| a.value.max(1));
+        if let Some(problem) = crate::steps::approval::allowed_problem(&gate.allowed, approvers) {
+            out.push(at_key(node, "approval", problem));
+        }
         Gate {
             prompt: gate.prompt.clone(),
-            approvers: gate.approvers.as_ref().map_or(1, |a| a.value.max(1)),
+            approvers,
+            allowed: gate.allowed.clone(),
             timeout: gate.timeout,
         }
     });

@@ -110,6 +110,16 @@ impl Lab {
             .deadline(minutes(5))
     }
 
+    /// Bob, the second pair of eyes, approves the four-eyes gate `approve` of `run_id` from
+    /// his own OS account (alice ran the drill with `--approve-all`).
+    pub fn approve_as_bob(&self, run_id: &str) -> super::Output {
+        super::share_state(&self.dir.path().join(".drillbook"));
+        self.drillbook()
+            .args(&["approve", run_id, "approve", "--as", "bob"])
+            .by_uid(4242)
+            .run()
+    }
+
     /// Whether the cluster `name` (A or B) is in recovery.
     pub fn in_recovery(&self, name: &str) -> bool {
         psql(
@@ -269,10 +279,7 @@ pub fn four_eyes_drill(
         "waits for a second approver\n{}\n{}",
         output.stdout, output.stderr
     );
-    let output = lab
-        .drillbook()
-        .args(&["approve", run_id, "approve", "--as", "bob"])
-        .run();
+    let output = lab.approve_as_bob(run_id);
     assert_eq!(output.status, 0, "{}", output.stderr);
     let output = lab.drillbook().args(&["resume", run_id]).envs(env).run();
     assert_eq!(output.status, 0, "{}\n{}", output.stdout, output.stderr);

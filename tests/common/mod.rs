@@ -56,6 +56,8 @@ pub struct Drillbook {
     /// Started as the leader of a process group of its own (`kill -9 -PGID` reaches it).
     own_group: bool,
     expected: Expected,
+    /// Run as this OS user id instead of the test's own.
+    uid: Option<u32>,
 }
 
 /// Where drillbook runs: a temporary directory the builder owns, or one the test gives.
@@ -101,7 +103,22 @@ impl Drillbook {
             discard_output: false,
             own_group: false,
             expected: Expected::default(),
+            uid: None,
         }
+    }
+
+    /// Runs as another person: OS user id `uid` (with no password entry, so drillbook records
+    /// it as `uid N`), through setpriv. Needs root, as CI has; the state directory must be
+    /// open to that account ([`share_state`]).
+    pub fn by_uid(mut self, uid: u32) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "running drillbook as another OS account needs root (setpriv)"
+        );
+        self.uid = Some(uid);
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -256,7 +273,17 @@ impl Drillbook {
     /// The binary in the directory with the arguments, isolated from the caller's drillbook
     /// settings, `defaults` set, then the test's own variables.
     fn command(&self, defaults: &[(&str, &str)]) -> Command {
-        let mut command = Command::new(binary());
+        let mut command = match self.uid {
+            Some(uid) => {
+                let mut command = Command::new("setpriv");
+                let uid = uid.to_string();
+                command
+                    .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
+                    .arg(binary());
+                command
+            }
+            None => Command::new(binary()),
+        };
         command
             .args(&self.args)
             .current_dir(self.dir())
@@ -573,6 +600,49 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Opens a state directory (and the way to it) to every account, as a team's shared state
+/// directory is to its group: other people's `drillbook approve` must write its journal.
+pub fn share_state(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    for path in walk(dir)
+        .into_iter()
+        .map(|p| dir.join(p))
+        .chain([dir.to_path_buf()])
+    {
+        let mode = if path.is_dir() { 0o777 } else { 0o666 };
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
+    }
+    // A run's inbox keeps its own mode (sticky, unlisted): the run sets it as it would for
+    // any team.
+    for entry in walk_dirs(dir).into_iter().filter(|d| !d.ends_with("inbox")) {
+        let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o777));
+    }
+    let mut up = dir.parent();
+    while let Some(parent) = up {
+        if let Ok(meta) = std::fs::metadata(parent) {
+            let mode = meta.permissions().mode() | 0o011;
+            let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(mode));
+        }
+        up = parent.parent();
+    }
+}
+
+/// Every directory below `root`.
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(next) = pending.pop() {
+        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.push(path.clone());
+                pending.push(path);
+            }
+        }
+    }
+    found
 }
 
 /// Whether a process exists (and is not a zombie).

@@ -63,7 +63,6 @@ enum Answer {
 enum Typing {
     AbortReason,
     RejectReason,
-    ApproverName,
 }
 
 impl Incident {
@@ -268,8 +267,8 @@ impl Inner {
                 KeyCode::Enter => {
                     let text = text.trim().to_string();
                     let purpose = *purpose;
-                    // An abort needs its reason; a name, a name.
-                    if text.is_empty() && purpose != Typing::RejectReason {
+                    // An abort needs its reason.
+                    if text.is_empty() && purpose == Typing::AbortReason {
                         return None;
                     }
                     *typing = None;
@@ -282,10 +281,6 @@ impl Inner {
                             Answer::Reply(Reply::Abort { by, reason })
                         }
                         (Typing::RejectReason, _) => Answer::Reply(Reply::No { by, reason }),
-                        (Typing::ApproverName, _) => Answer::Reply(Reply::Yes {
-                            by: text,
-                            reason: None,
-                        }),
                     });
                 }
                 _ => {}
@@ -307,17 +302,19 @@ impl Inner {
                 *typing = start(Typing::AbortReason);
                 None
             }
+            // Someone not allowed to decide waits for those who are (the box names them).
+            (Asked::Question(q), KeyCode::Char('y' | 'n'))
+                if !crate::steps::approval::may_decide(&q.allowed, &by) =>
+            {
+                None
+            }
+            // A second yes from this account is no second pair of eyes: only another
+            // person's `drillbook approve` can give it (the box says so).
+            (Asked::Question(q), KeyCode::Char('y')) if q.ask != Ask::Attest && q.approved_here => {
+                None
+            }
             (Asked::Question(q), KeyCode::Char('y')) if q.ask != Ask::Attest => {
-                let already = q
-                    .approved_by
-                    .iter()
-                    .any(|name| name.trim().eq_ignore_ascii_case(by.trim()));
-                if already {
-                    *typing = start(Typing::ApproverName);
-                    None
-                } else {
-                    Some(Answer::Reply(Reply::Yes { by, reason: None }))
-                }
+                Some(Answer::Reply(Reply::Yes { by, reason: None }))
             }
             (Asked::Question(q), KeyCode::Char('d')) if q.ask == Ask::Attest => {
                 Some(Answer::Reply(Reply::Yes { by, reason: None }))
@@ -375,6 +372,18 @@ fn question_lines(asked: &Asked, typing: Option<&(Typing, String)>) -> (Vec<Stri
                 lines.push(format!("  will: {}", q.summary));
             }
             lines.extend(q.targets.iter().map(|t| format!("  writes {t}")));
+            if !q.allowed.is_empty() {
+                lines.push(format!(
+                    "  only these people may decide: {}",
+                    q.allowed.join(", ")
+                ));
+            }
+            if q.approved_here {
+                lines.push(
+                    "  you have approved; the next yes must come from another person's account: `drillbook approve` in their own shell"
+                        .into(),
+                );
+            }
             if q.approvers > 1 {
                 lines.push(format!(
                     "  needs {} different people; so far: {}",
@@ -398,7 +407,6 @@ fn question_lines(asked: &Asked, typing: Option<&(Typing, String)>) -> (Vec<Stri
             let label = match purpose {
                 Typing::AbortReason => "Abort the run — why?",
                 Typing::RejectReason => "Reason for the rejection (may be empty)",
-                Typing::ApproverName => "Name of the next approver",
             };
             lines.push(format!("{label} {text}▏"));
             "Enter confirms · Esc goes back".to_string()
