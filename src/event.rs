@@ -305,6 +305,10 @@ pub enum Event {
         /// (absent for an expiry, and in journals older than it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         account: Option<OsAccount>,
+        /// The decider's SSH signature (`sshsig`, armored) over the decision and the question
+        /// it answers (`drillbook approve --sign-with KEY`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signature: Option<String>,
     },
     /// The operator of an incident is asked "Proceed?" before a step, at the run's terminal.
     Confirming {

@@ -153,6 +153,7 @@ impl Journal {
                 reason: Some("backup looks right".into()),
                 pre_approved: false,
                 account: None,
+                signature: None,
             },
         )
     }

@@ -23,6 +23,9 @@ pub struct Letter {
     pub reason: Option<String>,
     /// The sender's host, as it says.
     pub host: String,
+    /// The sender's SSH signature over the decision (`--sign-with`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
     /// The sender's user id: the owner of the letter's file, as the file system vouches for it
     /// (never what the letter says).
     #[serde(skip)]
@@ -169,6 +172,7 @@ mod tests {
             by: "bob".into(),
             reason: None,
             host: "here".into(),
+            signature: None,
             uid: None,
         }
     }

@@ -40,6 +40,7 @@ pub mod report;
 pub mod runs;
 pub mod schema;
 pub mod secrets;
+pub mod signing;
 pub mod state;
 pub mod steps;
 pub mod target;

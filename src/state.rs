@@ -188,9 +188,49 @@ pub struct Decision {
     pub pre_approved: bool,
     /// The OS account and host it came from.
     pub account: Option<crate::event::OsAccount>,
+    /// The decider's SSH signature over it, and when the question it answers was asked (part
+    /// of what is signed).
+    pub signature: Option<String>,
+    pub asked_at: Option<Timestamp>,
 }
 
 impl Decision {
+    /// What the decision's signature says, checked now against the key it carries: `None`
+    /// when unsigned, else the key's fingerprint or why it does not hold.
+    pub fn signature_check(&self, run_id: &str, step: &str) -> Option<Result<String, String>> {
+        let armored = self.signature.as_deref()?;
+        let asked_at = self.asked_at.map(|at| at.to_string()).unwrap_or_default();
+        Some(crate::signing::verify_embedded(
+            &crate::signing::Decision {
+                run_id,
+                step,
+                ask: self.ask.name(),
+                asked_at: &asked_at,
+                approved: self.approved,
+                by: &self.by,
+                reason: self.reason.as_deref(),
+            },
+            armored,
+        ))
+    }
+
+    /// Who, and how the signature stands when there is one: "bob (uid 4242@db-1), signed with
+    /// SHA256:… (verified)".
+    pub fn who_signed(&self, run_id: &str, step: &str) -> String {
+        match self.signature_summary(run_id, step) {
+            Some(signed) => format!("{}, {signed}", self.who()),
+            None => self.who(),
+        }
+    }
+
+    /// "signed with SHA256:… (verified)", or "SIGNATURE DOES NOT HOLD: …"; `None` unsigned.
+    pub fn signature_summary(&self, run_id: &str, step: &str) -> Option<String> {
+        Some(match self.signature_check(run_id, step)? {
+            Ok(fingerprint) => format!("signed with {fingerprint} (verified)"),
+            Err(why) => format!("SIGNATURE DOES NOT HOLD: {why}"),
+        })
+    }
+
     /// The declared name and, where recorded, the account: "bob (uid 4242@db-1)".
     pub fn who(&self) -> String {
         match &self.account {
@@ -516,8 +556,10 @@ impl RunState {
                 reason,
                 pre_approved,
                 account,
+                signature,
             } => {
                 let step = self.step_mut(step);
+                let asked_at = step.question.as_ref().map(|q| q.asked_at);
                 step.approvals.push(Decision {
                     ask: *ask,
                     approved: *approved,
@@ -526,6 +568,8 @@ impl RunState {
                     reason: reason.clone(),
                     pre_approved: *pre_approved,
                     account: account.clone(),
+                    signature: signature.clone(),
+                    asked_at,
                 });
                 // The question stays open until enough distinct people said yes.
                 let since = step.decision_window();
@@ -700,6 +744,7 @@ mod tests {
                     reason: None,
                     pre_approved,
                     account: None,
+                    signature: None,
                 },
             )
         };
@@ -801,6 +846,7 @@ mod tests {
                     reason: Some("no".into()),
                     pre_approved: false,
                     account: None,
+                    signature: None,
                 },
             ),
         ];

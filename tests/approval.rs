@@ -309,3 +309,76 @@ fn only_the_people_a_gate_allows_decide_it() {
         invalid.stderr
     );
 }
+
+#[test]
+fn a_signed_decision_is_verified_in_every_report() {
+    let (_test, dir) = gated(GATED);
+    let run = first_run(&dir);
+    let key = dir.join("bob_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(made.success());
+    let fingerprint = String::from_utf8(
+        std::process::Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(&key)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .split_whitespace()
+    .nth(1)
+    .unwrap()
+    .to_string();
+
+    // A key with a passphrase is refused, not prompted for.
+    let locked = dir.join("locked_key");
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "secret", "-f"])
+        .arg(&locked)
+        .status()
+        .unwrap();
+    let refused = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "bob", "--sign-with"])
+        .args(&[locked.to_str().unwrap()])
+        .run();
+    assert_eq!(refused.status, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("has a passphrase"),
+        "{}",
+        refused.stderr
+    );
+
+    let signed = Drillbook::in_dir(&dir)
+        .args(&["approve", &run, "go", "--as", "bob", "--sign-with"])
+        .args(&[key.to_str().unwrap()])
+        .run();
+    assert_eq!(signed.status, 0, "{}", signed.stderr);
+    let output = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    assert_eq!(output.status, 0, "{}", output.stderr);
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "md"])
+        .run()
+        .stdout;
+    assert!(
+        md.contains(&format!("signed with {fingerprint} (verified)")),
+        "{md}"
+    );
+
+    // The decision rewritten in the journal: the signature no longer holds (and the chain
+    // breaks where it was changed).
+    let path = dir.join(".drillbook/runs").join(&run).join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("-----BEGIN SSH SIGNATURE-----"));
+    std::fs::write(&path, text.replace("\"by\":\"bob\"", "\"by\":\"mallory\"")).unwrap();
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "md"])
+        .run()
+        .stdout;
+    assert!(md.contains("SIGNATURE DOES NOT HOLD"), "{md}");
+    assert!(md.contains("HASH CHAIN BROKEN"), "{md}");
+}

@@ -270,11 +270,20 @@ steps:
         status.stdout
     );
     common::share_state(&dir.join(".drillbook"));
-    for (by, uid) in [("bob", 4242), ("carol", 4243)] {
-        let approved = Drillbook::in_dir(&dir)
-            .args(&["approve", "gated-1", "promote", "--as", by])
-            .by_uid(uid)
-            .run();
+    // Carol signs hers with her SSH key (readable by her account only).
+    let key = dir.join("carol_key");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(made.success());
+    std::os::unix::fs::chown(&key, Some(4243), Some(4243)).expect("chown the key");
+    let key = key.to_str().unwrap().to_string();
+    for (by, uid, sign) in [("bob", 4242, None), ("carol", 4243, Some(key.as_str()))] {
+        let mut args = vec!["approve", "gated-1", "promote", "--as", by];
+        args.extend(sign.map(|key| ["--sign-with", key]).into_iter().flatten());
+        let approved = Drillbook::in_dir(&dir).args(&args).by_uid(uid).run();
         assert_eq!(approved.status, 0, "{by}: {}", approved.stderr);
     }
     screen.until("answered from another shell");
@@ -286,4 +295,11 @@ steps:
         .map(|r| r["by"].as_str().unwrap())
         .collect();
     assert_eq!(decided, ["bob", "carol"]);
+    // The run checked Carol's signature when it took her letter; the report checks it again.
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", "gated-1", "--format", "md"])
+        .run()
+        .stdout;
+    assert!(md.contains("signed with SHA256:"), "{md}");
+    assert!(md.contains("(verified)"), "{md}");
 }

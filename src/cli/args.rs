@@ -116,6 +116,10 @@ pub(super) enum Command {
         /// Why: kept in the journal and shown in every report (most useful with --reject).
         #[arg(long)]
         reason: Option<String>,
+        /// Sign the decision with this OpenSSH private key (no passphrase): an `sshsig`
+        /// signature over the run, step, question and answer, which reports verify.
+        #[arg(long, value_name = "KEY")]
+        sign_with: Option<PathBuf>,
         #[command(flatten)]
         state: StateArgs,
     },

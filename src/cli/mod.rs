@@ -66,6 +66,7 @@ pub fn main() -> ExitCode {
             reject,
             operator,
             reason,
+            sign_with,
             state,
         } => {
             let by = crate::ui::operator_name(operator);
@@ -74,7 +75,14 @@ pub fn main() -> ExitCode {
                 Ok(run_id) => run_id,
                 Err(error) => return refuse(Refusal::Usage(error)).into(),
             };
-            match engine::approve(&dir, &run_id, &step, !reject, &by, reason) {
+            let decision = engine::Decision {
+                step,
+                approved: !reject,
+                by,
+                reason,
+                sign_with,
+            };
+            match engine::approve(&dir, &run_id, &decision) {
                 Ok(message) => {
                     eprintln!("{message}");
                     Outcome::Succeeded

@@ -11,17 +11,58 @@ use crate::lock::{LockError, RunLock};
 use crate::runs::StateDir;
 use crate::state::RunState;
 
+/// A decision as `drillbook approve` is given it.
+#[derive(Clone, Debug)]
+pub struct Decision {
+    pub step: String,
+    pub approved: bool,
+    /// The declared name (`--as`, or the OS user).
+    pub by: String,
+    pub reason: Option<String>,
+    /// An OpenSSH private key to sign the decision with (`--sign-with`).
+    pub sign_with: Option<std::path::PathBuf>,
+}
+
+impl Decision {
+    /// The signature over this decision of `question`, when a key is given.
+    fn signature(
+        &self,
+        run_id: &str,
+        question: &crate::state::Question,
+    ) -> Result<Option<String>, Refusal> {
+        let Some(key) = &self.sign_with else {
+            return Ok(None);
+        };
+        let asked_at = question.asked_at.to_string();
+        crate::signing::sign(
+            key,
+            &crate::signing::Decision {
+                run_id,
+                step: &self.step,
+                ask: question.ask.name(),
+                asked_at: &asked_at,
+                approved: self.approved,
+                by: &self.by,
+                reason: self.reason.as_deref(),
+            },
+        )
+        .map(Some)
+        .map_err(Refusal::usage)
+    }
+}
+
 /// Records a human decision for a run that waits for one (`drillbook approve`). Atomic: the
 /// decision is checked and written under the playbook's lock, against the journal as it is
 /// then, so racing `approve`s of one person record one decision and the others are told why.
-pub fn approve(
-    state_dir: &StateDir,
-    run_id: &str,
-    step: &str,
-    approved: bool,
-    by: &str,
-    reason: Option<String>,
-) -> Result<String, Refusal> {
+pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Result<String, Refusal> {
+    let Decision {
+        step,
+        approved,
+        by,
+        reason,
+        ..
+    } = decision;
+    let (step, approved, by) = (step.as_str(), *approved, by.as_str());
     let playbook = state_dir.load(run_id).map_err(Refusal::usage)?.playbook;
     // Brief: another `approve` holding it is waited for; a live run holding it is not.
     let lock = match RunLock::acquire_brief(&state_dir.lock_path(&playbook), run_id) {
@@ -29,7 +70,7 @@ pub fn approve(
         // The run itself is going: a terminal waits on its questions. The decision goes to
         // its inbox and the run journals it.
         Err(LockError::Held { run_id: held, pid }) if held == run_id => {
-            return by_letter(state_dir, run_id, step, approved, by, reason, pid);
+            return by_letter(state_dir, run_id, decision, pid);
         }
         Err(error) => {
             return Err(Refusal::Locked {
@@ -42,6 +83,7 @@ pub fn approve(
         .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
     let question = check(&state, run_id, step, by)?;
+    let signature = decision.signature(run_id, &question)?;
     let earlier = state
         .step(step)
         .map_or(0, |s| s.approvals_for(question.ask, s.decision_window()));
@@ -51,9 +93,10 @@ pub fn approve(
             ask: question.ask,
             approved,
             by: by.to_string(),
-            reason,
+            reason: reason.clone(),
             pre_approved: false,
             account: Some(crate::account::os_account()),
+            signature,
         })
         .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
     drop(lock);
@@ -81,15 +124,13 @@ const PATIENCE: Duration = Duration::from_secs(10);
 fn by_letter(
     state_dir: &StateDir,
     run_id: &str,
-    step: &str,
-    approved: bool,
-    by: &str,
-    reason: Option<String>,
+    decision: &Decision,
     pid: u32,
 ) -> Result<String, Refusal> {
+    let step = decision.step.as_str();
     let run_dir = state_dir.run_dir(run_id);
     let state = state_dir.load(run_id).map_err(Refusal::usage)?;
-    check(&state, run_id, step, by)?;
+    let question = check(&state, run_id, step, &decision.by)?;
     let letter = Letter {
         id: format!(
             "{}-{}",
@@ -97,10 +138,11 @@ fn by_letter(
             crate::clock::now().as_nanosecond()
         ),
         step: step.to_string(),
-        approved,
-        by: by.to_string(),
-        reason,
+        approved: decision.approved,
+        by: decision.by.clone(),
+        reason: decision.reason.clone(),
         host: crate::account::host(),
+        signature: decision.signature(run_id, &question)?,
         uid: None,
     };
     inbox::post(&run_dir, &letter).map_err(|e| {

@@ -62,6 +62,7 @@ pub async fn execute(
         pre_approver_account: prepared.pre_approver_account,
         account: crate::account::os_account(),
         operator_name: prepared.operator.clone(),
+        run_id: prepared.run_id.clone(),
         clock_start: prepared.clock_start,
         rto,
         live: prepared.live,

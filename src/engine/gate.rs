@@ -139,6 +139,7 @@ pub(super) async fn settle(
             reason: None,
             pre_approved: true,
             account: pre_account.clone(),
+            signature: None,
         })?;
         yes.push(Yes {
             by: pre_approver.clone(),
@@ -150,15 +151,16 @@ pub(super) async fn settle(
         return Ok(settled(&yes));
     }
 
-    let expires_at = match &open {
-        Some(question) => question.expires_at,
+    // When the question was asked: part of what a signed decision signs.
+    let (expires_at, asked_at) = match &open {
+        Some(question) => (question.expires_at, question.asked_at),
         None => {
             let expires_at = timeout.and_then(|t| {
                 crate::clock::now()
                     .checked_add(jiff::SignedDuration::try_from(t).ok()?)
                     .ok()
             });
-            shared.emitter.emit(Event::ApprovalRequested {
+            let record = shared.emitter.emit(Event::ApprovalRequested {
                 step: step.id.clone(),
                 ask,
                 prompt: text.clone(),
@@ -166,10 +168,13 @@ pub(super) async fn settle(
                 expires_at,
                 allowed: allowed.clone(),
             })?;
-            expires_at
+            (expires_at, record.at)
         }
     };
-    let reject = |by: String, reason: Option<String>, account: Option<OsAccount>| {
+    let reject = |by: String,
+                  reason: Option<String>,
+                  account: Option<OsAccount>,
+                  signature: Option<String>| {
         shared.emitter.emit(Event::ApprovalDecided {
             step: step.id.clone(),
             ask,
@@ -178,16 +183,26 @@ pub(super) async fn settle(
             reason,
             pre_approved: false,
             account,
+            signature,
         })
     };
-    let expired =
-        |reject: &dyn Fn(String, Option<String>, Option<OsAccount>) -> Result<_, Fatal>| {
-            let waited = timeout.map_or_else(String::new, |t| {
-                format!(" within {}", crate::duration::Duration(t))
-            });
-            reject("timeout".into(), Some(format!("no decision{waited}")), None)
-                .map(|_| Settled::No)
-        };
+    let expired = |reject: &dyn Fn(
+        String,
+        Option<String>,
+        Option<OsAccount>,
+        Option<String>,
+    ) -> Result<_, Fatal>| {
+        let waited = timeout.map_or_else(String::new, |t| {
+            format!(" within {}", crate::duration::Duration(t))
+        });
+        reject(
+            "timeout".into(),
+            Some(format!("no decision{waited}")),
+            None,
+            None,
+        )
+        .map(|_| Settled::No)
+    };
     loop {
         let remaining = match expires_at {
             Some(at) => {
@@ -252,13 +267,22 @@ pub(super) async fn settle(
         };
         // The terminal stops asking whatever answered: its thread sees the flag and returns.
         withdrawn.raise();
+        // A decision from another shell may come signed (checked in `from_letter`).
+        let mut signature = None;
         let reply = match answered {
             Answered::Here(reply) => reply.map(|reply| (reply, shared.account.clone())),
             Answered::Elsewhere(letter) => {
                 let id = letter.id.clone();
                 let account = letter.account();
+                signature = letter.signature.clone();
                 let (answer, reply) = match may(&letter.by) {
-                    true => from_letter(letter, &yes, approvers, &step.id),
+                    true => from_letter(
+                        letter,
+                        &yes,
+                        approvers,
+                        &step.id,
+                        (&shared.run_id, ask, asked_at),
+                    ),
                     false => (Err(not_allowed(&letter.by, &step.id, &allowed)), None),
                 };
                 crate::inbox::reply(&shared.run_dir, &id, &answer);
@@ -296,7 +320,7 @@ pub(super) async fn settle(
             // Only the people allowed decide: the terminal's operator waits for them too.
             Some(Reply::Yes { by, .. } | Reply::No { by, .. }) if !may(&by) => {}
             Some(Reply::No { by, reason }) => {
-                reject(by, reason, Some(account))?;
+                reject(by, reason, Some(account), signature)?;
                 return Ok(Settled::No);
             }
             // One account, one approval, whatever names it gives.
@@ -310,6 +334,7 @@ pub(super) async fn settle(
                     reason,
                     pre_approved: false,
                     account: Some(account.clone()),
+                    signature,
                 })?;
                 yes.push(Yes {
                     by,
@@ -389,8 +414,25 @@ fn from_letter(
     yes: &[Yes],
     approvers: u32,
     step: &str,
+    (run_id, ask, asked_at): (&str, Ask, Timestamp),
 ) -> (crate::inbox::Answer, Option<Reply>) {
     let account = letter.account();
+    // A signature must hold for this decision of this question, or the decision is refused.
+    if let Some(armored) = &letter.signature {
+        let asked_at = asked_at.to_string();
+        let decision = crate::signing::Decision {
+            run_id,
+            step,
+            ask: ask.name(),
+            asked_at: &asked_at,
+            approved: letter.approved,
+            by: &letter.by,
+            reason: letter.reason.as_deref(),
+        };
+        if let Err(why) = crate::signing::verify_embedded(&decision, armored) {
+            return (Err(format!("refused: {why}")), None);
+        }
+    }
     let Letter {
         approved,
         by,

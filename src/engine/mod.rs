@@ -42,7 +42,7 @@ use crate::state::RunState;
 
 use context::Context;
 
-pub use approve::approve;
+pub use approve::{Decision, approve};
 pub use dry_run::dry_run;
 pub use execute::execute;
 pub use prepare::{RunOptions, prepare};

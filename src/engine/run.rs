@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     pub pre_approver: String,
     /// Their OS account, for the pre-approvals.
     pub pre_approver_account: Option<crate::event::OsAccount>,
+    pub run_id: String,
     /// Who runs it now (`--as`, or the OS user), and as which OS account.
     pub operator_name: String,
     pub account: crate::event::OsAccount,

@@ -144,6 +144,9 @@ struct Approval<'a> {
     /// The OS account and host it came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     account: Option<&'a crate::event::OsAccount>,
+    /// Its SSH signature as checked: "signed with SHA256:… (verified)" or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<String>,
     at: Timestamp,
     reason: Option<&'a str>,
     pre_approved: bool,
@@ -225,6 +228,7 @@ fn report(state: &RunState) -> Report<'_> {
                         approved: decision.approved,
                         by: &decision.by,
                         account: decision.account.as_ref(),
+                        signature: decision.signature_summary(&state.run_id, &step.id),
                         at: decision.at,
                         reason: decision.reason.as_deref(),
                         pre_approved: decision.pre_approved,

@@ -436,7 +436,7 @@ fn approvals(out: &mut String, state: &RunState) {
             cell(&step.id),
             decision.ask.name(),
             decision_phrase(decision),
-            cell(&decision.who()),
+            cell(&decision.who_signed(&state.run_id, &step.id)),
             format_clock(decision.at, state.started_at),
             format_duration(step.human_wait),
             cell(decision.reason.as_deref().unwrap_or(""))
@@ -718,6 +718,7 @@ mod tests {
                     reason: None,
                     pre_approved: true,
                     account: None,
+                    signature: None,
                 },
             )
             .ok("restore", 5, 60)

@@ -425,6 +425,7 @@ mod tests {
                 reason: None,
                 pre_approved: true,
                 account: None,
+                signature: None,
             }),
             "approve approved by alice (pre-approved)"
         );
