@@ -554,19 +554,28 @@ fn journal_so_far(dir: &Path, run_id: &str) -> std::io::Result<Vec<serde_json::V
 
 /// The files below `root`, recursively, as paths relative to it, sorted.
 pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = below(root)
+        .into_iter()
+        .filter(|path| !path.is_dir())
+        .filter_map(|path| Some(path.strip_prefix(root).ok()?.to_path_buf()))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Everything below `root`, directories and files, as full paths.
+fn below(root: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![root.to_path_buf()];
     while let Some(next) = pending.pop() {
         for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
             let path = entry.path();
             if path.is_dir() {
-                pending.push(path);
-            } else if let Ok(relative) = path.strip_prefix(root) {
-                found.push(relative.to_path_buf());
+                pending.push(path.clone());
             }
+            found.push(path);
         }
     }
-    found.sort();
     found
 }
 
@@ -606,18 +615,15 @@ pub fn wait_for(limit: Duration, what: &str, mut condition: impl FnMut() -> bool
 /// directory is to its group: other people's `drillbook approve` must write its journal.
 pub fn share_state(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    for path in walk(dir)
-        .into_iter()
-        .map(|p| dir.join(p))
-        .chain([dir.to_path_buf()])
-    {
-        let mode = if path.is_dir() { 0o777 } else { 0o666 };
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
-    }
     // A run's inbox keeps its own mode (sticky, unlisted): the run sets it as it would for
     // any team.
-    for entry in walk_dirs(dir).into_iter().filter(|d| !d.ends_with("inbox")) {
-        let _ = std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o777));
+    for path in below(dir).into_iter().chain([dir.to_path_buf()]) {
+        let mode = match path.is_dir() {
+            true if path.ends_with("inbox") => continue,
+            true => 0o777,
+            false => 0o666,
+        };
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode));
     }
     let mut up = dir.parent();
     while let Some(parent) = up {
@@ -627,22 +633,6 @@ pub fn share_state(dir: &Path) {
         }
         up = parent.parent();
     }
-}
-
-/// Every directory below `root`.
-fn walk_dirs(root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(next) = pending.pop() {
-        for entry in std::fs::read_dir(&next).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                found.push(path.clone());
-                pending.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// Whether a process exists (and is not a zombie).
