@@ -289,6 +289,13 @@ pub enum Event {
         /// Who may decide (declared names); empty: anyone.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         allowed: Vec<String>,
+        /// The deciders' SSH keys on record (the playbook's `signers`): a decision by one of
+        /// them must be signed with their key.
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        keys: std::collections::BTreeMap<String, String>,
+        /// Every decision must be signed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        signed: bool,
     },
     ApprovalDecided {
         step: String,

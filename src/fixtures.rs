@@ -141,6 +141,8 @@ impl Journal {
                 approvers: 1,
                 expires_at: None,
                 allowed: Vec::new(),
+                keys: Default::default(),
+                signed: false,
             },
         );
         self.push(

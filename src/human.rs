@@ -30,6 +30,9 @@ pub struct Question {
     pub approvers: u32,
     /// Who may decide (declared names); empty: anyone.
     pub allowed: Vec<String>,
+    /// Whether the operator here must sign their decision, which only `drillbook approve
+    /// --sign-with` can do.
+    pub signed_elsewhere: bool,
     /// Time on the RTO clock so far, and the objective.
     pub elapsed: Duration,
     pub rto: Option<Duration>,

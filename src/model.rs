@@ -17,6 +17,9 @@ pub struct Playbook {
     pub objectives: Objectives,
     pub vars: BTreeMap<String, String>,
     pub secrets: Vec<String>,
+    /// SSH public keys by decider's name: their decisions must be signed with them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub signers: BTreeMap<String, String>,
     /// What the steps act on, per mode (`{{ target.NAME }}`).
     #[serde(skip_serializing_if = "Targets::is_empty")]
     pub targets: Targets,
@@ -134,6 +137,9 @@ pub struct Gate {
     /// Who may decide (declared names); empty: anyone.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
+    /// Every decision signed with the decider's key in `signers`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
     /// When it expires the gate rejects; it never approves by itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,

@@ -56,6 +56,31 @@ pub fn sign(key_file: &std::path::Path, decision: &Decision) -> Result<String, S
         .map_err(|e| format!("cannot encode the signature: {e}"))
 }
 
+/// Checks `armored` over `decision` against `public_key` (an OpenSSH public key line, the
+/// decider's on record): the key's fingerprint when it verifies, else why not.
+pub fn verify(public_key: &str, decision: &Decision, armored: &str) -> Result<String, String> {
+    let key = PublicKey::from_openssh(public_key.trim())
+        .map_err(|e| format!("the key on record is not an OpenSSH public key: {e}"))?;
+    let fingerprint = key.fingerprint(HashAlg::Sha256).to_string();
+    let signature =
+        SshSig::from_pem(armored).map_err(|e| format!("the signature does not parse: {e}"))?;
+    key.verify(NAMESPACE, decision.text().as_bytes(), &signature)
+        .map_err(|_| {
+            format!(
+                "the signature does not verify against {}'s key {fingerprint}",
+                decision.by
+            )
+        })?;
+    Ok(fingerprint)
+}
+
+/// Checks that `public_key` reads as an OpenSSH public key.
+pub fn check_public_key(public_key: &str) -> Result<(), String> {
+    PublicKey::from_openssh(public_key.trim())
+        .map(drop)
+        .map_err(|e| format!("not an OpenSSH public key (`ssh-ed25519 AAAA…`): {e}"))
+}
+
 /// Checks `armored` over `decision` against the key the signature carries: its SHA-256
 /// fingerprint when the signature is sound, for whoever keeps the team's keys to match to a
 /// person (`ssh-keygen -Y check-novalidate` does the same).

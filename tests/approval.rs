@@ -382,3 +382,100 @@ fn a_signed_decision_is_verified_in_every_report() {
     assert!(md.contains("SIGNATURE DOES NOT HOLD"), "{md}");
     assert!(md.contains("HASH CHAIN BROKEN"), "{md}");
 }
+
+/// A new ed25519 key without a passphrase: its private file and public line.
+fn keypair(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let key = dir.join(format!("{name}_key"));
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(made.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    (key, public.trim().to_string())
+}
+
+#[test]
+fn a_gate_that_takes_signed_decisions_takes_them_only_from_the_keys_on_record() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (bob_key, bob_public) = keypair(scratch.path(), "bob");
+    let (eve_key, _) = keypair(scratch.path(), "eve");
+    let playbook = GATED
+        .replace(
+            "objectives: { rto: 30m }",
+            &format!("objectives: {{ rto: 30m }}\nsigners: {{ bob: \"{bob_public}\" }}"),
+        )
+        .replace(
+            "prompt: \"Promote the standby? (run {{ run.id }})\"",
+            "prompt: \"Promote?\"\n    signed: true",
+        );
+    let (_test, dir) = gated(&playbook);
+    let run = first_run(&dir);
+    let approve = |by: &str, key: Option<&Path>| {
+        let mut args = vec![
+            "approve".to_string(),
+            run.clone(),
+            "go".into(),
+            "--as".into(),
+            by.into(),
+        ];
+        if let Some(key) = key {
+            args.extend(["--sign-with".into(), key.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Drillbook::in_dir(&dir).args(&args).run()
+    };
+    // Unsigned, signed by someone else's key, or by someone with no key on record: refused.
+    let unsigned = approve("bob", None);
+    assert_eq!(unsigned.status, 2, "{}", unsigned.stderr);
+    assert!(
+        unsigned.stderr.contains("must be signed"),
+        "{}",
+        unsigned.stderr
+    );
+    let forged = approve("bob", Some(&eve_key));
+    assert_eq!(forged.status, 2, "{}", forged.stderr);
+    assert!(
+        forged.stderr.contains("does not verify against bob's key"),
+        "{}",
+        forged.stderr
+    );
+    let keyless = approve("eve", Some(&eve_key));
+    assert_eq!(keyless.status, 2, "{}", keyless.stderr);
+    assert!(
+        keyless
+            .stderr
+            .contains("takes signed decisions only, and eve has no key"),
+        "{}",
+        keyless.stderr
+    );
+    assert!(events(&journal(&dir, &run), "approval_decided", Some("go")).is_empty());
+    // Bob, with his key: recorded, and the report checks it against his key on record.
+    let signed = approve("bob", Some(&bob_key));
+    assert_eq!(signed.status, 0, "{}", signed.stderr);
+    assert_eq!(
+        Drillbook::in_dir(&dir).args(&["resume", &run]).run().status,
+        0
+    );
+    let md = Drillbook::in_dir(&dir)
+        .args(&["report", &run, "--format", "md"])
+        .run()
+        .stdout;
+    assert!(md.contains("(verified)"), "{md}");
+
+    // A gate that takes signed decisions with nobody's key on record cannot be satisfied.
+    let (_test, dir) = gated(&GATED.replace(
+        "prompt: \"Promote the standby? (run {{ run.id }})\"",
+        "prompt: \"Promote?\"\n    signed: true",
+    ));
+    let invalid = Drillbook::in_dir(&dir).args(&["validate", "p.yaml"]).run();
+    assert_eq!(invalid.status, 2, "{}", invalid.stderr);
+    assert!(
+        invalid
+            .stderr
+            .contains("takes signed decisions only, but the playbook has no `signers`"),
+        "{}",
+        invalid.stderr
+    );
+}

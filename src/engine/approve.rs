@@ -24,30 +24,34 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The signature over this decision of `question`, when a key is given.
+    /// The signature over this decision of `question`, when a key is given, checked as the
+    /// run will check it: against the decider's key on record, and present where one is.
     fn signature(
         &self,
-        run_id: &str,
+        state: &RunState,
         question: &crate::state::Question,
     ) -> Result<Option<String>, Refusal> {
-        let Some(key) = &self.sign_with else {
-            return Ok(None);
-        };
         let asked_at = question.asked_at.to_string();
-        crate::signing::sign(
-            key,
-            &crate::signing::Decision {
-                run_id,
-                step: &self.step,
-                ask: question.ask.name(),
-                asked_at: &asked_at,
-                approved: self.approved,
-                by: &self.by,
-                reason: self.reason.as_deref(),
-            },
-        )
-        .map(Some)
-        .map_err(Refusal::usage)
+        let decision = crate::signing::Decision {
+            run_id: &state.run_id,
+            step: &self.step,
+            ask: question.ask.name(),
+            asked_at: &asked_at,
+            approved: self.approved,
+            by: &self.by,
+            reason: self.reason.as_deref(),
+        };
+        let signature = match &self.sign_with {
+            Some(key) => Some(crate::signing::sign(key, &decision).map_err(Refusal::usage)?),
+            None => None,
+        };
+        let keys = state
+            .step(&self.step)
+            .map(|step| step.keys.clone())
+            .unwrap_or_default();
+        crate::steps::approval::admit(&keys, question.signed, &decision, signature.as_deref())
+            .map_err(Refusal::usage)?;
+        Ok(signature)
     }
 }
 
@@ -83,7 +87,7 @@ pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Resul
         .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
     let question = check(&state, run_id, step, by)?;
-    let signature = decision.signature(run_id, &question)?;
+    let signature = decision.signature(&state, &question)?;
     let earlier = state
         .step(step)
         .map_or(0, |s| s.approvals_for(question.ask, s.decision_window()));
@@ -142,7 +146,7 @@ fn by_letter(
         by: decision.by.clone(),
         reason: decision.reason.clone(),
         host: crate::account::host(),
-        signature: decision.signature(run_id, &question)?,
+        signature: decision.signature(&state, &question)?,
         uid: None,
     };
     inbox::post(&run_dir, &letter).map_err(|e| {

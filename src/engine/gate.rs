@@ -26,6 +26,7 @@ pub(super) fn gates(step: &Step) -> Vec<Gate> {
             approvers: gate.approvers,
             timeout: gate.timeout.map(|t| t.0),
             allowed: gate.allowed.clone(),
+            signed: gate.signed,
         });
     }
     match &step.params {
@@ -36,6 +37,7 @@ pub(super) fn gates(step: &Step) -> Vec<Gate> {
             approvers: approval.approvers.unwrap_or(1).max(1),
             timeout: step.timeout.map(|t| t.0),
             allowed: approval.allowed.clone(),
+            signed: approval.signed,
         }),
         StepConfig::Manual(manual) => gates.push(Gate {
             ask: Ask::Attest,
@@ -43,6 +45,7 @@ pub(super) fn gates(step: &Step) -> Vec<Gate> {
             approvers: 1,
             timeout: None,
             allowed: Vec::new(),
+            signed: false,
         }),
         _ => {}
     }
@@ -60,6 +63,8 @@ pub(super) struct Gate {
     pub(super) timeout: Option<Duration>,
     /// Who may decide (declared names); empty: anyone.
     pub(super) allowed: Vec<String>,
+    /// Every decision must be signed with the decider's key on record.
+    pub(super) signed: bool,
 }
 
 pub(super) enum Settled {
@@ -95,8 +100,23 @@ pub(super) async fn settle(
         approvers,
         timeout,
         allowed,
+        signed,
     } = gate;
     let may = |name: &str| crate::steps::approval::may_decide(&allowed, name);
+    let keys = &shared.playbook.signers;
+    // Whether `by` may decide without a signature (at a terminal, or ahead of time).
+    let unsigned_ok = |by: &str| {
+        let decision = crate::signing::Decision {
+            run_id: &shared.run_id,
+            step: &step.id,
+            ask: ask.name(),
+            asked_at: "",
+            approved: true,
+            by,
+            reason: None,
+        };
+        crate::steps::approval::admit(keys, signed, &decision, None).is_ok()
+    };
     // Decisions count from the last attempt on: a gate passed before a failed attempt is asked
     // again for the next one.
     let since = prior
@@ -129,6 +149,7 @@ pub(super) async fn settle(
     let pre_account = shared.pre_approver_account.clone();
     if shared.pre_approved(&step.id, ask)
         && may(pre_approver)
+        && unsigned_ok(pre_approver)
         && !yes.iter().any(|y| y.is(pre_approver, pre_account.as_ref()))
     {
         let record = shared.emitter.emit(Event::ApprovalDecided {
@@ -167,6 +188,8 @@ pub(super) async fn settle(
                 approvers,
                 expires_at,
                 allowed: allowed.clone(),
+                keys: keys.clone(),
+                signed,
             })?;
             (expires_at, record.at)
         }
@@ -235,6 +258,7 @@ pub(super) async fn settle(
             rto: shared.rto,
             incident: shared.mode == crate::event::Mode::Incident,
             allowed: allowed.clone(),
+            signed_elsewhere: !unsigned_ok(&shared.operator_name),
             withdrawn: withdrawn.clone(),
         };
         let operator = shared.operator.clone();
@@ -282,6 +306,7 @@ pub(super) async fn settle(
                         approvers,
                         &step.id,
                         (&shared.run_id, ask, asked_at),
+                        (keys, signed),
                     ),
                     false => (Err(not_allowed(&letter.by, &step.id, &allowed)), None),
                 };
@@ -317,8 +342,10 @@ pub(super) async fn settle(
                     _ => unreachable!("matched above"),
                 });
             }
-            // Only the people allowed decide: the terminal's operator waits for them too.
-            Some(Reply::Yes { by, .. } | Reply::No { by, .. }) if !may(&by) => {}
+            // Only the people allowed decide, and signed where it must be: the terminal's
+            // operator waits for them too.
+            Some(Reply::Yes { by, .. } | Reply::No { by, .. })
+                if !may(&by) || (signature.is_none() && !unsigned_ok(&by)) => {}
             Some(Reply::No { by, reason }) => {
                 reject(by, reason, Some(account), signature)?;
                 return Ok(Settled::No);
@@ -415,23 +442,25 @@ fn from_letter(
     approvers: u32,
     step: &str,
     (run_id, ask, asked_at): (&str, Ask, Timestamp),
+    (keys, signed): (&std::collections::BTreeMap<String, String>, bool),
 ) -> (crate::inbox::Answer, Option<Reply>) {
     let account = letter.account();
-    // A signature must hold for this decision of this question, or the decision is refused.
-    if let Some(armored) = &letter.signature {
-        let asked_at = asked_at.to_string();
-        let decision = crate::signing::Decision {
-            run_id,
-            step,
-            ask: ask.name(),
-            asked_at: &asked_at,
-            approved: letter.approved,
-            by: &letter.by,
-            reason: letter.reason.as_deref(),
-        };
-        if let Err(why) = crate::signing::verify_embedded(&decision, armored) {
-            return (Err(format!("refused: {why}")), None);
-        }
+    // A signature must hold for this decision of this question, against the decider's key on
+    // record; one on record must be used.
+    let asked_at = asked_at.to_string();
+    let decision = crate::signing::Decision {
+        run_id,
+        step,
+        ask: ask.name(),
+        asked_at: &asked_at,
+        approved: letter.approved,
+        by: &letter.by,
+        reason: letter.reason.as_deref(),
+    };
+    if let Err(why) =
+        crate::steps::approval::admit(keys, signed, &decision, letter.signature.as_deref())
+    {
+        return (Err(format!("refused: {why}")), None);
     }
     let Letter {
         approved,

@@ -81,6 +81,7 @@ pub(crate) async fn drive(
             approvers: 1,
             timeout: None,
             allowed: Vec::new(),
+            signed: false,
         };
         match settle(&shared, step, prior, question, &cancel).await? {
             Settled::Yes(_) => {}
@@ -156,6 +157,7 @@ pub(crate) async fn drive(
                 approvers: 1,
                 timeout: None,
                 allowed: Vec::new(),
+                signed: false,
             },
         );
     }

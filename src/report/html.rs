@@ -259,7 +259,7 @@ fn view(state: &RunState) -> View {
                             format!(
                                 "{} by {} at {}{reason}",
                                 decision_phrase(decision),
-                                decision.who_signed(&state.run_id, &step.id),
+                                decision.who_signed(&state.run_id, step),
                                 format_clock(decision.at, state.started_at)
                             )
                         })

@@ -228,7 +228,7 @@ fn report(state: &RunState) -> Report<'_> {
                         approved: decision.approved,
                         by: &decision.by,
                         account: decision.account.as_ref(),
-                        signature: decision.signature_summary(&state.run_id, &step.id),
+                        signature: decision.signature_summary(&state.run_id, step),
                         at: decision.at,
                         reason: decision.reason.as_deref(),
                         pre_approved: decision.pre_approved,

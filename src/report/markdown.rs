@@ -436,7 +436,7 @@ fn approvals(out: &mut String, state: &RunState) {
             cell(&step.id),
             decision.ask.name(),
             decision_phrase(decision),
-            cell(&decision.who_signed(&state.run_id, &step.id)),
+            cell(&decision.who_signed(&state.run_id, step)),
             format_clock(decision.at, state.started_at),
             format_duration(step.human_wait),
             cell(decision.reason.as_deref().unwrap_or(""))

@@ -407,6 +407,8 @@ mod tests {
                 approvers: 1,
                 expires_at: None,
                 allowed: Vec::new(),
+                keys: Default::default(),
+                signed: false,
             },
         );
         journal.finish(6, 4);

@@ -16,6 +16,38 @@ pub struct Approval {
     /// Only these people may decide (the names they give with `--as`); absent: anyone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<String>,
+    /// Every decision must be signed with the decider's key in `signers`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signed: bool,
+}
+
+/// Whether a decision by `by` is admitted by the playbook's `signers` (`keys`) and the gate's
+/// `signed`: the key on record for `by` when there is one, and the signature (if any) checked
+/// against it — or against the key it carries when nobody's key is on record. The key's
+/// fingerprint when it is signed.
+pub fn admit(
+    keys: &std::collections::BTreeMap<String, String>,
+    signed: bool,
+    decision: &crate::signing::Decision,
+    signature: Option<&str>,
+) -> Result<Option<String>, String> {
+    let by = decision.by;
+    let key = keys
+        .iter()
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case(by.trim()))
+        .map(|(_, key)| key.as_str());
+    match (key, signature) {
+        (Some(key), Some(signature)) => crate::signing::verify(key, decision, signature).map(Some),
+        (Some(_), None) => Err(format!(
+            "{by} has a key in the playbook's signers: their decisions must be signed with it (`drillbook approve … --sign-with KEY`)"
+        )),
+        (None, _) if signed => Err(format!(
+            "`{}` takes signed decisions only, and {by} has no key in the playbook's signers",
+            decision.step
+        )),
+        (None, Some(signature)) => crate::signing::verify_embedded(decision, signature).map(Some),
+        (None, None) => Ok(None),
+    }
 }
 
 /// What is wrong with an `allowed` list for a gate needing `approvers` people, if anything.

@@ -412,6 +412,8 @@ mod tests {
                 approvers: 1,
                 expires_at: None,
                 allowed: Vec::new(),
+                keys: Default::default(),
+                signed: false,
             }),
             "approve waiting for approval: Promote the standby? — run `drillbook approve r1 \
              approve` then `drillbook resume r1`"

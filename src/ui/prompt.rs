@@ -168,6 +168,12 @@ fn gate(
     loop {
         let answer = normalize(&conversation.read(&prompt, false)?);
         match answer.as_str() {
+            "yes" | "y" | "no" | "n" if question.signed_elsewhere => {
+                conversation.say(
+                    "  decisions here are signed: `drillbook approve RUN STEP --as NAME --sign-with KEY` (this prompt gives way when it arrives)",
+                );
+                continue;
+            }
             "yes" | "y" | "no" | "n" if !may_decide(&question.allowed, operator) => {
                 conversation.say(&format!(
                     "  {operator} may not decide this; only {} can, with `drillbook approve` (this prompt gives way when they do)",
@@ -506,6 +512,7 @@ mod tests {
             rto: Some(Duration::from_secs(1_800)),
             approved_here: false,
             allowed: Vec::new(),
+            signed_elsewhere: false,
             incident: false,
             withdrawn: Withdrawn::default(),
         }

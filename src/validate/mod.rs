@@ -177,6 +177,18 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         secrets.push(secret.value.clone());
     }
 
+    let mut signers = BTreeMap::new();
+    for (name, key) in top.signers.iter().flatten() {
+        if let Err(problem) = crate::signing::check_public_key(&key.value) {
+            out.push(Diagnostic::new(
+                key.pos,
+                key.len.max(1),
+                format!("the key of signer `{name}` is {problem}"),
+            ));
+        }
+        signers.insert(name.clone(), key.value.clone());
+    }
+
     let targets = targets::read(root, top.targets.as_ref(), out);
 
     let main = step_nodes(root, "steps", true, out);
@@ -211,6 +223,16 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         .into_iter()
         .map(|step| step.model)
         .collect::<Option<Vec<_>>>()?;
+    for step in &steps {
+        let signed = step.approval.as_ref().is_some_and(|gate| gate.signed)
+            || matches!(&step.params, crate::steps::StepConfig::Approval(a) if a.signed);
+        if signed && signers.is_empty() {
+            out.push(
+                Diagnostic::new(root.pos, 1, format!("step `{}` takes signed decisions only, but the playbook has no `signers`", step.id))
+                    .help("add `signers: { NAME: \"ssh-ed25519 AAAA…\" }` with the keys of the people who decide"),
+            );
+        }
+    }
     Some(Playbook {
         version: top.version?.value,
         name,
@@ -218,6 +240,7 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         objectives,
         vars,
         secrets,
+        signers,
         targets,
         fail_fast: top.fail_fast.unwrap_or(true),
         steps,
@@ -233,6 +256,7 @@ struct Top {
     objectives: Option<raw::ObjectivesRaw>,
     vars: Option<BTreeMap<String, Spanned<String>>>,
     secrets: Option<Vec<Spanned<String>>>,
+    signers: Option<BTreeMap<String, Spanned<String>>>,
     targets: Option<raw::TargetsRaw>,
     fail_fast: Option<bool>,
 }
@@ -298,6 +322,7 @@ fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
         }),
         vars: field(root, "vars", out),
         secrets: field(root, "secrets", out),
+        signers: field(root, "signers", out),
         targets: field(root, "targets", out),
         fail_fast: field(root, "fail_fast", out),
     }

@@ -36,6 +36,11 @@ pub(crate) struct PlaybookRaw {
     /// `{{ secrets.NAME }}`, and never written anywhere.
     #[serde(default)]
     pub secrets: Option<Vec<Spanned<String>>>,
+    /// The team's SSH public keys by the names people decide under (`bob: "ssh-ed25519
+    /// AAAA…"`): a decision by a name listed here must be signed with that key
+    /// (`drillbook approve --sign-with`).
+    #[serde(default)]
+    pub signers: Option<BTreeMap<String, Spanned<String>>>,
     /// What the steps act on, declared apart for drills and for live incidents: the same
     /// names under `drill:` and `live:`, readable as `{{ target.NAME }}` (a template of vars
     /// and secrets). A drill reads `drill:`; it refuses to start when one of its targets is
@@ -149,6 +154,9 @@ pub(crate) struct GateRaw {
     /// Only these people may decide (the names they give with `--as`); absent: anyone.
     #[serde(default)]
     pub allowed: Vec<String>,
+    /// Every decision must be signed with the decider's key in `signers`.
+    #[serde(default)]
+    pub signed: bool,
     /// When the gate expires it rejects.
     #[serde(default)]
     pub timeout: Option<Duration>,

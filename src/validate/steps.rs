@@ -280,6 +280,7 @@ fn build(
             prompt: gate.prompt.clone(),
             approvers,
             allowed: gate.allowed.clone(),
+            signed: gate.signed,
             timeout: gate.timeout,
         }
     });

@@ -302,9 +302,10 @@ impl Inner {
                 *typing = start(Typing::AbortReason);
                 None
             }
-            // Someone not allowed to decide waits for those who are (the box names them).
+            // Someone not allowed to decide, or who must sign, waits for a decision from a
+            // shell (the box says so).
             (Asked::Question(q), KeyCode::Char('y' | 'n'))
-                if !crate::steps::approval::may_decide(&q.allowed, &by) =>
+                if q.signed_elsewhere || !crate::steps::approval::may_decide(&q.allowed, &by) =>
             {
                 None
             }
@@ -377,6 +378,12 @@ fn question_lines(asked: &Asked, typing: Option<&(Typing, String)>) -> (Vec<Stri
                     "  only these people may decide: {}",
                     q.allowed.join(", ")
                 ));
+            }
+            if q.signed_elsewhere {
+                lines.push(
+                    "  decisions here are signed: `drillbook approve … --sign-with KEY` in a shell"
+                        .into(),
+                );
             }
             if q.approved_here {
                 lines.push(

@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::duration::Duration;
+
+mod decision;
 use crate::event::{Ask, ErrorClass, Event, Mode, PlannedStep, Record, Status};
 use crate::outcome::Outcome;
 use crate::steps::Kind;
+pub use decision::Decision;
 
 #[derive(Clone, Debug)]
 pub struct RunState {
@@ -154,6 +157,9 @@ pub struct StepState {
     /// Incident mode: the operator at the run's terminal is being asked to proceed (who,
     /// since when), until they answer.
     pub confirming: Option<(String, Timestamp)>,
+    /// The deciders' SSH keys on record when its question was asked: what its signed
+    /// decisions are checked against.
+    pub keys: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug)]
@@ -176,68 +182,8 @@ pub struct Question {
     pub expires_at: Option<Timestamp>,
     /// Who may decide; empty: anyone.
     pub allowed: Vec<String>,
-}
-
-#[derive(Clone, Debug)]
-pub struct Decision {
-    pub ask: Ask,
-    pub approved: bool,
-    pub by: String,
-    pub at: Timestamp,
-    pub reason: Option<String>,
-    pub pre_approved: bool,
-    /// The OS account and host it came from.
-    pub account: Option<crate::event::OsAccount>,
-    /// The decider's SSH signature over it, and when the question it answers was asked (part
-    /// of what is signed).
-    pub signature: Option<String>,
-    pub asked_at: Option<Timestamp>,
-}
-
-impl Decision {
-    /// What the decision's signature says, checked now against the key it carries: `None`
-    /// when unsigned, else the key's fingerprint or why it does not hold.
-    pub fn signature_check(&self, run_id: &str, step: &str) -> Option<Result<String, String>> {
-        let armored = self.signature.as_deref()?;
-        let asked_at = self.asked_at.map(|at| at.to_string()).unwrap_or_default();
-        Some(crate::signing::verify_embedded(
-            &crate::signing::Decision {
-                run_id,
-                step,
-                ask: self.ask.name(),
-                asked_at: &asked_at,
-                approved: self.approved,
-                by: &self.by,
-                reason: self.reason.as_deref(),
-            },
-            armored,
-        ))
-    }
-
-    /// Who, and how the signature stands when there is one: "bob (uid 4242@db-1), signed with
-    /// SHA256:… (verified)".
-    pub fn who_signed(&self, run_id: &str, step: &str) -> String {
-        match self.signature_summary(run_id, step) {
-            Some(signed) => format!("{}, {signed}", self.who()),
-            None => self.who(),
-        }
-    }
-
-    /// "signed with SHA256:… (verified)", or "SIGNATURE DOES NOT HOLD: …"; `None` unsigned.
-    pub fn signature_summary(&self, run_id: &str, step: &str) -> Option<String> {
-        Some(match self.signature_check(run_id, step)? {
-            Ok(fingerprint) => format!("signed with {fingerprint} (verified)"),
-            Err(why) => format!("SIGNATURE DOES NOT HOLD: {why}"),
-        })
-    }
-
-    /// The declared name and, where recorded, the account: "bob (uid 4242@db-1)".
-    pub fn who(&self) -> String {
-        match &self.account {
-            Some(account) => format!("{} ({account})", self.by),
-            None => self.by.clone(),
-        }
-    }
+    /// Every decision must be signed.
+    pub signed: bool,
 }
 
 impl StepState {
@@ -258,6 +204,7 @@ impl StepState {
             human_wait: SignedDuration::ZERO,
             human_wait_ended: None,
             confirming: None,
+            keys: Default::default(),
         }
     }
 
@@ -535,8 +482,11 @@ impl RunState {
                 approvers,
                 expires_at,
                 allowed,
+                keys,
+                signed,
             } => {
                 let step = self.step_mut(step);
+                step.keys = keys.clone();
                 step.status = Status::WaitingApproval;
                 step.waiting_since.get_or_insert(at);
                 step.question = Some(Question {
@@ -546,6 +496,7 @@ impl RunState {
                     asked_at: at,
                     expires_at: *expires_at,
                     allowed: allowed.clone(),
+                    signed: *signed,
                 });
             }
             Event::ApprovalDecided {
@@ -761,6 +712,8 @@ mod tests {
                     approvers: 2,
                     expires_at: None,
                     allowed: Vec::new(),
+                    keys: Default::default(),
+                    signed: false,
                 },
             ),
         ];
@@ -833,6 +786,8 @@ mod tests {
                     approvers: 1,
                     expires_at: None,
                     allowed: Vec::new(),
+                    keys: Default::default(),
+                    signed: false,
                 },
             ),
             record(
