@@ -314,13 +314,7 @@ fn only_the_people_a_gate_allows_decide_it() {
 fn a_signed_decision_is_verified_in_every_report() {
     let (_test, dir) = gated(GATED);
     let run = first_run(&dir);
-    let key = dir.join("bob_key");
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "bob", "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen (openssh-client)");
-    assert!(made.success());
+    let (key, _) = keypair(&dir, "bob");
     let fingerprint = String::from_utf8(
         std::process::Command::new("ssh-keygen")
             .args(["-l", "-E", "sha256", "-f"])
