@@ -93,7 +93,17 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         if path.extension().is_none_or(|ext| ext != "letter") {
             continue;
         }
-        let Ok(bytes) = std::fs::read(&path) else {
+        // Read through one descriptor, never following a link: the owner vouched for is the
+        // owner of the bytes read.
+        let Some((bytes, metadata)) = read_plain(&path) else {
+            if let Some(id) = path.file_stem().and_then(|s| s.to_str()) {
+                reply(
+                    run_dir,
+                    id,
+                    &Err("refused: a decision must be a plain file of its sender's".into()),
+                );
+            }
+            let _ = std::fs::remove_file(&path);
             continue;
         };
         let Ok(mut letter) = serde_json::from_slice::<Letter>(&bytes) else {
@@ -110,9 +120,6 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         if letter.step != step {
             continue;
         }
-        let Ok(metadata) = entry.metadata() else {
-            continue;
-        };
         letter.uid = Some(std::os::unix::fs::MetadataExt::uid(&metadata));
         let at = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
         found.push((at, letter, path));
@@ -122,6 +129,25 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         .into_iter()
         .filter_map(|(_, letter, path)| std::fs::remove_file(&path).ok().map(|()| letter))
         .collect()
+}
+
+/// A letter's bytes and its metadata, from one descriptor opened without following a symbolic
+/// link; `None` for a link, anything but a plain file, or what cannot be read.
+fn read_plain(path: &Path) -> Option<(Vec<u8>, std::fs::Metadata)> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    let metadata = file.metadata().ok()?;
+    if !metadata.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).ok()?;
+    Some((bytes, metadata))
 }
 
 /// The run's answer to letter `id`.
@@ -201,6 +227,26 @@ mod tests {
             None
         );
         assert!(take(dir.path(), "promote").is_empty(), "withdrawn");
+    }
+
+    #[test]
+    fn a_link_is_no_letter_whoever_owns_what_it_points_at() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("someone-elses");
+        std::fs::write(
+            &elsewhere,
+            serde_json::to_vec(&letter("x", "restore")).unwrap(),
+        )
+        .unwrap();
+        std::fs::create_dir_all(folder(dir.path())).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, letter_path(dir.path(), "x")).unwrap();
+        assert!(take(dir.path(), "restore").is_empty());
+        let answer = await_answer(dir.path(), "x", Duration::from_millis(10)).unwrap();
+        assert!(answer.unwrap_err().contains("plain file"));
+        assert!(
+            elsewhere.exists(),
+            "the link is removed, not what it points at"
+        );
     }
 
     #[test]
