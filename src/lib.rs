@@ -26,6 +26,7 @@ pub mod history;
 pub mod human;
 pub mod inbox;
 pub mod journal;
+pub mod lease;
 pub mod loader;
 pub mod lock;
 pub mod manifest;

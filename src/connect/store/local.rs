@@ -378,6 +378,93 @@ impl Drop for TemporaryFile {
     }
 }
 
+/// Conditional writes in a directory, for processes of one machine.
+impl LocalStore {
+    pub(crate) async fn put_if(
+        &self,
+        key: &str,
+        bytes: Vec<u8>,
+        condition: &super::Condition,
+    ) -> Result<super::Put, StoreError> {
+        let path = self.path(key);
+        let condition = condition.clone();
+        let result =
+            tokio::task::spawn_blocking(move || put_if_blocking(&path, &bytes, &condition))
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))
+                .and_then(|r| r);
+        result.map_err(|error| self.failed("write", key, error))
+    }
+
+    pub(crate) async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, super::Tag)>, StoreError> {
+        match tokio::fs::read(self.path(key)).await {
+            Ok(bytes) => {
+                let tag = content_tag(&bytes);
+                Ok(Some((bytes, tag)))
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(self.failed("read", key, error)),
+        }
+    }
+}
+
+fn content_tag(bytes: &[u8]) -> super::Tag {
+    use sha2::Digest;
+    super::Tag(crate::format::hex(&sha2::Sha256::digest(bytes)))
+}
+
+fn put_if_blocking(
+    path: &std::path::Path,
+    bytes: &[u8],
+    condition: &super::Condition,
+) -> io::Result<super::Put> {
+    use std::io::Write;
+    let parent = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(parent)?;
+    // Beside the destination (one filesystem), removed whatever happens unless renamed.
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!("{PARTIAL}{:016x}", fastrand::u64(..)));
+    let temp = TemporaryFile {
+        path: PathBuf::from(name),
+        keep: false,
+    };
+    let mut file = std::fs::File::create(&temp.path)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    match condition {
+        // A hard link fails when the name exists: creation with the whole content, or nothing.
+        super::Condition::Absent => match std::fs::hard_link(&temp.path, path) {
+            Ok(()) => Ok(super::Put::Written(content_tag(bytes))),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(super::Put::Refused),
+            Err(error) => Err(error),
+        },
+        super::Condition::Unchanged(tag) => loop {
+            let Ok(current) = std::fs::File::open(path) else {
+                return Ok(super::Put::Refused);
+            };
+            current.lock()?;
+            // Replaced while we waited for the lock: look again at what the name holds now.
+            let same = std::fs::metadata(path).ok().is_some_and(|now| {
+                use std::os::unix::fs::MetadataExt;
+                current
+                    .metadata()
+                    .is_ok_and(|held| held.ino() == now.ino() && held.dev() == now.dev())
+            });
+            if !same {
+                continue;
+            }
+            if content_tag(&std::fs::read(path)?) != *tag {
+                return Ok(super::Put::Refused);
+            }
+            std::fs::rename(&temp.path, path)?;
+            return Ok(super::Put::Written(content_tag(bytes)));
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 //! Keys are always relative to the store's prefix (or directory) and `/`-separated. Every
 //! error names the store URL and the key, never a credential, so it can be shown as is.
 
+mod conditional;
 mod download;
 mod error;
 mod local;
@@ -11,6 +12,7 @@ mod ownership;
 mod s3;
 mod streamed;
 
+pub use conditional::{Condition, Put, Tag};
 pub use download::Downloaded;
 pub use error::StoreError;
 use error::location;

@@ -12,6 +12,7 @@
 //! interrupted uploads left, and `errors` words the SDK's errors.
 
 mod client;
+mod conditional;
 mod errors;
 mod incomplete;
 mod multipart;
