@@ -473,3 +473,41 @@ fn a_gate_that_takes_signed_decisions_takes_them_only_from_the_keys_on_record() 
         invalid.stderr
     );
 }
+
+#[test]
+fn a_resume_does_not_count_a_signed_decision_that_no_longer_holds() {
+    let (_test, dir) = gated(GATED);
+    let run = first_run(&dir);
+    let (key, _) = keypair(&dir, "bob");
+    let signed = Drillbook::in_dir(&dir)
+        .args(&[
+            "approve",
+            &run,
+            "go",
+            "--as",
+            "bob",
+            "--reason",
+            "standby is current",
+            "--sign-with",
+            key.to_str().unwrap(),
+        ])
+        .run();
+    assert_eq!(signed.status, 0, "{}", signed.stderr);
+    // Someone rewrites why bob approved.
+    let path = dir.join(".drillbook/runs").join(&run).join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("standby is current", "standby is 2h behind"),
+    )
+    .unwrap();
+    let resumed = Drillbook::in_dir(&dir).args(&["resume", &run]).run();
+    assert_eq!(
+        resumed.status, 4,
+        "the altered approval counts for nothing: the gate waits again\n{}",
+        resumed.stderr
+    );
+    assert!(!dir.join("acted").exists());
+    let asked = events(&journal(&dir, &run), "approval_requested", Some("go")).len();
+    assert_eq!(asked, 2, "asked again");
+}

@@ -208,9 +208,9 @@ fn an_incident_is_driven_from_the_console() {
 }
 
 #[test]
-fn a_decision_for_a_run_that_is_not_asking_is_refused_in_time() {
-    // An unattended run holds its lock while a long step runs; its gate is not being asked at
-    // any terminal, so the letter is never taken: approve says so instead of hanging.
+fn a_decision_for_a_step_not_yet_asked_is_refused_while_the_run_goes_on() {
+    // An unattended run holds its lock while a long step runs; its gate has not been asked
+    // yet, so `approve` refuses at once (no letter is left for a question nobody asked).
     let test = Drillbook::new().playbook(
         "p.yaml",
         r#"version: 1

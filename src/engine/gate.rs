@@ -122,11 +122,19 @@ pub(super) async fn settle(
     let since = prior
         .and_then(|p| p.attempts.last())
         .map_or(Timestamp::MIN, |a| a.started_at);
+    // A resumed run counts only approvals that still hold: a signature that no longer
+    // verifies (the journal was edited), or a missing one where a key is on record, counts
+    // for nothing, and the question is asked again.
+    let holds =
+        |p: &StepState, d: &crate::state::Decision| match d.signature_check(&shared.run_id, p) {
+            Some(checked) => checked.is_ok(),
+            None => unsigned_ok(&d.by),
+        };
     let mut yes: Vec<Yes> = prior
         .map(|p| {
             p.approvals
                 .iter()
-                .filter(|d| d.ask == ask && d.approved && d.at >= since)
+                .filter(|d| d.ask == ask && d.approved && d.at >= since && holds(p, d))
                 .map(|d| Yes {
                     by: d.by.clone(),
                     account: d.account.clone(),
