@@ -30,6 +30,8 @@ pub struct Question {
     pub approvers: u32,
     /// Who may decide (declared names); empty: anyone.
     pub allowed: Vec<String>,
+    /// Whether the operator here is among them.
+    pub allowed_here: bool,
     /// Whether the operator here must sign their decision, which only `drillbook approve
     /// --sign-with` can do.
     pub signed_elsewhere: bool,
@@ -42,6 +44,27 @@ pub struct Question {
     /// Set when the question is settled elsewhere (`drillbook approve` from another shell):
     /// the operator stops asking and answers [`Reply::Unavailable`].
     pub withdrawn: Withdrawn,
+}
+
+impl Question {
+    /// Why the person at this terminal cannot give this answer (`approving`: a yes) here, when
+    /// they cannot: then only someone's `drillbook approve` in a shell can, and the question
+    /// gives way when it arrives.
+    pub fn not_here(&self, operator: &str, approving: bool) -> Option<String> {
+        let why = if self.signed_elsewhere {
+            "decisions here are signed: `drillbook approve RUN STEP --as NAME --sign-with KEY` in a shell".to_string()
+        } else if !self.allowed_here {
+            format!(
+                "{operator} may not decide this; only {} can, with `drillbook approve` in a shell",
+                self.allowed.join(", ")
+            )
+        } else if approving && self.approved_here {
+            "you have approved; the next yes must come from another person's account: `drillbook approve RUN STEP --as NAME` in their own shell".to_string()
+        } else {
+            return None;
+        };
+        Some(why)
+    }
 }
 
 /// Incident mode's question before a step with no gate of its own.

@@ -266,6 +266,7 @@ pub(super) async fn settle(
             rto: shared.rto,
             incident: shared.mode == crate::event::Mode::Incident,
             allowed: allowed.clone(),
+            allowed_here: may(&shared.operator_name),
             signed_elsewhere: !unsigned_ok(&shared.operator_name),
             withdrawn: withdrawn.clone(),
         };

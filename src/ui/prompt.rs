@@ -12,7 +12,6 @@ use super::progress::Terminal;
 use super::{Budget, compact, objective};
 use crate::event::Ask;
 use crate::human::{Confirmation, Go, Notes, Operator, Question, Reply, Withdrawn};
-use crate::steps::approval::may_decide;
 
 /// What a conversation needs from a terminal, so the logic can be tested with a script.
 pub(crate) trait Conversation {
@@ -168,23 +167,15 @@ fn gate(
     loop {
         let answer = normalize(&conversation.read(&prompt, false)?);
         match answer.as_str() {
-            "yes" | "y" | "no" | "n" if question.signed_elsewhere => {
-                conversation.say(
-                    "  decisions here are signed: `drillbook approve RUN STEP --as NAME --sign-with KEY` (this prompt gives way when it arrives)",
-                );
-                continue;
+            "yes" | "y" | "no" | "n" => {
+                if let Some(why) = question.not_here(operator, answer.starts_with('y')) {
+                    conversation.say(&format!("  {why}"));
+                    continue;
+                }
             }
-            "yes" | "y" | "no" | "n" if !may_decide(&question.allowed, operator) => {
-                conversation.say(&format!(
-                    "  {operator} may not decide this; only {} can, with `drillbook approve` (this prompt gives way when they do)",
-                    question.allowed.join(", ")
-                ));
-                continue;
-            }
-            "yes" | "y" if question.approved_here => {
-                conversation.say(ANOTHER_ACCOUNT);
-                continue;
-            }
+            _ => {}
+        }
+        match answer.as_str() {
             "yes" | "y" => {
                 return Some(Reply::Yes {
                     by: operator.to_string(),
@@ -228,11 +219,6 @@ fn incident_answer(
         _ => Some(None),
     }
 }
-
-/// Four eyes means two people, and two accounts: once this terminal's account said yes, the
-/// next yes can only come from someone else's, with `drillbook approve` in their own shell
-/// (which this prompt gives way to).
-const ANOTHER_ACCOUNT: &str = "  you have approved from this account; the next approval must come from another person's account: `drillbook approve RUN STEP --as NAME` in their own shell (this prompt gives way when it arrives)";
 
 fn attest(
     conversation: &mut impl Conversation,
@@ -512,6 +498,7 @@ mod tests {
             rto: Some(Duration::from_secs(1_800)),
             approved_here: false,
             allowed: Vec::new(),
+            allowed_here: true,
             signed_elsewhere: false,
             incident: false,
             withdrawn: Withdrawn::default(),
@@ -599,7 +586,7 @@ mod tests {
             script
                 .transcript
                 .iter()
-                .filter(|line| line.as_str() == ANOTHER_ACCOUNT)
+                .filter(|line| **line == format!("  {}", question.not_here("bob", true).unwrap()))
                 .count(),
             2
         );
@@ -617,6 +604,7 @@ mod tests {
     fn only_the_people_allowed_decide() {
         let mut question = question(Ask::Gate);
         question.allowed = vec!["bob".into(), "carol".into()];
+        question.allowed_here = false;
         let mut script = Script::new(&["yes", "no"]);
         assert_eq!(ask(&mut script, &question, "alice"), Reply::Unavailable);
         assert!(
@@ -626,6 +614,7 @@ mod tests {
             "{:?}",
             script.transcript
         );
+        question.allowed_here = true;
         let mut script = Script::new(&["yes"]);
         assert_eq!(ask(&mut script, &question, "Carol"), yes("Carol"));
     }

@@ -211,7 +211,7 @@ impl Inner {
                     typing = None;
                 }
                 match pending.as_ref() {
-                    Some(p) => question_lines(&p.asked, typing.as_ref()),
+                    Some(p) => question_lines(&p.asked, &self.operator, typing.as_ref()),
                     None => (Vec::new(), "Ctrl-C interrupts the run".to_string()),
                 }
             };
@@ -302,16 +302,11 @@ impl Inner {
                 *typing = start(Typing::AbortReason);
                 None
             }
-            // Someone not allowed to decide, or who must sign, waits for a decision from a
-            // shell (the box says so).
-            (Asked::Question(q), KeyCode::Char('y' | 'n'))
-                if q.signed_elsewhere || !crate::steps::approval::may_decide(&q.allowed, &by) =>
+            // An answer that cannot be given here waits for one from a shell (the box says
+            // why).
+            (Asked::Question(q), KeyCode::Char(c @ ('y' | 'n')))
+                if q.not_here(&by, c == 'y' && q.ask != Ask::Attest).is_some() =>
             {
-                None
-            }
-            // A second yes from this account is no second pair of eyes: only another
-            // person's `drillbook approve` can give it (the box says so).
-            (Asked::Question(q), KeyCode::Char('y')) if q.ask != Ask::Attest && q.approved_here => {
                 None
             }
             (Asked::Question(q), KeyCode::Char('y')) if q.ask != Ask::Attest => {
@@ -347,7 +342,11 @@ fn projected(projection: &Projection) -> String {
 }
 
 /// The question's box: what is asked, what the step will do and to what, and the keys.
-fn question_lines(asked: &Asked, typing: Option<&(Typing, String)>) -> (Vec<String>, String) {
+fn question_lines(
+    asked: &Asked,
+    operator: &str,
+    typing: Option<&(Typing, String)>,
+) -> (Vec<String>, String) {
     let mut lines = Vec::new();
     let keys = match asked {
         Asked::Confirm(c) => {
@@ -379,17 +378,8 @@ fn question_lines(asked: &Asked, typing: Option<&(Typing, String)>) -> (Vec<Stri
                     q.allowed.join(", ")
                 ));
             }
-            if q.signed_elsewhere {
-                lines.push(
-                    "  decisions here are signed: `drillbook approve … --sign-with KEY` in a shell"
-                        .into(),
-                );
-            }
-            if q.approved_here {
-                lines.push(
-                    "  you have approved; the next yes must come from another person's account: `drillbook approve` in their own shell"
-                        .into(),
-                );
+            if let Some(why) = q.not_here(operator, true) {
+                lines.push(format!("  {why}"));
             }
             if q.approvers > 1 {
                 lines.push(format!(
