@@ -1,6 +1,20 @@
 # Shared by the benchmarks: the loopback S3 server, side-by-side timing and peak RSS.
 # Source it after `cd` to the repository; it defines functions and sets nothing else.
 
+# Prints a TCP port of 127.0.0.1 that is free now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits (up to 10 s) until something accepts connections on 127.0.0.1:PORT.
+wait_for_port() {
+  for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # Starts s3s-fs on a free port over DIR (buckets are its subdirectories) with the given
 # credentials, waits until it accepts connections and exports the AWS_* variables every client
 # here reads. Sets s3_pid and s3_endpoint. Arguments: DIR LOG.
@@ -8,15 +22,12 @@ start_s3() {
   local dir=$1 log=$2 port
   export PATH="$HOME/.cargo/bin:$PATH"
   command -v s3s-fs >/dev/null || cargo install s3s-fs@0.14.1 --features binary --locked --quiet
-  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=$(free_port)
   mkdir -p "$dir"
   s3s-fs --host 127.0.0.1 --port "$port" --access-key benchkey --secret-key benchsecret \
     "$dir" >"$log" 2>&1 &
   s3_pid=$!
-  for _ in $(seq 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-    sleep 0.1
-  done
+  wait_for_port "$port"
   s3_endpoint=http://127.0.0.1:$port
   export AWS_ENDPOINT_URL=$s3_endpoint AWS_ACCESS_KEY_ID=benchkey \
     AWS_SECRET_ACCESS_KEY=benchsecret AWS_REGION=us-east-1

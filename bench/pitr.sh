@@ -17,6 +17,7 @@
 #   bash bench/pitr.sh                 # SCALE=100 (realistic.sql), PGBENCH_SECONDS=30, RUNS=3
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 scale=${SCALE:-100}
 seconds=${PGBENCH_SECONDS:-30}
 runs=${RUNS:-3}
@@ -34,7 +35,6 @@ bin=$work/drillbook
 cp target/release/drillbook "$bin"
 chmod 755 "$bin"
 as_pg() { runuser -u postgres -- "$@"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 mkdir -p "$work"/{archive,repo,push-repo,log,lock,sock,segments,out}
 chown -R postgres "$work"

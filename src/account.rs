@@ -24,6 +24,7 @@ pub fn os_account_of(uid: u32) -> crate::event::OsAccount {
         user: of(uid).map_or_else(|| format!("uid {uid}"), |account| account.name),
         uid,
         host: host(),
+        via: None,
     }
 }
 

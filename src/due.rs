@@ -10,6 +10,9 @@ use serde::Serialize;
 use crate::duration::Duration;
 use crate::state::RunState;
 
+/// The cadence of a playbook that declares none, when none is given.
+pub const DEFAULT_EVERY: &str = "92d";
+
 /// A playbook to check, with its file as it is now.
 #[derive(Clone, Debug)]
 pub(crate) struct Candidate {
@@ -17,6 +20,28 @@ pub(crate) struct Candidate {
     pub file: String,
     /// The file's hash (`loader::Source::hash`, as runs record it), or why it cannot be read.
     pub hash: Result<String, String>,
+    /// Its own cadence (`schedule: { every: … }`), when it declares one.
+    pub every: Option<Duration>,
+}
+
+impl Candidate {
+    /// The playbook in `file` as it is now.
+    pub(crate) fn of_file(file: &std::path::Path) -> Result<Candidate, crate::validate::Invalid> {
+        let (source, playbook) = crate::validate::load(file)?;
+        Ok(Candidate {
+            name: playbook.name,
+            file: file.display().to_string(),
+            hash: Ok(source.hash()),
+            every: playbook.every,
+        })
+    }
+
+    /// The cadence it is judged by: the one `given` (`--every`), else its own, else 92 days.
+    pub(crate) fn cadence(&self, given: Option<Duration>) -> Duration {
+        given
+            .or(self.every)
+            .unwrap_or_else(|| Duration::parse(DEFAULT_EVERY).expect("the default cadence parses"))
+    }
 }
 
 /// The answer for one playbook.
@@ -28,6 +53,35 @@ pub(crate) struct Verdict {
     pub reason: String,
     /// The newest passing run: its id and start.
     pub last_passed: Option<(String, Timestamp)>,
+    /// The cadence it was judged by.
+    pub every: Duration,
+}
+
+/// Every playbook with runs (`runs` newest first), at the file its newest run recorded, by
+/// name.
+pub(crate) fn known(runs: &[RunState]) -> Vec<Candidate> {
+    let mut newest: Vec<&RunState> = Vec::new();
+    for run in runs {
+        if !newest.iter().any(|seen| seen.playbook == run.playbook) {
+            newest.push(run);
+        }
+    }
+    newest.sort_by(|a, b| a.playbook.cmp(&b.playbook));
+    newest
+        .into_iter()
+        .map(|run| {
+            let path = std::path::Path::new(&run.file);
+            // A file that no longer validates still has a hash: it changed since it passed.
+            Candidate::of_file(path).unwrap_or_else(|_| Candidate {
+                name: run.playbook.clone(),
+                file: run.file.clone(),
+                hash: crate::loader::read(path)
+                    .map(|source| source.hash())
+                    .map_err(|error| error.message.clone()),
+                every: None,
+            })
+        })
+        .collect()
 }
 
 /// The newest run of `name` that passed: exit 0, not a dry run, drill or incident alike.
@@ -55,6 +109,7 @@ pub(crate) fn check(
         due,
         reason,
         last_passed: passed.map(|run| (run.run_id.clone(), run.started_at)),
+        every,
     };
     let Some(passed) = passed else {
         return match &candidate.hash {
@@ -118,6 +173,8 @@ struct JsonDue<'a> {
 struct JsonPlaybook<'a> {
     name: &'a str,
     file: &'a str,
+    /// The cadence it was judged by (its own `schedule`, or `--every`).
+    every: String,
     due: bool,
     reason: &'a str,
     last_passed_run: Option<&'a str>,
@@ -134,6 +191,7 @@ pub(crate) fn render_json(verdicts: &[Verdict], every: Duration) -> String {
             .map(|v| JsonPlaybook {
                 name: &v.name,
                 file: &v.file,
+                every: v.every.to_string(),
                 due: v.due,
                 reason: &v.reason,
                 last_passed_run: v.last_passed.as_ref().map(|(id, _)| id.as_str()),
@@ -158,6 +216,7 @@ mod tests {
             name: "database-restore".into(),
             file: "playbooks/database-restore.yaml".into(),
             hash: hash.map(str::to_owned).map_err(str::to_owned),
+            every: None,
         }
     }
 

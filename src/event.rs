@@ -180,11 +180,34 @@ pub struct OsAccount {
     pub user: String,
     pub uid: u32,
     pub host: String,
+    /// Set for a person signed in to `drillbook serve` (`web`): `user` is the name they signed
+    /// in with, `uid` the server's, `host` the server's host. Absent for an OS account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+}
+
+impl OsAccount {
+    /// Whether two decisions came from the same person: the same OS account (uid), or the same
+    /// name signed in to the web view. An OS account and a web sign-in are never the same.
+    pub fn same_person(&self, other: &OsAccount) -> bool {
+        self.person() == other.person()
+    }
+
+    /// What tells people apart: the uid of an OS account, the name of a web sign-in.
+    pub fn person(&self) -> (Option<String>, u32) {
+        match &self.via {
+            Some(via) => (Some(format!("{via}:{}", self.user.to_lowercase())), 0),
+            None => (None, self.uid),
+        }
+    }
 }
 
 impl std::fmt::Display for OsAccount {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.user, self.host)
+        match &self.via {
+            Some(via) => write!(f, "{} signed in to {via} on {}", self.user, self.host),
+            None => write!(f, "{}@{}", self.user, self.host),
+        }
     }
 }
 

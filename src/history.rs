@@ -132,7 +132,7 @@ impl Entry {
         }
     }
 
-    fn next(&self) -> String {
+    pub(crate) fn next(&self) -> String {
         match &self.prediction {
             Some(prediction) => format!("next: {prediction}"),
             None => "next: no prediction (no finished runs)".into(),
@@ -157,7 +157,7 @@ fn against(measure: &Measure) -> String {
     format!("{achieved} / {objective}")
 }
 
-fn cells(row: &Row) -> [String; 6] {
+pub(crate) fn cells(row: &Row) -> [String; 6] {
     [
         date(row.started_at),
         row.run_id.clone(),
@@ -168,7 +168,7 @@ fn cells(row: &Row) -> [String; 6] {
     ]
 }
 
-const HEADINGS: [&str; 6] = [
+pub(crate) const HEADINGS: [&str; 6] = [
     "DATE (UTC)",
     "RUN",
     "MODE",

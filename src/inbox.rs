@@ -26,15 +26,42 @@ pub struct Letter {
     /// The sender's SSH signature over the decision (`--sign-with`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<String>,
+    /// The sender's account as its drillbook gives it: believed only for a letter relayed
+    /// from a shared state (another machine's file owners mean nothing here), or one the web
+    /// view left for a signed-in person (see `vouched`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed: Option<crate::event::OsAccount>,
     /// The sender's user id: the owner of the letter's file, as the file system vouches for it
     /// (never what the letter says).
     #[serde(skip)]
     pub uid: Option<u32>,
+    /// Relayed by the run from a shared state, not left in its inbox on this machine.
+    #[serde(skip)]
+    pub relayed: bool,
+    /// Left by the account that keeps the web view's sign-ins (the owner of the state
+    /// directory's [`USERS_FILE`]), for a person signed in there: their claimed account holds.
+    #[serde(skip)]
+    pub vouched: bool,
 }
+
+/// The web view's accounts (`drillbook serve`), in the state directory. Its owner is the OS
+/// account the server runs as: a letter of that account may speak for a signed-in person.
+pub const USERS_FILE: &str = "users.json";
 
 impl Letter {
     /// Who sent it: the file's owner, on the host the letter names.
     pub fn account(&self) -> crate::event::OsAccount {
+        if self.relayed || self.vouched {
+            return self
+                .claimed
+                .clone()
+                .unwrap_or_else(|| crate::event::OsAccount {
+                    user: "unknown".into(),
+                    uid: u32::MAX,
+                    host: self.host.clone(),
+                    via: None,
+                });
+        }
         // SAFETY: getuid has no preconditions; a letter not read from a file is this process's.
         let uid = self.uid.unwrap_or_else(|| unsafe { libc::getuid() });
         crate::event::OsAccount {
@@ -58,8 +85,37 @@ fn letter_path(run_dir: &Path, id: &str) -> PathBuf {
     folder(run_dir).join(format!("{id}.letter"))
 }
 
-fn answer_path(run_dir: &Path, id: &str) -> PathBuf {
-    folder(run_dir).join(format!("{id}.answer"))
+fn answer_path(run_dir: &Path, id: &str, relayed: bool) -> PathBuf {
+    let folder = match relayed {
+        true => relayed_folder(run_dir),
+        false => folder(run_dir),
+    };
+    folder.join(format!("{id}.answer"))
+}
+
+/// Where the run puts letters it relays from a shared state: its own folder, which nobody
+/// else may write (the letters there speak for accounts on other machines).
+pub fn relayed_folder(run_dir: &Path) -> PathBuf {
+    run_dir.join("relayed")
+}
+
+/// The OS account of the web view whose letters may speak for its signed-in people: the owner
+/// of the state directory's users file (`<state>/runs/<id>` is the run's directory).
+fn web_server(run_dir: &Path) -> Option<u32> {
+    let state = run_dir.parent()?.parent()?;
+    let metadata = std::fs::symlink_metadata(state.join(USERS_FILE)).ok()?;
+    metadata
+        .is_file()
+        .then(|| std::os::unix::fs::MetadataExt::uid(&metadata))
+}
+
+/// Whether the relayed folder is the run's own: owned by this user, writable by nobody else.
+fn relayed_is_ours(run_dir: &Path) -> bool {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::symlink_metadata(relayed_folder(run_dir)).is_ok_and(|m| {
+        // SAFETY: geteuid has no preconditions.
+        m.is_dir() && m.uid() == unsafe { libc::geteuid() } && m.permissions().mode() & 0o022 == 0
+    })
 }
 
 /// Opens the inbox of a run that is starting: anyone who can reach the run's directory may
@@ -69,7 +125,10 @@ pub fn open(run_dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let inbox = folder(run_dir);
     std::fs::create_dir_all(&inbox)?;
-    std::fs::set_permissions(&inbox, std::fs::Permissions::from_mode(0o1733))
+    std::fs::set_permissions(&inbox, std::fs::Permissions::from_mode(0o1733))?;
+    let relayed = relayed_folder(run_dir);
+    std::fs::create_dir_all(&relayed)?;
+    std::fs::set_permissions(&relayed, std::fs::Permissions::from_mode(0o700))
 }
 
 /// Writes a letter where the run will find it.
@@ -84,11 +143,18 @@ pub fn post(run_dir: &Path, letter: &Letter) -> std::io::Result<()> {
 /// The letters for `step`, oldest first, taken out of the inbox (others stay). A letter that
 /// does not parse is answered as such and removed.
 pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
-    let Ok(entries) = std::fs::read_dir(folder(run_dir)) else {
-        return Vec::new();
-    };
     let mut found: Vec<(std::time::SystemTime, Letter, PathBuf)> = Vec::new();
-    for entry in entries.flatten() {
+    let mut folders = vec![(folder(run_dir), false)];
+    if relayed_is_ours(run_dir) {
+        folders.push((relayed_folder(run_dir), true));
+    }
+    let entries = folders.into_iter().flat_map(|(folder, relayed)| {
+        std::fs::read_dir(folder)
+            .into_iter()
+            .flat_map(|entries| entries.flatten())
+            .map(move |entry| (entry, relayed))
+    });
+    for (entry, relayed) in entries {
         let path = entry.path();
         if path.extension().is_none_or(|ext| ext != "letter") {
             continue;
@@ -100,6 +166,7 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
                 reply(
                     run_dir,
                     id,
+                    relayed,
                     &Err("refused: a decision must be a plain file of its sender's".into()),
                 );
             }
@@ -111,6 +178,7 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
                 reply(
                     run_dir,
                     id,
+                    relayed,
                     &Err("the running drillbook could not read this decision".into()),
                 );
             }
@@ -120,7 +188,13 @@ pub fn take(run_dir: &Path, step: &str) -> Vec<Letter> {
         if letter.step != step {
             continue;
         }
-        letter.uid = Some(std::os::unix::fs::MetadataExt::uid(&metadata));
+        letter.relayed = relayed;
+        if !relayed {
+            let owner = std::os::unix::fs::MetadataExt::uid(&metadata);
+            letter.uid = Some(owner);
+            letter.vouched = letter.claimed.as_ref().is_some_and(|c| c.via.is_some())
+                && web_server(run_dir) == Some(owner);
+        }
         let at = metadata.modified().unwrap_or(std::time::UNIX_EPOCH);
         found.push((at, letter, path));
     }
@@ -151,8 +225,8 @@ fn read_plain(path: &Path) -> Option<(Vec<u8>, std::fs::Metadata)> {
 }
 
 /// The run's answer to letter `id`.
-pub fn reply(run_dir: &Path, id: &str, answer: &Answer) {
-    let path = answer_path(run_dir, id);
+pub fn reply(run_dir: &Path, id: &str, relayed: bool, answer: &Answer) {
+    let path = answer_path(run_dir, id, relayed);
     let partial = path.with_extension("partial-answer");
     let Ok(bytes) = serde_json::to_vec(answer) else {
         return;
@@ -167,7 +241,7 @@ pub fn reply(run_dir: &Path, id: &str, answer: &Answer) {
 /// for a little longer, since the decision is being recorded).
 pub fn await_answer(run_dir: &Path, id: &str, patience: Duration) -> Option<Answer> {
     let deadline = Instant::now() + patience;
-    let answer = answer_path(run_dir, id);
+    let answer = answer_path(run_dir, id, false);
     loop {
         if let Ok(bytes) = std::fs::read(&answer) {
             let _ = std::fs::remove_file(&answer);
@@ -199,7 +273,10 @@ mod tests {
             reason: None,
             host: "here".into(),
             signature: None,
+            claimed: None,
             uid: None,
+            relayed: false,
+            vouched: false,
         }
     }
 
@@ -216,7 +293,7 @@ mod tests {
         // SAFETY: getuid has no preconditions.
         assert_eq!(taken[0].uid, Some(unsafe { libc::getuid() }));
         assert!(take(dir.path(), "restore").is_empty(), "taken once");
-        reply(dir.path(), "a", &Ok("recorded".into()));
+        reply(dir.path(), "a", false, &Ok("recorded".into()));
         assert_eq!(
             await_answer(dir.path(), "a", Duration::from_millis(10)),
             Some(Ok("recorded".into()))
@@ -227,6 +304,41 @@ mod tests {
             None
         );
         assert!(take(dir.path(), "promote").is_empty(), "withdrawn");
+    }
+
+    #[test]
+    fn only_the_web_views_account_may_speak_for_a_signed_in_person() {
+        let state = tempfile::tempdir().unwrap();
+        let run_dir = state.path().join("runs").join("r1");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let web = crate::event::OsAccount {
+            user: "bob".into(),
+            uid: 0,
+            host: "web-host".into(),
+            via: Some("drillbook serve".into()),
+        };
+        let claiming = |id: &str| Letter {
+            claimed: Some(web.clone()),
+            ..letter(id, "promote")
+        };
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        // No users file: the claim is not believed; the letter is its file owner's.
+        post(&run_dir, &claiming("a")).unwrap();
+        let taken = take(&run_dir, "promote");
+        assert_eq!(taken[0].account().via, None);
+        assert_eq!(taken[0].account().uid, me);
+        // The users file is this account's: this account is the web view, and is believed.
+        let users = state.path().join(USERS_FILE);
+        std::fs::write(&users, "[]").unwrap();
+        post(&run_dir, &claiming("b")).unwrap();
+        assert_eq!(take(&run_dir, "promote")[0].account(), web);
+        // Another account keeps the users file: this one's claim is not believed.
+        if me == 0 {
+            std::os::unix::fs::chown(&users, Some(4242), None).unwrap();
+            post(&run_dir, &claiming("c")).unwrap();
+            assert_eq!(take(&run_dir, "promote")[0].account().via, None);
+        }
     }
 
     #[test]

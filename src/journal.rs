@@ -23,6 +23,14 @@ pub struct Journal {
     next_seq: u64,
     /// The hash of the last line: the next record's `prev`.
     head: Option<String>,
+    /// Where each record is written first when the run's state is shared (object storage).
+    mirror: Option<Box<dyn Mirror>>,
+}
+
+/// The journal of record elsewhere: each line is written there before it is written here,
+/// and a refusal (another runner took the run over) stops the append with nothing written.
+pub trait Mirror: Send {
+    fn append(&mut self, record: &Record, line: &[u8]) -> io::Result<()>;
 }
 
 /// What reading a journal found.
@@ -66,6 +74,7 @@ impl Journal {
             path,
             next_seq: 0,
             head: None,
+            mirror: None,
         })
     }
 
@@ -87,6 +96,7 @@ impl Journal {
                 path,
                 next_seq,
                 head,
+                mirror: None,
             },
             replay,
         ))
@@ -102,6 +112,9 @@ impl Journal {
         };
         let mut line = serde_json::to_vec(&record).map_err(io::Error::other)?;
         let hash = line_hash(&line);
+        if let Some(mirror) = &mut self.mirror {
+            mirror.append(&record, &line)?;
+        }
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.file.sync_data()?;
@@ -112,6 +125,17 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes every record from now on to `mirror` first.
+    pub fn mirrored(mut self, mirror: Box<dyn Mirror>) -> Journal {
+        self.mirror = Some(mirror);
+        self
+    }
+
+    /// The position the next record takes.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 }
 

@@ -30,6 +30,9 @@ pub const SKEW: SignedDuration = SignedDuration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Holder {
     pub holder: String,
+    /// The run it is held for, when it is one run's (empty: a moment's, e.g. one decision).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub run_id: String,
     /// One more at every takeover.
     pub epoch: u64,
     pub expires_at: Timestamp,
@@ -70,6 +73,18 @@ impl Lease {
         length: SignedDuration,
         now: Timestamp,
     ) -> Result<Lease, LeaseError> {
+        Self::acquire_for(store, key, holder, "", length, now).await
+    }
+
+    /// As [`Lease::acquire`], saying which run it is held for.
+    pub async fn acquire_for(
+        store: &Store,
+        key: &str,
+        holder: &str,
+        run_id: &str,
+        length: SignedDuration,
+        now: Timestamp,
+    ) -> Result<Lease, LeaseError> {
         let (condition, epoch) = match read(store, key).await? {
             None => (Condition::Absent, 1),
             Some((held, tag)) => {
@@ -87,6 +102,7 @@ impl Lease {
         };
         let held = Holder {
             holder: holder.to_owned(),
+            run_id: run_id.to_owned(),
             epoch,
             expires_at: now + length,
         };
@@ -130,6 +146,24 @@ impl Lease {
             },
         }
     }
+}
+
+impl Lease {
+    /// Gives the lease up: it reads as expired from then on, so the next runner need not
+    /// wait. Refused (someone took it over meanwhile) is as good as done.
+    pub async fn release(self, store: &Store) -> Result<(), LeaseError> {
+        let held = Holder {
+            expires_at: Timestamp::UNIX_EPOCH,
+            ..self.held
+        };
+        write(store, &self.key, &held, &Condition::Unchanged(self.tag)).await?;
+        Ok(())
+    }
+}
+
+/// Who holds the lease at `key`, if anyone ever did.
+pub async fn holder(store: &Store, key: &str) -> Result<Option<Holder>, LeaseError> {
+    Ok(read(store, key).await?.map(|(held, _)| held))
 }
 
 async fn read(store: &Store, key: &str) -> Result<Option<(Holder, Tag)>, LeaseError> {

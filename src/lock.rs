@@ -26,6 +26,12 @@ pub struct RunLock {
 pub enum LockError {
     #[error("run {run_id} is in progress (pid {pid})")]
     Held { run_id: String, pid: u32 },
+    #[error("run {run_id} is in progress: {holder} holds it until {}; another runner may take it over after that", crate::format::format_time(*.until))]
+    Leased {
+        run_id: String,
+        holder: String,
+        until: jiff::Timestamp,
+    },
     #[error("cannot lock {}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
 }

@@ -15,8 +15,14 @@ pub struct Playbook {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub objectives: Objectives,
+    /// How often it must pass (`schedule: { every: 92d }`), for `due` and `run --if-due`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub every: Option<Duration>,
     pub vars: BTreeMap<String, String>,
     pub secrets: Vec<String>,
+    /// AWS Secrets Manager as a source of `secrets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_manager: Option<crate::secrets::ManagerConfig>,
     /// SSH public keys by decider's name: their decisions must be signed with them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub signers: BTreeMap<String, String>,

@@ -1,9 +1,17 @@
 //! The state directory: `<state-dir>/runs/<run-id>/` holds each run's journal, log and captured
 //! output; `<state-dir>/locks/<playbook>.lock` keeps one live run per playbook.
+//!
+//! With a shared state (`--state URL`, [`crate::shared`]) the store is the state of record: a
+//! runner works in a directory of its own below the state directory and writes its journal
+//! to the store first, its hold on a playbook is a lease in the store, and what reads runs
+//! reads a fresh copy of the store ([`StateDir::view`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::journal;
+use crate::lock::{LockError, RunLock};
+use crate::shared::Shared;
 use crate::state::RunState;
 
 pub const DEFAULT_DIR: &str = ".drillbook";
@@ -11,11 +19,150 @@ pub const DEFAULT_DIR: &str = ".drillbook";
 #[derive(Clone, Debug)]
 pub struct StateDir {
     root: PathBuf,
+    shared: Option<Shared>,
+    /// A copy of the shared state, removed with its last clone.
+    _copy: Option<Arc<Copy>>,
+}
+
+/// A directory removed when dropped.
+#[derive(Debug)]
+struct Copy(PathBuf);
+
+impl Drop for Copy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What keeps a run the only one of its playbook: a lock on this machine, or a lease in the
+/// shared state.
+pub enum Hold {
+    Local(RunLock),
+    Shared(crate::shared::Held),
 }
 
 impl StateDir {
     pub fn new(root: PathBuf) -> StateDir {
-        StateDir { root }
+        StateDir {
+            root,
+            shared: None,
+            _copy: None,
+        }
+    }
+
+    /// The state kept in `shared`, worked on in `root`.
+    pub fn shared(root: PathBuf, shared: Shared) -> StateDir {
+        StateDir {
+            root,
+            shared: Some(shared),
+            _copy: None,
+        }
+    }
+
+    /// Where the state of record is: the store's URL or this directory.
+    pub fn location(&self) -> String {
+        match &self.shared {
+            Some(shared) => shared.url().to_owned(),
+            None => self.root.display().to_string(),
+        }
+    }
+
+    /// The runs to read, as they stand: this directory, or a fresh copy of the shared state's
+    /// journals (removed when the last clone of it goes).
+    pub fn view(&self) -> Result<StateDir, String> {
+        let Some(shared) = &self.shared else {
+            return Ok(self.clone());
+        };
+        let copies = self.root.join("copies");
+        remove_orphaned_copies(&copies);
+        let root = copies.join(format!(
+            "{}-{}",
+            std::process::id(),
+            crate::clock::now().as_nanosecond()
+        ));
+        std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let copy = Arc::new(Copy(root.clone()));
+        shared.pull(&root, None)?;
+        Ok(StateDir {
+            root,
+            shared: Some(shared.clone()),
+            _copy: Some(copy),
+        })
+    }
+
+    /// Brings one run up to date from the shared state, with its log and captured output:
+    /// a copy before it is read again, a runner's own directory before it resumes the run.
+    pub fn refresh(&self, run_id: &str) -> Result<(), String> {
+        match &self.shared {
+            Some(shared) => {
+                check_run_id(run_id)?;
+                shared.pull(&self.root, Some(run_id))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Takes the hold on `playbook`'s runs for run `run_id`: the lock, or in a shared state the
+    /// lease (renewed until the hold is dropped).
+    pub fn hold(&self, playbook: &str, run_id: &str) -> Result<Hold, LockError> {
+        match &self.shared {
+            Some(shared) => shared
+                .hold_for_run(&lock_name(playbook), run_id, self.run_dir(run_id))
+                .map(Hold::Shared)
+                .map_err(|refused| leased(shared, refused)),
+            None => {
+                let lock = RunLock::acquire(&self.lock_path(playbook), run_id)?;
+                if let Some((run_id, pid)) = self.live_run_of(playbook) {
+                    return Err(LockError::Held { run_id, pid });
+                }
+                Ok(Hold::Local(lock))
+            }
+        }
+    }
+
+    /// The journal of a run started or resumed here, written to the shared state first.
+    pub fn journal_mirror(&self, run_id: &str) -> Option<Box<dyn journal::Mirror>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(crate::shared::StoreMirror::new(
+            shared,
+            run_id,
+            &self.run_dir(run_id),
+        )))
+    }
+
+    pub fn shared_state(&self) -> Option<&Shared> {
+        self.shared.as_ref()
+    }
+
+    /// Whether a runner is driving this unfinished run: its drillbook's process is alive here,
+    /// or, in a shared state, the playbook's lease is held for it and has not expired.
+    pub fn running(&self, state: &RunState) -> bool {
+        match &self.shared {
+            Some(shared) => shared
+                .holder(&lock_name(&state.playbook))
+                .ok()
+                .flatten()
+                .is_some_and(|holder| holder.run_id == state.run_id),
+            None => Path::new(&format!("/proc/{}", state.pid)).exists(),
+        }
+    }
+
+    /// A run's outcome, or for an unfinished one whether a runner is driving it (`running`) or
+    /// not (`stopped`).
+    pub fn status_of(&self, state: &RunState) -> &'static str {
+        match state.outcome() {
+            Some(_) => state.outcome_name(),
+            None if self.running(state) => "running",
+            None => "stopped",
+        }
+    }
+
+    /// Whether a run with this id exists.
+    pub fn has_run(&self, run_id: &str) -> Result<bool, String> {
+        match &self.shared {
+            Some(shared) => shared.has_run(run_id),
+            None => Ok(self.journal(run_id).exists()),
+        }
     }
 
     pub fn root(&self) -> &Path {
@@ -90,7 +237,7 @@ impl StateDir {
             return runs
                 .first()
                 .map(|run| run.run_id.clone())
-                .ok_or_else(|| format!("no runs in {} yet", self.root.display()));
+                .ok_or_else(|| format!("no runs in {} yet", self.location()));
         }
         if self.journal(given).is_file() || check_run_id(given).is_err() {
             return Ok(given.to_owned());
@@ -122,7 +269,7 @@ impl StateDir {
         let path = self.journal(run_id);
         let replay = journal::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => {
-                format!("no run `{run_id}` in {}", self.root.display())
+                format!("no run `{run_id}` in {}", self.location())
             }
             _ => format!("{}: {e}", path.display()),
         })?;
@@ -130,6 +277,118 @@ impl StateDir {
             RunState::fold(&replay.records).map_err(|e| format!("{}: {e}", path.display()))?;
         state.journal = Some(crate::chain::check(&replay));
         Ok(state)
+    }
+}
+
+/// Which runs a listing shows (`drillbook runs`, the web view): by playbook, mode, where the
+/// run stands, and since when.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    pub playbook: Option<String>,
+    pub mode: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<jiff::Timestamp>,
+}
+
+/// What a status filter accepts: an outcome, or where an unfinished run stands.
+pub const STATUSES: &[&str] = &[
+    "succeeded",
+    "failed",
+    "aborted",
+    "objective_missed",
+    "interrupted",
+    "waiting_approval",
+    "invalid",
+    "running",
+    "stopped",
+];
+
+impl Filter {
+    /// A filter from what a person typed; an empty value filters nothing.
+    pub fn new(
+        playbook: Option<String>,
+        mode: Option<String>,
+        status: Option<String>,
+        since: Option<&str>,
+    ) -> Result<Filter, String> {
+        let given = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+        let (playbook, mode, status) = (given(playbook), given(mode), given(status));
+        if let Some(status) = &status
+            && !STATUSES.contains(&status.as_str())
+        {
+            return Err(format!(
+                "--status {status}: expected one of {}",
+                STATUSES.join(", ")
+            ));
+        }
+        if let Some(mode) = &mode
+            && !["drill", "incident", "live"].contains(&mode.as_str())
+        {
+            return Err(format!("--mode {mode}: expected drill, incident or live"));
+        }
+        let since = since
+            .filter(|text| !text.trim().is_empty())
+            .map(|text| {
+                text.parse::<jiff::Timestamp>().or_else(|_| {
+                    crate::duration::Duration::parse(text)
+                        .ok()
+                        .and_then(|ago| jiff::Timestamp::now().checked_sub(ago.signed()).ok())
+                        .ok_or_else(|| {
+                            format!(
+                                "--since {text}: expected a time (2026-12-01T00:00:00Z) or a duration back from now (7d, 12h)"
+                            )
+                        })
+                })
+            })
+            .transpose()?;
+        Ok(Filter {
+            playbook,
+            mode,
+            status,
+            since,
+        })
+    }
+
+    pub fn keeps(&self, dir: &StateDir, state: &RunState) -> bool {
+        self.playbook.as_ref().is_none_or(|p| *p == state.playbook)
+            && self.mode.as_ref().is_none_or(|m| m == state.mode.name())
+            // An aborted run failed too (exit 1): `failed` finds it, `aborted` only it.
+            && self.status.as_ref().is_none_or(|s| {
+                let status = dir.status_of(state);
+                *s == status || (s == "failed" && status == "aborted")
+            })
+            && self.since.is_none_or(|since| state.started_at >= since)
+    }
+}
+
+/// Removes the copies of processes that are gone (killed before they could remove their own).
+fn remove_orphaned_copies(copies: &Path) {
+    let Ok(entries) = std::fs::read_dir(copies) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.split('-').next() else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// A lease refused, as a lock would be.
+fn leased(shared: &Shared, refused: crate::shared::Refused) -> LockError {
+    match refused {
+        crate::shared::Refused::Held(holder) => LockError::Leased {
+            run_id: holder.run_id,
+            holder: holder.holder,
+            until: holder.expires_at + crate::lease::SKEW,
+        },
+        crate::shared::Refused::Failed(message) => LockError::Io {
+            path: PathBuf::from(shared.url()),
+            source: std::io::Error::other(message),
+        },
     }
 }
 

@@ -314,7 +314,7 @@ fn only_the_people_a_gate_allows_decide_it() {
 fn a_signed_decision_is_verified_in_every_report() {
     let (_test, dir) = gated(GATED);
     let run = first_run(&dir);
-    let (key, _) = keypair(&dir, "bob");
+    let (key, _) = common::keypair(&dir, "bob", None);
     let fingerprint = String::from_utf8(
         std::process::Command::new("ssh-keygen")
             .args(["-l", "-E", "sha256", "-f"])
@@ -378,23 +378,12 @@ fn a_signed_decision_is_verified_in_every_report() {
 }
 
 /// A new ed25519 key without a passphrase: its private file and public line.
-fn keypair(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
-    let key = dir.join(format!("{name}_key"));
-    let made = std::process::Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-        .arg(&key)
-        .status()
-        .expect("ssh-keygen (openssh-client)");
-    assert!(made.success());
-    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-    (key, public.trim().to_string())
-}
 
 #[test]
 fn a_gate_that_takes_signed_decisions_takes_them_only_from_the_keys_on_record() {
     let scratch = tempfile::tempdir().unwrap();
-    let (bob_key, bob_public) = keypair(scratch.path(), "bob");
-    let (eve_key, _) = keypair(scratch.path(), "eve");
+    let (bob_key, bob_public) = common::keypair(scratch.path(), "bob", None);
+    let (eve_key, _) = common::keypair(scratch.path(), "eve", None);
     let playbook = GATED
         .replace(
             "objectives: { rto: 30m }",
@@ -478,7 +467,7 @@ fn a_gate_that_takes_signed_decisions_takes_them_only_from_the_keys_on_record() 
 fn a_resume_does_not_count_a_signed_decision_that_no_longer_holds() {
     let (_test, dir) = gated(GATED);
     let run = first_run(&dir);
-    let (key, _) = keypair(&dir, "bob");
+    let (key, _) = common::keypair(&dir, "bob", None);
     let signed = Drillbook::in_dir(&dir)
         .args(&[
             "approve",

@@ -224,7 +224,7 @@ error: unknown step kind `asess`
   |
 5 |   - { id: a, kind: asess }
   |                    ^^^^^ did you mean `assess`?
-  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, notify, approval, manual, command, wait
+  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, config-backup, config-restore, notify, approval, manual, command, wait
 
 error: unknown step `c` in `needs`
  --> many.yaml:6:53
@@ -506,7 +506,7 @@ steps:
   |
 5 |     kind: restor
   |           ^^^^^^ did you mean `restore`?
-  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, notify, approval, manual, command, wait
+  = help: kinds: assess, backup, restore, smoke-test, promote, flush, sync, verify, config-backup, config-restore, notify, approval, manual, command, wait
 
 error: 1 error in unknown_kind.yaml
 "#,

@@ -389,3 +389,100 @@ fn the_html_report_compares_the_rto_with_earlier_runs() {
         .stdout;
     assert!(!markdown.contains("previous runs"), "{markdown}");
 }
+
+#[test]
+fn each_playbook_is_due_at_its_own_cadence_and_a_never_run_one_is_reported() {
+    // A nightly check every second, and a quarterly one; a third never ran.
+    let nightly = "version: 1\nname: nightly\nschedule: { every: 1s }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n";
+    let quarterly = "version: 1\nname: quarterly\nschedule: { every: 92d }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n";
+    let never =
+        "version: 1\nname: never-run\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n";
+    let test = Drillbook::new()
+        .playbook("playbooks/nightly.yaml", nightly)
+        .playbook("playbooks/quarterly.yaml", quarterly)
+        .playbook("playbooks/never.yaml", never);
+    let dir = test.dir().to_path_buf();
+    for file in ["playbooks/nightly.yaml", "playbooks/quarterly.yaml"] {
+        let ran = Drillbook::in_dir(&dir).args(&["run", file]).run();
+        assert_eq!(ran.status, 0, "{}", ran.stderr);
+    }
+    // Right after: nightly at its own cadence waits; `--if-due` without a value uses it too.
+    let skipped = Drillbook::in_dir(&dir)
+        .args(&["run", "playbooks/nightly.yaml", "--if-due"])
+        .run();
+    assert_eq!(skipped.status, 0, "{}", skipped.stderr);
+    assert!(
+        skipped.stderr.contains("nightly is not due: passed"),
+        "{}",
+        skipped.stderr
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let due = Drillbook::in_dir(&dir).args(&["due"]).run();
+    assert_eq!(due.status, 1, "{}\n{}", due.stdout, due.stderr);
+    assert!(
+        due.stdout.contains("nightly: last passed"),
+        "{}",
+        due.stdout
+    );
+    assert!(due.stdout.contains("(every 1s)"), "{}", due.stdout);
+    assert!(
+        due.stdout.contains("never-run: never passed"),
+        "{}",
+        due.stdout
+    );
+    assert!(!due.stdout.contains("quarterly"), "{}", due.stdout);
+    let report = json(
+        &Drillbook::in_dir(&dir)
+            .args(&["due", "--format", "json"])
+            .run()
+            .stdout,
+    );
+    let every: Vec<(&str, &str)> = report["playbooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["name"].as_str().unwrap(), p["every"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        every,
+        [
+            ("nightly", "1s"),
+            ("quarterly", "92d"),
+            ("never-run", "92d")
+        ]
+    );
+    // `--every` judges them all alike.
+    let all = Drillbook::in_dir(&dir)
+        .args(&["due", "--every", "1d"])
+        .run();
+    assert!(!all.stdout.contains("nightly"), "{}", all.stdout);
+    // And `--if-due` now runs it.
+    let ran = Drillbook::in_dir(&dir)
+        .args(&["run", "playbooks/nightly.yaml", "--if-due"])
+        .run();
+    assert_eq!(ran.status, 0, "{}", ran.stderr);
+    assert!(!ran.stderr.contains("not due"), "{}", ran.stderr);
+}
+
+#[test]
+fn a_schedule_must_say_how_often() {
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: p\nschedule: { every: 0s, at: noon }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n",
+    );
+    let output = test.args(&["validate", "p.yaml"]).run();
+    assert_eq!(output.status, 2, "{}", output.stderr);
+    assert!(output.stderr.contains("at"), "{}", output.stderr);
+    let test = Drillbook::new().playbook(
+        "p.yaml",
+        "version: 1\nname: p\nschedule: { every: 0s }\nsteps:\n  - { id: a, kind: command, run: [\"true\"] }\n",
+    );
+    let output = test.args(&["validate", "p.yaml"]).run();
+    assert_eq!(output.status, 2, "{}", output.stderr);
+    assert!(
+        output.stderr.contains("`every` must be longer than 0s"),
+        "{}",
+        output.stderr
+    );
+    assert!(output.stderr.contains("p.yaml:3:"), "{}", output.stderr);
+}

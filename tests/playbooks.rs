@@ -31,6 +31,7 @@ fn the_procedure_is_shipped() {
             "monthly-restore-smoke.yaml",
             "nightly-backup.yaml",
             "pitr-restore-drill.yaml",
+            "post-release-verify.yaml",
             "quarterly-failover.yaml",
             "quickstart.yaml",
             "storage-mirror.yaml",

@@ -241,6 +241,10 @@ async fn listing(store: &Store) {
         "prod/sub/deeper/x",
         "staging/a",
         "prodx",
+        // Listed in bytewise key order, as S3 does: `prod.txt` before `prod/…` ('.' < '/'),
+        // `prod0` after.
+        "prod.txt",
+        "prod0",
     ] {
         store.put_bytes(key, key.as_bytes().to_vec()).await.unwrap();
     }
@@ -261,9 +265,11 @@ async fn listing(store: &Store) {
     assert_eq!(
         keys(store.list("prod").await.unwrap()),
         [
+            "prod.txt",
             "prod/2024-01-01.dump",
             "prod/2024-01-02.dump",
             "prod/sub/deeper/x",
+            "prod0",
             "prodx"
         ]
     );
@@ -271,7 +277,7 @@ async fn listing(store: &Store) {
         keys(store.list("prod/2024-01-0").await.unwrap()),
         ["prod/2024-01-01.dump", "prod/2024-01-02.dump"]
     );
-    assert_eq!(keys(store.list("").await.unwrap()).len(), 5);
+    assert_eq!(keys(store.list("").await.unwrap()).len(), 7);
     assert!(store.list("nothing/").await.unwrap().is_empty());
     let info = &store.list("staging/").await.unwrap()[0];
     assert_eq!(info.size, "staging/a".len() as u64);
@@ -310,11 +316,73 @@ async fn s3_listing_follows_pages() {
     while let Some(result) = tasks.join_next().await {
         result.unwrap();
     }
+    // A "directory" and an object sorting just before it, in the middle of the pages.
+    for key in ["many/00500a/x", "many/00500a.b"] {
+        store.put_bytes(key, vec![b'y']).await.unwrap();
+    }
     let objects = store.list("many/").await.unwrap();
-    let expected: Vec<String> = (0..count).map(|n| format!("many/{n:05}")).collect();
+    let mut expected: Vec<String> = (0..count).map(|n| format!("many/{n:05}")).collect();
+    expected.splice(
+        501..501,
+        ["many/00500a.b".to_owned(), "many/00500a/x".to_owned()],
+    );
     let keys: Vec<String> = objects.iter().map(|object| object.key.clone()).collect();
     assert_eq!(keys, expected);
     assert_eq!(objects[13].size, 13 % 7);
+}
+
+/// `?listing=walk` lists a level at a time: the same objects, in the same (bytewise) order,
+/// as the flat listing, across pages and around prefixes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_walked_listing_matches_the_flat_one() {
+    let (server, flat) = s3().await;
+    let walked = s3_store(&server, "s3://test/prod?listing=walk").await;
+    let mut keys: Vec<String> = (0..1_050).map(|n| format!("many/{n:05}")).collect();
+    keys.extend(
+        [
+            "many/00500a/x",
+            "many/00500a.b",
+            "a.txt",
+            "a/b",
+            "a/c/d",
+            "a/c.e",
+            "a0",
+            "B",
+            "deep/1/2/3/4",
+        ]
+        .map(str::to_owned),
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    let limit = Arc::new(tokio::sync::Semaphore::new(32));
+    for key in keys.clone() {
+        let (store, limit) = (flat.clone(), limit.clone());
+        tasks.spawn(async move {
+            let _permit = limit.acquire().await.unwrap();
+            store
+                .put_bytes(&key, key.as_bytes().to_vec())
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(result) = tasks.join_next().await {
+        result.unwrap();
+    }
+    keys.sort();
+    let read = |mut listing: drillbook::connect::store::Listing| async move {
+        let mut keys = Vec::new();
+        while let Some(object) = listing.next().await.unwrap() {
+            keys.push(object.key);
+        }
+        keys
+    };
+    assert_eq!(read(walked.list_sorted("").unwrap()).await, keys);
+    assert_eq!(read(flat.list_sorted("").unwrap()).await, keys);
+    let under_a: Vec<String> = keys
+        .iter()
+        .filter(|k| k.starts_with('a'))
+        .cloned()
+        .collect();
+    assert_eq!(read(walked.list_sorted("a").unwrap()).await, under_a);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -7,15 +7,17 @@
 
 mod common;
 
+use common::report::tree;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 use common::Output;
 use common::drill::{json_report, run_of, step};
+use common::report::report_in;
 use common::s3::S3Server;
 use common::{Drillbook, minutes};
-use sha2::{Digest, Sha256};
 
 const REPORT: &str = ".drillbook/checksums.json";
 const MIB: usize = 1 << 20;
@@ -72,68 +74,10 @@ fn new_dir(base: &Path) -> PathBuf {
     dir
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-/// Every file under `root` (drillbook's own `.drillbook/` excepted) by `/`-separated key:
-/// size and SHA-256.
-fn tree(root: &Path) -> BTreeMap<String, (u64, String)> {
-    let mut found = BTreeMap::new();
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(directory) = pending.pop() {
-        for entry in std::fs::read_dir(&directory).expect("read_dir").flatten() {
-            let path = entry.path();
-            let key = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .into_owned();
-            if key == ".drillbook" {
-                continue;
-            }
-            if entry.file_type().expect("file type").is_dir() {
-                pending.push(path);
-            } else {
-                let bytes = std::fs::read(&path).expect("read");
-                found.insert(key, (bytes.len() as u64, sha256_hex(&bytes)));
-            }
-        }
-    }
-    found
-}
-
-/// The checksum report in a destination directory, as key → (size, sha256).
-fn report_in(root: &Path) -> BTreeMap<String, (u64, String)> {
-    let text = std::fs::read(root.join(REPORT)).expect("checksum report");
-    let report: serde_json::Value = serde_json::from_slice(&text).expect("report JSON");
-    report["objects"]
-        .as_object()
-        .expect("objects")
-        .iter()
-        .map(|(key, entry)| {
-            let size = entry["size"].as_u64().expect("size");
-            let sha256 = entry["sha256"].as_str().expect("sha256").to_owned();
-            (key.clone(), (size, sha256))
-        })
-        .collect()
-}
-
 /// Writes `bytes` at `root/key`, dated `age` ago (objects in a bucket are rarely brand new;
 /// a sync does not trust the time of an object written in the last second).
 fn put(root: &Path, key: &str, bytes: &[u8], age: Duration) {
-    let path = root.join(key);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    std::fs::write(&path, bytes).expect("write");
-    let file = std::fs::File::options()
-        .write(true)
-        .open(&path)
-        .expect("open");
-    file.set_modified(SystemTime::now() - age)
-        .expect("set time");
+    common::report::put_at(root, key, bytes, SystemTime::now() - age);
 }
 
 fn random(rng: &mut fastrand::Rng, len: usize) -> Vec<u8> {

@@ -36,9 +36,41 @@ pub(super) struct Cli {
 
 #[derive(Args, Clone)]
 pub(super) struct StateArgs {
-    /// Where runs are kept.
+    /// Where runs are kept (with --state: where this machine works on them).
     #[arg(long, env = "DRILLBOOK_STATE_DIR", default_value = crate::runs::DEFAULT_DIR)]
     pub(super) state_dir: PathBuf,
+    /// Keep runs in a store instead, readable and resumable from any machine: `s3://bucket/prefix`
+    /// (ideally in another region than what is recovered), or a directory every runner mounts.
+    #[arg(long = "state", env = "DRILLBOOK_STATE", value_name = "URL")]
+    pub(super) shared: Option<String>,
+    /// With --state: how long a runner's hold on a run lasts unless renewed (every third of
+    /// it); a runner gone for longer is taken over.
+    #[arg(long, env = "DRILLBOOK_LEASE", default_value = "30s", value_parser = parse_lease)]
+    pub(super) lease: jiff::SignedDuration,
+}
+
+impl StateArgs {
+    /// The state directory, or the shared state worked on below it.
+    pub(super) fn dir(&self) -> Result<crate::runs::StateDir, String> {
+        let Some(url) = &self.shared else {
+            return Ok(crate::runs::StateDir::new(self.state_dir.clone()));
+        };
+        let shared = crate::shared::Shared::open(url, self.lease)?;
+        // One working directory per store, named by its URL.
+        let name = crate::runs::lock_name(shared.url());
+        Ok(crate::runs::StateDir::shared(
+            self.state_dir.join("shared").join(name),
+            shared,
+        ))
+    }
+}
+
+fn parse_lease(text: &str) -> Result<jiff::SignedDuration, String> {
+    let length = crate::duration::Duration::parse(text)?;
+    if length.as_std() < std::time::Duration::from_secs(1) {
+        return Err("a lease lasts at least 1s, e.g. 30s".into());
+    }
+    jiff::SignedDuration::try_from(length.as_std()).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -65,9 +97,48 @@ pub(super) enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
+    /// Write the Markdown runbook of playbooks: the live procedure by hand, for when drillbook
+    /// cannot run (each step's commands, checks and sign-off lines).
+    #[command(
+        after_help = "Examples:\n  drillbook runbook playbooks/database-restore.yaml > RUNBOOK.md\n  drillbook runbook playbooks/*.yaml -o docs/runbooks   # one NAME.md each"
+    )]
+    Runbook {
+        /// Playbook files (YAML); more than one needs -o.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Write NAME.md for each playbook into this directory instead of standard output.
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of the playbook language.
     #[command(after_help = "Example:\n  drillbook schema > schemas/playbook.schema.json")]
     Schema,
+    /// Print the least AWS IAM policy the playbooks need: S3 actions per bucket and prefix,
+    /// Secrets Manager actions per secret, as their steps would render them (variables with
+    /// `--var`; by default the drill's and the live targets both).
+    #[command(after_help = POLICY_HELP)]
+    Policy {
+        /// Playbook files (YAML).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Set a variable (repeatable), as `run --var` does.
+        #[arg(long = "var", value_name = "NAME=VALUE", value_parser = parse_var)]
+        vars: Vec<(String, String)>,
+        /// Only what a run in this mode reaches (default: drill and live).
+        #[arg(long, value_enum)]
+        mode: Option<ModeArg>,
+        /// The region in secrets' ARNs (default `*`).
+        #[arg(long)]
+        region: Option<String>,
+        /// The account id in secrets' ARNs (default `*`).
+        #[arg(long)]
+        account: Option<String>,
+        /// Also allow aborting the multipart uploads a crashed attempt left
+        /// (`s3:AbortMultipartUpload`); without it the bucket's AbortIncompleteMultipartUpload
+        /// rule removes them.
+        #[arg(long)]
+        abort_uploads: bool,
+    },
     /// Run a playbook: a drill (default) or a live incident.
     #[command(after_help = RUN_HELP)]
     Run(RunArgs),
@@ -165,9 +236,10 @@ pub(super) enum Command {
     Due {
         /// Playbook files to check (default: every playbook with runs in the state directory).
         playbooks: Vec<PathBuf>,
-        /// How often each must pass.
-        #[arg(long, default_value = "92d", value_parser = parse_every)]
-        every: crate::duration::Duration,
+        /// How often each must pass, for all of them (default: each playbook's own
+        /// `schedule: { every: … }`, else 92d).
+        #[arg(long, value_parser = parse_every)]
+        every: Option<crate::duration::Duration>,
         #[arg(long, value_enum, default_value_t = DueFormat::Text)]
         format: DueFormat,
         #[command(flatten)]
@@ -208,6 +280,39 @@ pub(super) enum Command {
         run_id: String,
         #[command(flatten)]
         state: StateArgs,
+    },
+    /// The team's view in a browser: runs and their live view, reports, decisions waiting
+    /// across runs, drill health. People sign in with `drillbook user add` accounts or through
+    /// an authenticating proxy.
+    #[command(
+        after_help = "Examples:\n  drillbook user add alice --role approver\n  drillbook serve --listen 127.0.0.1:8080\n  drillbook serve --state s3://dr-state/prod --trusted-proxy 127.0.0.1 --identity-header X-Forwarded-User"
+    )]
+    Serve {
+        /// Address and port to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// An authenticating proxy (oauth2-proxy and the like) whose identity header is
+        /// believed, by its address; repeat for several.
+        #[arg(long = "trusted-proxy", value_name = "ADDRESS")]
+        trusted_proxies: Vec<std::net::IpAddr>,
+        /// The header a trusted proxy puts the signed-in name in.
+        #[arg(long, value_name = "HEADER", requires = "trusted_proxies")]
+        identity_header: Option<String>,
+        /// Mark the session cookie Secure: set it when served behind TLS.
+        #[arg(long)]
+        secure_cookies: bool,
+        /// The cadence the drill health page judges every playbook by (default: each one's
+        /// own `schedule`, else 92d).
+        #[arg(long, value_parser = parse_every)]
+        every: Option<crate::duration::Duration>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// The web view's accounts: `user add NAME --role viewer|approver` (the password is read
+    /// from standard input, or asked for at a terminal).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
     },
     /// Archive PostgreSQL's WAL into a store and fetch it back: `archive_command` and
     /// `restore_command` (exit 0 done, 1 failed or not archived, 2 wrong usage or settings).
@@ -302,7 +407,32 @@ pub(super) struct RunArgs {
     /// Steps running at once.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub(super) max_parallel: u16,
+    /// Run only if the playbook is due (as `drillbook due` judges it: at EVERY, else at its own
+    /// `schedule`, else 92d), and no other runner is running it: of many schedulers started at
+    /// once, one runs it and the others exit 0 saying why not.
+    #[arg(long, value_name = "EVERY", value_parser = parse_every, num_args = 0..=1)]
+    pub(super) if_due: Option<Option<crate::duration::Duration>>,
 }
+
+#[derive(Subcommand)]
+pub(super) enum UserAction {
+    /// Adds an account, or replaces the one of that name.
+    Add {
+        name: String,
+        #[arg(long, default_value = "viewer", value_parser = ["viewer", "approver"])]
+        role: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+const POLICY_HELP: &str = "Examples:
+  drillbook policy playbooks/nightly-backup.yaml playbooks/storage-mirror.yaml > backup-operator.json
+  aws iam put-role-policy --role-name BackupOperator --policy-name drillbook \\
+    --policy-document file://backup-operator.json
+  drillbook policy playbooks/database-restore.yaml --mode incident --region eu-west-1 --account 123456789012
+
+Local directories need no AWS permission: they are named on standard error.";
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(super) enum ModeArg {

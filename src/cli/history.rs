@@ -42,6 +42,25 @@ pub(super) fn history(dir: &StateDir, playbook: Option<&str>, format: HistoryFor
     Outcome::Succeeded
 }
 
+/// The playbooks in `./playbooks/` (`*.yaml`, `*.yml`), sorted: those `due` reports even when
+/// they never ran.
+fn shipped() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir("playbooks")
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.path())
+                .filter(|path| {
+                    path.extension()
+                        .is_some_and(|ext| ext == "yaml" || ext == "yml")
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// The playbook `history` was asked about: a file (its name, from the loader) or a name with
 /// runs in the state directory.
 fn history_name(arg: &str, known: &[String], dir: &StateDir) -> Result<String, Refusal> {
@@ -76,38 +95,25 @@ fn history_name(arg: &str, known: &[String], dir: &StateDir) -> Result<String, R
 pub(super) fn due(
     dir: &StateDir,
     files: &[PathBuf],
-    every: crate::duration::Duration,
+    every: Option<crate::duration::Duration>,
     format: DueFormat,
 ) -> Outcome {
     let runs = finished_runs(dir);
     let mut candidates = Vec::new();
     if files.is_empty() {
-        // Every playbook with runs, at the file its newest run recorded.
-        let mut newest: Vec<&crate::state::RunState> = Vec::new();
-        for run in &runs {
-            if !newest.iter().any(|seen| seen.playbook == run.playbook) {
-                newest.push(run);
+        // Every playbook with runs, and those in ./playbooks/ that never ran.
+        candidates = crate::due::known(&runs);
+        for file in shipped() {
+            if let Ok(candidate) = crate::due::Candidate::of_file(&file)
+                && !candidates.iter().any(|known| known.name == candidate.name)
+            {
+                candidates.push(candidate);
             }
-        }
-        newest.sort_by(|a, b| a.playbook.cmp(&b.playbook));
-        for run in newest {
-            let path = std::path::Path::new(&run.file);
-            candidates.push(crate::due::Candidate {
-                name: run.playbook.clone(),
-                file: run.file.clone(),
-                hash: crate::loader::read(path)
-                    .map(|source| source.hash())
-                    .map_err(|error| error.message.clone()),
-            });
         }
     } else {
         for file in files {
-            match validate::load(file) {
-                Ok((source, playbook)) => candidates.push(crate::due::Candidate {
-                    name: playbook.name,
-                    file: file.display().to_string(),
-                    hash: Ok(source.hash()),
-                }),
+            match crate::due::Candidate::of_file(file) {
+                Ok(candidate) => candidates.push(candidate),
                 Err(invalid) => {
                     eprint!("{}", invalid.render(color()));
                     return Outcome::Invalid;
@@ -118,11 +124,14 @@ pub(super) fn due(
     let now = crate::clock::now();
     let verdicts: Vec<crate::due::Verdict> = candidates
         .iter()
-        .map(|candidate| crate::due::check(candidate, &runs, every, now))
+        .map(|candidate| crate::due::check(candidate, &runs, candidate.cadence(every), now))
         .collect();
+    let default = every.unwrap_or_else(|| {
+        crate::duration::Duration::parse(crate::due::DEFAULT_EVERY).expect("parses")
+    });
     print(&match format {
         DueFormat::Text => crate::due::render_text(&verdicts),
-        DueFormat::Json => crate::due::render_json(&verdicts, every),
+        DueFormat::Json => crate::due::render_json(&verdicts, default),
     });
     if verdicts.iter().any(|verdict| verdict.due) {
         Outcome::Failed

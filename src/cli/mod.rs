@@ -5,6 +5,7 @@ mod args;
 mod history;
 mod playbook;
 mod run;
+mod runbook;
 mod runs;
 mod wal;
 
@@ -45,7 +46,11 @@ pub fn main() -> ExitCode {
             no_console,
             state,
         } => {
-            let run_id = match StateDir::new(state.state_dir.clone()).resolve(&run_id) {
+            let (dir, view) = match dirs(&state) {
+                Ok(dirs) => dirs,
+                Err(outcome) => return outcome.into(),
+            };
+            let run_id = match view.resolve(&run_id) {
                 Ok(run_id) => run_id,
                 Err(error) => return refuse(Refusal::Usage(error)).into(),
             };
@@ -55,9 +60,10 @@ pub fn main() -> ExitCode {
                 secrets_file,
                 vars,
                 operator: crate::ui::operator_name(operator),
-                past_runs: finished_runs(&StateDir::new(state.state_dir.clone())),
-                state_dir: StateDir::new(state.state_dir),
+                past_runs: finished_runs(&view),
+                state_dir: dir,
             };
+            drop(view);
             execute(engine::prepare_resume(options), verbose, !no_console)
         }
         Command::Approve {
@@ -70,8 +76,11 @@ pub fn main() -> ExitCode {
             state,
         } => {
             let by = crate::ui::operator_name(operator);
-            let dir = StateDir::new(state.state_dir);
-            let run_id = match dir.resolve(&run_id) {
+            let (dir, view) = match dirs(&state) {
+                Ok(dirs) => dirs,
+                Err(outcome) => return outcome.into(),
+            };
+            let run_id = match view.resolve(&run_id) {
                 Ok(run_id) => run_id,
                 Err(error) => return refuse(Refusal::Usage(error)).into(),
             };
@@ -81,8 +90,9 @@ pub fn main() -> ExitCode {
                 by,
                 reason,
                 sign_with,
+                account: None,
             };
-            match engine::approve(&dir, &run_id, &decision) {
+            match engine::approve(&dir, &view, &run_id, &decision) {
                 Ok(message) => {
                     eprintln!("{message}");
                     Outcome::Succeeded
@@ -97,70 +107,111 @@ pub fn main() -> ExitCode {
             format,
             state,
         } => {
-            let filter = runs::Filter::new(playbook, status, since.as_deref());
-            match filter {
-                Ok(filter) => list_runs(&StateDir::new(state.state_dir), &filter, format),
-                Err(error) => refuse(Refusal::Usage(error)),
+            let filter = crate::runs::Filter::new(playbook, None, status, since.as_deref());
+            match (filter, dirs(&state)) {
+                (Err(error), _) => refuse(Refusal::Usage(error)),
+                (_, Err(outcome)) => outcome,
+                (Ok(filter), Ok((_, view))) => list_runs(&view, &filter, format),
             }
         }
         Command::Watch {
             run_id,
             once,
             state,
-        } => {
-            let dir = StateDir::new(state.state_dir);
-            let watched = dir
-                .resolve(&run_id)
-                .and_then(|run_id| crate::ui::console::watch(&dir, &run_id, once));
-            match watched {
+        } => one_run(
+            &state,
+            &run_id,
+            |view, run_id| match crate::ui::console::watch(view, run_id, once) {
                 Ok(()) => Outcome::Succeeded,
                 Err(error) => refuse(Refusal::Usage(error)),
-            }
-        }
-        Command::Status { run_id, state } => {
-            let dir = StateDir::new(state.state_dir);
-            match dir.resolve(&run_id) {
-                Ok(run_id) => status(&dir, &run_id),
-                Err(error) => refuse(Refusal::Usage(error)),
-            }
-        }
-        Command::Verify { run_id, state } => {
-            let dir = StateDir::new(state.state_dir);
-            match dir.resolve(&run_id) {
-                Ok(run_id) => runs::verify(&dir, &run_id),
-                Err(error) => refuse(Refusal::Usage(error)),
-            }
-        }
+            },
+        ),
+        Command::Status { run_id, state } => one_run(&state, &run_id, status),
+        Command::Verify { run_id, state } => one_run(&state, &run_id, runs::verify),
         Command::Report {
             run_id,
             format,
             output,
             state,
-        } => {
-            let dir = StateDir::new(state.state_dir);
-            match dir.resolve(&run_id) {
-                Ok(run_id) => write_report(&dir, &run_id, format, output),
-                Err(error) => refuse(Refusal::Usage(error)),
-            }
-        }
+        } => one_run(&state, &run_id, |view, run_id| {
+            write_report(view, run_id, format, output)
+        }),
         Command::Validate { files } => validate_files(&files),
+        Command::Policy {
+            files,
+            vars,
+            mode,
+            region,
+            account,
+            abort_uploads,
+        } => playbook::policy(
+            &files,
+            &vars,
+            mode,
+            crate::iam::Scope {
+                region,
+                account,
+                abort_uploads,
+            },
+        ),
+        Command::Runbook { files, output } => runbook::runbook(&files, output.as_deref()),
         Command::Plan {
             file,
             format,
             state,
-        } => plan(&file, format, &StateDir::new(state.state_dir)),
+        } => match dirs(&state) {
+            Ok((_, view)) => plan(&file, format, &view),
+            Err(outcome) => outcome,
+        },
         Command::History {
             playbook,
             format,
             state,
-        } => history(&StateDir::new(state.state_dir), playbook.as_deref(), format),
+        } => match dirs(&state) {
+            Ok((_, view)) => history(&view, playbook.as_deref(), format),
+            Err(outcome) => outcome,
+        },
         Command::Due {
             playbooks,
             every,
             format,
             state,
-        } => due(&StateDir::new(state.state_dir), &playbooks, every, format),
+        } => match dirs(&state) {
+            Ok((_, view)) => due(&view, &playbooks, every, format),
+            Err(outcome) => outcome,
+        },
         Command::Wal(args) => wal::wal(args, verbose),
+        Command::Serve {
+            listen,
+            trusted_proxies,
+            identity_header,
+            secure_cookies,
+            every,
+            state,
+        } => {
+            let dir = match state.dir() {
+                Ok(dir) => dir,
+                Err(error) => return refuse(Refusal::Usage(error)).into(),
+            };
+            let options = crate::serve::Options {
+                listen,
+                users: crate::serve::users::path(&state.state_dir),
+                trusted_proxies,
+                identity_header,
+                secure_cookies,
+                every,
+            };
+            let served = crate::serve::serve(dir, options, |address| {
+                eprintln!("drillbook serve: listening on http://{address}");
+            });
+            match served {
+                Ok(()) => Outcome::Succeeded,
+                Err(error) => refuse(Refusal::Failed(error)),
+            }
+        }
+        Command::User {
+            action: args::UserAction::Add { name, role, state },
+        } => add_user(&state, &name, &role),
         Command::Schema => {
             print(&crate::schema::playbook_schema_json());
             Outcome::Succeeded
@@ -189,7 +240,83 @@ fn finished_runs(dir: &StateDir) -> Vec<crate::state::RunState> {
     runs
 }
 
+/// The state directory of a command and the runs to read in it (in a shared state, a fresh
+/// copy); or the refusal, already said.
+fn dirs(state: &args::StateArgs) -> Result<(StateDir, StateDir), Outcome> {
+    let dir = state.dir().map_err(|e| refuse(Refusal::Usage(e)))?;
+    let view = dir.view().map_err(|e| refuse(Refusal::Failed(e)))?;
+    Ok((dir, view))
+}
+
+/// A command about one run (`latest`, an id or a prefix of one), with the run brought up to
+/// date, its log and output too.
+fn one_run(
+    state: &args::StateArgs,
+    given: &str,
+    command: impl FnOnce(&StateDir, &str) -> Outcome,
+) -> Outcome {
+    let view = match dirs(state) {
+        Ok((_, view)) => view,
+        Err(outcome) => return outcome,
+    };
+    let run_id = match view.resolve(given) {
+        Ok(run_id) => run_id,
+        Err(error) => return refuse(Refusal::Usage(error)),
+    };
+    if let Err(error) = view.refresh(&run_id) {
+        return refuse(Refusal::Failed(error));
+    }
+    command(&view, &run_id)
+}
+
+/// `drillbook user add`: the password from standard input (a terminal asks twice).
+fn add_user(state: &args::StateArgs, name: &str, role: &str) -> Outcome {
+    let role = match crate::serve::users::Role::parse(role) {
+        Ok(role) => role,
+        Err(error) => return refuse(Refusal::Usage(error)),
+    };
+    let password = if std::io::stdin().is_terminal() {
+        let asked = dialoguer::Password::new()
+            .with_prompt(format!("Password for {name}"))
+            .with_confirmation("Again", "the passwords differ")
+            .interact();
+        match asked {
+            Ok(password) => password,
+            Err(error) => return refuse(Refusal::Failed(error.to_string())),
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(error) = std::io::stdin().read_line(&mut line) {
+            return refuse(Refusal::Failed(format!(
+                "cannot read the password: {error}"
+            )));
+        }
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let path = crate::serve::users::path(&state.state_dir);
+    match crate::serve::users::add(&path, name, role, &password) {
+        Ok(()) => {
+            eprintln!(
+                "{name} ({}) can sign in; accounts in {}",
+                role.name(),
+                path.display()
+            );
+            Outcome::Succeeded
+        }
+        Err(error) => refuse(Refusal::Usage(error)),
+    }
+}
+
 /// Says why on standard error, and exits accordingly.
+fn mode_of(mode: args::ModeArg) -> crate::event::Mode {
+    use crate::event::Mode;
+    match mode {
+        args::ModeArg::Drill => Mode::Drill,
+        args::ModeArg::Incident => Mode::Incident,
+        args::ModeArg::Live => Mode::Live,
+    }
+}
+
 fn refuse(refusal: Refusal) -> Outcome {
     eprint!("{}", refusal.render(color()));
     refusal.outcome()

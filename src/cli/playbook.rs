@@ -1,9 +1,9 @@
-//! `validate` and `plan`: what a playbook file says, before anything runs.
+//! `validate`, `plan` and `policy`: what a playbook file says, before anything runs.
 
 use std::path::PathBuf;
 
 use super::args::PlanFormat;
-use super::{color, finished_runs, print};
+use super::{color, finished_runs, print, refuse};
 use crate::outcome::Outcome;
 use crate::plan::Plan;
 use crate::runs::StateDir;
@@ -71,5 +71,32 @@ pub(super) fn plan(file: &std::path::Path, format: PlanFormat, dir: &StateDir) -
         PlanFormat::Mermaid => plan.render_mermaid(),
         PlanFormat::Json => plan.render_json(prediction().map(|p| p.to_json())),
     });
+    Outcome::Succeeded
+}
+
+/// `drillbook policy`: the least IAM policy for what the playbooks reach.
+pub(super) fn policy(
+    files: &[PathBuf],
+    vars: &[(String, String)],
+    mode: Option<super::args::ModeArg>,
+    scope: crate::iam::Scope,
+) -> Outcome {
+    use crate::event::Mode;
+    let modes = match mode {
+        Some(mode) => vec![super::mode_of(mode)],
+        None => vec![Mode::Drill, Mode::Live],
+    };
+    let mut reach = crate::iam::Reach::default();
+    if let Err(refusal) = crate::engine::reach(files, vars, &modes, &mut reach) {
+        return refuse(refusal);
+    }
+    for local in reach.local() {
+        eprintln!("{local}: a local directory, which needs no AWS permission");
+    }
+    let policy = reach.policy(&scope);
+    print(&format!(
+        "{}\n",
+        serde_json::to_string_pretty(&policy).unwrap_or_default()
+    ));
     Outcome::Succeeded
 }

@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 
-use super::args::{ModeArg, RunArgs};
+use super::args::RunArgs;
 use super::{color, finished_runs, print, refuse};
 use crate::engine::{self, Prepared, Refusal, RunOptions};
 use crate::event::Mode;
@@ -12,28 +12,28 @@ use crate::report;
 use crate::runs::StateDir;
 
 pub(super) fn run(args: RunArgs, verbose: u8) -> Outcome {
-    let past_runs = if args.dry_run {
-        Vec::new()
+    let (dir, past_runs) = if args.dry_run {
+        (StateDir::new(args.state.state_dir.clone()), Vec::new())
     } else {
-        finished_runs(&StateDir::new(args.state.state_dir.clone()))
+        match super::dirs(&args.state) {
+            Ok((dir, view)) => (dir, finished_runs(&view)),
+            Err(outcome) => return outcome,
+        }
     };
     let options = RunOptions {
         file: args.file,
-        mode: match args.mode {
-            ModeArg::Drill => Mode::Drill,
-            ModeArg::Incident => Mode::Incident,
-            ModeArg::Live => Mode::Live,
-        },
+        mode: super::mode_of(args.mode),
         vars: args.vars,
         secrets_file: args.secrets_file,
         run_id: args.run_id,
         approve: args.approve,
         approve_all: args.approve_all,
         operator: crate::ui::operator_name(args.operator),
-        state_dir: StateDir::new(args.state.state_dir),
+        state_dir: dir,
         declared_at: args.declared_at,
         max_parallel: usize::from(args.max_parallel),
         past_runs,
+        if_due: args.if_due,
     };
     if args.dry_run {
         return match engine::dry_run(options) {

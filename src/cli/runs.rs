@@ -9,74 +9,16 @@ use crate::outcome::Outcome;
 use crate::report;
 use crate::runs::StateDir;
 
-/// Which runs `runs` lists.
-pub(super) struct Filter {
-    playbook: Option<String>,
-    status: Option<String>,
-    since: Option<jiff::Timestamp>,
-}
-
-/// What `runs --status` accepts: an outcome, or where an unfinished run stands.
-const STATUSES: &[&str] = &[
-    "succeeded",
-    "failed",
-    "aborted",
-    "objective_missed",
-    "interrupted",
-    "waiting_approval",
-    "invalid",
-    "running",
-    "stopped",
-];
-
-impl Filter {
-    pub(super) fn new(
-        playbook: Option<String>,
-        status: Option<String>,
-        since: Option<&str>,
-    ) -> Result<Filter, String> {
-        if let Some(status) = &status
-            && !STATUSES.contains(&status.as_str())
-        {
-            return Err(format!(
-                "--status {status}: expected one of {}",
-                STATUSES.join(", ")
-            ));
-        }
-        let since = since
-            .map(|text| {
-                text.parse::<jiff::Timestamp>().or_else(|_| {
-                    crate::duration::Duration::parse(text)
-                        .ok()
-                        .and_then(|ago| jiff::Timestamp::now().checked_sub(ago.signed()).ok())
-                        .ok_or_else(|| {
-                            format!(
-                                "--since {text}: expected a time (2026-12-01T00:00:00Z) or a duration back from now (7d, 12h)"
-                            )
-                        })
-                })
-            })
-            .transpose()?;
-        Ok(Filter {
-            playbook,
-            status,
-            since,
-        })
-    }
-
-    fn keeps(&self, state: &crate::state::RunState) -> bool {
-        self.playbook.as_ref().is_none_or(|p| *p == state.playbook)
-            // An aborted run failed too (exit 1): `failed` finds it, `aborted` only it.
-            && self.status.as_ref().is_none_or(|s| {
-                s == run_status(state) || (s == "failed" && run_status(state) == "aborted")
-            })
-            && self.since.is_none_or(|since| state.started_at >= since)
-    }
-}
-
-pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> Outcome {
+pub(super) fn list_runs(
+    dir: &StateDir,
+    filter: &crate::runs::Filter,
+    format: ListFormat,
+) -> Outcome {
     let (runs, broken) = dir.list();
-    let runs: Vec<_> = runs.into_iter().filter(|run| filter.keeps(run)).collect();
+    let runs: Vec<_> = runs
+        .into_iter()
+        .filter(|run| filter.keeps(dir, run))
+        .collect();
     if let ListFormat::Json = format {
         let rows: Vec<serde_json::Value> = runs
             .iter()
@@ -86,7 +28,7 @@ pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> 
                     "run_id": state.run_id,
                     "playbook": state.playbook,
                     "mode": state.mode.name(),
-                    "status": run_status(state),
+                    "status": dir.status_of(state),
                     "exit_code": state.finished.map(|(_, code)| code),
                     "started_at": state.started_at,
                     "finished_at": state.finished.map(|(at, _)| at),
@@ -108,7 +50,7 @@ pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> 
         return Outcome::Succeeded;
     }
     if runs.is_empty() && broken.is_empty() {
-        eprintln!("no runs in {}", dir.root().display());
+        eprintln!("no runs in {}", dir.location());
         return Outcome::Succeeded;
     }
     let mut rows = vec![[
@@ -125,7 +67,7 @@ pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> 
             state.run_id.clone(),
             state.playbook.clone(),
             state.mode.name().into(),
-            run_status(state).into(),
+            dir.status_of(state).into(),
             state.started_at.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
             crate::format::format_duration(crate::measure::elapsed(state.started_at, end)),
         ]);
@@ -137,19 +79,10 @@ pub(super) fn list_runs(dir: &StateDir, filter: &Filter, format: ListFormat) -> 
     Outcome::Succeeded
 }
 
-/// A run's outcome, or for an unfinished one whether its process is still alive.
-fn run_status(state: &crate::state::RunState) -> &'static str {
-    match state.outcome() {
-        Some(_) => state.outcome_name(),
-        None if std::path::Path::new(&format!("/proc/{}", state.pid)).exists() => "running",
-        None => "stopped",
-    }
-}
-
 pub(super) fn status(dir: &StateDir, run_id: &str) -> Outcome {
     match dir.load(run_id) {
         // A run in progress: as its console shows it, to this moment.
-        Ok(state) if run_status(&state) == "running" => {
+        Ok(state) if dir.status_of(&state) == "running" => {
             match crate::ui::console::snapshot(dir, run_id) {
                 Ok(view) => print(&view),
                 Err(error) => return refuse(Refusal::Usage(error)),
@@ -166,7 +99,7 @@ pub(super) fn status(dir: &StateDir, run_id: &str) -> Outcome {
                 ));
             }
             if state.outcome().is_none() {
-                print(&format!("\nstatus: {}\n", run_status(&state)));
+                print(&format!("\nstatus: {}\n", dir.status_of(&state)));
             }
             Outcome::Succeeded
         }
@@ -222,21 +155,19 @@ pub(super) fn write_report(
         Ok(state) => state,
         Err(error) => return refuse(Refusal::Usage(error)),
     };
-    let text = match format {
-        ReportFormat::Text => report::render(&state, report::Format::Text),
-        ReportFormat::Md => report::render(&state, report::Format::Markdown),
-        ReportFormat::Json => report::render(&state, report::Format::Json),
-        ReportFormat::Junit => report::render(&state, report::Format::Junit),
-        // The HTML report shows this run's RTO beside the earlier runs of its playbook.
-        ReportFormat::Html => {
-            let runs = finished_runs(dir);
-            let rows: Vec<crate::measure::Row> = crate::history::runs_of(&runs, &state.playbook)
-                .into_iter()
-                .map(crate::measure::Row::of)
-                .collect();
-            report::render_html(&state, &rows)
-        }
+    let format = match format {
+        ReportFormat::Text => report::Format::Text,
+        ReportFormat::Md => report::Format::Markdown,
+        ReportFormat::Json => report::Format::Json,
+        ReportFormat::Junit => report::Format::Junit,
+        ReportFormat::Html => report::Format::Html,
     };
+    // The HTML report shows this run's RTO beside the earlier runs of its playbook.
+    let runs = match format {
+        report::Format::Html => finished_runs(dir),
+        _ => Vec::new(),
+    };
+    let text = report::render_among(&state, &runs, format);
     match output {
         Some(path) => match std::fs::write(&path, text) {
             Ok(()) => Outcome::Succeeded,

@@ -8,6 +8,7 @@ pub mod pg_tools;
 pub mod pgbackrest;
 pub mod postgres;
 pub mod redis;
+pub mod secrets_manager;
 pub mod store;
 
 /// An HTTP status that trying the same request again will not change: a 4xx other than 408

@@ -21,6 +21,18 @@ pub struct Decision {
     pub reason: Option<String>,
     /// An OpenSSH private key to sign the decision with (`--sign-with`).
     pub sign_with: Option<std::path::PathBuf>,
+    /// Who decides, when not this process's OS account: a person signed in to `drillbook
+    /// serve`.
+    pub account: Option<crate::event::OsAccount>,
+}
+
+impl Decision {
+    /// The account the decision is recorded with.
+    fn account(&self) -> crate::event::OsAccount {
+        self.account
+            .clone()
+            .unwrap_or_else(crate::account::os_account)
+    }
 }
 
 impl Decision {
@@ -56,25 +68,36 @@ impl Decision {
 }
 
 /// Records a human decision for a run that waits for one (`drillbook approve`). Atomic: the
-/// decision is checked and written under the playbook's lock, against the journal as it is
-/// then, so racing `approve`s of one person record one decision and the others are told why.
-pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Result<String, Refusal> {
-    let Decision {
-        step,
-        approved,
-        by,
-        reason,
-        ..
-    } = decision;
-    let (step, approved, by) = (step.as_str(), *approved, by.as_str());
-    let playbook = state_dir.load(run_id).map_err(Refusal::usage)?.playbook;
+/// decision is checked and written under the playbook's lock (in a shared state, its lease),
+/// against the journal as it is then, so racing `approve`s of one person record one decision
+/// and the others are told why. `view` is the runs as read (the same directory, or a copy of
+/// the shared state).
+pub fn approve(
+    state_dir: &StateDir,
+    view: &StateDir,
+    run_id: &str,
+    decision: &Decision,
+) -> Result<String, Refusal> {
+    let playbook = view.load(run_id).map_err(Refusal::usage)?.playbook;
+    if let Some(shared) = state_dir.shared_state() {
+        return approve_shared(shared, view, run_id, &playbook, decision);
+    }
     // Brief: another `approve` holding it is waited for; a live run holding it is not.
     let lock = match RunLock::acquire_brief(&state_dir.lock_path(&playbook), run_id) {
         Ok(lock) => lock,
         // The run itself is going: a terminal waits on its questions. The decision goes to
         // its inbox and the run journals it.
         Err(LockError::Held { run_id: held, pid }) if held == run_id => {
-            return by_letter(state_dir, run_id, decision, pid);
+            let run_dir = state_dir.run_dir(run_id);
+            return by_letter(view, run_id, decision, &format!("pid {pid}"), |letter| {
+                inbox::post(&run_dir, letter).map_err(|e| {
+                    format!(
+                        "cannot leave the decision for run {run_id} in {}: {e}",
+                        run_dir.display()
+                    )
+                })?;
+                Ok(inbox::await_answer(&run_dir, &letter.id, PATIENCE))
+            });
         }
         Err(error) => {
             return Err(Refusal::Locked {
@@ -83,10 +106,70 @@ pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Resul
             });
         }
     };
-    let (mut journal, replay) = Journal::reopen(&state_dir.run_dir(run_id))
+    let reopened = Journal::reopen(&state_dir.run_dir(run_id));
+    let said = record(reopened, run_id, decision);
+    drop(lock);
+    said
+}
+
+/// The same through a shared state: under the playbook's lease taken for a moment, or, while
+/// the run's own runner holds it, by a letter it relays.
+fn approve_shared(
+    shared: &crate::shared::Shared,
+    view: &StateDir,
+    run_id: &str,
+    playbook: &str,
+    decision: &Decision,
+) -> Result<String, Refusal> {
+    let held = match shared.hold_briefly(&crate::runs::lock_name(playbook)) {
+        Ok(held) => held,
+        Err(crate::shared::Refused::Held(holder)) if holder.run_id == run_id => {
+            return by_letter(view, run_id, decision, &holder.holder, |letter| {
+                match crate::shared::post_letter(shared, run_id, letter, PATIENCE)? {
+                    crate::shared::Posted::Answered(answer) => Ok(Some(answer)),
+                    crate::shared::Posted::Untaken => Ok(None),
+                }
+            });
+        }
+        Err(crate::shared::Refused::Held(holder)) => {
+            return Err(Refusal::Locked {
+                error: LockError::Leased {
+                    run_id: holder.run_id,
+                    holder: holder.holder,
+                    until: holder.expires_at + crate::lease::SKEW,
+                },
+                at_terminal: false,
+            });
+        }
+        Err(crate::shared::Refused::Failed(error)) => return Err(Refusal::Failed(error)),
+    };
+    // Read again under the lease: the journal as it is now, written to the store first.
+    view.refresh(run_id).map_err(Refusal::Failed)?;
+    let reopened = Journal::reopen(&view.run_dir(run_id))
+        .map(|(journal, replay)| (super::mirrored(view, run_id, journal), replay));
+    let said = record(reopened, run_id, decision);
+    drop(held);
+    said
+}
+
+/// Checks the decision against the journal as it is and appends it.
+fn record(
+    reopened: std::io::Result<(Journal, crate::journal::Replay)>,
+    run_id: &str,
+    decision: &Decision,
+) -> Result<String, Refusal> {
+    let Decision {
+        step,
+        approved,
+        by,
+        reason,
+        ..
+    } = decision;
+    let (step, approved, by) = (step.as_str(), *approved, by.as_str());
+    let (mut journal, replay) = reopened
         .map_err(|e| Refusal::Failed(format!("cannot open the journal of run {run_id}: {e}")))?;
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
-    let question = check(&state, run_id, step, by)?;
+    let question = check(&state, run_id, step, by, &decision.account())?;
     let signature = decision.signature(&state, &question)?;
     let earlier = state
         .step(step)
@@ -99,11 +182,10 @@ pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Resul
             by: by.to_string(),
             reason: reason.clone(),
             pre_approved: false,
-            account: Some(crate::account::os_account()),
+            account: Some(decision.account()),
             signature,
         })
         .map_err(|e| Refusal::Failed(format!("cannot write the journal of run {run_id}: {e}")))?;
-    drop(lock);
     let verb = match (question.ask, approved) {
         (crate::event::Ask::Attest, true) => "attested",
         (_, true) => "approved",
@@ -123,18 +205,19 @@ pub fn approve(state_dir: &StateDir, run_id: &str, decision: &Decision) -> Resul
 /// How long `approve` waits for a running drillbook to take its decision.
 const PATIENCE: Duration = Duration::from_secs(10);
 
-/// A decision for a run in progress: checked against its journal as it stands, posted to its
-/// inbox, and recorded by the run itself, whose answer is given back.
+/// A decision for a run in progress (held by `holder`): checked against its journal as it
+/// stands, posted to its inbox by `post`, and recorded by the run itself, whose answer is
+/// given back (`post` gives `None` when the run did not take it).
 fn by_letter(
-    state_dir: &StateDir,
+    view: &StateDir,
     run_id: &str,
     decision: &Decision,
-    pid: u32,
+    holder: &str,
+    post: impl FnOnce(&Letter) -> Result<Option<inbox::Answer>, String>,
 ) -> Result<String, Refusal> {
     let step = decision.step.as_str();
-    let run_dir = state_dir.run_dir(run_id);
-    let state = state_dir.load(run_id).map_err(Refusal::usage)?;
-    let question = check(&state, run_id, step, &decision.by)?;
+    let state = view.load(run_id).map_err(Refusal::usage)?;
+    let question = check(&state, run_id, step, &decision.by, &decision.account())?;
     let letter = Letter {
         id: format!(
             "{}-{}",
@@ -147,19 +230,16 @@ fn by_letter(
         reason: decision.reason.clone(),
         host: crate::account::host(),
         signature: decision.signature(&state, &question)?,
+        claimed: Some(decision.account()),
         uid: None,
+        relayed: false,
+        vouched: false,
     };
-    inbox::post(&run_dir, &letter).map_err(|e| {
-        Refusal::Failed(format!(
-            "cannot leave the decision for run {run_id} in {}: {e}",
-            run_dir.display()
-        ))
-    })?;
-    match inbox::await_answer(&run_dir, &letter.id, PATIENCE) {
+    match post(&letter).map_err(Refusal::Failed)? {
         Some(Ok(said)) => Ok(said),
         Some(Err(why)) => Err(Refusal::usage(why)),
         None => Err(Refusal::Failed(format!(
-            "run {run_id} is in progress (pid {pid}) but did not take the decision within {}s: it is not waiting at a terminal for `{step}`; once it pauses, approve again and resume it",
+            "run {run_id} is in progress ({holder}) but did not take the decision within {}s: it is not waiting at a terminal for `{step}`; once it pauses, approve again and resume it",
             PATIENCE.as_secs()
         ))),
     }
@@ -171,6 +251,7 @@ fn check(
     run_id: &str,
     step: &str,
     by: &str,
+    me: &crate::event::OsAccount,
 ) -> Result<crate::state::Question, Refusal> {
     let Some(step_state) = state.step(step) else {
         let ids: Vec<&str> = state.plan.iter().map(|s| s.id.as_str()).collect();
@@ -217,12 +298,11 @@ fn check(
         )));
     }
     // One decision per account, whatever name it gives: four eyes are two people.
-    let me = crate::account::os_account();
     if let Some(earlier) = step_state.approvals.iter().find(|d| {
         d.ask == question.ask
             && d.at >= since
             && d.by != by
-            && d.account.as_ref().is_some_and(|a| a.uid == me.uid)
+            && d.account.as_ref().is_some_and(|a| a.same_person(me))
     }) {
         return Err(Refusal::usage(format!(
             "OS account {} already approved `{step}` as {}; four eyes need another person's account (each approver runs `drillbook approve` as themselves)",

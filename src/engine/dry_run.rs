@@ -29,27 +29,7 @@ pub fn dry_run(options: RunOptions) -> Result<(String, Vec<String>), Refusal> {
     let mut context = Context::new(secrets.as_map(), masker.clone(), fields);
     let templates = var_templates(&playbook, &options.vars, options.mode)?;
     let (warnings, _) = contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
-    for step in &playbook.steps {
-        let outputs = step
-            .kind
-            .outputs()
-            .iter()
-            .map(|name| {
-                (
-                    name.to_string(),
-                    serde_json::Value::from(format!("<{}.{name}>", step.id)),
-                )
-            })
-            .collect();
-        context.set_step(
-            &step.id,
-            context::StepView {
-                status: Status::Succeeded,
-                outputs,
-                skipped_reason: None,
-            },
-        );
-    }
+    placeholder_outputs(&playbook, &context);
     let mut out = format!(
         "Dry run of {} ({} mode): nothing was touched.\n",
         playbook.name,
@@ -100,5 +80,31 @@ pub fn dry_run(options: RunOptions) -> Result<(String, Vec<String>), Refusal> {
         Ok((out, warnings))
     } else {
         Err(Refusal::Unresolved { plan: out, errors })
+    }
+}
+
+/// Every step as succeeded, its outputs as placeholders (`<backup.key>`): what a template may
+/// read from steps before any has run.
+pub(super) fn placeholder_outputs(playbook: &crate::model::Playbook, context: &Context) {
+    for step in &playbook.steps {
+        let outputs = step
+            .kind
+            .outputs()
+            .iter()
+            .map(|name| {
+                (
+                    name.to_string(),
+                    serde_json::Value::from(format!("<{}.{name}>", step.id)),
+                )
+            })
+            .collect();
+        context.set_step(
+            &step.id,
+            context::StepView {
+                status: Status::Succeeded,
+                outputs,
+                skipped_reason: None,
+            },
+        );
     }
 }

@@ -173,6 +173,7 @@ steps:
             declared_at: None,
             max_parallel: 1,
             past_runs: Vec::new(),
+            if_due: None,
         })
         .expect("prepare");
         let real = std::time::Instant::now();

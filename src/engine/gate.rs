@@ -259,7 +259,7 @@ pub(super) async fn settle(
             approved_here: yes.iter().any(|y| {
                 y.account
                     .as_ref()
-                    .is_some_and(|a| a.uid == shared.account.uid)
+                    .is_some_and(|a| a.same_person(&shared.account))
             }),
             approvers,
             elapsed: shared.elapsed(),
@@ -305,7 +305,7 @@ pub(super) async fn settle(
         let reply = match answered {
             Answered::Here(reply) => reply.map(|reply| (reply, shared.account.clone())),
             Answered::Elsewhere(letter) => {
-                let id = letter.id.clone();
+                let (id, relayed) = (letter.id.clone(), letter.relayed);
                 let account = letter.account();
                 signature = letter.signature.clone();
                 let (answer, reply) = match may(&letter.by) {
@@ -319,7 +319,7 @@ pub(super) async fn settle(
                     ),
                     false => (Err(not_allowed(&letter.by, &step.id, &allowed)), None),
                 };
-                crate::inbox::reply(&shared.run_dir, &id, &answer);
+                crate::inbox::reply(&shared.run_dir, &id, relayed, &answer);
                 match reply {
                     Some(reply) => Some((reply, account)),
                     None => continue,
@@ -415,7 +415,7 @@ impl Yes {
     /// Whether this approval is `by`'s, or that account's under any name.
     fn is(&self, by: &str, account: Option<&OsAccount>) -> bool {
         self.by.trim().eq_ignore_ascii_case(by.trim())
-            || matches!((&self.account, account), (Some(a), Some(b)) if a.uid == b.uid)
+            || matches!((&self.account, account), (Some(a), Some(b)) if a.same_person(b))
     }
 
     /// "alice (root@db-1)".
@@ -433,9 +433,9 @@ fn people(yes: &[Yes]) -> usize {
     let mut names: Vec<String> = yes.iter().map(|y| y.by.trim().to_lowercase()).collect();
     names.sort_unstable();
     names.dedup();
-    let mut uids: Vec<u32> = yes
+    let mut uids: Vec<(Option<String>, u32)> = yes
         .iter()
-        .filter_map(|y| Some(y.account.as_ref()?.uid))
+        .filter_map(|y| Some(y.account.as_ref()?.person()))
         .collect();
     uids.sort_unstable();
     uids.dedup();

@@ -15,6 +15,9 @@ use super::context::Context;
 /// The live targets of a drill, by identity.
 pub(crate) struct Live {
     targets: Vec<(String, Identity)>,
+    /// Each live target as rendered, for what only the write's kind tells how to read: a
+    /// secret's name (`production/app`) reads as a file path when its kind is not known.
+    values: Vec<(String, String)>,
     env: Env,
 }
 
@@ -28,6 +31,7 @@ impl Live {
     pub(crate) fn resolve(playbook: &Playbook, context: &Context) -> Result<Live, Refusal> {
         let env = Env::current();
         let mut targets = Vec::new();
+        let mut rendered = Vec::new();
         let mut unknown = Vec::new();
         for (name, template) in &playbook.targets.live {
             let identity = playbook.targets.identity.get(name);
@@ -50,6 +54,7 @@ impl Live {
                 }
             }
             for value in values {
+                rendered.push((name.clone(), value.clone()));
                 match identities(&value, Expect::Any, &env) {
                     Ok(found) => targets.extend(found.into_iter().map(|id| (name.clone(), id))),
                     Err(error) => unknown.push(format!(
@@ -62,7 +67,11 @@ impl Live {
         if !unknown.is_empty() {
             return Err(Refusal::LiveUnknown(unknown));
         }
-        Ok(Live { targets, env })
+        Ok(Live {
+            targets,
+            values: rendered,
+            env,
+        })
     }
 
     /// The live targets a drill target overlaps.
@@ -140,13 +149,28 @@ impl Live {
     }
 
     fn clashes(&self, identity: &Identity, what: &str) -> Vec<Clash> {
-        self.targets
+        let mut clashes: Vec<Clash> = self
+            .targets
             .iter()
             .filter(|(_, live)| identity.overlaps(live))
             .map(|(name, live)| {
                 format!("{what}: {identity}, which is live target `{name}` ({live})")
             })
-            .collect()
+            .collect();
+        // A secret in a secrets manager has no form of its own: every live target that reads
+        // as the same secret is one.
+        if identity.is_aws_secret() {
+            for (name, value) in &self.values {
+                if let Ok(live) = Identity::of(value, Expect::AwsSecret, &self.env)
+                    && identity.overlaps(&live)
+                {
+                    clashes.push(format!(
+                        "{what}: {identity}, which is live target `{name}` ({live})"
+                    ));
+                }
+            }
+        }
+        clashes
     }
 }
 

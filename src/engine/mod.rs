@@ -15,6 +15,7 @@ mod execute;
 mod gate;
 mod interlock;
 mod prepare;
+mod reach;
 mod refusal;
 mod repeat;
 mod resume;
@@ -33,10 +34,9 @@ use jiff::Timestamp;
 
 use crate::event::{Event, Mode, PlannedStep};
 use crate::journal::Journal;
-use crate::lock::RunLock;
 use crate::model::Playbook;
 use crate::projection::Projection;
-use crate::runs::StateDir;
+use crate::runs::{Hold, StateDir};
 use crate::secrets::{Masker, Secrets};
 use crate::state::RunState;
 
@@ -46,6 +46,7 @@ pub use approve::{Decision, approve};
 pub use dry_run::dry_run;
 pub use execute::execute;
 pub use prepare::{RunOptions, prepare};
+pub use reach::reach;
 pub use refusal::{Again, Refusal};
 pub use resume::{ResumeOptions, prepare_resume};
 
@@ -66,7 +67,7 @@ pub struct Prepared {
     /// In a drill, the live targets to stay away from.
     live: Option<Arc<interlock::Live>>,
     journal: Journal,
-    _lock: RunLock,
+    _lock: Hold,
     first_event: Event,
     context: Context,
     prior: Vec<Option<crate::state::StepState>>,
@@ -81,6 +82,14 @@ pub struct Prepared {
     /// The programs the journal says were started: a resume stops any still running first.
     children: Vec<crate::state::JournalledChild>,
     max_parallel: usize,
+}
+
+/// The journal, written to the shared state first when the state is shared.
+fn mirrored(dir: &StateDir, run_id: &str, journal: Journal) -> Journal {
+    match dir.journal_mirror(run_id) {
+        Some(mirror) => journal.mirrored(mirror),
+        None => journal,
+    }
 }
 
 fn fold(path: &Path) -> Result<RunState, String> {
@@ -172,17 +181,12 @@ fn contextualize(
     Ok((warnings, None))
 }
 
-/// The playbook's lock, and no other drillbook still running one of its runs: the flock is
-/// the rule, and the journals of unfinished runs back it up (a deleted `locks/` directory
-/// would otherwise let a second run start beside a live one).
-fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<RunLock, Refusal> {
-    let held = |error| Refusal::Locked {
+/// The playbook's hold (see [`StateDir::hold`]): on this machine the flock is the rule, and the
+/// journals of unfinished runs back it up (a deleted `locks/` directory would otherwise let a
+/// second run start beside a live one); in a shared state, the lease.
+fn lock(dir: &StateDir, playbook: &str, run_id: &str) -> Result<Hold, Refusal> {
+    dir.hold(playbook, run_id).map_err(|error| Refusal::Locked {
         error,
         at_terminal: false,
-    };
-    let lock = RunLock::acquire(&dir.lock_path(playbook), run_id).map_err(held)?;
-    if let Some((run_id, pid)) = dir.live_run_of(playbook) {
-        return Err(held(crate::lock::LockError::Held { run_id, pid }));
-    }
-    Ok(lock)
+    })
 }

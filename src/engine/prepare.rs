@@ -29,6 +29,9 @@ pub struct RunOptions {
     /// Runs already in the state directory (the caller reads them): those of this playbook
     /// predict this one's RTO.
     pub past_runs: Vec<RunState>,
+    /// `--if-due [EVERY]`: run only if the playbook is due, at EVERY or else its own cadence
+    /// (judged under its hold, so of many runners started at once only one runs it).
+    pub if_due: Option<Option<crate::duration::Duration>>,
 }
 
 /// Validates the playbook, resolves variables and secrets, takes the lock and starts the
@@ -47,7 +50,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
     let run_id = match options.run_id {
         Some(id) => {
             runs::check_run_id(&id).map_err(Refusal::usage)?;
-            if options.state_dir.journal(&id).exists() {
+            if options.state_dir.has_run(&id).map_err(Refusal::Failed)? {
                 return Err(already_there(&options.state_dir, &id, &playbook.name));
             }
             id
@@ -79,7 +82,18 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
     let templates = var_templates(&playbook, &options.vars, options.mode)?;
     let (warnings, live) =
         contextualize(&playbook, options.mode, &templates, &secrets, &mut context)?;
-    let lock = lock(&options.state_dir, &playbook.name, &run_id)?;
+    let lock = match lock(&options.state_dir, &playbook.name, &run_id) {
+        Err(Refusal::Locked { error, .. }) if options.if_due.is_some() => {
+            return Err(Refusal::NotDue {
+                playbook: playbook.name.clone(),
+                why: error.to_string(),
+            });
+        }
+        other => other?,
+    };
+    if let Some(every) = options.if_due {
+        not_due(&options.state_dir, &playbook, &file, source.hash(), every)?;
+    }
     let run_dir = options.state_dir.run_dir(&run_id);
     let journal = Journal::create(&run_dir).map_err(|e| {
         Refusal::Failed(format!(
@@ -87,6 +101,7 @@ pub fn prepare(options: RunOptions) -> Result<Prepared, Refusal> {
             run_dir.display()
         ))
     })?;
+    let journal = super::mirrored(&options.state_dir, &run_id, journal);
     let first_event = Event::RunStarted {
         run_id: run_id.clone(),
         playbook: playbook.name.clone(),
@@ -160,9 +175,40 @@ pub(super) fn declared(
     }
 }
 
+/// `--if-due`: refused (exit 0) unless the playbook is due, by the runs as they are now that
+/// the hold is taken.
+fn not_due(
+    dir: &StateDir,
+    playbook: &crate::model::Playbook,
+    file: &std::path::Path,
+    hash: String,
+    every: Option<crate::duration::Duration>,
+) -> Result<(), Refusal> {
+    let view = dir.view().map_err(Refusal::Failed)?;
+    let (runs, _) = view.list();
+    let candidate = crate::due::Candidate {
+        name: playbook.name.clone(),
+        file: file.display().to_string(),
+        hash: Ok(hash),
+        every: playbook.every,
+    };
+    let cadence = candidate.cadence(every);
+    let verdict = crate::due::check(&candidate, &runs, cadence, crate::clock::now());
+    match verdict.due {
+        true => Ok(()),
+        false => Err(Refusal::NotDue {
+            playbook: playbook.name.clone(),
+            why: verdict.reason,
+        }),
+    }
+}
+
 /// `--run-id` of a run that exists: a finished one is not run twice (a scheduler may retry),
 /// an unfinished one is resumed explicitly, and another playbook's is not touched at all.
 fn already_there(dir: &StateDir, run_id: &str, playbook: &str) -> Refusal {
+    if let Err(error) = dir.refresh(run_id) {
+        return Refusal::Failed(error);
+    }
     match dir.load(run_id) {
         Ok(state) if state.playbook != playbook => Refusal::RunIdTaken {
             run_id: run_id.to_string(),

@@ -26,6 +26,9 @@ pub enum Refusal {
         outcome: Outcome,
         again: Again,
     },
+    /// `run --if-due` of a playbook that is not due, or that another runner is running: nothing
+    /// to do (exit 0).
+    NotDue { playbook: String, why: String },
     /// A drill would write to a live target: each clash names both.
     Live(Vec<String>),
     /// A drill cannot tell what is live: these live targets do not resolve here.
@@ -76,10 +79,11 @@ impl Refusal {
             | Refusal::Live(_)
             | Refusal::LiveUnknown(_) => Outcome::Invalid,
             Refusal::Locked { error, .. } => match error {
-                LockError::Held { .. } => Outcome::Invalid,
+                LockError::Held { .. } | LockError::Leased { .. } => Outcome::Invalid,
                 LockError::Io { .. } => Outcome::Failed,
             },
             Refusal::Finished { outcome, .. } => *outcome,
+            Refusal::NotDue { .. } => Outcome::Succeeded,
             Refusal::Failed(_) => Outcome::Failed,
         }
     }
@@ -93,6 +97,7 @@ impl Refusal {
                 invalid.render(color)
             ),
             Refusal::Usage(message) | Refusal::Failed(message) => error(message),
+            Refusal::NotDue { playbook, why } => format!("{playbook} is not due: {why}\n"),
             Refusal::Locked {
                 error: held,
                 at_terminal,

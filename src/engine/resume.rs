@@ -27,6 +27,7 @@ pub struct ResumeOptions {
 /// Picks a stopped run up where its journal ends.
 pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
     let dir = &options.state_dir;
+    dir.refresh(&options.run_id).map_err(Refusal::Failed)?;
     let state = dir.load(&options.run_id).map_err(Refusal::usage)?;
     if let Some(outcome) = state.outcome().filter(|outcome| outcome.recovered()) {
         return Err(Refusal::Finished {
@@ -53,7 +54,9 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
         .or_else(|| state.secrets_file.as_ref().map(PathBuf::from));
     let secrets = targets::secrets(&playbook, state.mode, secrets_file.as_deref())?;
     let lock = lock(dir, &playbook.name, &state.run_id)?;
-    // Read again under the lock: a process that held it may have written more.
+    // Read again under the lock: a process that held it may have written more (in a shared
+    // state, up to the moment its lease was taken over).
+    dir.refresh(&state.run_id).map_err(Refusal::Failed)?;
     let run_dir = dir.run_dir(&state.run_id);
     let (journal, replay) = Journal::reopen(&run_dir).map_err(|e| {
         Refusal::Failed(format!(
@@ -61,6 +64,7 @@ pub fn prepare_resume(options: ResumeOptions) -> Result<Prepared, Refusal> {
             state.run_id
         ))
     })?;
+    let journal = super::mirrored(dir, &state.run_id, journal);
     let state = RunState::fold(&replay.records).map_err(Refusal::usage)?;
     let projection = projection(
         &playbook,

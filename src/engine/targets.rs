@@ -20,16 +20,32 @@ pub(super) fn secrets(
     let env = |name: &str| std::env::var(name).ok();
     let optional = other_mode_only(playbook, mode);
     let refused = |e: SecretsError| Refusal::usage(e.to_string());
-    match Secrets::resolve(&playbook.secrets, file, env) {
+    let fetch = crate::connect::secrets_manager::fetch_all;
+    let manager = playbook
+        .secrets_manager
+        .as_ref()
+        .map(|config| -> crate::secrets::Manager<'_> { (config, &fetch) });
+    match Secrets::resolve(&playbook.secrets, file, env, manager) {
         // The optional ones that are missing are left out; any other missing one is an error.
-        Err(SecretsError::Missing { names }) => {
+        Err(SecretsError::Missing { names, looked }) => {
             let required: Vec<String> = names
                 .iter()
                 .filter(|name| !optional.contains(name.as_str()))
                 .cloned()
                 .collect();
             if !required.is_empty() {
-                return Err(refused(SecretsError::Missing { names: required }));
+                let looked = looked
+                    .into_iter()
+                    .filter(|why| {
+                        required
+                            .iter()
+                            .any(|name| why.starts_with(&format!("{name}: ")))
+                    })
+                    .collect();
+                return Err(refused(SecretsError::Missing {
+                    names: required,
+                    looked,
+                }));
             }
             let available: Vec<String> = playbook
                 .secrets
@@ -37,7 +53,7 @@ pub(super) fn secrets(
                 .filter(|name| !names.contains(name))
                 .cloned()
                 .collect();
-            Secrets::resolve(&available, file, env).map_err(refused)
+            Secrets::resolve(&available, file, env, manager).map_err(refused)
         }
         resolved => resolved.map_err(refused),
     }

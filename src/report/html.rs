@@ -21,6 +21,9 @@ use crate::outcome::Outcome;
 /// The name ends in `.html.j2` so minijinja turns HTML auto-escaping on.
 const TEMPLATE_NAME: &str = "report.html.j2";
 const TEMPLATE: &str = include_str!("report.html.j2");
+/// "RTO against previous runs", shared with the web view's drill health.
+pub(crate) const RTO_HISTORY_NAME: &str = "rto_history.html.j2";
+pub(crate) const RTO_HISTORY: &str = include_str!("rto_history.html.j2");
 
 pub(crate) fn render(state: &RunState) -> String {
     render_with_history(state, &[])
@@ -29,14 +32,13 @@ pub(crate) fn render(state: &RunState) -> String {
 /// The report with the "RTO against previous runs" section, from the history rows of the
 /// run's playbook (the section is left out when no earlier run finished).
 pub(crate) fn render_with_history(state: &RunState, history: &[crate::measure::Row]) -> String {
-    let rto_history = serde_json::to_value(super::rto_history::chart(state, history))
-        .map(|json| json_value(&json))
-        .unwrap_or_else(|_| minijinja::Value::from(()));
+    let rto_history = json_value(&rto_chart(state, history));
     let mut env = minijinja::Environment::new();
     // A typo in the template fails loudly in the tests instead of printing nothing.
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let rendered = env
-        .add_template(TEMPLATE_NAME, TEMPLATE)
+        .add_template(RTO_HISTORY_NAME, RTO_HISTORY)
+        .and_then(|()| env.add_template(TEMPLATE_NAME, TEMPLATE))
         .and_then(|()| env.get_template(TEMPLATE_NAME))
         .and_then(|template| {
             template.render(
@@ -54,6 +56,12 @@ pub(crate) fn render_with_history(state: &RunState, history: &[crate::measure::R
         // page that says what went wrong.
         Err(error) => fallback(&state.run_id, &error.to_string()),
     }
+}
+
+/// The "RTO against previous runs" chart of `state` among its playbook's `history` rows, as
+/// the template reads it (null when no earlier run finished).
+pub(crate) fn rto_chart(state: &RunState, history: &[crate::measure::Row]) -> serde_json::Value {
+    serde_json::to_value(super::rto_history::chart(state, history)).unwrap_or_default()
 }
 
 fn fallback(run_id: &str, error: &str) -> String {
@@ -371,7 +379,7 @@ fn to_value(view: &View) -> minijinja::Value {
     }
 }
 
-fn json_value(json: &serde_json::Value) -> minijinja::Value {
+pub(crate) fn json_value(json: &serde_json::Value) -> minijinja::Value {
     use minijinja::Value;
     match json {
         serde_json::Value::Null => Value::from(()),

@@ -34,6 +34,9 @@ pub enum Format {
     Html,
 }
 
+/// serde_json's values as minijinja's, for templates over plain JSON (the web view's too).
+pub(crate) use html::{RTO_HISTORY, RTO_HISTORY_NAME, json_value, rto_chart};
+
 /// Renders a report of `state` in `format`.
 pub fn render(state: &RunState, format: Format) -> String {
     match format {
@@ -50,6 +53,21 @@ pub fn render(state: &RunState, format: Format) -> String {
 /// alone.
 pub(crate) fn render_html(state: &RunState, history: &[crate::measure::Row]) -> String {
     html::render_with_history(state, history)
+}
+
+/// A report of `state` in `format`, the HTML one with the RTO of the earlier runs of its
+/// playbook among `runs`.
+pub(crate) fn render_among(state: &RunState, runs: &[RunState], format: Format) -> String {
+    match format {
+        Format::Html => {
+            let rows: Vec<crate::measure::Row> = crate::history::runs_of(runs, &state.playbook)
+                .into_iter()
+                .map(crate::measure::Row::of)
+                .collect();
+            render_html(state, &rows)
+        }
+        other => render(state, other),
+    }
 }
 
 /// Every step a report shows: the planned ones in plan order, then any the journal names that

@@ -123,7 +123,7 @@ mod tests {
             "PLAIN", "EXPORTED", "SPACED", "SINGLE", "DOUBLE", "INLINE", "HASH", "EQUALS",
             "export", "TWICE",
         ]);
-        let secrets = Secrets::resolve(&all, Some(file.path()), no_env).expect("ok");
+        let secrets = Secrets::resolve(&all, Some(file.path()), no_env, None).expect("ok");
         assert_eq!(secrets.get("PLAIN"), Some("plain value"));
         assert_eq!(secrets.get("EXPORTED"), Some("yes"));
         assert_eq!(secrets.get("SPACED"), Some("spaced"));
@@ -139,7 +139,8 @@ mod tests {
     #[test]
     fn single_quotes_are_literal() {
         let file = secrets_file("A='a\\nb \"c\"' # comment\n");
-        let secrets = Secrets::resolve(&names(&["A"]), Some(file.path()), no_env).expect("ok");
+        let secrets =
+            Secrets::resolve(&names(&["A"]), Some(file.path()), no_env, None).expect("ok");
         assert_eq!(secrets.get("A"), Some("a\\nb \"c\""));
     }
 
@@ -155,7 +156,7 @@ mod tests {
         for text in cases {
             let file = secrets_file(text);
             let error =
-                Secrets::resolve(&names(&["OK"]), Some(file.path()), no_env).expect_err(text);
+                Secrets::resolve(&names(&["OK"]), Some(file.path()), no_env, None).expect_err(text);
             let message = error.to_string();
             assert!(
                 matches!(error, SecretsError::Malformed { line: 3, .. }),

@@ -45,17 +45,14 @@ struct Shared {
     bytes: AtomicU64,
 }
 
-/// Hashes every job's sides, [`IN_FLIGHT`] jobs at once, reporting bytes read as progress.
-/// Returns the content mismatches, sorted by key, and the bytes read.
+/// Hashes every job's sides, [`IN_FLIGHT`] jobs at once, reporting bytes read (of `total`)
+/// as progress; `each` is told of every content mismatch. Returns the bytes read.
 pub(crate) async fn hash_all(
-    jobs: Vec<Job>,
+    jobs: impl Iterator<Item = Result<Job, StepFailure>>,
+    total: u64,
     ctx: &StepContext<'_>,
-) -> Result<(Vec<(String, String, String)>, u64), StepFailure> {
-    let size = |side: &Side| match side {
-        Side::Read { size, .. } => *size,
-        Side::Known(_) => 0,
-    };
-    let total: u64 = jobs.iter().map(|j| size(&j.first) + size(&j.second)).sum();
+    mut each: impl FnMut(String, String, String),
+) -> Result<u64, StepFailure> {
     let shared = Arc::new(Shared {
         budget: Arc::new(Semaphore::new(CHUNK_BUDGET)),
         bytes: AtomicU64::new(0),
@@ -68,13 +65,13 @@ pub(crate) async fn hash_all(
             objects: None,
         })
     };
-    let mut pending = jobs.into_iter();
+    let mut pending = jobs;
     let mut running = JoinSet::new();
-    let mut mismatches = Vec::new();
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
     loop {
         while running.len() < IN_FLIGHT {
             let Some(job) = pending.next() else { break };
+            let job = job?;
             let shared = shared.clone();
             running.spawn(async move {
                 let (first, second) = tokio::try_join!(
@@ -91,7 +88,7 @@ pub(crate) async fn hash_all(
                 Some(Ok(Err(e))) => return Err(StepFailure::new(e)),
                 Some(Ok(Ok((key, first, second)))) => {
                     if first != second {
-                        mismatches.push((key, first, second));
+                        each(key, first, second);
                     }
                 }
             },
@@ -99,8 +96,7 @@ pub(crate) async fn hash_all(
         }
     }
     report();
-    mismatches.sort();
-    Ok((mismatches, shared.bytes.load(Ordering::Relaxed)))
+    Ok(shared.bytes.load(Ordering::Relaxed))
 }
 
 async fn hash_side(side: &Side, key: &str, shared: &Shared) -> Result<String, String> {

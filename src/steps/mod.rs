@@ -9,15 +9,19 @@ pub mod assess;
 pub mod backup;
 pub(crate) mod capture;
 pub mod command;
+pub mod config_backup;
+pub mod config_restore;
 pub mod engine;
 pub mod flush;
 mod hashing;
 pub mod manual;
+mod merge;
 pub mod notify;
 mod pending;
 pub mod promote;
 pub mod restore;
 pub mod smoke_test;
+mod spill;
 pub mod sync;
 pub mod verify;
 pub mod wait;
@@ -68,6 +72,12 @@ pub(crate) trait StepKind:
         Vec::new()
     }
 
+    /// The stores and secrets it reaches, and what it does there: what `drillbook policy`
+    /// turns into the least AWS permissions the playbook needs.
+    fn access(&self) -> Vec<Access<'_>> {
+        Vec::new()
+    }
+
     /// Runs one attempt. Human steps (`approval`, `manual`) are settled by the runner's gate
     /// before this is called; their `run` only reports the decision.
     fn run(
@@ -105,6 +115,49 @@ impl<'a> Write<'a> {
         Write {
             server: true,
             ..self
+        }
+    }
+}
+
+/// A store (or secret) a step reaches through one of its parameters, and what it does there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Access<'a> {
+    /// The parameter, for messages.
+    pub param: &'static str,
+    /// Its value as written (a template): a store URL, or a secret's id.
+    pub value: &'a str,
+    pub needs: &'static [Need],
+}
+
+/// What a step does with a store or a secret. Each maps to the AWS actions it takes (see
+/// `crate::iam`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// Lists the store's objects.
+    List,
+    /// Reads objects (and their metadata).
+    Read,
+    /// Writes objects, in one request or in parts (with a marker naming the upload while it
+    /// is under way).
+    Write,
+    /// Deletes objects: pruning, and what a crashed attempt left unvouched.
+    Delete,
+    /// Finds and aborts the multipart uploads a crashed run of its own left.
+    CleanUp,
+    /// Lists the bucket's unfinished multipart uploads, whoever started them.
+    ListUploads,
+    /// Reads the bucket's versioning and lifecycle rules.
+    Posture,
+    /// Writes a new version of a secret (reading the current one first).
+    WriteSecret,
+}
+
+impl<'a> Access<'a> {
+    pub(crate) fn of(param: &'static str, value: &'a str, needs: &'static [Need]) -> Self {
+        Access {
+            param,
+            value,
+            needs,
         }
     }
 }
@@ -232,6 +285,13 @@ macro_rules! kinds {
                 }
             }
 
+            /// The stores and secrets it reaches, for `drillbook policy`.
+            pub(crate) fn access(&self) -> Vec<Access<'_>> {
+                match self {
+                    $(StepConfig::$variant(step) => step.access()),+
+                }
+            }
+
             /// The parameters it writes through, for the drill interlock.
             pub(crate) fn writes(&self) -> Vec<Write<'_>> {
                 match self {
@@ -258,6 +318,8 @@ kinds! {
     Flush(flush::Flush),
     Sync(sync::Sync),
     Verify(verify::Verify),
+    ConfigBackup(config_backup::ConfigBackup),
+    ConfigRestore(config_restore::ConfigRestore),
     Notify(notify::Notify),
     Approval(approval::Approval),
     Manual(manual::Manual),

@@ -1,4 +1,4 @@
-//! `notify`: tell people — a chat webhook or a status-page API.
+//! `notify`: tell people — a chat webhook, a status-page API, or a file (release notes).
 
 use std::collections::BTreeMap;
 
@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
-/// Posts `message` to a Slack-compatible `webhook`, or sends `body` (a JSON template) to an
-/// API `url` (a status page). Retried on failure. With `every`, repeats while the run is live,
+/// Posts `message` to a Slack-compatible `webhook`, sends `body` (a JSON template) to an
+/// API `url` (a status page), or writes `message` to a `file` (release notes to paste).
+/// Retried on failure. With `every`, repeats while the run is live,
 /// until the `clock: stop` step succeeds.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -31,9 +32,37 @@ pub struct Notify {
     /// JSON body for `url` (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// A file to write `message` to instead (replaced whole; secrets masked), e.g. the
+    /// Markdown block for release notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// Repeat every this long while the run is live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Duration>,
+}
+
+impl Notify {
+    /// `method`, `headers` and `body` belong to an API call (`url:`): refused on `what`.
+    fn no_api_keys(
+        &self,
+        node: &crate::loader::node::Node,
+        what: &str,
+        out: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) {
+        for (key, given) in [
+            ("method", self.method.is_some()),
+            ("headers", !self.headers.is_empty()),
+            ("body", self.body.is_some()),
+        ] {
+            if given {
+                out.push(super::at_key(
+                    node,
+                    key,
+                    format!("`{key}` belongs to an API call (`url:`); {what} gets `message:`"),
+                ));
+            }
+        }
+    }
 }
 
 impl super::StepKind for Notify {
@@ -43,8 +72,9 @@ impl super::StepKind for Notify {
     const SENDS_MESSAGES: bool = true;
 
     fn summary(&self) -> String {
-        match (&self.webhook, &self.url) {
-            (_, Some(_)) => "call the status-page API".into(),
+        match (&self.webhook, &self.url, &self.file) {
+            (_, Some(_), _) => "call the status-page API".into(),
+            (None, None, Some(file)) => format!("write the message to {file}"),
             _ => "post to the chat webhook".into(),
         }
     }
@@ -61,7 +91,11 @@ impl super::StepKind for Notify {
             .url
             .iter()
             .map(|url| Write::of("url", url, Expect::Http));
-        webhook.chain(api).collect()
+        let file = self
+            .file
+            .iter()
+            .map(|path| Write::of("file", path, Expect::File));
+        webhook.chain(api).chain(file).collect()
     }
 
     fn check(
@@ -70,11 +104,24 @@ impl super::StepKind for Notify {
         out: &mut Vec<crate::diagnostic::Diagnostic>,
     ) {
         use super::at_key;
+        if let Some(_file) = &self.file {
+            if self.webhook.is_some() || self.url.is_some() {
+                out.push(at_key(
+                    node,
+                    "file",
+                    "a notify step takes one of `webhook:`, `url:` or `file:`",
+                ));
+            } else if self.message.is_none() {
+                out.push(at_key(node, "file", "writing to a file needs `message:`"));
+            }
+            self.no_api_keys(node, "a file", out);
+            return;
+        }
         match (&self.webhook, &self.url) {
             (None, None) => out.push(at_key(
                 node,
                 "kind",
-                "a notify step needs `webhook:` (chat) or `url:` (an HTTP API)",
+                "a notify step needs `webhook:` (chat), `url:` (an HTTP API) or `file:`",
             )),
             (Some(_), Some(_)) => out.push(at_key(
                 node,
@@ -94,21 +141,7 @@ impl super::StepKind for Notify {
             _ => {}
         }
         if self.webhook.is_some() {
-            for (key, given) in [
-                ("method", self.method.is_some()),
-                ("headers", !self.headers.is_empty()),
-                ("body", self.body.is_some()),
-            ] {
-                if given {
-                    out.push(at_key(
-                        node,
-                        key,
-                        format!(
-                            "`{key}` belongs to an API call (`url:`); a webhook gets `message:`"
-                        ),
-                    ));
-                }
-            }
+            self.no_api_keys(node, "a webhook", out);
         }
     }
 
@@ -120,6 +153,27 @@ impl super::StepKind for Notify {
     async fn run(&self, ctx: &super::StepContext<'_>) -> Result<super::Done, super::StepFailure> {
         use super::StepFailure;
         let render = |text: &str| (ctx.render)(text).map_err(StepFailure::new);
+        if let (None, None, Some(file)) = (&self.webhook, &self.url, &self.file) {
+            let message = ctx
+                .masker
+                .mask(&render(self.message.as_deref().unwrap_or_default())?);
+            let path = std::path::PathBuf::from(render(file)?);
+            write_file(&path, &message)
+                .await
+                .map_err(|e| StepFailure::new(format!("{}: {e}", path.display())))?;
+            let mut outputs = BTreeMap::new();
+            outputs.insert("to".to_string(), format!("file {}", path.display()).into());
+            outputs.insert("message".to_string(), kept(&message, ctx.masker).into());
+            outputs.insert("sent".into(), jiff::Timestamp::now().to_string().into());
+            return Ok(super::Done {
+                outputs,
+                evidence: vec![format!(
+                    "wrote {} line(s) to {}",
+                    message.lines().count(),
+                    path.display()
+                )],
+            });
+        }
         let (request, to, message) = match (&self.webhook, &self.url) {
             (Some(webhook), _) => {
                 let message = render(self.message.as_deref().unwrap_or_default())?;
@@ -220,6 +274,22 @@ impl super::StepKind for Notify {
             evidence: vec![format!("delivered: HTTP {status}")],
         })
     }
+}
+
+/// `text` into `path` whole: a temporary file beside it, renamed over it.
+async fn write_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".partial-{}", std::process::id()));
+    let temporary = std::path::PathBuf::from(temporary);
+    let written = async {
+        tokio::fs::write(&temporary, text).await?;
+        tokio::fs::rename(&temporary, path).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = tokio::fs::remove_file(&temporary).await;
+    }
+    written
 }
 
 /// How much of a message the journal keeps: enough to read what people were told, without a

@@ -1,11 +1,13 @@
 //! What a target value points at, by canonical identity rather than by text, so that a drill
 //! can tell whether it would act on a live target however either is spelled: a PostgreSQL
 //! database (every endpoint a connection string can reach, libpq's defaults applied), a Redis
-//! database, a file, a bucket and prefix, an HTTP resource, or the whole server of a database.
+//! database, a file, a bucket and prefix, an HTTP resource, a secret in AWS Secrets Manager,
+//! or the whole server of a database.
 //!
 //! Reading a value looks things up (DNS, the file system, service files): call
 //! [`Identity::of`] off the async threads.
 
+mod aws_secret;
 mod env;
 mod file;
 mod host;
@@ -31,6 +33,8 @@ pub enum Expect {
     Store,
     /// `http://` or `https://`.
     Http,
+    /// A secret in AWS Secrets Manager: its name or ARN, optionally `#field`.
+    AwsSecret,
     /// Whichever the value's form says: its URL scheme, libpq settings, else a file path.
     Any,
 }
@@ -43,6 +47,7 @@ impl Expect {
             Expect::File => "file path",
             Expect::Store => "object store",
             Expect::Http => "HTTP URL",
+            Expect::AwsSecret => "AWS Secrets Manager secret",
             Expect::Any => "target",
         }
     }
@@ -62,6 +67,9 @@ impl Expect {
                 "s3://bucket/prefix (optionally ?endpoint=…&region=…), file:///path, or a directory path"
             }
             Expect::Http => "http://host:port/path or https://host:port/path",
+            Expect::AwsSecret => {
+                "a secret's name or ARN, optionally with #field for a field of a JSON secret"
+            }
             Expect::Any => {
                 "a URL (postgres://, redis://, s3://, http://, https://, file://), PostgreSQL settings such as `host=… dbname=…`, or a file path"
             }
@@ -98,6 +106,7 @@ enum Kind {
     File(file::File),
     Store(store::Store),
     Http(http::Http),
+    AwsSecret(aws_secret::AwsSecret),
 }
 
 impl Identity {
@@ -121,8 +130,16 @@ impl Identity {
                 store::Located::Directory(directory) => Kind::File(directory),
             },
             Expect::Http => Kind::Http(http::Http::of(value).map_err(wrong)?),
+            Expect::AwsSecret => {
+                Kind::AwsSecret(aws_secret::AwsSecret::of(value, env).map_err(wrong)?)
+            }
         };
         Ok(Identity(found))
+    }
+
+    /// Whether it names a secret in AWS Secrets Manager.
+    pub fn is_aws_secret(&self) -> bool {
+        matches!(self.0, Kind::AwsSecret(_))
     }
 
     /// Whether it names a PostgreSQL database (or server).
@@ -148,6 +165,7 @@ impl Identity {
             (Kind::File(a), Kind::File(b)) => a.overlaps(b),
             (Kind::Store(a), Kind::Store(b)) => a.overlaps(b),
             (Kind::Http(a), Kind::Http(b)) => a.overlaps(b),
+            (Kind::AwsSecret(a), Kind::AwsSecret(b)) => a.overlaps(b),
             _ => false,
         }
     }
@@ -160,6 +178,7 @@ impl Identity {
             Kind::Redis(database) => vec![database.endpoint()],
             Kind::Store(store) => store.endpoint().into_iter().collect(),
             Kind::Http(http) => vec![http.endpoint()],
+            Kind::AwsSecret(secret) => secret.server().endpoint().into_iter().collect(),
             Kind::File(_) => Vec::new(),
         };
         endpoints
@@ -180,6 +199,7 @@ impl fmt::Display for Identity {
             Kind::File(file) => file.fmt(f),
             Kind::Store(store) => store.fmt(f),
             Kind::Http(http) => http.fmt(f),
+            Kind::AwsSecret(secret) => secret.fmt(f),
         }
     }
 }

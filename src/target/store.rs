@@ -21,7 +21,7 @@ pub(crate) struct Store {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum Server {
+pub(super) enum Server {
     /// AWS S3, any region: bucket names are global there.
     Aws,
     /// An S3-compatible server.
@@ -49,7 +49,7 @@ impl Store {
             .or_else(|| env.var("AWS_ENDPOINT_URL").map(str::to_string));
         Ok(Located::Bucket(Store {
             server: match endpoint {
-                Some(endpoint) => server(&endpoint)?,
+                Some(endpoint) => server(&endpoint, "the S3 endpoint", "an S3 endpoint")?,
                 None => Server::Aws,
             },
             bucket: bucket.to_ascii_lowercase(),
@@ -58,32 +58,39 @@ impl Store {
     }
 
     pub(crate) fn endpoint(&self) -> Option<&Endpoint> {
-        match &self.server {
-            Server::Aws => None,
-            Server::At { endpoint, .. } => Some(endpoint),
-        }
+        self.server.endpoint()
     }
 
     /// The same server and bucket, and one prefix holds the other.
     pub(crate) fn overlaps(&self, other: &Store) -> bool {
-        let same_server = match (&self.server, &other.server) {
+        self.server.overlaps(&other.server)
+            && self.bucket == other.bucket
+            && super::nested(&self.prefix, &other.prefix)
+    }
+}
+
+impl Server {
+    pub(super) fn overlaps(&self, other: &Server) -> bool {
+        match (self, other) {
             (Server::Aws, Server::Aws) => true,
             // http and https to one host and port reach one server.
             (Server::At { endpoint: a, .. }, Server::At { endpoint: b, .. }) => a.overlaps(b),
             _ => false,
-        };
-        same_server && self.bucket == other.bucket && super::nested(&self.prefix, &other.prefix)
+        }
+    }
+
+    pub(super) fn endpoint(&self) -> Option<&Endpoint> {
+        match self {
+            Server::Aws => None,
+            Server::At { endpoint, .. } => Some(endpoint),
+        }
     }
 }
 
-/// `s3://bucket/prefix at http://127.0.0.1:9000 (this host)`, `s3://bucket on AWS`.
-impl fmt::Display for Store {
+/// ` on AWS`, ` at http://127.0.0.1:9000 (this host)`.
+impl fmt::Display for Server {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "s3://{}", self.bucket)?;
-        if !self.prefix.is_empty() {
-            write!(f, "/{}", self.prefix)?;
-        }
-        match &self.server {
+        match self {
             Server::Aws => write!(f, " on AWS"),
             Server::At { scheme, endpoint } => write!(
                 f,
@@ -95,9 +102,21 @@ impl fmt::Display for Store {
     }
 }
 
-/// An endpoint URL's server; AWS's own endpoints (any region) are AWS.
-fn server(endpoint: &str) -> Result<Server, String> {
-    let url = parse(endpoint).map_err(|problem| format!("the S3 endpoint: {problem}"))?;
+/// `s3://bucket/prefix at http://127.0.0.1:9000 (this host)`, `s3://bucket on AWS`.
+impl fmt::Display for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}", self.bucket)?;
+        if !self.prefix.is_empty() {
+            write!(f, "/{}", self.prefix)?;
+        }
+        self.server.fmt(f)
+    }
+}
+
+/// An endpoint URL's server (`the`/`a` name it in messages: "the S3 endpoint", "an S3
+/// endpoint"); AWS's own endpoints (any region) are AWS.
+pub(super) fn server(endpoint: &str, the: &str, a: &str) -> Result<Server, String> {
+    let url = parse(endpoint).map_err(|problem| format!("{the}: {problem}"))?;
     let host = super::host::host_name(url.host_str().unwrap_or_default());
     if host == "amazonaws.com"
         || host.ends_with(".amazonaws.com")
@@ -105,7 +124,7 @@ fn server(endpoint: &str) -> Result<Server, String> {
     {
         return Ok(Server::Aws);
     }
-    let (scheme, endpoint) = web_endpoint(&url, "an S3 endpoint")?;
+    let (scheme, endpoint) = web_endpoint(&url, a)?;
     Ok(Server::At { scheme, endpoint })
 }
 

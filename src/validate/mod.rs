@@ -143,6 +143,19 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
             rpo: o.rpo,
         })
         .unwrap_or_default();
+    let every = top.schedule.as_ref().map(|schedule| {
+        if schedule.every.value.as_std().is_zero() {
+            out.push(
+                Diagnostic::new(
+                    schedule.every.pos,
+                    schedule.every.len.max(1),
+                    "`every` must be longer than 0s",
+                )
+                .help("how often the playbook must pass, e.g. `every: 92d`"),
+            );
+        }
+        schedule.every.value
+    });
     for (var, value) in top.vars.iter().flatten() {
         if !is_identifier(var) {
             let key = root.get("vars").and_then(|v| v.key(var)).unwrap_or(root);
@@ -176,6 +189,10 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         }
         secrets.push(secret.value.clone());
     }
+    let secrets_manager = top.secrets_manager.as_ref().and_then(|raw| {
+        let node = root.get("secrets_manager").unwrap_or(root);
+        secrets_manager(raw, node, &secrets, out)
+    });
 
     let mut signers = BTreeMap::new();
     for (name, key) in top.signers.iter().flatten() {
@@ -238,12 +255,84 @@ fn validate_tree(text: &str, root: &Node, out: &mut Vec<Diagnostic>) -> Option<P
         name,
         description: top.description,
         objectives,
+        every,
         vars,
         secrets,
+        secrets_manager,
         signers,
         targets,
         fail_fast: top.fail_fast.unwrap_or(true),
         steps,
+    })
+}
+
+/// `secrets_manager:`: a prefix that makes secret ids, and ids of declared secrets.
+fn secrets_manager(
+    raw: &raw::SecretsManagerRaw,
+    node: &Node,
+    declared: &[String],
+    out: &mut Vec<Diagnostic>,
+) -> Option<crate::secrets::ManagerConfig> {
+    use crate::secrets::SecretRef;
+    let at = |spanned: &Spanned<String>| (spanned.pos, spanned.len.max(1));
+    let before = out.len();
+    if raw.prefix.is_none() && raw.ids.as_ref().is_none_or(BTreeMap::is_empty) {
+        out.push(
+            Diagnostic::new(
+                node.pos,
+                node.len.max(1),
+                "`secrets_manager` names no secret",
+            )
+            .help("give `prefix:` (secrets read as <prefix><NAME>) or `ids:` (NAME: secret-id)"),
+        );
+    }
+    if let Some(prefix) = &raw.prefix
+        && let Err(problem) = SecretRef::parse(&format!("{}NAME", prefix.value)).and_then(|r| {
+            r.field
+                .map_or(Ok(()), |_| Err("`#` cannot be in a prefix".into()))
+        })
+    {
+        let (pos, len) = at(prefix);
+        out.push(Diagnostic::new(
+            pos,
+            len,
+            format!("the `prefix` makes no secret id: {problem}"),
+        ));
+    }
+    let mut ids = BTreeMap::new();
+    for (name, id) in raw.ids.iter().flatten() {
+        let (pos, len) = at(id);
+        if !declared.contains(name) {
+            let key = node
+                .get("ids")
+                .and_then(|ids| ids.key(name))
+                .unwrap_or(node);
+            out.push(
+                Diagnostic::new(
+                    key.pos,
+                    key.len.max(1),
+                    format!("`{name}` is not a declared secret"),
+                )
+                .help("list it under `secrets:` too"),
+            );
+        }
+        match SecretRef::parse(&id.value) {
+            Ok(reference) => {
+                ids.insert(name.clone(), reference);
+            }
+            Err(problem) => out.push(Diagnostic::new(
+                pos,
+                len,
+                format!("the secret id of `{name}`: {problem}"),
+            )),
+        }
+    }
+    (out.len() == before).then(|| crate::secrets::ManagerConfig {
+        prefix: raw
+            .prefix
+            .as_ref()
+            .map(|prefix| prefix.value.trim().to_string()),
+        ids,
     })
 }
 
@@ -254,8 +343,10 @@ struct Top {
     name: Option<Spanned<String>>,
     description: Option<String>,
     objectives: Option<raw::ObjectivesRaw>,
+    schedule: Option<raw::ScheduleRaw>,
     vars: Option<BTreeMap<String, Spanned<String>>>,
     secrets: Option<Vec<Spanned<String>>>,
+    secrets_manager: Option<raw::SecretsManagerRaw>,
     signers: Option<BTreeMap<String, Spanned<String>>>,
     targets: Option<raw::TargetsRaw>,
     fail_fast: Option<bool>,
@@ -320,8 +411,10 @@ fn read_top(root: &Node, out: &mut Vec<Diagnostic>) -> Top {
                 rpo: field(node, "rpo", out),
             })
         }),
+        schedule: field(root, "schedule", out),
         vars: field(root, "vars", out),
         secrets: field(root, "secrets", out),
+        secrets_manager: field(root, "secrets_manager", out),
         signers: field(root, "signers", out),
         targets: field(root, "targets", out),
         fail_fast: field(root, "fail_fast", out),

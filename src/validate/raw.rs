@@ -29,6 +29,10 @@ pub(crate) struct PlaybookRaw {
     /// Recovery objectives the report measures against.
     #[serde(default)]
     pub objectives: Option<ObjectivesRaw>,
+    /// How often the playbook must pass: `drillbook due` and `run --if-due` judge it by this
+    /// cadence (`schedule: { every: 92d }`); without it, by `--every` (default 92d).
+    #[serde(default)]
+    pub schedule: Option<ScheduleRaw>,
     /// Variables, readable in templates as `{{ vars.NAME }}`, overridable with `--var`.
     #[serde(default)]
     pub vars: Option<BTreeMap<String, Spanned<String>>>,
@@ -36,6 +40,10 @@ pub(crate) struct PlaybookRaw {
     /// `{{ secrets.NAME }}`, and never written anywhere.
     #[serde(default)]
     pub secrets: Option<Vec<Spanned<String>>>,
+    /// AWS Secrets Manager as a source of the declared secrets (region, endpoint and
+    /// credentials from the usual AWS environment).
+    #[serde(default)]
+    pub secrets_manager: Option<SecretsManagerRaw>,
     /// The team's SSH public keys by the names people decide under (`bob: "ssh-ed25519
     /// AAAA…"`): a decision by a name listed here must be signed with that key
     /// (`drillbook approve --sign-with`).
@@ -57,6 +65,27 @@ pub(crate) struct PlaybookRaw {
     /// Steps that always run at the end, after success, failure or interruption.
     #[serde(default)]
     pub cleanup: Option<StepList>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SecretsManagerRaw {
+    /// A declared secret set neither in `--secrets-file` nor in the environment is read from
+    /// Secrets Manager as `<prefix><NAME>` (e.g. `production/` reads `production/REDIS_URL`).
+    #[serde(default)]
+    pub prefix: Option<Spanned<String>>,
+    /// Secrets always read from Secrets Manager (unless `--secrets-file` sets them), not from
+    /// the environment: `NAME: secret-id` (its name or ARN), `#field` for a field of a JSON
+    /// secret (`DATABASE_URL: "production/app#DATABASE_URL"`).
+    #[serde(default)]
+    pub ids: Option<BTreeMap<String, Spanned<String>>>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScheduleRaw {
+    /// The longest a pass may be old before the playbook is due again (`1d`, `7d`, `92d`).
+    pub every: Spanned<Duration>,
 }
 
 #[derive(Deserialize, JsonSchema)]

@@ -75,6 +75,7 @@ impl WalConfig {
             region: from_file("AWS_REGION"),
             access_key: from_file("AWS_ACCESS_KEY_ID"),
             secret_key: from_file("AWS_SECRET_ACCESS_KEY"),
+            walk: false,
         };
         if s3.access_key.is_some() != s3.secret_key.is_some() {
             return Err(WalError::BadSetting(format!(

@@ -17,11 +17,14 @@ pub mod faults;
 pub mod http;
 pub mod kill;
 pub mod lab;
+pub mod moto;
 pub mod own_redis;
 pub mod pg;
+pub mod report;
 pub mod screen;
 pub mod swap;
 pub mod tally;
+pub mod web;
 
 use std::io::Read;
 use std::ops::{Deref, DerefMut};
@@ -58,6 +61,8 @@ pub struct Drillbook {
     expected: Expected,
     /// Run as this OS user id instead of the test's own.
     uid: Option<u32>,
+    /// Run under this host name, in a UTS namespace of its own ("another machine").
+    host: Option<String>,
 }
 
 /// Where drillbook runs: a temporary directory the builder owns, or one the test gives.
@@ -104,6 +109,7 @@ impl Drillbook {
             own_group: false,
             expected: Expected::default(),
             uid: None,
+            host: None,
         }
     }
 
@@ -118,6 +124,19 @@ impl Drillbook {
             "running drillbook as another OS account needs root (setpriv)"
         );
         self.uid = Some(uid);
+        self
+    }
+
+    /// Runs as if on another machine named `host`: in a UTS namespace of its own whose host
+    /// name is set (unshare, as root), the same process once started (`exec`).
+    pub fn on_host(mut self, host: &str) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "a host name of its own needs root (unshare --uts)"
+        );
+        self.host = Some(host.to_owned());
         self
     }
 
@@ -273,22 +292,45 @@ impl Drillbook {
     /// The binary in the directory with the arguments, isolated from the caller's drillbook
     /// settings, `defaults` set, then the test's own variables.
     fn command(&self, defaults: &[(&str, &str)]) -> Command {
-        let mut command = match self.uid {
-            Some(uid) => {
-                let mut command = Command::new("setpriv");
-                let uid = uid.to_string();
-                command
-                    .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
-                    .arg(binary());
-                command
-            }
-            None => Command::new(binary()),
-        };
+        let mut program: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(host) = &self.host {
+            program.extend(
+                [
+                    "unshare",
+                    "--uts",
+                    "sh",
+                    "-c",
+                    "hostname \"$0\" && exec \"$@\"",
+                    host,
+                ]
+                .map(Into::into),
+            );
+        }
+        if let Some(uid) = self.uid {
+            let uid = uid.to_string();
+            program.extend(
+                [
+                    "setpriv",
+                    "--reuid",
+                    &uid,
+                    "--regid",
+                    &uid,
+                    "--clear-groups",
+                    "--",
+                ]
+                .map(Into::into),
+            );
+        }
+        program.push(binary().into());
+        let mut command = Command::new(&program[0]);
+        command.args(&program[1..]);
         command
             .args(&self.args)
             .current_dir(self.dir())
             .env_remove("NO_COLOR")
             .env_remove("DRILLBOOK_STATE_DIR")
+            .env_remove("DRILLBOOK_STATE")
+            .env_remove("DRILLBOOK_LEASE")
             .env_remove("RUST_LOG")
             .envs(defaults.iter().copied());
         for (name, value) in &self.env {
@@ -651,4 +693,22 @@ pub fn step_started(dir: &Path, step: Option<&str>) -> bool {
         journal_so_far(dir, run)
             .is_ok_and(|records| !events(&records, "step_started", step).is_empty())
     })
+}
+
+/// An ed25519 key pair made with ssh-keygen (no passphrase): the private key's path, named
+/// `<name>_key` in `dir`, and the public key's line. `owner`: the OS user id the private key
+/// is given to (a person signing from their own account).
+pub fn keypair(dir: &Path, name: &str, owner: Option<u32>) -> (PathBuf, String) {
+    let key = dir.join(format!("{name}_key"));
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen (openssh-client)");
+    assert!(made.success());
+    if let Some(uid) = owner {
+        std::os::unix::fs::chown(&key, Some(uid), Some(uid)).expect("chown the key");
+    }
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("public key");
+    (key, public.trim().to_string())
 }

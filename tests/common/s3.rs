@@ -1,6 +1,10 @@
 //! A real S3 server for tests: s3s-fs over a temporary directory, served by hyper on
 //! loopback from a background thread with its own runtime (so it keeps serving whatever the
 //! test's runtime does), with a fault injector in front of it for retry tests.
+//!
+//! Conditional writes (PUT with `If-None-Match` or `If-Match`) are applied one at a time, so
+//! that each is atomic as on AWS S3: s3s-fs alone checks the condition before it writes, and
+//! two racing writers could both pass.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -127,6 +131,7 @@ impl S3Server {
             region: Some("us-east-1".to_owned()),
             access_key: Some(ACCESS_KEY.to_owned()),
             secret_key: Some(SECRET_KEY.to_owned()),
+            walk: false,
         }
     }
 
@@ -199,6 +204,7 @@ async fn serve(
     mut shutdown: tokio::sync::oneshot::Receiver<()>,
 ) {
     let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+    let conditional = Arc::new(tokio::sync::Mutex::new(()));
     loop {
         let socket = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -209,11 +215,20 @@ async fn serve(
         };
         let service = service.clone();
         let faults = faults.clone();
+        let conditional = conditional.clone();
         tokio::spawn(async move {
             let handler = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
                 let service = service.clone();
                 let faults = faults.clone();
+                let conditional = conditional.clone();
                 async move {
+                    let _turn = match request.method() == hyper::Method::PUT
+                        && (request.headers().contains_key("if-none-match")
+                            || request.headers().contains_key("if-match"))
+                    {
+                        true => Some(conditional.lock_owned().await),
+                        false => None,
+                    };
                     faults.seen.lock().unwrap().push((
                         request.method().as_str().to_owned(),
                         request.uri().path().to_owned(),

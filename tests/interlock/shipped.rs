@@ -164,6 +164,7 @@ fn every_shipped_playbook_refuses_a_drill_on_its_live_targets() {
             "base-backup",
             "database-restore",
             "nightly-backup",
+            "post-release-verify",
             "quarterly-failover",
             "quickstart",
             "storage-mirror",

@@ -196,13 +196,42 @@ impl LocalStore {
         }
     }
 
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let files = self.walk(prefix).await?;
-        Ok(files
-            .into_iter()
-            .filter(|file| !is_partial(&file.key))
-            .map(|file| object_info(file.key, &file.metadata))
-            .collect())
+    /// Sends the objects under `prefix` in key order, a page at a time, until the receiver
+    /// goes away.
+    pub(crate) async fn list_pages(&self, prefix: &str, pages: super::listing::Pages) {
+        let (root, prefix_owned) = (self.root.clone(), prefix.to_owned());
+        let sender = pages.clone();
+        let walked = tokio::task::spawn_blocking(move || {
+            let mut page = Vec::with_capacity(super::listing::PAGE);
+            let mut open = true;
+            let result = walk_sorted(&root, &prefix_owned, &mut |file| {
+                if is_partial(&file.key) {
+                    return true;
+                }
+                page.push(object_info(file.key, &file.metadata));
+                if page.len() == super::listing::PAGE {
+                    open = sender.blocking_send(Ok(std::mem::take(&mut page))).is_ok();
+                }
+                open
+            });
+            if open && result.is_ok() && !page.is_empty() {
+                let _ = sender.blocking_send(Ok(page));
+            }
+            result
+        })
+        .await;
+        let error = match walked {
+            Ok(Ok(())) => return,
+            Ok(Err(error)) if error.kind() == io::ErrorKind::NotFound => StoreError::Failed {
+                action: "list",
+                url: self.url.clone(),
+                key: prefix.to_owned(),
+                message: "the store's directory does not exist".to_owned(),
+            },
+            Ok(Err(error)) => self.failed("list", prefix, error),
+            Err(error) => self.failed("list", prefix, io::Error::other(error)),
+        };
+        let _ = pages.send(Err(error)).await;
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<(), StoreError> {
@@ -266,7 +295,7 @@ impl LocalStore {
     }
 }
 
-struct File {
+pub(super) struct File {
     key: String,
     path: PathBuf,
     metadata: std::fs::Metadata,
@@ -304,57 +333,112 @@ fn partial_owner(key: &str) -> Option<&str> {
 /// Blocking walk of `root`, starting from the deepest directory the prefix names so a listing
 /// of `prod/` does not read the rest of the tree.
 fn walk(root: &Path, prefix: &str) -> io::Result<Vec<File>> {
+    let mut files = Vec::new();
+    walk_sorted(root, prefix, &mut |file| {
+        files.push(file);
+        true
+    })?;
+    Ok(files)
+}
+
+/// Hands every file whose key starts with `prefix` to `each`, in bytewise key order (as S3
+/// lists), until `each` says stop. A directory's entries are sorted as their keys sort: a
+/// directory `a` as `a/`, so `a.txt` comes before `a/b`. Only the directories on the way
+/// down are held, each with its own entries.
+pub(super) fn walk_sorted(
+    root: &Path,
+    prefix: &str,
+    each: &mut dyn FnMut(File) -> bool,
+) -> io::Result<()> {
     // The root must exist (it is the "bucket"); a missing subdirectory just means no keys.
     std::fs::metadata(root)?;
     let start = match prefix.rfind('/') {
         Some(slash) => &prefix[..slash],
         None => "",
     };
-    let mut files = Vec::new();
-    let mut pending = vec![(root.join(start), start.to_owned())];
-    while let Some((directory, key_prefix)) = pending.pop() {
-        let entries = match std::fs::read_dir(&directory) {
-            Ok(entries) => entries,
+    let mut pending = vec![sorted_entries(&root.join(start), start, prefix)?.into_iter()];
+    while let Some(entries) = pending.last_mut() {
+        let Some(entry) = entries.next() else {
+            pending.pop();
+            continue;
+        };
+        if entry.directory {
+            pending.push(sorted_entries(&entry.path, &entry.key, prefix)?.into_iter());
+            continue;
+        }
+        if !entry.key.starts_with(prefix) {
+            continue;
+        }
+        // Follows symbolic links to files; links to directories are skipped (no loops).
+        let metadata = match std::fs::metadata(&entry.path) {
+            Ok(metadata) if metadata.is_file() => metadata,
+            Ok(_) => continue,
             Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
             Err(error) => return Err(error),
         };
-        for entry in entries {
-            let entry = entry?;
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                tracing::warn!("skipping {}: the name is not UTF-8", entry.path().display());
-                continue;
-            };
-            let key = if key_prefix.is_empty() {
-                name
-            } else {
-                format!("{key_prefix}/{name}")
-            };
-            let file_type = entry.file_type()?;
-            if file_type.is_dir() {
-                // Only descend where keys could still match the prefix.
-                if key.starts_with(prefix) || prefix.starts_with(&format!("{key}/")) {
-                    pending.push((entry.path(), key));
-                }
-                continue;
-            }
-            if !key.starts_with(prefix) {
-                continue;
-            }
-            // Follows symbolic links to files; links to directories are skipped (no loops).
-            let metadata = match std::fs::metadata(entry.path()) {
-                Ok(metadata) if metadata.is_file() => metadata,
-                Ok(_) => continue,
-                Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
-                Err(error) => return Err(error),
-            };
-            files.push(File {
-                key,
-                path: entry.path(),
-                metadata,
-            });
+        let file = File {
+            key: entry.key,
+            path: entry.path,
+            metadata,
+        };
+        if !each(file) {
+            break;
         }
     }
-    Ok(files)
+    Ok(())
+}
+
+struct Entry {
+    /// A directory's ends in `/` (its sort order), stripped when descending.
+    sort: String,
+    key: String,
+    path: PathBuf,
+    directory: bool,
+}
+
+/// The entries of `directory` (whose key is `key_prefix`) that may hold keys under `prefix`,
+/// sorted as their keys sort. A directory gone meanwhile has none.
+fn sorted_entries(directory: &Path, key_prefix: &str, prefix: &str) -> io::Result<Vec<Entry>> {
+    let read = match std::fs::read_dir(directory) {
+        Ok(read) => read,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut entries = Vec::new();
+    for entry in read {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            tracing::warn!("skipping {}: the name is not UTF-8", entry.path().display());
+            continue;
+        };
+        let key = if key_prefix.is_empty() {
+            name
+        } else {
+            format!("{key_prefix}/{name}")
+        };
+        let directory = entry.file_type()?.is_dir();
+        if directory {
+            // Only descend where keys could still match the prefix.
+            if !(key.starts_with(prefix) || prefix.starts_with(&format!("{key}/"))) {
+                continue;
+            }
+        } else if !key.starts_with(prefix) {
+            continue;
+        }
+        let sort = if directory {
+            format!("{key}/")
+        } else {
+            key.clone()
+        };
+        entries.push(Entry {
+            sort,
+            key,
+            path: entry.path(),
+            directory,
+        });
+    }
+    entries.sort_unstable_by(|a, b| a.sort.cmp(&b.sort));
+    Ok(entries)
 }
 
 async fn sync_directory(directory: PathBuf) -> io::Result<()> {

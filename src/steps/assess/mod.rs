@@ -76,6 +76,17 @@ impl super::StepKind for Assess {
     const IDEMPOTENT: bool = true;
     const RPO_EVIDENCE: bool = true;
 
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        match self.engine {
+            // pgBackRest reads its repository itself, with its own credentials.
+            super::engine::Engine::Pgbackrest => Vec::new(),
+            super::engine::Engine::Drillbook => {
+                vec![Access::of("store", &self.store, &[Need::List, Need::Read])]
+            }
+        }
+    }
+
     fn summary(&self) -> String {
         match self.engine {
             super::engine::Engine::Pgbackrest => format!(

@@ -73,6 +73,24 @@ impl super::StepKind for Backup {
         instead: "leave credentials to `database:` (pg_dump gets them through its environment)",
     }];
 
+    /// Lists (pruning, leftovers), reads back what it wrote, writes, deletes (pruning, an
+    /// upload a crashed attempt left unvouched) and cleans up its own interrupted uploads.
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        vec![Access::of(
+            "store",
+            &self.store,
+            &[
+                Need::List,
+                Need::Read,
+                Need::Write,
+                Need::Delete,
+                Need::CleanUp,
+                Need::ListUploads,
+            ],
+        )]
+    }
+
     fn summary(&self) -> String {
         match self.format {
             DumpFormat::Base => format!("pg_basebackup into {}", self.store),

@@ -40,17 +40,23 @@ impl<R> DumpStream<R> {
     }
 
     /// The failure of an upload that read this stream: the program's own failure when it
-    /// failed (the clearer cause), with the last lines it wrote on its standard error.
+    /// failed (the clearer cause), with the last lines it wrote on its standard error. A
+    /// store's refusal (access denied) is permanent: another attempt would be refused too.
     pub(super) fn upload_failed(
         &self,
-        error: impl std::fmt::Display,
+        error: crate::connect::store::StoreError,
         key: &str,
         stderr: &str,
     ) -> crate::steps::StepFailure {
-        let mut failure = crate::steps::StepFailure::new(match self.failure() {
-            Some(failed) => format!("{failed}; nothing was stored under {key}"),
-            None => format!("{error}; nothing was stored under {key}"),
-        });
+        let mut failure = match self.failure() {
+            Some(failed) => {
+                crate::steps::StepFailure::new(format!("{failed}; nothing was stored under {key}"))
+            }
+            None => crate::steps::StepFailure {
+                permanent: error.is_permanent(),
+                ..crate::steps::StepFailure::new(format!("{error}; nothing was stored under {key}"))
+            },
+        };
         failure.evidence = super::last_lines(stderr);
         failure
     }

@@ -124,6 +124,16 @@ impl super::StepKind for Restore {
     const IDEMPOTENT: bool = true;
     const SCALES_WITH_SIZE: bool = true;
 
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        match self.engine {
+            super::engine::Engine::Pgbackrest => Vec::new(),
+            super::engine::Engine::Drillbook => {
+                vec![Access::of("store", &self.store, &[Need::List, Need::Read])]
+            }
+        }
+    }
+
     fn summary(&self) -> String {
         format!("restore {} into {}", self.backup, self.target)
     }

@@ -113,6 +113,15 @@ impl super::StepKind for SmokeTest {
         instead: "pass it in the check's `env:` instead",
     }];
 
+    /// The backup's manifest, read from `store`.
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        self.store
+            .iter()
+            .map(|store| Access::of("store", store, &[Need::Read]))
+            .collect()
+    }
+
     fn summary(&self) -> String {
         format!("{} smoke check(s)", self.checks.value.len())
     }

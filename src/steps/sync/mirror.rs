@@ -1,22 +1,24 @@
-//! The mirror driver: a sync's phases in order. It lists both sides, decides from the
-//! previous checksum report what to copy, clears what an interrupted sync left, copies,
-//! deletes the destination's extras and writes the final report; each phase adds to the
-//! evidence.
+//! The mirror driver: a sync's phases in order. It opens the listings and the checksum
+//! reports, plans in one pass what to copy, clears what an interrupted sync left, copies,
+//! deletes the destination's extras and saves the report; each phase adds to the evidence.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use tokio::task::JoinSet;
 
-use super::checkpoint::write_report;
-use super::plan::plan;
-use super::summary::{Summary, first};
+use super::checkpoint::save;
+use super::plan::{Inputs, Plan, plan, spill_error};
+use super::summary::{Sample, Summary};
 use super::transfer::Copied;
 use super::{DEFAULT_CONCURRENCY, Sync, cancellable};
-use crate::checksums::{ChecksumReport, REPORT_KEY, is_own};
-use crate::connect::store::{ObjectInfo, Store};
+use crate::checksums::{Changes, Opened, REPORT_KEY, Writer};
+use crate::connect::store::Store;
 use crate::duration::human_bytes;
 use crate::steps::{Done, StepContext, StepFailure};
+
+/// Report changes held before they are saved outside the copy (entries dropped, objects
+/// deleted).
+const CHANGES_HELD: usize = 50_000;
 
 pub(super) struct Mirror<'a, 'c> {
     pub(super) step: &'a Sync,
@@ -25,68 +27,76 @@ pub(super) struct Mirror<'a, 'c> {
     pub(super) destination: Store,
     pub(super) storage_class: Option<String>,
     pub(super) evidence: Vec<String>,
-}
-
-/// The SHA-256 the source's own checksum report vouches for, per object to copy (a mirror
-/// being restored from): a copy whose bytes differ fails before its last byte is written.
-pub(super) type Vouched = HashMap<String, String>;
-
-/// Both sides' objects, drillbook's own keys left out.
-struct Listing {
-    destination_exists: bool,
-    source: Vec<ObjectInfo>,
-    destination: Vec<ObjectInfo>,
+    /// Saves the destination's checksum report as the copy goes and at the end.
+    pub(super) writer: Writer,
 }
 
 impl Mirror<'_, '_> {
     pub(super) async fn run(mut self) -> Result<Done, StepFailure> {
         let cancel = self.ctx.cancel.clone();
-        let listing = self.list().await?;
-        let (previous, had_report) = if listing.destination_exists {
+        let listed_at = Instant::now();
+        let destination_exists = cancellable(&cancel, async {
+            self.destination.exists().await.map_err(StepFailure::of)
+        })
+        .await?;
+        // The listings start now, fetched while the reports are opened.
+        let source_listing = self.source.list_sorted("").map_err(StepFailure::of)?;
+        let destination_listing = if destination_exists {
+            Some(self.destination.list_sorted("").map_err(StepFailure::of)?)
+        } else {
+            None
+        };
+        let previous = if destination_exists {
             cancellable(&cancel, self.previous_report()).await?
         } else {
-            (ChecksumReport::new(self.source.url()), false)
+            None
         };
-        let trusted = previous.source == self.source.url();
-        if had_report && !trusted {
+        let had_report = previous.is_some();
+        let first_format = previous.as_ref().is_some_and(Opened::first_format);
+        let trusted = previous
+            .as_ref()
+            .is_some_and(|report| report.source == self.source.url());
+        if let Some(report) = previous.as_ref().filter(|_| !trusted) {
             self.evidence.push(format!(
                 "the destination's checksum report was written by a sync from {}, not {}: its entries are not trusted, every object is copied again",
-                previous.source,
+                report.source,
                 self.source.url()
             ));
         }
-        let mut plan = plan(&listing.source, &listing.destination, &previous, trusted);
-        let mut report = ChecksumReport {
-            objects: plan.report.clone(),
-            ..ChecksumReport::new(self.source.url())
+        let source_report = cancellable(&cancel, self.source_report()).await?;
+        let inputs = Inputs {
+            source: source_listing,
+            destination: destination_listing,
+            previous: previous.map(|report| report.entries),
+            trusted,
+            source_report,
         };
-        if listing.destination_exists && !plan.copy.is_empty() {
+        let mut plan = cancellable(&cancel, plan(inputs)).await?;
+        self.listed(&plan, destination_exists, listed_at)?;
+
+        let mut changes = Changes::new();
+        let dropped = plan.dropped.len();
+        self.drop_entries(&mut plan, &mut changes).await?;
+        if destination_exists && plan.copy_count > 0 {
             self.remove_interrupted().await?;
         }
         self.note_storage_class();
+        let copied = self.copy(&mut plan, &mut changes).await?;
+        let (deleted, failures) = self.remove_extras(&mut plan, &copied, &mut changes).await?;
 
-        let vouched = cancellable(&cancel, self.vouched(&plan.copy)).await?;
-        let confirmed = cancellable(
-            &cancel,
-            self.confirm(&mut plan, &listing.destination, &vouched, &mut report),
-        )
-        .await?;
-        let copied = self.copy(&plan.copy, vouched, &mut report).await?;
-        let (deleted, failures) = self
-            .remove_extras(&plan.extra, &copied, &mut report)
-            .await?;
-
-        let changed =
-            !had_report || report.objects != previous.objects || report.source != previous.source;
+        let changed = !had_report
+            || first_format
+            || !trusted
+            || dropped > 0
+            || self.writer.written > 0
+            || !changes.is_empty();
         // Written even when nothing changed: its time says when the mirror was last brought
         // up to date, which is what a freshness check of a quiet bucket's mirror must see.
         let (report_line, report_error) = self
-            .save_report(&mut report, changed || failures.is_empty())
+            .save_report(&mut changes, changed || failures.is_empty())
             .await?;
         self.finish(Summary {
-            objects: listing.source.len(),
             plan,
-            confirmed,
             copied,
             deleted,
             failures,
@@ -95,66 +105,75 @@ impl Mirror<'_, '_> {
         })
     }
 
-    /// Lists both sides; before anything is touched, refuses to let an empty source wipe the
-    /// mirror.
-    async fn list(&mut self) -> Result<Listing, StepFailure> {
-        let cancel = self.ctx.cancel.clone();
-        let listed_at = Instant::now();
-        let destination_exists = cancellable(&cancel, async {
-            self.destination.exists().await.map_err(StepFailure::of)
-        })
-        .await?;
-        let (source_objects, destination_objects) = cancellable(&cancel, async {
-            let destination = async {
-                if destination_exists {
-                    self.destination.list("").await
-                } else {
-                    Ok(Vec::new())
-                }
-            };
-            tokio::try_join!(self.source.list(""), destination).map_err(StepFailure::of)
-        })
-        .await?;
-        let source_objects: Vec<ObjectInfo> = source_objects
-            .into_iter()
-            .filter(|object| !is_own(&object.key))
-            .collect();
-        let destination_objects: Vec<ObjectInfo> = destination_objects
-            .into_iter()
-            .filter(|object| !is_own(&object.key))
-            .collect();
-        let listed = listed_at.elapsed();
-
-        // Before anything is touched: an empty source is a reason to stop, not to wipe.
+    /// Says what the listings held; before anything is touched, refuses to let an empty
+    /// source wipe the mirror.
+    fn listed(
+        &mut self,
+        plan: &Plan,
+        destination_exists: bool,
+        listed_at: Instant,
+    ) -> Result<(), StepFailure> {
         if self.step.delete
-            && source_objects.is_empty()
-            && !destination_objects.is_empty()
+            && plan.source_objects == 0
+            && plan.destination_objects > 0
             && !self.step.allow_empty_source
         {
             return Err(StepFailure::new(format!(
                 "the source {} lists no objects: refusing to delete the mirror's {} objects in {} (set allow_empty_source: true if the source is meant to be empty)",
                 self.source.url(),
-                destination_objects.len(),
+                plan.destination_objects,
                 self.destination.url()
             )));
         }
-
-        let source_bytes: u64 = source_objects.iter().map(|o| o.size).sum();
         self.evidence.push(format!(
-            "source {}: {} objects, {}; destination {}: {} objects before the sync{} (listed in {:.1} s)",
+            "source {}: {} objects, {}; destination {}: {} objects before the sync{} (listed and compared in {:.1} s)",
             self.source.url(),
-            source_objects.len(),
-            human_bytes(source_bytes),
+            plan.source_objects,
+            human_bytes(plan.source_bytes),
             self.destination.url(),
-            destination_objects.len(),
+            plan.destination_objects,
             if destination_exists { "" } else { " (a new directory)" },
-            listed.as_secs_f64()
+            listed_at.elapsed().as_secs_f64()
         ));
-        Ok(Listing {
-            destination_exists,
-            source: source_objects,
-            destination: destination_objects,
-        })
+        if plan.vouched > 0 {
+            self.evidence.push(format!(
+                "the source's checksum report vouches for {} of the {} objects to copy: each is checked against it as it is read (or hashed where the destination already holds it), and one that differs is not written",
+                plan.vouched, plan.copy_count
+            ));
+        }
+        Ok(())
+    }
+
+    /// Takes out of the report the entries whose destination object is gone or has another
+    /// size.
+    async fn drop_entries(
+        &mut self,
+        plan: &mut Plan,
+        changes: &mut Changes,
+    ) -> Result<(), StepFailure> {
+        let dropped = std::mem::replace(
+            &mut plan.dropped,
+            crate::steps::spill::Spill::new().map_err(spill_error)?,
+        );
+        for key in dropped.read().map_err(spill_error)? {
+            changes.insert(key.map_err(spill_error)?, None);
+            self.hold(changes).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves `changes` once they are many (a failed save only costs a later run some work).
+    async fn hold(&mut self, changes: &mut Changes) -> Result<(), StepFailure> {
+        if changes.len() >= CHANGES_HELD {
+            let (writer, destination, source) =
+                (&mut self.writer, &self.destination, self.source.url());
+            cancellable(&self.ctx.cancel, async {
+                let _ = save(writer, destination, source, changes).await;
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Removes what an earlier, killed sync was uploading (only drillbook's own uploads: other
@@ -193,32 +212,32 @@ impl Mirror<'_, '_> {
     /// copy succeeded. Returns the keys deleted and all failures, the copies' first.
     async fn remove_extras(
         &mut self,
-        extra: &[String],
+        plan: &mut Plan,
         copied: &Copied,
-        report: &mut ChecksumReport,
-    ) -> Result<(Vec<String>, Vec<(String, String)>), StepFailure> {
-        let mut deleted = Vec::new();
+        changes: &mut Changes,
+    ) -> Result<(Sample, Vec<(String, String)>), StepFailure> {
+        let mut deleted = Sample::default();
         let mut failures = copied.failures.clone();
-        if !extra.is_empty() {
-            if !self.step.delete {
-                self.evidence.push(format!(
-                    "kept, though absent at the source (delete: false) {}",
-                    first(extra)
-                ));
-            } else if !copied.failures.is_empty() {
-                // As rclone does: a sync that could not copy everything deletes nothing.
-                self.evidence.push(format!(
-                    "{} destination objects absent at the source were not deleted, because copies failed",
-                    extra.len()
-                ));
-            } else {
-                let (gone, failed) = self.delete(extra).await?;
-                for key in &gone {
-                    report.objects.remove(key);
-                }
-                deleted = gone;
-                failures.extend(failed);
-            }
+        if plan.extra.is_empty() {
+            return Ok((deleted, failures));
+        }
+        if !self.step.delete {
+            self.evidence.push(format!(
+                "kept, though absent at the source (delete: false) {}",
+                plan.extra_sample.describe()
+            ));
+        } else if !copied.failures.is_empty() || copied.untried > 0 {
+            // As rclone does: a sync that could not copy everything deletes nothing.
+            self.evidence.push(format!(
+                "{} destination objects absent at the source were not deleted, because copies failed",
+                plan.extra.len()
+            ));
+        } else {
+            let extra = std::mem::replace(
+                &mut plan.extra,
+                crate::steps::spill::Spill::new().map_err(spill_error)?,
+            );
+            failures.extend(self.delete(extra, &mut deleted, changes).await?);
         }
         Ok((deleted, failures))
     }
@@ -226,138 +245,131 @@ impl Mirror<'_, '_> {
     /// Writes the final report when `write` says so; returns the evidence line saying what
     /// became of it, and the error when it could not be written.
     async fn save_report(
-        &self,
-        report: &mut ChecksumReport,
+        &mut self,
+        changes: &mut Changes,
         write: bool,
     ) -> Result<(String, Option<String>), StepFailure> {
         let cancel = self.ctx.cancel.clone();
-        let mut report_error = None;
-        let report_line = if write {
-            match cancellable(&cancel, async {
-                Ok(write_report(&self.destination, report).await)
-            })
-            .await?
-            {
-                Ok(_) => format!(
-                    "checksum report {REPORT_KEY} in {}: {} objects",
-                    self.destination.url(),
-                    report.objects.len()
+        if !write {
+            return Ok((
+                format!(
+                    "checksum report {REPORT_KEY} in {}: unchanged",
+                    self.destination.url()
                 ),
-                Err(error) => {
-                    let line = format!("the checksum report could not be written: {error}");
-                    report_error = Some(line.clone());
-                    line
-                }
+                None,
+            ));
+        }
+        let (writer, destination, source) =
+            (&mut self.writer, &self.destination, self.source.url());
+        let saved = cancellable(&cancel, async {
+            Ok(writer.finish(destination, source, changes).await)
+        })
+        .await?;
+        Ok(match saved {
+            Ok(()) => (
+                format!(
+                    "checksum report {REPORT_KEY} in {} ({} written for it during this sync, checkpoints included)",
+                    self.destination.url(),
+                    human_bytes(self.writer.written)
+                ),
+                None,
+            ),
+            Err(error) => {
+                let line = format!("the checksum report could not be written: {error}");
+                (line.clone(), Some(line))
             }
-        } else {
-            format!(
-                "checksum report {REPORT_KEY} in {}: unchanged, {} objects",
-                self.destination.url(),
-                report.objects.len()
-            )
-        };
-        Ok((report_line, report_error))
+        })
     }
 
-    /// The destination's report, or an empty one (with a note when it was unreadable).
-    async fn previous_report(&mut self) -> Result<(ChecksumReport, bool), StepFailure> {
-        let empty = ChecksumReport::new(self.source.url());
-        let bytes = match self.destination.get_bytes(REPORT_KEY).await {
-            Ok(bytes) => bytes,
-            Err(error) if error.is_not_found() => {
+    /// The destination's report, opened to be read in the plan (with a note when it was
+    /// unreadable); the writer that will save the new one is set to extend it.
+    async fn previous_report(&mut self) -> Result<Option<Opened>, StepFailure> {
+        match crate::checksums::open(&self.destination).await {
+            Ok(Some(opened)) => {
+                if opened.first_format() {
+                    self.evidence.push(format!(
+                        "the checksum report {REPORT_KEY} was in drillbook's first format (one JSON document): read, and converted to the current one (a head and sorted JSON Lines) when saved"
+                    ));
+                }
+                self.writer = opened.writer();
+                Ok(Some(opened))
+            }
+            Ok(None) => {
                 self.evidence.push(format!(
                     "no checksum report in {} yet: every object is copied",
                     self.destination.url()
                 ));
-                return Ok((empty, false));
+                Ok(None)
             }
-            Err(error) => {
-                self.evidence.push(format!(
-                    "the previous checksum report could not be read ({error}): every object is copied and a new report written"
-                ));
-                return Ok((empty, false));
-            }
-        };
-        match ChecksumReport::parse(&bytes) {
-            Ok(report) => Ok((report, true)),
             Err(error) => {
                 self.evidence.push(format!(
                     "the previous checksum report {REPORT_KEY} is unreadable ({error}): every object is copied and a new report written"
                 ));
-                Ok((empty, false))
+                Ok(None)
             }
         }
     }
 
-    /// What the source's own checksum report (when the source is itself a mirror) vouches
-    /// for among `objects`.
-    async fn vouched(&mut self, objects: &[ObjectInfo]) -> Result<Vouched, StepFailure> {
-        if objects.is_empty() {
-            return Ok(Vouched::new());
+    /// The source's own checksum report (when the source is itself a mirror), opened to be
+    /// read in the plan, and its time.
+    async fn source_report(
+        &mut self,
+    ) -> Result<Option<(crate::checksums::Entries, Option<jiff::Timestamp>)>, StepFailure> {
+        match crate::checksums::open(&self.source).await {
+            Ok(Some(opened)) => Ok(Some((opened.entries, opened.updated_at))),
+            Ok(None) => Ok(None),
+            Err(crate::checksums::ReadError::Store(error)) if !error.is_not_found() => {
+                Err(StepFailure::of(error))
+            }
+            Err(error) => {
+                self.evidence.push(format!(
+                    "the source's checksum report {REPORT_KEY} is unreadable ({error}): copies are not checked against it"
+                ));
+                Ok(None)
+            }
         }
-        let report = match self.source.get_bytes(REPORT_KEY).await {
-            Ok(bytes) => match ChecksumReport::parse(&bytes) {
-                Ok(report) => report,
-                Err(error) => {
-                    self.evidence.push(format!(
-                        "the source's checksum report {REPORT_KEY} is unreadable ({error}): copies are not checked against it"
-                    ));
-                    return Ok(Vouched::new());
-                }
-            },
-            Err(error) if error.is_not_found() => return Ok(Vouched::new()),
-            Err(error) => return Err(StepFailure::of(error)),
-        };
-        let vouched: Vouched = objects
-            .iter()
-            .filter_map(|object| {
-                report
-                    .vouches(&object.key, object.size, object.modified)
-                    .map(|sha256| (object.key.clone(), sha256.to_owned()))
-            })
-            .collect();
-        self.evidence.push(format!(
-            "the source's checksum report vouches for {} of the {} objects to copy: each is checked against it as it is read, and one that differs is not written",
-            vouched.len(),
-            objects.len()
-        ));
-        Ok(vouched)
     }
 
-    /// Deletes `keys` from the destination, `concurrency` at a time. Returns the keys deleted
-    /// and the failures.
+    /// Deletes the `extra` keys from the destination, `concurrency` at a time, recording each
+    /// in `deleted` and `changes`. Returns the failures.
     async fn delete(
-        &self,
-        keys: &[String],
-    ) -> Result<(Vec<String>, Vec<(String, String)>), StepFailure> {
+        &mut self,
+        extra: crate::steps::spill::Spill<String>,
+        deleted: &mut Sample,
+        changes: &mut Changes,
+    ) -> Result<Vec<(String, String)>, StepFailure> {
         let concurrency = self.step.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize;
-        let work = async {
-            let mut deleted = Vec::new();
-            let mut failed = Vec::new();
-            let mut running = JoinSet::new();
-            let mut pending = keys.iter();
-            loop {
-                while running.len() < concurrency
-                    && let Some(key) = pending.next()
-                {
-                    let destination = self.destination.clone();
-                    let key = key.clone();
-                    running.spawn(async move {
-                        let result = destination.delete(&key).await;
-                        (key, result)
-                    });
-                }
-                match running.join_next().await {
-                    Some(Ok((key, Ok(())))) => deleted.push(key),
-                    Some(Ok((key, Err(error)))) => failed.push((key, error.to_string())),
-                    Some(Err(error)) => {
-                        failed.push((String::new(), format!("a deletion stopped: {error}")))
-                    }
-                    None => break,
-                }
+        let mut pending = extra.read().map_err(spill_error)?;
+        let mut failed = Vec::new();
+        let mut running = JoinSet::new();
+        loop {
+            while running.len() < concurrency
+                && let Some(key) = pending.next()
+            {
+                let key = key.map_err(spill_error)?;
+                let destination = self.destination.clone();
+                running.spawn(async move {
+                    let result = destination.delete(&key).await;
+                    (key, result)
+                });
             }
-            Ok((deleted, failed))
-        };
-        cancellable(&self.ctx.cancel, work).await
+            let joined = tokio::select! {
+                joined = running.join_next() => joined,
+                _ = self.ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+            };
+            match joined {
+                Some(Ok((key, Ok(())))) => {
+                    deleted.add(&key);
+                    changes.insert(key, None);
+                    self.hold(changes).await?;
+                }
+                Some(Ok((key, Err(error)))) => failed.push((key, error.to_string())),
+                Some(Err(error)) => {
+                    failed.push((String::new(), format!("a deletion stopped: {error}")))
+                }
+                None => break,
+            }
+        }
+        Ok(failed)
     }
 }

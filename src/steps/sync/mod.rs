@@ -91,6 +91,27 @@ impl crate::steps::StepKind for Sync {
     const IDEMPOTENT: bool = true;
     const SCALES_WITH_SIZE: bool = true;
 
+    /// Reads the source; lists, reads (its checksum report), writes and cleans up the
+    /// destination, and deletes there only with `delete: true`.
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        let destination: &'static [Need] = if self.delete {
+            &[
+                Need::List,
+                Need::Read,
+                Need::Write,
+                Need::Delete,
+                Need::CleanUp,
+            ]
+        } else {
+            &[Need::List, Need::Read, Need::Write, Need::CleanUp]
+        };
+        vec![
+            Access::of("source", &self.source, &[Need::List, Need::Read]),
+            Access::of("destination", &self.destination, destination),
+        ]
+    }
+
     fn summary(&self) -> String {
         format!("mirror {} to {}", self.source, self.destination)
     }
@@ -165,6 +186,7 @@ impl crate::steps::StepKind for Sync {
             destination,
             storage_class,
             evidence: Vec::new(),
+            writer: crate::checksums::Writer::new(),
         };
         mirror.run().await
     }

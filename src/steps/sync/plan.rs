@@ -1,202 +1,171 @@
-//! What a sync sets out to do: from the two listings and the previous checksum report, the
-//! objects to copy and the destination's extras; then, hashing what the destination already
-//! holds, the copies it can do without.
-
-use std::collections::{BTreeMap, HashMap, HashSet};
+//! What a sync sets out to do, decided in one pass: the source's listing, the destination's
+//! and the destination's previous checksum report (and the source's own report, when the
+//! source is itself a mirror) are read together in key order, and what to copy, what the
+//! destination holds beyond the source, and which report entries no longer describe a
+//! destination object are written to temporary files as they are found. Memory stays flat
+//! whatever the number of objects.
 
 use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 
-use super::mirror::{Mirror, Vouched};
-use super::transfer::settled;
-use crate::checksums::{ChecksumReport, Entry};
-use crate::connect::store::ObjectInfo;
+use super::summary::Sample;
+use crate::checksums::Entries;
+use crate::connect::store::Listing;
 use crate::steps::StepFailure;
-use crate::steps::hashing::{Job, Side, hash_all};
+use crate::steps::merge::{Alongside, Merged, Pair};
+use crate::steps::spill::Spill;
 
-/// What a sync decided from the two listings and the previous report.
-#[derive(Debug, Default, PartialEq)]
+/// A source object to copy, as the plan holds it.
+#[derive(Debug, Serialize, Deserialize)]
+pub(super) struct ToCopy {
+    pub(super) key: String,
+    pub(super) size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) modified: Option<Timestamp>,
+    /// The SHA-256 the source's own checksum report vouches for: the copy is checked
+    /// against it as it is read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) vouched: Option<String>,
+    /// The destination holds an object of this size: when vouched for, it is hashed there
+    /// first, and copied only if its bytes differ.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) present: bool,
+}
+
+/// What a sync decided.
 pub(super) struct Plan {
-    /// Source objects to copy, largest first (so they do not trail at the end).
-    pub(super) copy: Vec<ObjectInfo>,
+    /// Source objects to copy, in key order.
+    pub(super) copy: Spill<ToCopy>,
+    pub(super) copy_count: usize,
+    pub(super) copy_bytes: u64,
+    /// Of the copies, those the source's report vouches for.
+    pub(super) vouched: usize,
     pub(super) unchanged: usize,
-    /// Destination keys absent at the source, sorted.
-    pub(super) extra: Vec<String>,
-    /// The previous report's entries that still describe a destination object.
-    pub(super) report: BTreeMap<String, Entry>,
+    /// Destination keys absent at the source, in key order.
+    pub(super) extra: Spill<String>,
+    pub(super) extra_sample: Sample,
+    /// Keys of the previous report whose destination object is gone or has another size.
+    pub(super) dropped: Spill<String>,
+    pub(super) source_objects: usize,
+    pub(super) source_bytes: u64,
+    pub(super) destination_objects: usize,
 }
 
-/// `trusted`: whether the previous report's times are those of this source (it was written
-/// by a sync from it).
-pub(super) fn plan(
-    source: &[ObjectInfo],
-    destination: &[ObjectInfo],
-    previous: &ChecksumReport,
-    trusted: bool,
-) -> Plan {
-    let sizes: HashMap<&str, u64> = destination
-        .iter()
-        .map(|object| (object.key.as_str(), object.size))
-        .collect();
-    let report: BTreeMap<String, Entry> = previous
-        .objects
-        .iter()
-        .filter(|(key, entry)| sizes.get(key.as_str()) == Some(&entry.size))
-        .map(|(key, entry)| {
-            let mut entry = entry.clone();
-            if !trusted {
-                // Still what the destination holds, but the time is another source's.
-                entry.source_modified = None;
+pub(super) fn spill_error(error: std::io::Error) -> StepFailure {
+    StepFailure::new(format!(
+        "could not keep the plan in a temporary file ({}): {error}",
+        std::env::temp_dir().display()
+    ))
+}
+
+/// The inputs of a plan, each read once in key order.
+pub(super) struct Inputs {
+    pub(super) source: Listing,
+    /// `None` when the destination does not exist yet.
+    pub(super) destination: Option<Listing>,
+    /// The destination's previous report.
+    pub(super) previous: Option<Entries>,
+    /// Whether the previous report's times are this source's (it was written by a sync
+    /// from it).
+    pub(super) trusted: bool,
+    /// The source's own report and its time.
+    pub(super) source_report: Option<(Entries, Option<Timestamp>)>,
+}
+
+pub(super) async fn plan(inputs: Inputs) -> Result<Plan, StepFailure> {
+    let Inputs {
+        source,
+        destination,
+        previous,
+        trusted,
+        source_report,
+    } = inputs;
+    let mut previous = Alongside::new(previous, "the destination's checksum report".into());
+    let (source_report, source_report_time) = match source_report {
+        Some((entries, time)) => (Some(entries), time),
+        None => (None, None),
+    };
+    let mut source_report = Alongside::new(source_report, "the source's checksum report".into());
+    let mut plan = Plan {
+        copy: Spill::new().map_err(spill_error)?,
+        copy_count: 0,
+        copy_bytes: 0,
+        vouched: 0,
+        unchanged: 0,
+        extra: Spill::new().map_err(spill_error)?,
+        extra_sample: Sample::default(),
+        dropped: Spill::new().map_err(spill_error)?,
+        source_objects: 0,
+        source_bytes: 0,
+        destination_objects: 0,
+    };
+    let mut merged = Merged::new(source, destination).await?;
+    while let Some(Pair {
+        key,
+        a: object,
+        b: copy,
+    }) = merged.next().await?
+    {
+        plan.destination_objects += usize::from(copy.is_some());
+        // The previous report's entry, while it still describes the destination's object;
+        // the entries passed over describe nothing there.
+        let entry = match &copy {
+            Some(copy) => {
+                let dropped = &mut plan.dropped;
+                match previous
+                    .entry_for(&key, |passed| dropped.push(&passed).map_err(spill_error))
+                    .await?
+                {
+                    Some(entry) if entry.size == copy.size => Some(entry),
+                    Some(_) => {
+                        dropped.push(&key).map_err(spill_error)?;
+                        None
+                    }
+                    None => None,
+                }
             }
-            (key.clone(), entry)
-        })
-        .collect();
-    let mut plan = Plan::default();
-    for object in source {
-        let same = sizes.get(object.key.as_str()) == Some(&object.size)
+            None => None,
+        };
+        let Some(object) = object else {
+            plan.extra.push(&key).map_err(spill_error)?;
+            plan.extra_sample.add(&key);
+            continue;
+        };
+        plan.source_objects += 1;
+        plan.source_bytes += object.size;
+        let present = copy.is_some_and(|copy| copy.size == object.size);
+        let unchanged = present
             && trusted
-            && previous
-                .unchanged(&object.key, object.size, object.modified)
-                .is_some();
-        if same {
+            && entry.is_some_and(|entry| entry.unchanged(object.size, object.modified));
+        if unchanged {
             plan.unchanged += 1;
-        } else {
-            plan.copy.push(object.clone());
+            continue;
         }
-    }
-    plan.copy
-        .sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.key.cmp(&b.key)));
-    let at_source: HashSet<&str> = source.iter().map(|o| o.key.as_str()).collect();
-    plan.extra = destination
-        .iter()
-        .filter(|object| !at_source.contains(object.key.as_str()))
-        .map(|object| object.key.clone())
-        .collect();
-    plan.extra.sort();
-    plan.report = report;
-    plan
-}
-
-impl Mirror<'_, '_> {
-    /// Takes out of `plan.copy` the objects the destination already holds with the bytes the
-    /// source's report vouches for (hashed in the destination): a bucket restored from its
-    /// mirror has no report of its own, and reading it is cheaper than copying everything
-    /// back. Returns how many.
-    pub(super) async fn confirm(
-        &self,
-        plan: &mut Plan,
-        destination: &[ObjectInfo],
-        vouched: &Vouched,
-        report: &mut ChecksumReport,
-    ) -> Result<usize, StepFailure> {
-        let sizes: HashMap<&str, u64> = destination
-            .iter()
-            .map(|object| (object.key.as_str(), object.size))
-            .collect();
-        let candidates: Vec<Job> = plan
-            .copy
-            .iter()
-            .filter(|object| sizes.get(object.key.as_str()) == Some(&object.size))
-            .filter_map(|object| {
-                vouched.get(&object.key).map(|sha256| Job {
-                    key: object.key.clone(),
-                    first: Side::Known(sha256.clone()),
-                    second: Side::Read {
-                        store: self.destination.clone(),
-                        size: object.size,
-                    },
-                })
+        let vouched = source_report
+            .entry_for(&key, |_| Ok(()))
+            .await?
+            .and_then(|entry| {
+                entry
+                    .vouches(source_report_time, object.size, object.modified)
+                    .map(str::to_owned)
+            });
+        plan.vouched += usize::from(vouched.is_some());
+        plan.copy_bytes += object.size;
+        plan.copy_count += 1;
+        plan.copy
+            .push(&ToCopy {
+                key,
+                size: object.size,
+                modified: object.modified,
+                vouched,
+                present,
             })
-            .collect();
-        if candidates.is_empty() {
-            return Ok(0);
-        }
-        let hashed: HashSet<String> = candidates.iter().map(|job| job.key.clone()).collect();
-        let (mismatches, _) = hash_all(candidates, self.ctx).await?;
-        let differ: HashSet<String> = mismatches.into_iter().map(|(key, ..)| key).collect();
-        let now = Timestamp::now();
-        let before = plan.copy.len();
-        plan.copy.retain(|object| {
-            if !hashed.contains(&object.key) || differ.contains(&object.key) {
-                return true;
-            }
-            report.objects.insert(
-                object.key.clone(),
-                Entry {
-                    size: object.size,
-                    sha256: vouched[&object.key].clone(),
-                    source_modified: object.modified.filter(|&modified| settled(modified, now)),
-                },
-            );
-            false
-        });
-        let confirmed = before - plan.copy.len();
-        plan.unchanged += confirmed;
-        Ok(confirmed)
+            .map_err(spill_error)?;
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn object(key: &str, size: u64, modified: &str) -> ObjectInfo {
-        ObjectInfo {
-            key: key.to_owned(),
-            size,
-            modified: Some(modified.parse().expect("time")),
-        }
-    }
-
-    fn entry(size: u64, modified: &str) -> Entry {
-        Entry {
-            size,
-            sha256: "ab".into(),
-            source_modified: Some(modified.parse().expect("time")),
-        }
-    }
-
-    const T1: &str = "2026-11-24T02:00:00Z";
-    const T2: &str = "2026-11-24T03:00:00Z";
-
-    #[test]
-    fn plans_copies_unchanged_and_extras() {
-        let source = vec![
-            object("same", 5, T1),
-            object("newer", 5, T2),
-            object("missing", 5, T1),
-            object("no-entry", 5, T1),
-            object("resized", 6, T1),
-            object("big", 100, T1),
-        ];
-        let destination = vec![
-            object("same", 5, T2),
-            object("newer", 5, T2),
-            object("no-entry", 5, T2),
-            object("resized", 5, T2),
-            object("big", 100, T2),
-            object("extra/b", 1, T2),
-            object("extra/a", 1, T2),
-        ];
-        let mut previous = ChecksumReport::new("s3://a");
-        for (key, size) in [("same", 5), ("newer", 5), ("resized", 5), ("big", 100)] {
-            previous.objects.insert(key.into(), entry(size, T1));
-        }
-        // An entry whose destination object is gone, or has another size, is dropped.
-        previous.objects.insert("gone".into(), entry(1, T1));
-        previous.objects.insert("extra/a".into(), entry(7, T1));
-
-        let plan = plan(&source, &destination, &previous, true);
-        let copied: Vec<&str> = plan.copy.iter().map(|o| o.key.as_str()).collect();
-        assert_eq!(copied, ["resized", "missing", "newer", "no-entry"]);
-        assert_eq!(plan.unchanged, 2);
-        assert_eq!(plan.extra, ["extra/a", "extra/b"]);
-        let kept: Vec<&str> = plan.report.keys().map(String::as_str).collect();
-        assert_eq!(kept, ["big", "newer", "resized", "same"]);
-
-        // A report from another source vouches for nothing.
-        let plan = super::plan(&source, &destination, &previous, false);
-        assert_eq!((plan.copy.len(), plan.unchanged), (6, 0));
-        assert_eq!(plan.copy[0].key, "big");
-        assert!(plan.report.values().all(|e| e.source_modified.is_none()));
-    }
+    // What the report holds past the destination's last key describes nothing there.
+    let dropped = &mut plan.dropped;
+    previous
+        .rest(|passed| dropped.push(&passed).map_err(spill_error))
+        .await?;
+    Ok(plan)
 }

@@ -1,7 +1,7 @@
 //! What a sync says when it is done: its evidence and outputs and, when something failed,
 //! the failure (permanent when only objects damaged at the source failed).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::mirror::Mirror;
 use super::plan::Plan;
@@ -14,15 +14,48 @@ use crate::steps::{Done, StepFailure};
 /// Keys listed one by one in the evidence; the counts cover all of them.
 const SHOWN: usize = 10;
 
+/// Keys counted, the first [`SHOWN`] of them (in key order) kept to be named.
+#[derive(Debug, Default)]
+pub(super) struct Sample {
+    count: usize,
+    first: BTreeSet<String>,
+}
+
+impl Sample {
+    pub(super) fn add(&mut self, key: &str) {
+        self.count += 1;
+        if self.first.len() < SHOWN || self.first.last().is_some_and(|last| key < last.as_str()) {
+            self.first.insert(key.to_owned());
+            if self.first.len() > SHOWN {
+                self.first.pop_last();
+            }
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// "(2): a, b", or "(first 10 of 12): a, …".
+    pub(super) fn describe(&self) -> String {
+        let shown = self.first.iter().cloned().collect::<Vec<_>>().join(", ");
+        if self.count > self.first.len() {
+            format!("(first {} of {}): {shown}", self.first.len(), self.count)
+        } else {
+            format!("({}): {shown}", self.count)
+        }
+    }
+}
+
 /// What the phases of a sync did.
 pub(super) struct Summary {
-    /// Data objects listed at the source.
-    pub(super) objects: usize,
     pub(super) plan: Plan,
-    /// Of the unchanged objects, those found in the destination by hashing it.
-    pub(super) confirmed: usize,
     pub(super) copied: Copied,
-    pub(super) deleted: Vec<String>,
+    pub(super) deleted: Sample,
     /// The copies' failures, then the deletions'.
     pub(super) failures: Vec<(String, String)>,
     /// What became of the final checksum report.
@@ -33,15 +66,14 @@ pub(super) struct Summary {
 impl Mirror<'_, '_> {
     pub(super) fn finish(mut self, summary: Summary) -> Result<Done, StepFailure> {
         let Summary {
-            objects,
             plan,
-            confirmed,
             copied,
-            mut deleted,
+            deleted,
             failures,
             report_line,
             report_error,
         } = summary;
+        let confirmed = copied.confirmed;
         let mut evidence = std::mem::take(&mut self.evidence);
         let seconds = copied.elapsed.as_secs_f64().max(0.001);
         let objects_per_second = copied.keys.len() as f64 / seconds;
@@ -62,7 +94,7 @@ impl Mirror<'_, '_> {
         }
         evidence.push(format!(
             "unchanged: {} objects (same size, and the same modification time as when the report recorded them{})",
-            plan.unchanged,
+            plan.unchanged + confirmed,
             if confirmed > 0 {
                 format!(
                     "; {confirmed} of them re-hashed in the destination and found to be the bytes the source's report records"
@@ -72,26 +104,20 @@ impl Mirror<'_, '_> {
             }
         ));
         evidence.push(format!("deleted: {} objects", deleted.len()));
-        let mut copied_keys = copied.keys.clone();
-        copied_keys.sort();
-        if !copied_keys.is_empty() {
-            evidence.push(format!("copied {}", first(&copied_keys)));
+        if !copied.keys.is_empty() {
+            evidence.push(format!("copied {}", copied.keys.describe()));
         }
         if !deleted.is_empty() {
-            deleted.sort();
-            evidence.push(format!("deleted {}", first(&deleted)));
+            evidence.push(format!("deleted {}", deleted.describe()));
         }
         if !copied.vanished.is_empty() {
             evidence.push(format!(
                 "{} objects disappeared from the source between listing and copying: {}",
                 copied.vanished.len(),
-                first(&copied.vanished)
+                copied.vanished.describe()
             ));
         }
-        let untried = plan
-            .copy
-            .len()
-            .saturating_sub(copied.keys.len() + copied.vanished.len() + copied.failures.len());
+        let untried = copied.untried;
         if untried > 0 {
             evidence.push(format!(
                 "after {MAX_FAILURES} failures no new transfer was started: {untried} objects were not tried"
@@ -109,16 +135,16 @@ impl Mirror<'_, '_> {
         let mut outputs = BTreeMap::new();
         outputs.insert("copied".into(), copied.keys.len().into());
         outputs.insert("deleted".into(), deleted.len().into());
-        outputs.insert("unchanged".into(), plan.unchanged.into());
+        outputs.insert("unchanged".into(), (plan.unchanged + confirmed).into());
         outputs.insert("bytes".into(), copied.bytes.into());
-        outputs.insert("objects".into(), objects.into());
+        outputs.insert("objects".into(), plan.source_objects.into());
         outputs.insert("report".into(), REPORT_KEY.into());
         let message = match (failures.first(), report_error) {
             (None, None) => return Ok(Done { outputs, evidence }),
             (Some((key, error)), _) => format!(
                 "{} of {} objects could not be synced{} (a re-run copies only what is missing); the first, {key}: {error}",
                 failures.len(),
-                plan.copy.len() + plan.extra.len(),
+                plan.copy_count + plan.extra.len(),
                 if untried > 0 {
                     format!(", {untried} were not tried")
                 } else {
@@ -152,25 +178,24 @@ impl Mirror<'_, '_> {
     }
 }
 
-/// "3 of 5: a, b, c" or the first [`SHOWN`] of many.
-pub(super) fn first(keys: &[String]) -> String {
-    let shown = keys[..keys.len().min(SHOWN)].join(", ");
-    if keys.len() > SHOWN {
-        format!("(first {SHOWN} of {}): {shown}", keys.len())
-    } else {
-        format!("({}): {shown}", keys.len())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn lists_the_first_keys() {
-        let keys: Vec<String> = (0..12).map(|i| format!("k{i:02}")).collect();
-        assert_eq!(first(&keys[..2]), "(2): k00, k01");
-        assert!(first(&keys).starts_with("(first 10 of 12): k00, "));
-        assert!(first(&keys).ends_with("k09"));
+    fn names_the_first_keys_in_order() {
+        let mut sample = Sample::default();
+        sample.add("k01");
+        sample.add("k00");
+        assert_eq!(sample.describe(), "(2): k00, k01");
+        for i in (2..12).rev() {
+            sample.add(&format!("k{i:02}"));
+        }
+        assert!(
+            sample
+                .describe()
+                .starts_with("(first 10 of 12): k00, k01, k02")
+        );
+        assert!(sample.describe().ends_with("k09"));
     }
 }

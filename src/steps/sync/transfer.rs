@@ -4,8 +4,8 @@
 //! the checksum report, which is saved now and then; on cancellation the phase stops cleanly,
 //! keeping what was copied for the next run.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -14,15 +14,18 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{Checkpoint, write_report};
+use super::checkpoint::{Checkpoint, save};
 use super::hashing_reader::Hashing;
-use super::mirror::{Mirror, Vouched};
+use super::mirror::Mirror;
+use super::plan::{Plan, ToCopy};
+use super::summary::Sample;
 use super::{DEFAULT_CONCURRENCY, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE};
-use crate::checksums::{ChecksumReport, Entry};
-use crate::connect::store::{ObjectInfo, PutOptions, Store};
+use crate::checksums::{Changes, Entry};
+use crate::connect::store::{PutOptions, Store};
 use crate::progress::{Progress, Unit};
 use crate::steps::StepFailure;
 use crate::steps::hashing::sha256_of;
+use crate::steps::spill::Items;
 
 /// How long a cancelled sync may spend saving what it copied and aborting its uploads.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
@@ -51,10 +54,13 @@ pub(super) const TIME_GRAIN: SignedDuration = SignedDuration::from_secs(1);
 /// What the copy phase did.
 #[derive(Default)]
 pub(super) struct Copied {
-    pub(super) keys: Vec<String>,
+    pub(super) keys: Sample,
     pub(super) bytes: u64,
+    /// Found in the destination with the bytes the source's report vouches for (hashed
+    /// there): not copied.
+    pub(super) confirmed: usize,
     /// Listed at the source but gone when read: not copied, not a failure.
-    pub(super) vanished: Vec<String>,
+    pub(super) vanished: Sample,
     /// Copies whose time was too fresh to trust next time (see [`TIME_GRAIN`]).
     pub(super) fresh: usize,
     pub(super) failures: Vec<(String, String)>,
@@ -65,53 +71,66 @@ pub(super) struct Copied {
     /// Of the copies, those made by the server.
     pub(super) server_side: usize,
     pub(super) elapsed: Duration,
+    /// Not tried: no new transfer starts after [`MAX_FAILURES`].
+    pub(super) untried: usize,
 }
 
 impl Copied {
-    fn record(&mut self, objects: &[ObjectInfo], outcome: Outcome, report: &mut ChecksumReport) {
+    fn record(&mut self, outcome: Outcome, changes: &mut Changes) {
         match outcome {
             Outcome::Copied {
-                index,
+                key,
                 entry,
                 server_side,
             } => {
-                let key = objects[index].key.clone();
                 self.server_side += usize::from(server_side);
                 self.bytes += entry.size;
                 if entry.source_modified.is_none() {
                     self.fresh += 1;
                 }
-                report.objects.insert(key.clone(), entry);
-                self.keys.push(key);
+                self.keys.add(&key);
+                changes.insert(key, Some(entry));
             }
-            Outcome::Vanished { index } => self.vanished.push(objects[index].key.clone()),
-            Outcome::Failed { index, error } => {
-                self.failures.push((objects[index].key.clone(), error));
+            Outcome::Confirmed { key, entry } => {
+                self.confirmed += 1;
+                changes.insert(key, Some(entry));
             }
-            Outcome::Damaged { index, error } => {
+            Outcome::Vanished { key } => self.vanished.add(&key),
+            Outcome::Failed { key, error } => self.failures.push((key, error)),
+            Outcome::Damaged { key, error } => {
                 self.damaged += 1;
-                self.failures.push((objects[index].key.clone(), error));
+                self.failures.push((key, error));
             }
-            Outcome::Refused { index, error } => {
+            Outcome::Refused { key, error } => {
                 self.refused += 1;
-                self.failures.push((objects[index].key.clone(), error));
+                self.failures.push((key, error));
             }
         }
+    }
+
+    /// Objects done with: copied, confirmed, vanished or failed.
+    fn settled(&self) -> usize {
+        self.keys.len() + self.confirmed + self.vanished.len() + self.failures.len()
     }
 }
 
 impl Mirror<'_, '_> {
-    /// Copies `objects` with `concurrency` transfers in flight, recording each copy in
-    /// `report` and writing it to the destination now and then.
+    /// Copies the plan's objects with `concurrency` transfers in flight, recording each copy
+    /// in `changes` and saving them to the destination's report now and then.
     pub(super) async fn copy(
         &mut self,
-        objects: &[ObjectInfo],
-        vouched: Vouched,
-        report: &mut ChecksumReport,
+        plan: &mut Plan,
+        changes: &mut Changes,
     ) -> Result<Copied, StepFailure> {
         let mut copied = Copied::default();
         let started = Instant::now();
-        let total: u64 = objects.iter().map(|o| o.size).sum();
+        let (total, count) = (plan.copy_bytes, plan.copy_count);
+        let queue = std::mem::replace(
+            &mut plan.copy,
+            crate::steps::spill::Spill::new().map_err(super::plan::spill_error)?,
+        )
+        .read()
+        .map_err(super::plan::spill_error)?;
         let concurrency = self.step.concurrency.unwrap_or(DEFAULT_CONCURRENCY).max(1) as usize;
         let server_side = self.step.server_side_copy && self.destination.same_server(&self.source);
         let transfers = Arc::new(Transfers {
@@ -128,12 +147,10 @@ impl Mirror<'_, '_> {
                 size_hint: None,
                 multipart_threshold: self.step.multipart_threshold.map(|size| size.0),
             },
-            objects: objects.to_vec(),
-            vouched,
+            queue: Mutex::new(queue),
             server_side,
             server_hashes: AtomicBool::new(false),
             probed: AtomicBool::new(false),
-            next: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             stored: AtomicU64::new(0),
             finished: AtomicU64::new(0),
@@ -142,7 +159,7 @@ impl Mirror<'_, '_> {
         });
         let (sender, mut outcomes) = mpsc::unbounded_channel();
         let mut workers = JoinSet::new();
-        for _ in 0..concurrency.min(objects.len()) {
+        for _ in 0..concurrency.min(count) {
             workers.spawn(transfer_worker(transfers.clone(), sender.clone()));
         }
         drop(sender);
@@ -152,10 +169,7 @@ impl Mirror<'_, '_> {
                 done: transfers.stored.load(Ordering::Relaxed),
                 total: Some(total),
                 unit: Unit::Bytes,
-                objects: Some((
-                    transfers.finished.load(Ordering::Relaxed),
-                    transfers.objects.len() as u64,
-                )),
+                objects: Some((transfers.finished.load(Ordering::Relaxed), count as u64)),
             })
         };
         progress();
@@ -167,9 +181,9 @@ impl Mirror<'_, '_> {
             tokio::select! {
                 outcome = outcomes.recv() => {
                     let Some(outcome) = outcome else { break };
-                    let before = copied.keys.len();
-                    copied.record(&transfers.objects, outcome, report);
-                    checkpoint.copied += copied.keys.len() - before;
+                    let before = copied.keys.len() + copied.confirmed;
+                    copied.record(outcome, changes);
+                    checkpoint.copied += copied.keys.len() + copied.confirmed - before;
                     if copied.failures.len() >= MAX_FAILURES {
                         transfers.stop.store(true, Ordering::Relaxed);
                     }
@@ -185,15 +199,16 @@ impl Mirror<'_, '_> {
                     let grace = tokio::time::Instant::now() + CANCEL_GRACE;
                     let finish = async {
                         while let Some(outcome) = outcomes.recv().await {
-                            copied.record(&transfers.objects, outcome, report);
+                            copied.record(outcome, changes);
                         }
                     };
                     let finished = tokio::time::timeout_at(grace, finish).await.is_ok();
                     workers.abort_all();
                     while workers.join_next().await.is_some() {}
-                    let destination = &self.destination;
+                    let (destination, source) = (&self.destination, self.source.url());
+                    let writer = &mut self.writer;
                     let save = async {
-                        let _ = write_report(destination, report).await;
+                        let _ = save(writer, destination, source, changes).await;
                         if !finished {
                             // The uploads dropped above are aborted by tasks of their own:
                             // see them through before the process ends.
@@ -207,7 +222,14 @@ impl Mirror<'_, '_> {
             if checkpoint.due() {
                 // A failed checkpoint only costs a re-run some copying; the final write
                 // decides the step.
-                match write_report(&self.destination, report).await {
+                match save(
+                    &mut self.writer,
+                    &self.destination,
+                    self.source.url(),
+                    changes,
+                )
+                .await
+                {
                     Ok(took) => checkpoint.written(took),
                     Err(error) => {
                         if !checkpoint.failed {
@@ -230,6 +252,7 @@ impl Mirror<'_, '_> {
         }
         progress();
         copied.elapsed = started.elapsed();
+        copied.untried = count.saturating_sub(copied.settled());
         Ok(copied)
     }
 }
@@ -239,16 +262,14 @@ struct Transfers {
     source: Store,
     destination: Store,
     options: PutOptions,
-    objects: Vec<ObjectInfo>,
-    vouched: Vouched,
+    /// The plan's objects to copy, taken one at a time.
+    queue: Mutex<Items<ToCopy>>,
     /// Source and destination are on the same S3 server: copy there, not through here.
     server_side: bool,
     /// The server gave a SHA-256 for a copy (AWS does): it will for the others too.
     server_hashes: AtomicBool,
     /// A small object was copied server-side to learn whether the server gives SHA-256s.
     probed: AtomicBool,
-    /// The next object to take.
-    next: AtomicUsize,
     /// Set on cancellation or too many failures: no new transfers.
     stop: AtomicBool,
     /// Bytes stored so far, over all objects.
@@ -263,38 +284,53 @@ struct Transfers {
 
 enum Outcome {
     Copied {
-        index: usize,
+        key: String,
         entry: Entry,
         /// Copied by the server (CopyObject), not read through.
         server_side: bool,
     },
+    /// Already in the destination with the bytes the source's report vouches for.
+    Confirmed {
+        key: String,
+        entry: Entry,
+    },
     Vanished {
-        index: usize,
+        key: String,
     },
     Failed {
-        index: usize,
+        key: String,
         error: String,
     },
     /// Not what the source's checksum report records: not retried.
     Damaged {
-        index: usize,
+        key: String,
         error: String,
     },
     /// A permanent error (a 4xx such as an invalid storage class): not retried.
     Refused {
-        index: usize,
+        key: String,
         error: String,
     },
 }
 
-/// Takes objects from the shared list until none is left (or the sync stops).
+/// Takes objects from the shared plan until none is left (or the sync stops).
 async fn transfer_worker(transfers: Arc<Transfers>, outcomes: mpsc::UnboundedSender<Outcome>) {
     while !transfers.stop.load(Ordering::Relaxed) {
-        let index = transfers.next.fetch_add(1, Ordering::Relaxed);
-        if index >= transfers.objects.len() {
-            break;
-        }
-        let outcome = transfers.copy(index).await;
+        let next = match transfers.queue.lock() {
+            Ok(mut queue) => queue.next(),
+            Err(_) => None,
+        };
+        let outcome = match next {
+            None => break,
+            Some(Ok(object)) => transfers.copy(&object).await,
+            Some(Err(error)) => {
+                transfers.stop.store(true, Ordering::Relaxed);
+                Outcome::Failed {
+                    key: String::new(),
+                    error: format!("reading the plan back from its temporary file: {error}"),
+                }
+            }
+        };
         transfers.finished.fetch_add(1, Ordering::Relaxed);
         if outcomes.send(outcome).is_err() {
             break;
@@ -305,10 +341,19 @@ async fn transfer_worker(transfers: Arc<Transfers>, outcomes: mpsc::UnboundedSen
 impl Transfers {
     /// Copies one object, trying again after a failure: a streamed upload cannot be resent by
     /// the S3 client, so a transient error would otherwise fail the object.
-    async fn copy(&self, index: usize) -> Outcome {
+    async fn copy(&self, object: &ToCopy) -> Outcome {
+        if object.present
+            && let Some(vouched) = &object.vouched
+            && let Some(entry) = self.confirm(object, vouched).await
+        {
+            return Outcome::Confirmed {
+                key: object.key.clone(),
+                entry,
+            };
+        }
         let mut attempt = 1;
         loop {
-            let outcome = self.copy_once(index).await;
+            let outcome = self.copy_once(object).await;
             if !matches!(outcome, Outcome::Failed { .. })
                 || attempt == COPY_ATTEMPTS
                 || self.cancel.is_cancelled()
@@ -320,17 +365,36 @@ impl Transfers {
         }
     }
 
-    async fn copy_once(&self, index: usize) -> Outcome {
-        let object = &self.objects[index];
+    /// The entry of a destination object that already has the bytes the source's report
+    /// vouches for (hashed there: a bucket restored from its mirror has no report of its own,
+    /// and reading it is cheaper than copying everything back); `None` when it differs or
+    /// cannot be read.
+    async fn confirm(&self, object: &ToCopy, vouched: &str) -> Option<Entry> {
+        let read_at = Timestamp::now();
+        let sha256 = sha256_of(&self.destination, &object.key, object.size)
+            .await
+            .ok()?;
+        self.stored.fetch_add(object.size, Ordering::Relaxed);
+        (sha256 == vouched).then(|| Entry {
+            size: object.size,
+            sha256,
+            source_modified: object
+                .modified
+                .filter(|&modified| settled(modified, read_at)),
+        })
+    }
+
+    async fn copy_once(&self, object: &ToCopy) -> Outcome {
+        let key = object.key.clone();
         // A copy the source's report vouches for is read through, to check it on the way.
         if self.server_side
             && object.size <= Store::MAX_SERVER_SIDE_COPY
-            && !self.vouched.contains_key(&object.key)
+            && object.vouched.is_none()
             && (object.size > SMALL_OBJECT
                 || self.server_hashes.load(Ordering::Relaxed)
                 || !self.probed.swap(true, Ordering::Relaxed))
         {
-            return self.copy_server_side(index).await;
+            return self.copy_server_side(object).await;
         }
         let options = PutOptions {
             size_hint: Some(object.size),
@@ -343,20 +407,20 @@ impl Transfers {
         let permits = u32::try_from(need.div_ceil(MEMORY_UNIT)).unwrap_or(u32::MAX);
         let Ok(_memory) = self.memory.acquire_many(permits).await else {
             return Outcome::Failed {
-                index,
+                key,
                 error: "the transfers were stopped".to_owned(),
             };
         };
         let read_at = Timestamp::now();
         let reader = match self.source.get(&object.key, None).await {
             Ok(reader) => reader,
-            Err(error) if error.is_not_found() => return Outcome::Vanished { index },
-            Err(error) => return failed(index, &error),
+            Err(error) if error.is_not_found() => return Outcome::Vanished { key },
+            Err(error) => return failed(key, &error),
         };
         let mut hashing = Hashing {
             inner: reader,
             hasher: Sha256::new(),
-            expected: self.vouched.get(&object.key).map(String::as_str),
+            expected: object.vouched.as_deref(),
             mismatched: false,
             cancelled: Box::pin(self.cancel.clone().cancelled_owned()),
         };
@@ -377,7 +441,7 @@ impl Transfers {
         }
         match stored {
             Ok(size) => Outcome::Copied {
-                index,
+                key,
                 server_side: false,
                 entry: Entry {
                     size,
@@ -389,25 +453,25 @@ impl Transfers {
             },
             // Damaged at the source: reading it again gives the same bytes.
             Err(error) if hashing.mismatched => Outcome::Damaged {
-                index,
+                key,
                 error: error.to_string(),
             },
-            Err(error) => failed(index, &error),
+            Err(error) => failed(key, &error),
         }
     }
 }
 
 /// A failed transfer: refused for good when the store says trying again cannot help.
-fn failed(index: usize, error: &crate::connect::store::StoreError) -> Outcome {
+fn failed(key: String, error: &crate::connect::store::StoreError) -> Outcome {
     let error_text = error.to_string();
     if error.is_permanent() {
         Outcome::Refused {
-            index,
+            key,
             error: error_text,
         }
     } else {
         Outcome::Failed {
-            index,
+            key,
             error: error_text,
         }
     }
@@ -415,18 +479,21 @@ fn failed(index: usize, error: &crate::connect::store::StoreError) -> Outcome {
 
 impl Transfers {
     /// Copies one object server-side; its SHA-256 is the server's, or read back from the copy.
-    async fn copy_server_side(&self, index: usize) -> Outcome {
-        let object = &self.objects[index];
+    async fn copy_server_side(&self, object: &ToCopy) -> Outcome {
+        let key = object.key.clone();
         let read_at = Timestamp::now();
-        let failed = |error: String| Outcome::Failed { index, error };
+        let failed = |error: String| Outcome::Failed {
+            key: object.key.clone(),
+            error,
+        };
         let computed = match self
             .destination
             .copy_from(&self.source, &object.key, &self.options)
             .await
         {
             Ok(computed) => computed,
-            Err(error) if error.is_not_found() => return Outcome::Vanished { index },
-            Err(error) => return self::failed(index, &error),
+            Err(error) if error.is_not_found() => return Outcome::Vanished { key },
+            Err(error) => return self::failed(key, &error),
         };
         if computed.is_some() {
             self.server_hashes.store(true, Ordering::Relaxed);
@@ -440,7 +507,7 @@ impl Transfers {
         };
         self.stored.fetch_add(object.size, Ordering::Relaxed);
         Outcome::Copied {
-            index,
+            key,
             server_side: true,
             entry: Entry {
                 size: object.size,

@@ -3,6 +3,57 @@
 /// Findings listed one by one in the evidence; the counts cover all of them.
 const FINDINGS_SHOWN: usize = 50;
 
+/// Findings of one sort: how many, and the first [`FINDINGS_SHOWN`] (a store that lost a
+/// million objects is not listed whole).
+#[derive(Debug)]
+pub(super) struct Listed<T> {
+    count: usize,
+    first: Vec<T>,
+}
+
+impl<T> Default for Listed<T> {
+    fn default() -> Listed<T> {
+        Listed {
+            count: 0,
+            first: Vec::new(),
+        }
+    }
+}
+
+impl<T> Listed<T> {
+    pub(super) fn push(&mut self, item: T) {
+        self.count += 1;
+        if self.first.len() < FINDINGS_SHOWN {
+            self.first.push(item);
+        }
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, T> {
+        self.first.iter()
+    }
+}
+
+impl<T: Ord> Listed<T> {
+    /// Orders the findings shown (found in any order, e.g. as hashing finished).
+    pub(super) fn sort(&mut self) {
+        self.first.sort();
+    }
+}
+
+impl<T> From<Vec<T>> for Listed<T> {
+    fn from(items: Vec<T>) -> Listed<T> {
+        let mut listed = Listed::default();
+        for item in items {
+            listed.push(item);
+        }
+        listed
+    }
+}
+
 /// What a comparison found. `sides` name the two things compared, for the evidence.
 #[derive(Debug, Default)]
 pub(super) struct Findings {
@@ -11,12 +62,12 @@ pub(super) struct Findings {
     /// What `compared` counted, after the number ("objects compared").
     pub(super) against: &'static str,
     pub(super) sides: (&'static str, &'static str),
-    pub(super) missing: Vec<String>,
-    pub(super) extra: Vec<String>,
+    pub(super) missing: Listed<String>,
+    pub(super) extra: Listed<String>,
     /// Key, size on the first side, size on the second.
-    pub(super) sizes: Vec<(String, u64, u64)>,
+    pub(super) sizes: Listed<(String, u64, u64)>,
     /// Key, SHA-256 on the first side, on the second.
-    pub(super) contents: Vec<(String, String, String)>,
+    pub(super) contents: Listed<(String, String, String)>,
     /// How the content was checked, for the evidence.
     pub(super) hashing: Vec<String>,
 }
@@ -110,9 +161,9 @@ mod tests {
         let findings = Findings {
             compared: 2_000,
             sides: ("source", "destination"),
-            missing: vec!["a".into()],
-            extra: vec!["b".into()],
-            contents: vec![("c".into(), "01".into(), "02".into())],
+            missing: vec!["a".into()].into(),
+            extra: vec!["b".into()].into(),
+            contents: vec![("c".into(), "01".into(), "02".into())].into(),
             ..Findings::default()
         };
         assert_eq!(
@@ -134,15 +185,15 @@ mod tests {
         let findings = Findings {
             compared: 120,
             sides: ("report", "store"),
-            missing: (0..60).map(|i| format!("m{i}")).collect(),
-            sizes: vec![("s".into(), 1, 2)],
+            missing: (0..60).map(|i| format!("m{i}")).collect::<Vec<_>>().into(),
+            sizes: vec![("s".into(), 1, 2)].into(),
             ..Findings::default()
         };
         let lines = findings.lines();
         assert_eq!(lines.len(), FINDINGS_SHOWN + 1);
         assert_eq!(lines[FINDINGS_SHOWN], "… and 11 more findings");
         let findings = Findings {
-            sizes: vec![("s".into(), 1, 2)],
+            sizes: vec![("s".into(), 1, 2)].into(),
             sides: ("report", "store"),
             ..Findings::default()
         };

@@ -9,6 +9,7 @@ use crate::connect::store::{ObjectInfo, Store};
 use crate::duration::Duration;
 use crate::format::format_duration;
 use crate::manifest;
+use crate::steps::config_backup::layout;
 
 impl Verify {
     /// The age of the newest complete backup when the store holds backups (or a `backup:` is
@@ -23,7 +24,8 @@ impl Verify {
         now: Timestamp,
     ) -> Freshness {
         let backups = manifest::candidates(listing);
-        let (newest, at, what) = if self.backup.is_some()
+        let configs = layout::versions(listing, None);
+        let (newest, at, what) = if (self.backup.is_some() && configs.is_empty())
             || backups.iter().any(|c| c.manifest.is_some())
         {
             let newest = backups.into_iter().find(|c| c.manifest.is_some());
@@ -32,6 +34,18 @@ impl Verify {
                     return Freshness::Unknown(format!("no complete backup in {}", store.url()));
                 }
                 Some((key, at)) => (key, at, "backup"),
+            }
+        } else if !configs.is_empty() {
+            // Versions are made when the file changes: the newest complete one is the
+            // configuration's latest backup, however long ago that was.
+            match configs.into_iter().find(|v| v.has_manifest) {
+                Some(version) => (version.key, version.at, "configuration backup"),
+                None => {
+                    return Freshness::Unknown(format!(
+                        "no complete configuration backup in {}",
+                        store.url()
+                    ));
+                }
             }
         } else if let Some(at) = refreshed {
             (REPORT_KEY.to_string(), at, "sync (its checksum report)")
@@ -65,6 +79,7 @@ impl Verify {
         );
         Freshness::Measured {
             newest,
+            at,
             age,
             line,
             fresh,
@@ -77,6 +92,7 @@ pub(super) enum Freshness {
     Unknown(String),
     Measured {
         newest: String,
+        at: Timestamp,
         age: SignedDuration,
         line: String,
         fresh: bool,

@@ -2,27 +2,89 @@
 //! drillbook's own SHA-256 (see the module documentation of `verify` for when content is
 //! hashed).
 
-use std::collections::BTreeMap;
-
 use jiff::{SignedDuration, Timestamp};
+use serde::{Deserialize, Serialize};
 
 use super::findings::{Findings, plural, thousands};
-use crate::checksums::{ChecksumReport, is_own};
-use crate::connect::store::{ObjectInfo, Store};
+use crate::checksums::Opened;
+use crate::connect::store::{Listing, Store};
 use crate::duration::human_bytes;
 use crate::steps::hashing::{Job, Side, hash_all};
+use crate::steps::merge::{Alongside, Merged, Pair};
+use crate::steps::spill::Spill;
 use crate::steps::{StepContext, StepFailure};
 
 /// Listings may give modification times truncated to the second: an object listed within a
 /// second before the report's `updated_at` may have been written after it.
 const TIME_GRAIN: SignedDuration = SignedDuration::from_secs(1);
 
+/// One key whose content is to be hashed, kept in a temporary file until the comparison of
+/// keys and sizes is done: the first side's size (`None`: its checksum is `known`), the
+/// second's, and the checksum trusted for the second side, if any.
+#[derive(Serialize, Deserialize)]
+struct ToHash {
+    key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first: Option<u64>,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    known: Option<String>,
+}
+
+fn spill_error(error: std::io::Error) -> StepFailure {
+    StepFailure::new(format!(
+        "could not keep the objects to hash in a temporary file ({}): {error}",
+        std::env::temp_dir().display()
+    ))
+}
+
+/// Hashes what `spill` holds: the first side in `first` (or its known checksum), the
+/// second in `second` (or the checksum trusted for it). Returns the bytes read.
+async fn hash_spilled(
+    spill: Spill<ToHash>,
+    total: u64,
+    (first, second): (&Store, &Store),
+    findings: &mut Findings,
+    ctx: &StepContext<'_>,
+) -> Result<u64, StepFailure> {
+    let items = spill.read().map_err(spill_error)?;
+    let jobs = items.map(|item| {
+        let item = item.map_err(spill_error)?;
+        let read = |store: &Store, size: u64| Side::Read {
+            store: store.clone(),
+            size,
+        };
+        Ok(match item.first {
+            Some(size) => Job {
+                key: item.key,
+                first: read(first, size),
+                second: match item.known {
+                    Some(sha256) => Side::Known(sha256),
+                    None => read(second, item.size),
+                },
+            },
+            None => Job {
+                key: item.key,
+                first: Side::Known(item.known.unwrap_or_default()),
+                second: read(second, item.size),
+            },
+        })
+    });
+    let bytes = hash_all(jobs, total, ctx, |key, a, b| {
+        findings.contents.push((key, a, b))
+    })
+    .await?;
+    findings.contents.sort();
+    Ok(bytes)
+}
+
 /// `source` against `destination`: keys on one side only, sizes, and content (see the module
-/// comment for when content is hashed).
+/// comment for when content is hashed). The listings and the destination's report are read
+/// together in key order.
 pub(super) async fn parity(
-    (source, source_objects): (&Store, &[ObjectInfo]),
-    (destination, destination_objects): (&Store, &[ObjectInfo]),
-    report: Option<&ChecksumReport>,
+    (source, source_listing): (&Store, Listing),
+    (destination, destination_listing): (&Store, Listing),
+    report: Option<Opened>,
     deep: bool,
     ctx: &StepContext<'_>,
 ) -> Result<Findings, StepFailure> {
@@ -30,62 +92,65 @@ pub(super) async fn parity(
         sides: ("source", "destination"),
         ..Findings::default()
     };
-    let sources: BTreeMap<&str, &ObjectInfo> = data(source_objects);
-    let destinations: BTreeMap<&str, &ObjectInfo> = data(destination_objects);
-    findings.extra = destinations
-        .keys()
-        .filter(|key| !sources.contains_key(*key))
-        .map(|key| key.to_string())
-        .collect();
-    findings.compared = sources.len() + findings.extra.len();
     // The report's source times describe the store it was synced from: only trusted when
     // that is this source.
-    let same_source = report.is_some_and(|r| r.source == source.url());
-    let updated_at = report.and_then(|r| r.updated_at);
-    let mut jobs = Vec::new();
+    let report_source = report.as_ref().map(|r| r.source.clone());
+    let same_source = report_source.as_deref() == Some(source.url());
+    let updated_at = report.as_ref().and_then(|r| r.updated_at);
+    let mut entries = Alongside::new(
+        report.map(|r| r.entries),
+        format!("the checksum report of {}", destination.url()),
+    );
+    let mut to_hash = Spill::new().map_err(spill_error)?;
+    let mut total = 0u64;
     let mut trusted = 0usize;
-    for (key, object) in &sources {
-        let Some(copy) = destinations.get(key) else {
-            findings.missing.push(key.to_string());
-            continue;
+    let mut merged = Merged::new(source_listing, Some(destination_listing)).await?;
+    while let Some(Pair { key, a, b }) = merged.next().await? {
+        findings.compared += 1;
+        let (object, copy) = match (a, b) {
+            (Some(object), Some(copy)) => (object, copy),
+            (Some(_), None) => {
+                findings.missing.push(key);
+                continue;
+            }
+            (None, _) => {
+                findings.extra.push(key);
+                continue;
+            }
         };
         if object.size != copy.size {
-            findings
-                .sizes
-                .push((key.to_string(), object.size, copy.size));
+            findings.sizes.push((key, object.size, copy.size));
             continue;
         }
         // What the report vouches for the destination's bytes, if it can.
-        let vouched = (!deep)
-            .then_some(report)
-            .flatten()
-            .and_then(|r| r.objects.get(*key))
+        let entry = if deep {
+            None
+        } else {
+            entries.entry_for(&key, |_| Ok(())).await?
+        };
+        let vouched = entry
             .filter(|entry| entry.size == copy.size && written_before(copy.modified, updated_at));
-        let source_unchanged = vouched.is_some()
-            && same_source
-            && report.is_some_and(|r| r.unchanged(key, object.size, object.modified).is_some());
+        let source_unchanged = same_source
+            && vouched
+                .as_ref()
+                .is_some_and(|entry| entry.unchanged(object.size, object.modified));
         if source_unchanged {
             trusted += 1;
             continue;
         }
-        jobs.push(Job {
-            key: key.to_string(),
-            first: Side::Read {
-                store: source.clone(),
-                size: object.size,
-            },
-            second: match vouched {
-                Some(entry) => Side::Known(entry.sha256.clone()),
-                None => Side::Read {
-                    store: destination.clone(),
-                    size: copy.size,
-                },
-            },
-        });
+        let known = vouched.map(|entry| entry.sha256);
+        total += object.size + if known.is_some() { 0 } else { copy.size };
+        to_hash
+            .push(&ToHash {
+                key,
+                first: Some(object.size),
+                size: copy.size,
+                known,
+            })
+            .map_err(spill_error)?;
     }
-    let hashed = jobs.len();
-    let (contents, bytes) = hash_all(jobs, ctx).await?;
-    findings.contents = contents;
+    let hashed = to_hash.len();
+    let bytes = hash_spilled(to_hash, total, (source, destination), &mut findings, ctx).await?;
     findings.hashing.push(if deep {
         format!(
             "sha256 of both sides compared for {} {} ({} read)",
@@ -94,12 +159,11 @@ pub(super) async fn parity(
             human_bytes(bytes)
         )
     } else {
-        let source_of_trust = match (report, same_source) {
+        let source_of_trust = match (report_source, same_source) {
             (None, _) => format!("{} has no checksum report", destination.url()),
-            (Some(_), false) => format!(
-                "the checksum report of {} was made from another source ({}), so only its checksums of untouched destination objects are used",
+            (Some(other), false) => format!(
+                "the checksum report of {} was made from another source ({other}), so only its checksums of untouched destination objects are used",
                 destination.url(),
-                report.map_or("", |r| r.source.as_str())
             ),
             (Some(_), true) => format!(
                 "{} trusted from the checksum report of {}",
@@ -118,11 +182,11 @@ pub(super) async fn parity(
 }
 
 /// `store` against its own checksum report: keys, sizes, and content for what the report
-/// cannot vouch for (everything with `deep`).
+/// cannot vouch for (everything with `deep`). The listing and the report are read together
+/// in key order.
 pub(super) async fn against_report(
-    store: &Store,
-    stored: &[ObjectInfo],
-    report: &ChecksumReport,
+    (store, listing): (&Store, Listing),
+    report: Opened,
     deep: bool,
     ctx: &StepContext<'_>,
 ) -> Result<Findings, StepFailure> {
@@ -131,46 +195,71 @@ pub(super) async fn against_report(
         sides: ("report", "store"),
         ..Findings::default()
     };
-    let objects = data(stored);
-    let entries: BTreeMap<&str, _> = report
-        .objects
-        .iter()
-        .filter(|(key, _)| !is_own(key))
-        .map(|(key, entry)| (key.as_str(), entry))
-        .collect();
-    findings.extra = objects
-        .keys()
-        .filter(|key| !entries.contains_key(*key))
-        .map(|key| key.to_string())
-        .collect();
-    findings.compared = entries.len() + findings.extra.len();
-    let mut jobs = Vec::new();
-    for (key, entry) in &entries {
-        let Some(object) = objects.get(key) else {
-            findings.missing.push(key.to_string());
+    let updated_at = report.updated_at;
+    let mut entries = Alongside::new(
+        Some(report.entries),
+        format!("the checksum report of {}", store.url()),
+    );
+    let mut to_hash = Spill::new().map_err(spill_error)?;
+    let (mut total, mut same_size) = (0u64, 0usize);
+    let mut listing = Some(listing);
+    let mut next = crate::steps::merge::pull(&mut listing).await?;
+    loop {
+        // The report's entries before the next object (or all that are left) are missing.
+        let mut missing = Vec::new();
+        let entry = match &next {
+            Some(object) => {
+                entries
+                    .entry_for(&object.key, |key| {
+                        missing.push(key);
+                        Ok(())
+                    })
+                    .await?
+            }
+            None => {
+                entries
+                    .rest(|key| {
+                        missing.push(key);
+                        Ok(())
+                    })
+                    .await?;
+                None
+            }
+        };
+        findings.compared += missing.len();
+        for key in missing {
+            if !crate::checksums::is_own(&key) {
+                findings.missing.push(key);
+            } else {
+                findings.compared -= 1;
+            }
+        }
+        let Some(object) = next.take() else { break };
+        next = crate::steps::merge::pull(&mut listing).await?;
+        findings.compared += 1;
+        let Some(entry) = entry else {
+            findings.extra.push(object.key);
             continue;
         };
         if entry.size != object.size {
-            findings
-                .sizes
-                .push((key.to_string(), entry.size, object.size));
+            findings.sizes.push((object.key, entry.size, object.size));
             continue;
         }
-        if deep || !written_before(object.modified, report.updated_at) {
-            jobs.push(Job {
-                key: key.to_string(),
-                first: Side::Known(entry.sha256.clone()),
-                second: Side::Read {
-                    store: store.clone(),
+        same_size += 1;
+        if deep || !written_before(object.modified, updated_at) {
+            total += object.size;
+            to_hash
+                .push(&ToHash {
+                    key: object.key,
+                    first: None,
                     size: object.size,
-                },
-            });
+                    known: Some(entry.sha256),
+                })
+                .map_err(spill_error)?;
         }
     }
-    let hashed = jobs.len();
-    let (contents, bytes) = hash_all(jobs, ctx).await?;
-    findings.contents = contents;
-    let same_size = entries.len() - findings.missing.len() - findings.sizes.len();
+    let hashed = to_hash.len();
+    let bytes = hash_spilled(to_hash, total, (store, store), &mut findings, ctx).await?;
     findings.hashing.push(format!(
         "sha256 compared with the report for {} {} ({} read){}",
         thousands(hashed as u64),
@@ -186,15 +275,6 @@ pub(super) async fn against_report(
         }
     ));
     Ok(findings)
-}
-
-/// The data objects of a listing by key: drillbook's own keys are never compared.
-fn data(objects: &[ObjectInfo]) -> BTreeMap<&str, &ObjectInfo> {
-    objects
-        .iter()
-        .filter(|o| !is_own(&o.key))
-        .map(|o| (o.key.as_str(), o))
-        .collect()
 }
 
 /// Whether an object was certainly last written before the report was: then the report's

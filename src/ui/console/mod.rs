@@ -38,6 +38,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// The most of an output file read for its tail.
 const TAIL_BYTES: u64 = 16 << 10;
 
+/// How often `watch` reads a shared state again.
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `drillbook watch`: the run's console, read-only, until `q` (or Ctrl-C). Without a terminal,
 /// or with `once`, the view is printed once as plain lines.
 pub fn watch(dir: &StateDir, run_id: &str, once: bool) -> Result<(), String> {
@@ -47,7 +50,13 @@ pub fn watch(dir: &StateDir, run_id: &str, once: bool) -> Result<(), String> {
         return Ok(());
     }
     let mut terminal = Screen::open().map_err(|e| format!("cannot use the terminal: {e}"))?;
+    let mut refreshed = std::time::Instant::now();
     loop {
+        // A copy of a shared state is brought up to date now and then, not at every frame.
+        if refreshed.elapsed() >= REFRESH {
+            dir.refresh(run_id)?;
+            refreshed = std::time::Instant::now();
+        }
         let frame = read(dir, run_id)?;
         terminal
             .0

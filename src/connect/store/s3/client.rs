@@ -26,6 +26,9 @@ pub struct S3Settings {
     /// Used only together with `secret_key`.
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// `sync` and `verify` list the bucket a level at a time (`?listing=walk`) rather than
+    /// flat: for servers that keep objects as files (see `s3/listing.rs`).
+    pub walk: bool,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -114,6 +117,7 @@ impl S3Store {
             url,
             server: format!("{endpoint} {identity}"),
             owner: String::new(),
+            walk: settings.walk,
         };
         store.check_bucket().await?;
         Ok(store)

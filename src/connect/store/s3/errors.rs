@@ -20,7 +20,21 @@ impl S3Store {
         if error.code() == Some("NoSuchBucket") {
             return self.no_such_bucket();
         }
-        let (url, key, message) = (self.url.clone(), key.to_owned(), describe(error));
+        let (url, key, mut message) = (self.url.clone(), key.to_owned(), describe(error));
+        let denied = error.code() == Some("AccessDenied")
+            || error
+                .raw_response()
+                .is_some_and(|response| response.status().as_u16() == 403);
+        if denied && let Some((permission, on_object)) = permission(action) {
+            let resource = if on_object {
+                format!("arn:aws:s3:::{}/{}", self.bucket, self.full_key(&key))
+            } else {
+                format!("arn:aws:s3:::{}", self.bucket)
+            };
+            message.push_str(&format!(
+                ": the credentials need {permission} on {resource} (`drillbook policy` prints what a playbook needs)"
+            ));
+        }
         if is_permanent(error) {
             StoreError::Refused {
                 action,
@@ -37,6 +51,23 @@ impl S3Store {
             }
         }
     }
+}
+
+/// The IAM permission an action of the store needs, and whether it is granted on the object
+/// (else on the bucket).
+fn permission(action: &str) -> Option<(&'static str, bool)> {
+    Some(match action {
+        "read" | "inspect" | "read the upload marker under" => ("s3:GetObject", true),
+        "write" => ("s3:PutObject", true),
+        "copy" => ("s3:GetObject on the source and s3:PutObject", true),
+        "delete" => ("s3:DeleteObject", true),
+        "abort the upload to" => ("s3:AbortMultipartUpload", true),
+        "list" | "open" => ("s3:ListBucket", false),
+        "list uploads under" => ("s3:ListBucketMultipartUploads", false),
+        "read the versioning of" => ("s3:GetBucketVersioning", false),
+        "read the lifecycle rules of" => ("s3:GetLifecycleConfiguration", false),
+        _ => return None,
+    })
 }
 
 /// Error codes S3 sends with a 4xx (or a 200) that mean "slow down" or "try again".

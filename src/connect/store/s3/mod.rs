@@ -9,14 +9,17 @@
 //!
 //! The store's operations are split by idea: `client` opens the bucket, `objects` reads
 //! and writes objects, `multipart` uploads large ones in parts, `incomplete` removes what
-//! interrupted uploads left, and `errors` words the SDK's errors.
+//! interrupted uploads left, `posture` reads versioning and lifecycle rules, and `errors`
+//! words the SDK's errors.
 
 mod client;
 mod conditional;
 mod errors;
 mod incomplete;
+mod listing;
 mod multipart;
 mod objects;
+mod posture;
 
 pub use client::S3Settings;
 pub(crate) use multipart::upload_memory;
@@ -41,6 +44,8 @@ pub(crate) struct S3Store {
     server: String,
     /// Named in upload markers: see `Store::owned_by`.
     pub(in crate::connect::store) owner: String,
+    /// `sync` and `verify` list a level at a time (`?listing=walk`).
+    walk: bool,
 }
 
 impl S3Store {

@@ -13,7 +13,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, StorageClass};
 use tokio::io::AsyncRead;
 
-use super::incomplete::MARKER_DIR;
 use super::multipart::{MultipartUpload, base_part_size, streams};
 use super::{MAX_SINGLE_REQUEST, S3Store, timestamp};
 use crate::connect::store::{ObjectInfo, PutOptions, StoreError, streamed};
@@ -314,22 +313,6 @@ impl S3Store {
                 size: object.size().unwrap_or(0).max(0) as u64,
                 modified: object.last_modified().and_then(timestamp),
             }))
-    }
-
-    pub(crate) async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
-        let objects = self.list_full(&self.full_key(prefix), prefix).await?;
-        Ok(objects
-            .into_iter()
-            .filter_map(|mut object| {
-                // Zero-byte "folder" placeholders (made by web consoles) are not objects a
-                // key can name; our markers are bookkeeping, not data.
-                if object.key.ends_with('/') || object.key.starts_with(MARKER_DIR) {
-                    return None;
-                }
-                object.key = object.key.strip_prefix(&self.prefix)?.to_owned();
-                Some(object)
-            })
-            .collect())
     }
 
     /// Every object under `full_prefix` (bucket keys, not relative ones), all pages.

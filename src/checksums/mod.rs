@@ -2,8 +2,19 @@
 //! and the source object's modification time when it was hashed. `verify` checks parity
 //! against it, and the next `sync` reuses it so unchanged objects are not hashed again.
 //!
+//! This file is the report in memory (and its first format, one JSON document, still read and
+//! converted once); `stored.rs` is how it lives in a store now: a small head at
+//! [`REPORT_KEY`], the entries as sorted JSON Lines, and what changed since as small sorted
+//! segments, so a checkpoint writes only what changed.
+//!
 //! An ETag is not a checksum (the same bytes get different multipart ETags from different
 //! tools), so parity is always decided on drillbook's own SHA-256.
+
+mod entries;
+mod stored;
+
+pub use entries::Entries;
+pub use stored::{Opened, ReadError, SEGMENTS, Writer, open, read};
 
 use std::collections::BTreeMap;
 
@@ -14,6 +25,10 @@ use serde::{Deserialize, Serialize};
 /// drillbook's own: never mirrored, compared or deleted.
 pub const REPORT_KEY: &str = ".drillbook/checksums.json";
 pub const OWN_PREFIX: &str = ".drillbook/";
+
+/// What changed in a report since it was last saved, by key: the new entry, or `None` for a
+/// removed one.
+pub type Changes = BTreeMap<String, Option<Entry>>;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ChecksumReport {
@@ -46,10 +61,12 @@ impl ChecksumReport {
         }
     }
 
+    /// The first format (one JSON document), as written before segments.
     pub fn parse(bytes: &[u8]) -> Result<ChecksumReport, String> {
         serde_json::from_slice(bytes).map_err(|e| format!("not a drillbook checksum report: {e}"))
     }
 
+    /// The first format: what tests write to prove it is still read.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut bytes = serde_json::to_vec(self).unwrap_or_default();
         bytes.push(b'\n');
@@ -60,7 +77,7 @@ impl ChecksumReport {
     pub fn unchanged(&self, key: &str, size: u64, modified: Option<Timestamp>) -> Option<&Entry> {
         self.objects
             .get(key)
-            .filter(|e| e.size == size && modified.is_some() && e.source_modified == modified)
+            .filter(|entry| entry.unchanged(size, modified))
     }
 }
 
@@ -74,11 +91,28 @@ impl ChecksumReport {
     /// which skips hashing what a report vouches for, keeps a second's margin instead
     /// (`written_before` there).
     pub fn vouches(&self, key: &str, size: u64, modified: Option<Timestamp>) -> Option<&str> {
-        let written = self.updated_at?;
         self.objects
             .get(key)
-            .filter(|entry| entry.size == size && modified.is_some_and(|m| m <= written))
-            .map(|entry| entry.sha256.as_str())
+            .and_then(|entry| entry.vouches(self.updated_at, size, modified))
+    }
+}
+
+impl Entry {
+    /// Whether the source object still has the size and modification time it had when hashed.
+    pub fn unchanged(&self, size: u64, modified: Option<Timestamp>) -> bool {
+        self.size == size && modified.is_some() && self.source_modified == modified
+    }
+
+    /// See [`ChecksumReport::vouches`]; `written`: the report's time.
+    pub fn vouches(
+        &self,
+        written: Option<Timestamp>,
+        size: u64,
+        modified: Option<Timestamp>,
+    ) -> Option<&str> {
+        let written = written?;
+        (self.size == size && modified.is_some_and(|m| m <= written))
+            .then_some(self.sha256.as_str())
     }
 }
 

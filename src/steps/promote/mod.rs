@@ -5,9 +5,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
 
+mod env_file;
+use env_file::rewrite_env_file;
+
 /// `standby`: `pg_promote()` on a streaming standby, then check it left recovery.
 /// `repoint`: rewrite `DATABASE_URL` (atomically, previous file kept) in the application's env
-/// file, or send it to an HTTP secret endpoint. Live-only unless the step says otherwise.
+/// file, send it to an HTTP secret endpoint, or write it as a new version of a secret in AWS
+/// Secrets Manager (the previous version kept). Live-only unless the step says otherwise.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Promote {
@@ -27,6 +31,11 @@ pub struct Promote {
     /// `repoint`: an HTTP endpoint that accepts the new value (PUT, JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// `repoint`: a secret in AWS Secrets Manager (its name or ARN; `#field` for a field of a
+    /// JSON secret) that gets the new value as a new version; the previous version stays
+    /// retrievable as `AWSPREVIOUS`, and the evidence names both and the rollback command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_secret: Option<String>,
     /// `repoint`: the variable to rewrite (default `DATABASE_URL`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variable: Option<String>,
@@ -48,15 +57,26 @@ impl super::StepKind for Promote {
     const IDEMPOTENT: bool = true;
     const LIVE_ONLY_BY_DEFAULT: bool = true;
 
+    fn access(&self) -> Vec<crate::steps::Access<'_>> {
+        use crate::steps::{Access, Need};
+        self.aws_secret
+            .iter()
+            .map(|secret| Access::of("aws_secret", secret, &[Need::WriteSecret]))
+            .collect()
+    }
+
     fn summary(&self) -> String {
         match self.method {
             PromoteMethod::Standby => "promote the standby".into(),
             PromoteMethod::Repoint => {
                 let variable = self.variable.as_deref().unwrap_or("DATABASE_URL");
-                match (&self.env_file, &self.endpoint) {
-                    (Some(file), _) => format!("set {variable} in {file}"),
-                    (None, Some(endpoint)) => format!("send {variable} to {endpoint}"),
-                    (None, None) => format!("repoint the application's {variable}"),
+                match (&self.env_file, &self.endpoint, &self.aws_secret) {
+                    (Some(file), _, _) => format!("set {variable} in {file}"),
+                    (None, Some(endpoint), _) => format!("send {variable} to {endpoint}"),
+                    (None, None, Some(secret)) => {
+                        format!("write a new version of secret {secret}")
+                    }
+                    (None, None, None) => format!("repoint the application's {variable}"),
                 }
             }
         }
@@ -76,6 +96,9 @@ impl super::StepKind for Promote {
         }
         if let Some(endpoint) = &self.endpoint {
             writes.push(Write::of("endpoint", endpoint, Expect::Http));
+        }
+        if let Some(secret) = &self.aws_secret {
+            writes.push(Write::of("aws_secret", secret, Expect::AwsSecret));
         }
         writes
     }
@@ -102,11 +125,22 @@ impl super::StepKind for Promote {
                         "`method: repoint` needs `url:`, the new DATABASE_URL",
                     ));
                 }
-                if self.env_file.is_none() == self.endpoint.is_none() {
+                let given = [&self.env_file, &self.endpoint, &self.aws_secret]
+                    .iter()
+                    .filter(|value| value.is_some())
+                    .count();
+                if given != 1 {
                     out.push(at_key(
                         node,
                         "method",
-                        "`method: repoint` needs exactly one of `env_file:` or `endpoint:`",
+                        "`method: repoint` needs exactly one of `env_file:`, `endpoint:` or `aws_secret:`",
+                    ));
+                }
+                if self.aws_secret.is_some() && self.variable.is_some() {
+                    out.push(at_key(
+                        node,
+                        "variable",
+                        "`variable` does nothing with `aws_secret:` (the secret holds the value; name a field of a JSON secret with `#field`)",
                     ));
                 }
             }
@@ -117,6 +151,7 @@ impl super::StepKind for Promote {
                 ("url", self.url.is_some()),
                 ("env_file", self.env_file.is_some()),
                 ("endpoint", self.endpoint.is_some()),
+                ("aws_secret", self.aws_secret.is_some()),
                 ("variable", self.variable.is_some()),
             ],
             PromoteMethod::Repoint => &[
@@ -158,11 +193,12 @@ impl super::StepKind for Promote {
                 };
                 let url = required(&self.url, "url")?;
                 let repoint = Repoint::new(variable, url)?;
-                match (&self.env_file, &self.endpoint) {
-                    (Some(file), _) => repoint.env_file(&render(file)?).await,
-                    (None, Some(endpoint)) => repoint.endpoint(ctx, &render(endpoint)?).await,
-                    (None, None) => Err(StepFailure::new(
-                        "`method: repoint` needs `env_file:` or `endpoint:`",
+                match (&self.env_file, &self.endpoint, &self.aws_secret) {
+                    (Some(file), _, _) => repoint.env_file(&render(file)?).await,
+                    (None, Some(endpoint), _) => repoint.endpoint(ctx, &render(endpoint)?).await,
+                    (None, None, Some(secret)) => repoint.aws_secret(ctx, &render(secret)?).await,
+                    (None, None, None) => Err(StepFailure::new(
+                        "`method: repoint` needs `env_file:`, `endpoint:` or `aws_secret:`",
                     )),
                 }
             }
@@ -331,6 +367,61 @@ impl Repoint {
         Ok(done)
     }
 
+    /// Writes the new value as a new version of a secret in AWS Secrets Manager. The version
+    /// it replaces stays retrievable (`AWSPREVIOUS`), named in the evidence with the command
+    /// that makes it current again.
+    async fn aws_secret(
+        self,
+        ctx: &super::StepContext<'_>,
+        secret: &str,
+    ) -> Result<super::Done, super::StepFailure> {
+        use super::StepFailure;
+        let reference = crate::secrets::SecretRef::parse(secret)
+            .map_err(|problem| StepFailure::new(format!("`aws_secret`: {problem}")))?;
+        let written = tokio::select! {
+            written = crate::connect::secrets_manager::put(&reference, &self.url) => written,
+            _ = ctx.cancel.cancelled() => return Err(StepFailure::cancelled()),
+        };
+        // The service's answer names the secret and the action, never the value; mask anyway.
+        let written = written.map_err(|message| {
+            StepFailure::new(format!(
+                "could not write {} to secret {reference}: {}",
+                self.variable,
+                ctx.masker.mask(&message).replace(&self.url, "***")
+            ))
+        })?;
+        let version = |v: &Option<String>| v.clone().unwrap_or_else(|| "(unknown)".into());
+        let previous_shown = written
+            .previous_value
+            .as_deref()
+            .map_or_else(|| "(not set)".to_string(), shown_url);
+        let mut done = super::Done::default();
+        if written.changed {
+            done.evidence.push(format!(
+                "secret {reference}: {previous_shown} -> {}; version {} is now AWSCURRENT",
+                self.shown,
+                version(&written.current)
+            ));
+            if let Some(previous) = &written.previous {
+                done.evidence.push(format!(
+                    "the previous version {previous} is kept as AWSPREVIOUS; rollback: aws secretsmanager update-secret-version-stage --secret-id {} --version-stage AWSCURRENT --move-to-version-id {previous} --remove-from-version-id {}",
+                    reference.id,
+                    version(&written.current)
+                ));
+            }
+        } else {
+            done.evidence.push(format!(
+                "secret {reference} already held {} (version {}): nothing written",
+                self.shown,
+                version(&written.current)
+            ));
+        }
+        done.outputs
+            .insert("previous".into(), previous_shown.into());
+        done.outputs.insert("current".into(), self.shown.into());
+        Ok(done)
+    }
+
     /// PUTs `{"name": variable, "value": url}` to the application's secret endpoint.
     async fn endpoint(
         self,
@@ -407,216 +498,9 @@ fn shown_url(value: &str) -> String {
     shown_new_url(value).unwrap_or_else(|_| "(unparsable)".into())
 }
 
-/// What rewriting an env file did.
-struct Rewritten {
-    /// The file written (symbolic links followed).
-    path: std::path::PathBuf,
-    /// Where the old content is kept.
-    backup: std::path::PathBuf,
-    /// The variable's old value, unquoted; `None` when the line was added.
-    previous: Option<String>,
-    /// Anything the operator should know (an owner that could not be kept).
-    notes: Vec<String>,
-}
-
-fn rewrite_env_file(
-    path: &std::path::Path,
-    variable: &str,
-    url: &str,
-) -> Result<Rewritten, String> {
-    use std::io::Write;
-    use std::os::unix::fs::MetadataExt;
-
-    // The rename replaces a directory entry: through a symbolic link it would replace the
-    // link with a file, and the application, reading through the link, would not see it.
-    let path = std::fs::canonicalize(path)
-        .map_err(|e| format!("cannot read the env file {}: {e}", path.display()))?;
-    let shown = path.display().to_string();
-    let old = std::fs::read(&path).map_err(|e| format!("cannot read the env file {shown}: {e}"))?;
-    let metadata =
-        std::fs::metadata(&path).map_err(|e| format!("cannot read the env file {shown}: {e}"))?;
-    let (new, previous) = replace_variable(&old, variable, url);
-
-    let directory = path.parent().unwrap_or(std::path::Path::new("/"));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = directory.join(format!(".{name}.drillbook-{}.tmp", std::process::id()));
-    let backup = directory.join(format!("{name}.previous"));
-    let backup_temporary = directory.join(format!(
-        ".{name}.previous.drillbook-{}.tmp",
-        std::process::id()
-    ));
-    let in_directory = |e: std::io::Error| format!("cannot write beside {shown}: {e}");
-    let mut notes = Vec::new();
-
-    // A leftover from a crash of an earlier attempt is ours to replace.
-    let _ = std::fs::remove_file(&temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temporary)
-        .map_err(in_directory)?;
-    let result = (|| -> Result<(), String> {
-        // Exactly the old permissions (the umask would have narrowed them), and the old
-        // owner where this process may give a file away (root may; others own the file
-        // they write, as they did the old one when they wrote it).
-        file.set_permissions(metadata.permissions())
-            .map_err(in_directory)?;
-        if std::os::unix::fs::fchown(&file, Some(metadata.uid()), Some(metadata.gid())).is_err() {
-            let written = file.metadata().map_err(in_directory)?;
-            if (written.uid(), written.gid()) != (metadata.uid(), metadata.gid()) {
-                notes.push(format!(
-                    "could not keep the owner of {shown} ({}:{}); it is now {}:{}",
-                    metadata.uid(),
-                    metadata.gid(),
-                    written.uid(),
-                    written.gid()
-                ));
-            }
-        }
-        file.write_all(&new).map_err(in_directory)?;
-        file.sync_all().map_err(in_directory)?;
-
-        // The previous content, in place before the original is replaced: a hard link costs
-        // nothing and is the very same bytes; a copy where links are not possible.
-        let _ = std::fs::remove_file(&backup_temporary);
-        if std::fs::hard_link(&path, &backup_temporary).is_err() {
-            std::fs::copy(&path, &backup_temporary).map_err(in_directory)?;
-            std::fs::File::open(&backup_temporary)
-                .and_then(|f| f.sync_all())
-                .map_err(in_directory)?;
-        }
-        std::fs::rename(&backup_temporary, &backup).map_err(in_directory)?;
-
-        std::fs::rename(&temporary, &path).map_err(in_directory)?;
-        // The renames are durable only once the directory itself is on disk.
-        std::fs::File::open(directory)
-            .and_then(|d| d.sync_all())
-            .map_err(in_directory)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-        let _ = std::fs::remove_file(&backup_temporary);
-    }
-    result?;
-    Ok(Rewritten {
-        path,
-        backup,
-        previous,
-        notes,
-    })
-}
-
-/// The env file's text with `variable`'s value replaced by `value` on every line that sets it
-/// (`NAME=...` or `export NAME=...`), or a line appended when none does. Every other byte stays
-/// as it was. Also returns the old value (the last one, as a shell would read it).
-fn replace_variable(text: &[u8], variable: &str, value: &str) -> (Vec<u8>, Option<String>) {
-    let mut out = Vec::with_capacity(text.len() + value.len());
-    let mut previous = None;
-    for line in text.split_inclusive(|&b| b == b'\n') {
-        let Some(start) = value_start(line, variable) else {
-            out.extend_from_slice(line);
-            continue;
-        };
-        let (body, ending) = split_ending(line);
-        let old = String::from_utf8_lossy(&body[start..]).trim().to_string();
-        // Keep the quoting the file used, so its other readers parse it as before.
-        let quote = match old.as_bytes() {
-            [q @ (b'"' | b'\''), .., last] if last == q => Some(*q as char),
-            _ => None,
-        };
-        let unquoted = match quote {
-            Some(_) => old[1..old.len() - 1].to_string(),
-            None => old,
-        };
-        previous = Some(unquoted);
-        out.extend_from_slice(&body[..start]);
-        match quote {
-            Some(q) => out.extend_from_slice(format!("{q}{value}{q}").as_bytes()),
-            None => out.extend_from_slice(value.as_bytes()),
-        }
-        out.extend_from_slice(ending);
-    }
-    if previous.is_none() {
-        if !out.is_empty() && !out.ends_with(b"\n") {
-            out.push(b'\n');
-        }
-        out.extend_from_slice(format!("{variable}={value}\n").as_bytes());
-    }
-    (out, previous)
-}
-
-/// Where the value starts when `line` sets `variable`.
-fn value_start(line: &[u8], variable: &str) -> Option<usize> {
-    let text = std::str::from_utf8(line).ok()?;
-    let rest = text.trim_start();
-    let rest = match rest.strip_prefix("export") {
-        Some(after) if after.starts_with([' ', '\t']) => after.trim_start(),
-        _ => rest,
-    };
-    let rest = rest.strip_prefix(variable)?;
-    let after_name = rest.trim_start_matches([' ', '\t']);
-    let after_equals = after_name.strip_prefix('=')?;
-    let value = after_equals.trim_start_matches([' ', '\t']);
-    Some(text.len() - value.len())
-}
-
-/// A line without its line ending (`\n` or `\r\n`), and the ending.
-fn split_ending(line: &[u8]) -> (&[u8], &[u8]) {
-    let cut = if line.ends_with(b"\r\n") {
-        line.len() - 2
-    } else if line.ends_with(b"\n") {
-        line.len() - 1
-    } else {
-        line.len()
-    };
-    line.split_at(cut)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn replaced(text: &str) -> (String, Option<String>) {
-        let (out, previous) = replace_variable(text.as_bytes(), "DATABASE_URL", "postgres://n@c/d");
-        (String::from_utf8(out).expect("utf-8"), previous)
-    }
-
-    #[test]
-    fn only_the_variables_line_changes() {
-        let text = "# app settings\r\nRAILS_ENV=production\r\nDATABASE_URL=postgres://old:pw@a/b\r\n  \nDATABASE_URL_RO=x\n";
-        let (out, previous) = replaced(text);
-        assert_eq!(
-            out,
-            "# app settings\r\nRAILS_ENV=production\r\nDATABASE_URL=postgres://n@c/d\r\n  \nDATABASE_URL_RO=x\n"
-        );
-        assert_eq!(previous.as_deref(), Some("postgres://old:pw@a/b"));
-    }
-
-    #[test]
-    fn quoting_and_export_are_kept() {
-        let (out, previous) = replaced("export DATABASE_URL = \"postgres://o@a/b\"\n");
-        assert_eq!(out, "export DATABASE_URL = \"postgres://n@c/d\"\n");
-        assert_eq!(previous.as_deref(), Some("postgres://o@a/b"));
-        let (out, _) = replaced("DATABASE_URL='x'");
-        assert_eq!(out, "DATABASE_URL='postgres://n@c/d'");
-        // A commented-out line is a comment, not a setting.
-        let (out, previous) = replaced("# DATABASE_URL=old\nA=1");
-        assert_eq!(
-            out,
-            "# DATABASE_URL=old\nA=1\nDATABASE_URL=postgres://n@c/d\n"
-        );
-        assert_eq!(previous, None);
-    }
-
-    #[test]
-    fn an_absent_variable_is_appended() {
-        assert_eq!(replaced("").0, "DATABASE_URL=postgres://n@c/d\n");
-        assert_eq!(replaced("A=1\n").0, "A=1\nDATABASE_URL=postgres://n@c/d\n");
-    }
 
     #[test]
     fn old_values_are_shown_without_passwords() {
