@@ -98,6 +98,7 @@ async fn sign_in(browser: &Client, server: &Server, name: &str, password: &str) 
     press(browser, "button[type=submit]").await;
     browser
         .wait()
+        .at_most(Duration::from_secs(60))
         .for_url(&format!("{}/runs", server.url).parse().unwrap())
         .await
         .unwrap();
@@ -116,6 +117,31 @@ async fn press(browser: &Client, css: &str) {
         .await
         .unwrap()
         .click()
+        .await
+        .unwrap();
+}
+
+/// The page once it shows `text`: a click that submits a form returns before the answer has
+/// replaced the page on a slow machine, so what it brings is waited for (up to a minute).
+async fn page_with(browser: &Client, text: &str) -> String {
+    let mut page = String::new();
+    for _ in 0..600 {
+        page = browser.source().await.unwrap_or_default();
+        if page.contains(text) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    page
+}
+
+/// Signs out with the header's button, and waits for the sign-in page it leads to.
+async fn sign_out(browser: &Client, server: &Server) {
+    press(browser, "header form button").await;
+    browser
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_url(&format!("{}/login", server.url).parse().unwrap())
         .await
         .unwrap();
 }
@@ -166,7 +192,7 @@ fn the_second_approver_approves_in_a_browser_and_watches_the_run_finish() {
         let page = browser.source().await.unwrap();
         assert!(page.contains("Promote the standby?"), "{page}");
         assert!(!page.contains("name=\"decision\""), "{page}");
-        press(&browser, "header form button").await;
+        sign_out(&browser, &server).await;
 
         // Bob signs in: the runs, the waiting gate, the live run.
         sign_in(&browser, &server, "bob", "bob's long password").await;
@@ -194,8 +220,13 @@ fn the_second_approver_approves_in_a_browser_and_watches_the_run_finish() {
         // Bob approves on the run's page; the page follows the run to its end by itself.
         type_into(&browser, "input[name=reason]", "standby checked").await;
         press(&browser, "button[name=decision][value=approve]").await;
-        let said = browser.find(Locator::Css("p.flash")).await.unwrap();
-        assert!(said.text().await.unwrap().contains("bob approved"));
+        let page = page_with(&browser, "class=\"flash").await;
+        let said = browser.find(Locator::Css("p.flash")).await;
+        let said = match said {
+            Ok(said) => said.text().await.unwrap_or_default(),
+            Err(error) => panic!("no p.flash after approving ({error}):\n{page}"),
+        };
+        assert!(said.contains("bob approved"), "{said}");
         shot(&browser, "live-run-approved.png").await;
         let mut over = false;
         for _ in 0..60 {
@@ -229,7 +260,7 @@ fn the_second_approver_approves_in_a_browser_and_watches_the_run_finish() {
             .click()
             .await
             .unwrap();
-        let report = browser.source().await.unwrap();
+        let report = page_with(&browser, "approved by bob").await;
         assert!(report.contains("approved by bob"), "{report}");
 
         // A script elsewhere, riding on Bob's cookie without the form's token, is refused.
@@ -246,7 +277,7 @@ fn the_second_approver_approves_in_a_browser_and_watches_the_run_finish() {
         assert_eq!(forged, serde_json::json!(403));
 
         // Five wrong passwords, and the sixth attempt waits, even with the right one.
-        press(&browser, "header form button").await;
+        sign_out(&browser, &server).await;
         for attempt in 1..=6 {
             let password = if attempt == 6 {
                 "bob's long password"
@@ -264,14 +295,7 @@ fn the_second_approver_approves_in_a_browser_and_watches_the_run_finish() {
                 6 => "too many failed sign-ins",
                 _ => "wrong name or password",
             };
-            let mut page = String::new();
-            for _ in 0..40 {
-                page = browser.source().await.unwrap();
-                if page.contains(expected) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let page = page_with(&browser, expected).await;
             assert!(page.contains(expected), "attempt {attempt}: {page}");
         }
         browser.close().await.unwrap();
