@@ -140,7 +140,7 @@ mod tests {
     /// A journal of `n` records, and its lines.
     fn journal(n: usize) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::create(dir.path()).unwrap();
+        let mut journal = Journal::create(&dir.path().join("run")).unwrap();
         for i in 0..n {
             journal
                 .append(Event::Interrupted {

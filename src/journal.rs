@@ -25,6 +25,16 @@ pub struct Journal {
     head: Option<String>,
     /// Where each record is written first when the run's state is shared (object storage).
     mirror: Option<Box<dyn Mirror>>,
+    /// Until the first record is on disk, the run's directory is staged here (see
+    /// [`Journal::create`]); the first append moves it into place.
+    staged: Option<Staged>,
+}
+
+/// A new run's directory before its first record: `<runs>/.<id>.starting`, renamed to
+/// `<runs>/<id>` once the record is on disk.
+struct Staged {
+    dir: PathBuf,
+    run_dir: PathBuf,
 }
 
 /// The journal of record elsewhere: each line is written there before it is written here,
@@ -59,23 +69,58 @@ pub fn line_hash(line: &[u8]) -> String {
 }
 
 impl Journal {
-    /// Starts the journal of a new run; refuses to overwrite an existing one.
+    /// Starts the journal of a new run; refuses to overwrite an existing one. The run's
+    /// directory appears with its first record, never before: until then it is staged beside
+    /// it under a name no run id takes (`.<id>.starting`), so a drillbook killed before the
+    /// first record leaves no run that `resume` would find empty, only a hidden directory
+    /// that the next start of the same id replaces.
     pub fn create(run_dir: &Path) -> io::Result<Journal> {
-        std::fs::create_dir_all(run_dir)?;
-        let path = run_dir.join(FILE_NAME);
+        if run_dir.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} already exists", run_dir.display()),
+            ));
+        }
+        let (Some(parent), Some(name)) = (run_dir.parent(), run_dir.file_name()) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a run's directory", run_dir.display()),
+            ));
+        };
+        let mut staged_name = std::ffi::OsString::from(".");
+        staged_name.push(name);
+        staged_name.push(".starting");
+        let staged = parent.join(staged_name);
+        match std::fs::remove_dir_all(&staged) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        std::fs::create_dir_all(&staged)?;
         let file = OpenOptions::new()
             .create_new(true)
             .append(true)
-            .open(&path)?;
-        // The directory entry must survive a crash too.
-        File::open(run_dir)?.sync_all()?;
+            .open(staged.join(FILE_NAME))?;
         Ok(Journal {
             file,
-            path,
+            path: run_dir.join(FILE_NAME),
             next_seq: 0,
             head: None,
             mirror: None,
+            staged: Some(Staged {
+                dir: staged,
+                run_dir: run_dir.to_owned(),
+            }),
         })
+    }
+
+    /// Moves the staged run's directory into place, its first record on disk; the rename must
+    /// survive a crash too.
+    fn publish(staged: &Staged) -> io::Result<()> {
+        std::fs::rename(&staged.dir, &staged.run_dir)?;
+        match staged.run_dir.parent() {
+            Some(parent) => File::open(parent)?.sync_all(),
+            None => Ok(()),
+        }
     }
 
     /// Reopens a run's journal to continue it, returning what it already holds.
@@ -97,6 +142,7 @@ impl Journal {
                 next_seq,
                 head,
                 mirror: None,
+                staged: None,
             },
             replay,
         ))
@@ -118,6 +164,10 @@ impl Journal {
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.file.sync_data()?;
+        if let Some(staged) = &self.staged {
+            Self::publish(staged)?;
+            self.staged = None;
+        }
         self.next_seq += 1;
         self.head = Some(hash);
         Ok(record)
@@ -125,6 +175,15 @@ impl Journal {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where the run's files go now: its directory, or until the first record the staged one
+    /// (a file opened there moves with it).
+    pub fn dir(&self) -> &Path {
+        match &self.staged {
+            Some(staged) => &staged.dir,
+            None => self.path.parent().unwrap_or(Path::new(".")),
+        }
     }
 
     /// Writes every record from now on to `mirror` first.
@@ -205,7 +264,7 @@ mod tests {
     #[test]
     fn appends_and_reads_back_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::create(dir.path()).expect("create");
+        let mut journal = Journal::create(&dir.path().join("run")).expect("create");
         journal.append(skipped("a")).expect("append");
         journal.append(skipped("b")).expect("append");
         let replay = read(journal.path()).expect("read");
@@ -221,15 +280,47 @@ mod tests {
     #[test]
     fn create_refuses_an_existing_journal() {
         let dir = tempfile::tempdir().expect("tempdir");
-        Journal::create(dir.path()).expect("create");
-        assert!(Journal::create(dir.path()).is_err());
+        let run = dir.path().join("run");
+        Journal::create(&run)
+            .expect("create")
+            .append(skipped("a"))
+            .expect("append");
+        assert!(Journal::create(&run).is_err());
+        assert_eq!(read(&run.join(FILE_NAME)).expect("read").records.len(), 1);
+    }
+
+    #[test]
+    fn the_run_appears_with_its_first_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
+        // A drillbook killed before its first record: no run, only a hidden staging directory.
+        drop(Journal::create(&run).expect("create"));
+        assert!(!run.exists());
+        let names = |dir: &Path| -> Vec<String> {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .expect("read_dir")
+                .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(dir.path()), [".run.starting"]);
+        // Starting the same id again replaces it; the first record brings the run.
+        let mut journal = Journal::create(&run).expect("create again");
+        assert!(!run.exists());
+        journal.append(skipped("a")).expect("append");
+        assert_eq!(names(dir.path()), ["run"]);
+        assert_eq!(names(&run), [FILE_NAME]);
+        journal.append(skipped("b")).expect("append");
+        assert_eq!(read(journal.path()).expect("read").records.len(), 2);
     }
 
     #[test]
     fn a_torn_last_line_is_ignored_and_cut_on_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let run = dir.path().join("run");
         let path = {
-            let mut journal = Journal::create(dir.path()).expect("create");
+            let mut journal = Journal::create(&run).expect("create");
             journal.append(skipped("a")).expect("append");
             journal.path().to_owned()
         };
@@ -243,7 +334,7 @@ mod tests {
         assert_eq!(replay.records.len(), 1);
         assert!(replay.torn_bytes > 0);
 
-        let (mut journal, replay) = Journal::reopen(dir.path()).expect("reopen");
+        let (mut journal, replay) = Journal::reopen(&run).expect("reopen");
         assert_eq!(replay.records.len(), 1);
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), intact);
         let record = journal.append(skipped("b")).expect("append");
@@ -254,7 +345,7 @@ mod tests {
     #[test]
     fn a_complete_but_garbled_last_line_counts_as_torn() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::create(dir.path()).expect("create");
+        let mut journal = Journal::create(&dir.path().join("run")).expect("create");
         journal.append(skipped("a")).expect("append");
         let mut file = OpenOptions::new()
             .append(true)
@@ -269,7 +360,7 @@ mod tests {
     #[test]
     fn corruption_before_the_end_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut journal = Journal::create(dir.path()).expect("create");
+        let mut journal = Journal::create(&dir.path().join("run")).expect("create");
         journal.append(skipped("a")).expect("append");
         let mut file = OpenOptions::new()
             .append(true)

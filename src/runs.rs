@@ -216,6 +216,10 @@ impl StateDir {
         };
         for entry in entries.flatten() {
             let id = entry.file_name().to_string_lossy().into_owned();
+            // A run not yet started (see `Journal::create`), or not a run.
+            if id.starts_with('.') {
+                continue;
+            }
             match self.load(&id) {
                 Ok(state) => runs.push(state),
                 Err(error) => broken.push((id, error)),
@@ -471,6 +475,18 @@ mod tests {
         // Nothing matches: the name as given, for the usual "no run" message.
         assert_eq!(dir.resolve("nightly").unwrap(), "nightly");
         assert_eq!(dir.resolve("../x").unwrap(), "../x");
+    }
+
+    #[test]
+    fn a_run_killed_before_its_first_record_is_no_run() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(root.path().to_path_buf());
+        let id = "20261206-021530-7f3a";
+        drop(crate::journal::Journal::create(&dir.run_dir(id)).unwrap());
+        let (runs, broken) = dir.list();
+        assert!(runs.is_empty() && broken.is_empty(), "{broken:?}");
+        assert!(!dir.has_run(id).unwrap());
+        assert_eq!(dir.resolve("20261206").unwrap(), "20261206");
     }
 
     #[test]

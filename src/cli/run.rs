@@ -55,7 +55,7 @@ pub(super) fn execute(prepared: Result<Prepared, Refusal>, verbose: u8, console:
         Ok(prepared) => prepared,
         Err(refusal) => return refuse(refusal),
     };
-    init_log(&prepared.run_dir, verbose);
+    init_log(prepared.files_dir(), verbose);
     warn(&prepared.warnings);
     let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     let full_screen = interactive

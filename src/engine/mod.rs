@@ -84,6 +84,14 @@ pub struct Prepared {
     max_parallel: usize,
 }
 
+impl Prepared {
+    /// Where the run's files (its log) go before it starts: the run's directory appears with
+    /// its first record (see `Journal::create`).
+    pub fn files_dir(&self) -> &Path {
+        self.journal.dir()
+    }
+}
+
 /// The journal, written to the shared state first when the state is shared.
 fn mirrored(dir: &StateDir, run_id: &str, journal: Journal) -> Journal {
     match dir.journal_mirror(run_id) {

@@ -552,6 +552,8 @@ pub fn run_ids(dir: &Path) -> Vec<String> {
             entries
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                // `.<id>.starting`: a run killed before its first record, which is no run.
+                .filter(|name| !name.starts_with('.'))
                 .collect()
         })
         .unwrap_or_default();
