@@ -37,8 +37,8 @@
 #              s3s-fs walks and stat()s the whole bucket for each page of a flat listing: a
 #              listing of N objects costs it ~N^2/1000 stats. drillbook lists a level at a time
 #              (a delimiter, as rclone), which s3s-fs answers in ~N; s5cmd lists flat: at 10^5
-#              its no-op took 149 s and 1.5 GiB, at 10^6 it would take hours and ~15 GiB. So the
-#              comparison stops at 10^5; drillbook alone at 10^6: S3_SIZES=1000000 COMPARE=0.
+#              its no-op took 149 s and 1.5 GiB, at 10^6 it would take hours and ~15 GiB (see
+#              S5CMD_MAX). S3_SIZES=1000000 runs the s3 case at 10^6 too (about an hour).
 #   LISTING    how drillbook lists the bucket: walk (default, `?listing=walk`) or flat
 #   KINDS      destination kinds, "dir s3" (default) or one of them
 #   BIN        the drillbook binary (default target/release/drillbook, built when missing); a
@@ -52,6 +52,9 @@
 #              object and file).
 #   COMPARE    1 (default): the side-by-side no-op with rclone and s5cmd; 0: drillbook only
 #              (RCLONE=0/1, this script's former knob, is read when COMPARE is unset)
+#   S5CMD_MAX  the largest count s5cmd joins the s3 comparison at (default 100000): above it,
+#              rclone alone. s5cmd lists the bucket flat, which s3s-fs answers in ~N^2/1000
+#              stats (above); the figure would be s3s-fs's, not s5cmd's, and take hours.
 #   RUNS       timed no-op runs per tool in the comparison, in alternating order; the median
 #              seconds and the largest peak RSS are shown (default 1)
 #   RCLONE_FLAGS, S5CMD_FLAGS  the tools' concurrency flags (defaults above)
@@ -66,6 +69,7 @@ s3_sizes=${S3_SIZES:-$(for n in $sizes; do if [ "$n" -le 100000 ]; then printf '
 kinds=${KINDS:-dir s3}
 compare=${COMPARE:-${RCLONE:-1}}
 runs=${RUNS:-1}
+s5cmd_max=${S5CMD_MAX:-100000}
 rclone_flags=${RCLONE_FLAGS:---checkers 32 --transfers 32}
 s5cmd_flags=${S5CMD_FLAGS:---numworkers 32}
 bin=${BIN:-$repo/target/release/drillbook}
@@ -249,11 +253,12 @@ s5cmd_cmd() {
 compare_noop() {
   local kind=$1 n=$2 src=$3 dst=$4 state=$5 tools=(drillbook rclone) round i tool figures name
   local rclone_dst=$dst
-  if [ "$kind" = s3 ]; then tools+=(s5cmd); rclone_dst=bench:${dst#s3://}; fi
+  if [ "$kind" = s3 ]; then rclone_dst=bench:${dst#s3://}; fi
+  if [ "$kind" = s3 ] && [ "$n" -le "$s5cmd_max" ]; then tools+=(s5cmd); fi
   log "$kind $n: priming ${tools[*]:1} on the mirrored destination"
   rclone_cmd "$src" "$rclone_dst"
   log "$kind $n: rclone priming run: $(timed "$kind-$n-prime-rclone" "${cmd[@]}") (s MiB)"
-  if [ "$kind" = s3 ]; then
+  if in_list s5cmd "${tools[*]}"; then
     s5cmd_cmd "$src" "$dst"
     log "$kind $n: s5cmd priming run: $(timed "$kind-$n-prime-s5cmd" "${cmd[@]}") (s MiB)"
   fi
