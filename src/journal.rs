@@ -113,9 +113,10 @@ impl Journal {
         })
     }
 
-    /// Moves the staged run's directory into place, its first record on disk; the rename must
-    /// survive a crash too.
+    /// Moves the staged run's directory into place, its first record on disk; the journal's
+    /// entry in it and the rename must survive a crash too.
     fn publish(staged: &Staged) -> io::Result<()> {
+        File::open(&staged.dir)?.sync_all()?;
         std::fs::rename(&staged.dir, &staged.run_dir)?;
         match staged.run_dir.parent() {
             Some(parent) => File::open(parent)?.sync_all(),

@@ -96,10 +96,15 @@ async fn sign_in(browser: &Client, server: &Server, name: &str, password: &str) 
     type_into(browser, "input[name=name]", name).await;
     type_into(browser, "input[name=password]", password).await;
     press(browser, "button[type=submit]").await;
+    arrive(browser, server, "/runs").await;
+}
+
+/// Waits (up to a minute) for the page at `path` that a click leads to.
+async fn arrive(browser: &Client, server: &Server, path: &str) {
     browser
         .wait()
         .at_most(Duration::from_secs(60))
-        .for_url(&format!("{}/runs", server.url).parse().unwrap())
+        .for_url(&format!("{}{path}", server.url).parse().unwrap())
         .await
         .unwrap();
 }
@@ -138,12 +143,7 @@ async fn page_with(browser: &Client, text: &str) -> String {
 /// Signs out with the header's button, and waits for the sign-in page it leads to.
 async fn sign_out(browser: &Client, server: &Server) {
     press(browser, "header form button").await;
-    browser
-        .wait()
-        .at_most(Duration::from_secs(60))
-        .for_url(&format!("{}/login", server.url).parse().unwrap())
-        .await
-        .unwrap();
+    arrive(browser, server, "/login").await;
 }
 
 async fn shot(browser: &Client, name: &str) {
